@@ -1,0 +1,53 @@
+"""The CSMS as one object: database, store, OCPP server and commands, started and stopped
+together. The CLI, the demo and the end-to-end tests all start it the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from csms.clock import Clock, SystemClock
+from csms.commands import Commands
+from csms.config import Config
+from csms.connection import Connections
+from csms.events import EventBus
+from csms.ocpp.deps import Deps
+from csms.ocpp.routes import Router, routes
+from csms.server import OcppServer
+from csms.store import Database, Store, open_database
+
+log = structlog.get_logger()
+
+
+@dataclass
+class Csms:
+    config: Config
+    clock: Clock
+    db: Database
+    store: Store
+    events: EventBus
+    connections: Connections
+    commands: Commands
+    ocpp: OcppServer
+
+    @classmethod
+    async def start(cls, config: Config, clock: Clock | None = None) -> Csms:
+        clock = clock or SystemClock()
+        db = await open_database(config.database.url, Path(config.database.data_dir))
+        store = Store(db.pool)
+        await store.stations.mark_all_offline(clock.now())
+        events = EventBus()
+        connections = Connections()
+        router = Router(routes(Deps(store, clock, events, config.boot)))
+        ocpp = OcppServer(config.server, store, clock, router, connections, events)
+        await ocpp.start()
+        return cls(config, clock, db, store, events, connections,
+                   Commands(connections, store, clock), ocpp)
+
+    async def stop(self) -> None:
+        await self.ocpp.stop()
+        await self.store.close()
+        await self.db.close()
+        log.info("csms.stopped")

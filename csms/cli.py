@@ -1,0 +1,186 @@
+"""`csms` command line: serve, and provision stations and tokens (also while serving)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from csms import log as logging_setup
+from csms.app import Csms
+from csms.clock import SystemClock
+from csms.config import Config, load
+from csms.passwords import hash_password
+from csms.store import Store, open_database
+from csms.store.tokens import TOKEN_STATUSES
+
+TOKEN_TYPES = ("Central", "eMAID", "ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress",
+               "NoAuthorization")
+DEFAULT_CONFIG = Path("config/csms.toml")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML config file (default: config/csms.toml if present)")
+    parser.add_argument("--data-dir", help="embedded PostgreSQL folder (default data/postgres)")
+    parser.add_argument("--database-url", help="an existing PostgreSQL (or DATABASE_URL)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="csms", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the CSMS")
+    _common(serve)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations and exit")
+    _common(migrate)
+
+    stations = sub.add_parser("stations", help="provision charging stations")
+    ssub = stations.add_subparsers(dest="action", required=True)
+    add = ssub.add_parser("add", help="add a station, or set its password")
+    _common(add)
+    add.add_argument("station_id")
+    pw = add.add_mutually_exclusive_group()
+    pw.add_argument("--password", help="Basic auth password, 16-40 characters "
+                    "(default: generate one and print it)")
+    pw.add_argument("--no-password", action="store_true",
+                    help="accept this station without authentication (development only)")
+    for name in ("list", "remove"):
+        p = ssub.add_parser(name, help=f"{name} stations")
+        _common(p)
+        if name == "remove":
+            p.add_argument("station_id")
+
+    tokens = sub.add_parser("tokens", help="provision id tokens")
+    tsub = tokens.add_subparsers(dest="action", required=True)
+    tadd = tsub.add_parser("add", help="add or update a token")
+    _common(tadd)
+    tadd.add_argument("id_token")
+    tadd.add_argument("--type", default="ISO14443", choices=TOKEN_TYPES)
+    tadd.add_argument("--status", default="Accepted", choices=TOKEN_STATUSES)
+    tadd.add_argument("--group")
+    tlist = tsub.add_parser("list", help="list tokens")
+    _common(tlist)
+    trm = tsub.add_parser("remove", help="remove a token")
+    _common(trm)
+    trm.add_argument("id_token")
+    trm.add_argument("--type", choices=TOKEN_TYPES)
+    return parser
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    return load(
+        path,
+        database_url=args.database_url,
+        data_dir=args.data_dir,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+    )
+
+
+async def _with_store(config: Config, job: Callable[[Store], Awaitable[int]]) -> int:
+    db = await open_database(config.database.url, Path(config.database.data_dir),
+                             min_size=1, max_size=2)
+    try:
+        return await job(Store(db.pool))
+    finally:
+        await db.close()
+
+
+async def _serve(config: Config) -> int:
+    csms = await Csms.start(config)
+    print(f"CSMS listening on ws://{config.server.host}:{csms.ocpp.port}/ocpp/<stationId>",
+          flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await csms.stop()
+    return 0
+
+
+def _stations(args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
+    now = SystemClock().now()
+
+    async def job(store: Store) -> int:
+        if args.action == "add":
+            password = None
+            if not args.no_password:
+                password = args.password or secrets.token_urlsafe(24)
+                if not 16 <= len(password) <= 40:
+                    print("error: a password must have 16 to 40 characters", file=sys.stderr)
+                    return 2
+            hashed = hash_password(password) if password else None
+            created = await store.stations.add(args.station_id, hashed, now)
+            print(f"{'added' if created else 'updated'} station {args.station_id}")
+            if password and not args.password:
+                print(f"password: {password}")
+        elif args.action == "remove":
+            if not await store.stations.remove(args.station_id):
+                print(f"error: no station {args.station_id}", file=sys.stderr)
+                return 1
+            print(f"removed station {args.station_id}")
+        else:
+            print(f"{'station':<24} {'online':<7} {'boot':<9} {'auth':<9} last seen")
+            for s in await store.stations.list():
+                seen = s.last_seen.isoformat(timespec="seconds") if s.last_seen else "-"
+                print(f"{s.id:<24} {'yes' if s.online else 'no':<7} {s.boot_status or '-':<9} "
+                      f"{'password' if s.has_password else 'none':<9} {seen}")
+        return 0
+
+    return job
+
+
+def _tokens(args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
+    now = SystemClock().now()
+
+    async def job(store: Store) -> int:
+        if args.action == "add":
+            await store.tokens.add(args.id_token, args.type, now, status=args.status,
+                                   group_id=args.group)
+            print(f"token {args.id_token} ({args.type}) {args.status}")
+        elif args.action == "remove":
+            if not await store.tokens.remove(args.id_token, args.type):
+                print(f"error: no token {args.id_token}", file=sys.stderr)
+                return 1
+            print(f"removed token {args.id_token}")
+        else:
+            print(f"{'token':<24} {'type':<16} status")
+            for t in await store.tokens.list():
+                print(f"{t.id_token:<24} {t.type:<16} {t.status}")
+        return 0
+
+    return job
+
+
+async def _migrated(store: Store) -> int:
+    print("database is up to date")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from(args)
+    except (OSError, ValueError) as exc:
+        print(f"error: config: {exc}", file=sys.stderr)
+        return 2
+    logging_setup.configure(config.log.level, config.log.json)
+    if args.command == "serve":
+        return asyncio.run(_serve(config))
+    if args.command == "migrate":
+        return asyncio.run(_with_store(config, _migrated))
+    job = _stations(args) if args.command == "stations" else _tokens(args)
+    return asyncio.run(_with_store(config, job))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

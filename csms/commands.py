@@ -1,0 +1,199 @@
+"""CSMS-initiated commands, for the HTTP API and the smart-charging scheduler.
+
+Each method sends one CALL over the station's connection (one in flight per station, with a
+timeout) and returns the station's answer as a payload dict. Errors come back as exceptions:
+StationOffline, CallFailed (with the CALLERROR code), TimeoutError.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from csms.clock import Clock
+from csms.connection import Connections
+from csms.frames import Payload
+from csms.store import Store
+from csms.store.devices import Variable
+
+_request_ids = itertools.count(1)
+
+
+def _evse(evse_id: int | None, connector_id: int | None = None) -> Payload | None:
+    if evse_id is None:
+        return None
+    evse: Payload = {"id": evse_id}
+    if connector_id is not None:
+        evse["connectorId"] = connector_id
+    return evse
+
+
+def _clean(payload: dict[str, Any]) -> Payload:
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+class Commands:
+    def __init__(self, connections: Connections, store: Store, clock: Clock) -> None:
+        self.connections = connections
+        self.store = store
+        self.clock = clock
+
+    async def call(
+        self, station_id: str, action: str, payload: Payload, timeout: float | None = None
+    ) -> Payload:
+        return await self.connections.get(station_id).call(action, payload, timeout)
+
+    # F remote control
+    async def request_start_transaction(
+        self, station_id: str, id_token: str, token_type: str = "Central", *,
+        evse_id: int | None = None, remote_start_id: int | None = None,
+        charging_profile: Payload | None = None,
+    ) -> Payload:
+        return await self.call(station_id, "RequestStartTransaction", _clean({
+            "idToken": {"idToken": id_token, "type": token_type},
+            "remoteStartId": remote_start_id if remote_start_id is not None
+            else next(_request_ids),
+            "evseId": evse_id,
+            "chargingProfile": charging_profile,
+        }))
+
+    async def request_stop_transaction(self, station_id: str, transaction_id: str) -> Payload:
+        return await self.call(
+            station_id, "RequestStopTransaction", {"transactionId": transaction_id}
+        )
+
+    async def unlock_connector(
+        self, station_id: str, evse_id: int, connector_id: int = 1
+    ) -> Payload:
+        return await self.call(
+            station_id, "UnlockConnector", {"evseId": evse_id, "connectorId": connector_id}
+        )
+
+    async def trigger_message(
+        self, station_id: str, message: str, evse_id: int | None = None,
+        connector_id: int | None = None,
+    ) -> Payload:
+        return await self.call(station_id, "TriggerMessage", _clean({
+            "requestedMessage": message, "evse": _evse(evse_id, connector_id),
+        }))
+
+    async def get_transaction_status(
+        self, station_id: str, transaction_id: str | None = None
+    ) -> Payload:
+        return await self.call(
+            station_id, "GetTransactionStatus", _clean({"transactionId": transaction_id})
+        )
+
+    # B provisioning
+    async def reset(
+        self, station_id: str, type: str = "OnIdle", evse_id: int | None = None
+    ) -> Payload:
+        return await self.call(station_id, "Reset", _clean({"type": type, "evseId": evse_id}))
+
+    async def get_base_report(self, station_id: str, report_base: str = "FullInventory") -> Payload:
+        return await self.call(
+            station_id, "GetBaseReport",
+            {"requestId": next(_request_ids), "reportBase": report_base},
+        )
+
+    async def get_variables(
+        self, station_id: str, items: list[tuple[str, str]] | list[Payload]
+    ) -> list[Payload]:
+        """Read variables (as (component, variable) pairs or full GetVariableData); the
+        accepted values are also stored in the device model."""
+        data = [
+            {"component": {"name": i[0]}, "variable": {"name": i[1]}} if isinstance(i, tuple)
+            else i
+            for i in items
+        ]
+        reply = await self.call(station_id, "GetVariables", {"getVariableData": data})
+        results: list[Payload] = reply["getVariableResult"]
+        accepted = [
+            Variable(
+                component=r["component"]["name"],
+                component_instance=r["component"].get("instance", ""),
+                evse_id=(r["component"].get("evse") or {}).get("id", 0),
+                connector_id=(r["component"].get("evse") or {}).get("connectorId", 0),
+                variable=r["variable"]["name"],
+                variable_instance=r["variable"].get("instance", ""),
+                attribute_type=r.get("attributeType", "Actual"),
+                value=r.get("attributeValue"),
+                mutability=None, data_type=None, unit=None,
+            )
+            for r in results if r["attributeStatus"] == "Accepted"
+        ]
+        await self.store.devices.upsert_variables(station_id, accepted, self.clock.now())
+        return results
+
+    async def set_variables(
+        self, station_id: str, items: list[tuple[str, str, str]] | list[Payload]
+    ) -> list[Payload]:
+        data = [
+            {"component": {"name": i[0]}, "variable": {"name": i[1]}, "attributeValue": i[2]}
+            if isinstance(i, tuple) else i
+            for i in items
+        ]
+        reply = await self.call(station_id, "SetVariables", {"setVariableData": data})
+        return list(reply["setVariableResult"])
+
+    # G availability
+    async def change_availability(
+        self, station_id: str, operational: bool, evse_id: int | None = None,
+        connector_id: int | None = None,
+    ) -> Payload:
+        return await self.call(station_id, "ChangeAvailability", _clean({
+            "operationalStatus": "Operative" if operational else "Inoperative",
+            "evse": _evse(evse_id, connector_id),
+        }))
+
+    # K smart charging
+    async def set_charging_profile(
+        self, station_id: str, evse_id: int, profile: Payload
+    ) -> Payload:
+        return await self.call(
+            station_id, "SetChargingProfile", {"evseId": evse_id, "chargingProfile": profile}
+        )
+
+    async def clear_charging_profile(
+        self, station_id: str, profile_id: int | None = None, *, evse_id: int | None = None,
+        purpose: str | None = None, stack_level: int | None = None,
+    ) -> Payload:
+        criteria = _clean({
+            "evseId": evse_id, "chargingProfilePurpose": purpose, "stackLevel": stack_level,
+        })
+        return await self.call(station_id, "ClearChargingProfile", _clean({
+            "chargingProfileId": profile_id, "chargingProfileCriteria": criteria or None,
+        }))
+
+    async def get_charging_profiles(
+        self, station_id: str, *, evse_id: int | None = None, purpose: str | None = None,
+    ) -> Payload:
+        return await self.call(station_id, "GetChargingProfiles", _clean({
+            "requestId": next(_request_ids), "evseId": evse_id,
+            "chargingProfile": _clean({"chargingProfilePurpose": purpose}),
+        }))
+
+    async def get_composite_schedule(
+        self, station_id: str, evse_id: int, duration_s: int, rate_unit: str | None = None
+    ) -> Payload:
+        return await self.call(station_id, "GetCompositeSchedule", _clean({
+            "evseId": evse_id, "duration": duration_s, "chargingRateUnit": rate_unit,
+        }))
+
+    # C / D authorization
+    async def clear_cache(self, station_id: str) -> Payload:
+        return await self.call(station_id, "ClearCache", {})
+
+    async def send_local_list(
+        self, station_id: str, version: int, tokens: list[tuple[str, str, str]],
+        full: bool = True,
+    ) -> Payload:
+        """tokens: (idToken, type, status) triples."""
+        entries = [
+            {"idToken": {"idToken": t, "type": ty}, "idTokenInfo": {"status": st}}
+            for t, ty, st in tokens
+        ]
+        return await self.call(station_id, "SendLocalList", _clean({
+            "versionNumber": version, "updateType": "Full" if full else "Differential",
+            "localAuthorizationList": entries or None,
+        }))

@@ -1,0 +1,94 @@
+"""Configuration: a TOML file (config/csms.toml documents every key), then CLI flags and
+environment variables on top. One frozen dataclass per section."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = 9000
+    max_message_bytes: int = 65_536
+    tls_cert: str = ""
+    tls_key: str = ""
+    auto_register: bool = False
+    call_timeout_s: float = 30.0
+    ping_interval_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class BootConfig:
+    heartbeat_interval_s: int = 300
+    retry_interval_s: int = 30
+    pending_until_reported: bool = False
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = ""
+    data_dir: str = "data/postgres"
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    json: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    boot: BootConfig = field(default_factory=BootConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def _section(cls: type[Any], data: dict[str, Any], name: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown key(s) in [{name}]: {', '.join(sorted(unknown))}")
+    return cls(**data)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    sections = {f.name: f.type for f in fields(Config)}
+    unknown = set(data) - set(sections)
+    if unknown:
+        raise ValueError(f"unknown section(s): {', '.join(sorted(unknown))}")
+    defaults = Config()
+    return Config(**{
+        name: _section(type(getattr(defaults, name)), data.get(name, {}), name)
+        for name in sections
+    })
+
+
+def load(
+    path: str | Path | None = None,
+    *,
+    database_url: str | None = None,
+    data_dir: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> Config:
+    """File, then DATABASE_URL, then explicit arguments (the CLI flags)."""
+    data: dict[str, Any] = {}
+    if path:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    config = from_dict(data)
+    db = config.database
+    url = database_url or os.environ.get("DATABASE_URL") or db.url
+    db = replace(db, url=url, data_dir=data_dir or db.data_dir)
+    server = replace(
+        config.server,
+        host=host if host is not None else config.server.host,
+        port=port if port is not None else config.server.port,
+    )
+    return replace(config, database=db, server=server)

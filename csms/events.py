@@ -1,0 +1,80 @@
+"""In-process events that the scheduler and live feeds subscribe to.
+
+Publishing never blocks a handler: a subscriber that falls behind loses events (and it is
+logged), it never slows a station down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class StationConnected:
+    station_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class StationDisconnected:
+    station_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class TransactionChanged:
+    station_id: str
+    transaction_id: str
+    evse_id: int | None
+    event_type: str
+    charging_state: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ChargingNeedsChanged:
+    station_id: str
+    evse_id: int
+    transaction_id: str | None
+    departure_time: datetime | None
+    energy_amount_wh: float | None
+
+
+@dataclass(frozen=True)
+class PowerSampled:
+    station_id: str
+    evse_id: int
+    at: datetime
+    power_w: float
+
+
+Event = (
+    StationConnected | StationDisconnected | TransactionChanged | ChargingNeedsChanged
+    | PowerSampled
+)
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subscribers: list[asyncio.Queue[Event]] = []
+
+    def subscribe(self, maxsize: int = 10_000) -> asyncio.Queue[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self._subscribers.append(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
+        self._subscribers.remove(queue)
+
+    def publish(self, event: Event) -> None:
+        for queue in self._subscribers:
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                log.warning("events.dropped", event=type(event).__name__)

@@ -1,0 +1,91 @@
+"""OCPP-J framing (OCPP 2.0.1 Part 4): parse and build CALL / CALLRESULT / CALLERROR.
+
+The one place that knows the wire format. A frame that cannot be parsed raises `FrameError`
+carrying the error code the spec names and, when one could be read, the message id, so the
+connection can answer with a CALLERROR and keep going.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+CALL = 2
+CALLRESULT = 3
+CALLERROR = 4
+MAX_MESSAGE_ID_LENGTH = 36
+
+Payload = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Call:
+    message_id: str
+    action: str
+    payload: Payload
+
+
+@dataclass(frozen=True)
+class CallResult:
+    message_id: str
+    payload: Payload
+
+
+@dataclass(frozen=True)
+class CallError:
+    message_id: str
+    code: str
+    description: str = ""
+    details: Payload = field(default_factory=dict)
+
+
+Frame = Call | CallResult | CallError
+
+
+class FrameError(Exception):
+    """A frame the receiver cannot process; answered with a CALLERROR when it has an id."""
+
+    def __init__(self, code: str, description: str, message_id: str | None = None) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+        self.message_id = message_id
+
+
+def parse(text: str | bytes) -> Frame:
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FrameError("RpcFrameworkError", f"not valid JSON: {exc}") from None
+    if not isinstance(data, list) or len(data) < 3:
+        raise FrameError("RpcFrameworkError", "an OCPP-J frame is a JSON array of 3 to 5 items")
+    type_id, message_id = data[0], data[1]
+    if not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_MESSAGE_ID_LENGTH:
+        raise FrameError("RpcFrameworkError", "messageId must be a string of 1-36 characters")
+    if type_id == CALL:
+        if len(data) != 4 or not isinstance(data[2], str):
+            raise FrameError("RpcFrameworkError", "CALL is [2, id, action, payload]", message_id)
+        if not isinstance(data[3], dict):
+            raise FrameError("FormatViolation", "payload must be a JSON object", message_id)
+        return Call(message_id, data[2], data[3])
+    if type_id == CALLRESULT:
+        if len(data) != 3 or not isinstance(data[2], dict):
+            raise FrameError("RpcFrameworkError", "CALLRESULT is [3, id, payload]", message_id)
+        return CallResult(message_id, data[2])
+    if type_id == CALLERROR:
+        if len(data) not in (4, 5):
+            raise FrameError("RpcFrameworkError", "CALLERROR is [4, id, code, desc, details]")
+        details = data[4] if len(data) == 5 and isinstance(data[4], dict) else {}
+        return CallError(message_id, str(data[2]), str(data[3]), details)
+    raise FrameError("MessageTypeNotSupported", f"message type {type_id!r} is unknown", message_id)
+
+
+def dump(frame: Frame) -> str:
+    if isinstance(frame, Call):
+        data: list[Any] = [CALL, frame.message_id, frame.action, frame.payload]
+    elif isinstance(frame, CallResult):
+        data = [CALLRESULT, frame.message_id, frame.payload]
+    else:
+        data = [CALLERROR, frame.message_id, frame.code, frame.description, frame.details]
+    return json.dumps(data, separators=(",", ":"))

@@ -1,0 +1,14 @@
+"""Counters and histograms, in the Prometheus client's registry (exported by the HTTP API)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+messages = Counter("csms_messages_total", "OCPP CALLs received, by action", ["action"])
+errors = Counter("csms_errors_total", "CALLERRORs sent or bad frames seen, by code", ["code"])
+calls = Counter("csms_calls_total", "CSMS-initiated CALLs, by action and outcome",
+                ["action", "outcome"])
+call_latency = Histogram("csms_call_latency_seconds", "CSMS-initiated CALL round trip",
+                         ["action"])
+handle_latency = Histogram("csms_handle_seconds", "Time to answer a station's CALL", ["action"])
+connected = Gauge("csms_connected_stations", "Stations connected now")
+refused = Counter("csms_handshakes_refused_total", "Refused WebSocket handshakes, by reason",
+                  ["reason"])

@@ -1,0 +1,18 @@
+"""What handlers depend on, handed to each as fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from csms.clock import Clock
+from csms.config import BootConfig
+from csms.events import EventBus
+from csms.store import Store
+
+
+@dataclass(frozen=True)
+class Deps:
+    store: Store
+    clock: Clock
+    events: EventBus
+    boot: BootConfig

@@ -1,0 +1,73 @@
+"""Block J, metering: MeterValues (J01) and the sampled-value parsing TransactionEvent shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from csms.clock import parse_ocpp
+from csms.connection import StationContext
+from csms.events import PowerSampled
+from csms.frames import Payload
+from csms.ocpp.deps import Deps
+from csms.store.meter import MeterRow
+
+ENERGY_REGISTER = "Energy.Active.Import.Register"
+POWER = "Power.Active.Import"
+_KILO_UNITS = {"kWh": "Wh", "kW": "W", "kvarh": "varh", "kvar": "var", "kVA": "VA", "kVAh": "VAh"}
+
+
+def meter_rows(
+    station_id: str, evse_id: int, transaction_id: str | None, meter_values: list[Payload]
+) -> list[MeterRow]:
+    """One row per sampled value, with kilo-units and multipliers folded into the value."""
+    rows = []
+    for meter_value in meter_values:
+        ts = parse_ocpp(meter_value["timestamp"])
+        for sampled in meter_value["sampledValue"]:
+            unit_of_measure = sampled.get("unitOfMeasure") or {}
+            unit = unit_of_measure.get("unit")
+            value = float(sampled["value"]) * 10 ** unit_of_measure.get("multiplier", 0)
+            if unit in _KILO_UNITS:
+                value, unit = value * 1000, _KILO_UNITS[unit]
+            measurand = sampled.get("measurand", ENERGY_REGISTER)
+            if unit is None and measurand.startswith("Energy.Active"):
+                unit = "Wh"
+            rows.append(MeterRow(
+                station_id=station_id,
+                evse_id=evse_id,
+                ts=ts,
+                measurand=measurand,
+                phase=sampled.get("phase", ""),
+                location=sampled.get("location", "Outlet"),
+                context=sampled.get("context"),
+                transaction_id=transaction_id,
+                value=value,
+                unit=unit,
+            ))
+    return rows
+
+
+def energy_range(rows: list[MeterRow]) -> tuple[float | None, float | None]:
+    """Lowest and highest whole-meter energy register reading among `rows`."""
+    values = [
+        r.value for r in rows
+        if r.measurand == ENERGY_REGISTER and r.phase == "" and r.location == "Outlet"
+    ]
+    return (min(values), max(values)) if values else (None, None)
+
+
+def publish_power(deps: Deps, rows: list[MeterRow]) -> None:
+    for r in rows:
+        if r.measurand == POWER and r.phase == "":
+            deps.events.publish(PowerSampled(r.station_id, r.evse_id, r.ts, r.value))
+
+
+@dataclass(frozen=True)
+class MeterValues:
+    deps: Deps
+
+    async def __call__(self, ctx: StationContext, req: Payload) -> Payload:
+        rows = meter_rows(ctx.station_id, req["evseId"], None, req["meterValue"])
+        await self.deps.store.meter.write(rows)
+        publish_power(self.deps, rows)
+        return {}

@@ -1,0 +1,220 @@
+"""The WebSocket endpoint stations connect to: the handshake rules, then one Connection each.
+
+Handshake (OCPP 2.0.1 Part 4 and block A): the identity is the last path segment; the station
+must offer the `ocpp2.0.1` subprotocol (else HTTP 400, with the reason); Security Profile 1/2
+Basic auth with username = identity (else HTTP 401). Unknown stations are refused unless
+auto-registration is on. A second connection for an identity replaces the first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import ssl
+from datetime import datetime
+from http import HTTPStatus
+from urllib.parse import unquote, urlsplit
+
+import structlog
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from csms import metrics
+from csms.clock import Clock
+from csms.config import ServerConfig
+from csms.connection import Connection, Connections, Router, StationContext
+from csms.events import EventBus, StationConnected, StationDisconnected
+from csms.passwords import PasswordChecker, hash_password
+from csms.store import Store
+
+log = structlog.get_logger()
+
+SUBPROTOCOL = "ocpp2.0.1"
+MAX_IDENTITY_LENGTH = 48
+
+
+def station_identity(path: str) -> str | None:
+    segments = [s for s in urlsplit(path).path.split("/") if s]
+    if not segments:
+        return None
+    identity = unquote(segments[-1])
+    if len(identity) > MAX_IDENTITY_LENGTH or not identity.isprintable():
+        return None
+    return identity
+
+
+def offered_subprotocols(request: Request) -> list[str]:
+    return [
+        p.strip() for value in request.headers.get_all("Sec-WebSocket-Protocol")
+        for p in value.split(",") if p.strip()
+    ]
+
+
+def basic_credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        username, sep, password = base64.b64decode(encoded.strip()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (username, password) if sep else None
+
+
+class Presence:
+    """Last-seen times, kept in memory and written in one statement every few seconds."""
+
+    def __init__(self, store: Store, clock: Clock, interval_s: float = 5.0) -> None:
+        self.store = store
+        self.clock = clock
+        self.interval_s = interval_s
+        self._pending: dict[str, datetime] = {}
+
+    def seen(self, station_id: str) -> None:
+        self._pending[station_id] = self.clock.now()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await self.flush()
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        try:
+            await self.store.stations.touch(pending)
+        except Exception as exc:  # the database may be restarting; try again next time
+            log.warning("presence.flush_failed", error=str(exc))
+            self._pending = pending | self._pending
+
+
+class OcppServer:
+    def __init__(
+        self,
+        config: ServerConfig,
+        store: Store,
+        clock: Clock,
+        router: Router,
+        connections: Connections,
+        events: EventBus,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.router = router
+        self.connections = connections
+        self.events = events
+        self.passwords = PasswordChecker()
+        self.presence = Presence(store, clock)
+        self._server: Server | None = None
+        self._presence_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        ssl_context = None
+        if self.config.tls_cert:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(self.config.tls_cert, self.config.tls_key or None)
+        self._server = await serve(
+            self._handle,
+            self.config.host,
+            self.config.port,
+            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            process_request=self._handshake,
+            max_size=self.config.max_message_bytes,
+            ping_interval=self.config.ping_interval_s or None,
+            ssl=ssl_context,
+        )
+        self._presence_task = asyncio.create_task(self.presence.run(), name="presence")
+        log.info("ocpp.listening", host=self.config.host, port=self.port,
+                 tls=ssl_context is not None)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._presence_task:
+            self._presence_task.cancel()
+            await asyncio.gather(self._presence_task, return_exceptions=True)
+        if self._server:
+            self._server.close()
+            await self._server.wait_closed()
+        await self.presence.flush()
+
+    # -- handshake -------------------------------------------------------------------------
+
+    async def _handshake(self, ws: ServerConnection, request: Request) -> Response | None:
+        station_id = station_identity(request.path)
+        if station_id is None:
+            return self._refuse(ws, HTTPStatus.NOT_FOUND, "no_identity",
+                                "the URL must end with the station identity (1-48 characters)")
+        if SUBPROTOCOL not in offered_subprotocols(request):
+            return self._refuse(ws, HTTPStatus.BAD_REQUEST, "no_subprotocol",
+                                f"no supported subprotocol: this CSMS speaks {SUBPROTOCOL}",
+                                station_id)
+        credentials = basic_credentials(request)
+        exists, stored = await self.store.stations.password_hash(station_id)
+        if not exists:
+            if not self.config.auto_register:
+                return self._unauthorized(ws, station_id, "unknown_station")
+            password = credentials[1] if credentials else None
+            hashed = await asyncio.to_thread(hash_password, password) if password else None
+            await self.store.stations.add(station_id, hashed, self.clock.now())
+            log.warning("station.auto_registered", station_id=station_id)
+            return None
+        if stored is None:
+            return None  # provisioned without a password: no authentication (profile 0)
+        if credentials is None or credentials[0] != station_id:
+            return self._unauthorized(ws, station_id, "no_credentials")
+        if not await self.passwords.check(station_id, credentials[1], stored):
+            return self._unauthorized(ws, station_id, "wrong_password")
+        return None
+
+    def _refuse(
+        self, ws: ServerConnection, status: HTTPStatus, reason: str, text: str,
+        station_id: str | None = None,
+    ) -> Response:
+        metrics.refused.labels(reason).inc()
+        log.warning("handshake.refused", station_id=station_id, reason=reason,
+                    status=int(status))
+        return ws.respond(status, text + "\n")
+
+    def _unauthorized(self, ws: ServerConnection, station_id: str, reason: str) -> Response:
+        response = self._refuse(ws, HTTPStatus.UNAUTHORIZED, reason,
+                                "unknown station or wrong credentials", station_id)
+        response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
+        return response
+
+    # -- connected -------------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        station_id = station_identity(ws.request.path if ws.request else "")
+        if station_id is None or ws.subprotocol != SUBPROTOCOL:
+            await ws.close(1002, f"{SUBPROTOCOL} subprotocol required")
+            return
+        station = await self.store.stations.get(station_id)
+        ctx = StationContext(station_id, boot_status=station.boot_status if station else None)
+        conn = Connection(ctx, ws, self.router, call_timeout=self.config.call_timeout_s,
+                          on_seen=self.presence.seen)
+        old = self.connections.add(conn)
+        if old is not None:
+            log.info("station.replaced", station_id=station_id)
+            await old.close(1000, "replaced by a new connection")
+        now = self.clock.now()
+        await self.store.stations.set_connected(station_id, now)
+        self.events.publish(StationConnected(station_id, now))
+        log.info("station.connected", station_id=station_id, boot_status=ctx.boot_status)
+        try:
+            await conn.run()
+        finally:
+            if self.connections.remove(conn):
+                now = self.clock.now()
+                try:
+                    await self.store.stations.set_disconnected(station_id, now)
+                except Exception as exc:
+                    log.warning("station.disconnect_not_stored", station_id=station_id,
+                                error=str(exc))
+                self.events.publish(StationDisconnected(station_id, now))
+            log.info("station.disconnected", station_id=station_id)

@@ -1,0 +1,36 @@
+"""All repositories over one pool."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from csms.store.devices import DeviceRepo
+from csms.store.meter import MeterWriter
+from csms.store.notifications import NotificationRepo
+from csms.store.stations import StationRepo
+from csms.store.tokens import TokenRepo
+from csms.store.transactions import TransactionRepo
+
+
+@dataclass
+class Store:
+    pool: asyncpg.Pool
+    stations: StationRepo = field(init=False)
+    tokens: TokenRepo = field(init=False)
+    transactions: TransactionRepo = field(init=False)
+    devices: DeviceRepo = field(init=False)
+    notifications: NotificationRepo = field(init=False)
+    meter: MeterWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stations = StationRepo(self.pool)
+        self.tokens = TokenRepo(self.pool)
+        self.transactions = TransactionRepo(self.pool)
+        self.devices = DeviceRepo(self.pool)
+        self.notifications = NotificationRepo(self.pool)
+        self.meter = MeterWriter(self.pool)
+
+    async def close(self) -> None:
+        await self.meter.close()
