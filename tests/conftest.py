@@ -1,0 +1,67 @@
+"""Shared fixtures: one real PostgreSQL for the test session (embedded, or DATABASE_URL),
+a fresh database per test, and a running CSMS on a free port."""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from csms.app import Csms
+from csms.config import Config, ServerConfig, load
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if url := os.environ.get("TEST_DATABASE_URL"):
+        yield url
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture
+async def database_url(postgres_url: str) -> AsyncIterator[str]:
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = await asyncpg.connect(postgres_url)
+    await admin.execute(f"CREATE DATABASE {name}")
+    await admin.close()
+    yield with_database(postgres_url, name)
+    admin = await asyncpg.connect(postgres_url)
+    await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    await admin.close()
+
+
+@pytest.fixture
+def config(database_url: str, tmp_path: Path) -> Config:
+    base = load(None, database_url=database_url, data_dir=str(tmp_path / "unused"))
+    return replace(base, server=ServerConfig(host="127.0.0.1", port=0, call_timeout_s=5.0))
+
+
+@pytest.fixture
+async def csms(config: Config) -> AsyncIterator[Csms]:
+    app = await Csms.start(config)
+    yield app
+    await app.stop()
+
+
+@pytest.fixture
+def url(csms: Csms) -> str:
+    return f"ws://127.0.0.1:{csms.ocpp.port}/ocpp"

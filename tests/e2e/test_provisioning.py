@@ -1,0 +1,136 @@
+"""Block B (boot, device model) and G (heartbeat, status) over real sockets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import websockets
+
+from csms.app import Csms
+from csms.config import Config
+from simulators.station import CallFailed
+from tests.e2e.conftest import StationFactory
+from tests.support import eventually
+
+
+async def test_B01_cold_boot_is_accepted_and_stored(
+    csms: Csms, make_station: StationFactory
+) -> None:
+    station = await make_station("CS001", vendor="Acme", model="AC-22")
+    assert station.boot_status == "Accepted"
+    record = await csms.store.stations.get("CS001")
+    assert record is not None
+    assert (record.vendor, record.model, record.boot_status) == ("Acme", "AC-22", "Accepted")
+    assert record.online and record.last_boot_at is not None
+
+
+async def test_B01_boot_gives_the_configured_heartbeat_interval(
+    make_station: StationFactory,
+) -> None:
+    station = await make_station("CS001")
+    reply = await station.call("BootNotification", {
+        "reason": "PowerUp", "chargingStation": {"model": "m", "vendorName": "v"},
+    })
+    assert reply["status"] == "Accepted" and reply["interval"] == 300
+    assert reply["currentTime"].endswith("Z")
+
+
+async def test_B02_pending_boot_reads_device_model_then_accepts(config: Config) -> None:
+    from simulators.station import Station, StationSpec
+
+    config = replace(config, boot=replace(config.boot, pending_until_reported=True,
+                                          retry_interval_s=1))
+    csms = await Csms.start(config)
+    try:
+        await csms.store.stations.add("CS001", None, csms.clock.now())
+        station = Station(StationSpec("CS001"), url=f"ws://127.0.0.1:{csms.ocpp.port}/ocpp")
+        await station.start()
+        assert station.boot_status == "Pending"
+
+        # While Pending, only BootNotification and the reports it asked for are allowed.
+        with pytest.raises(CallFailed) as refused:
+            await station.call("Heartbeat", {})
+        assert refused.value.code == "SecurityError"
+
+        # The CSMS asked for the base report; the station sent NotifyReport; the variables
+        # a planner reads are stored.
+        async def smart_charging_variables() -> list[str]:
+            rows = await csms.store.devices.variables("CS001", "SmartChargingCtrlr")
+            return [v.variable for v in rows]
+
+        names = await eventually(smart_charging_variables)
+        assert {"RateUnit", "PeriodsPerSchedule"} <= set(names)
+
+        # The station boots again after the retry interval and is accepted.
+        async def accepted() -> bool:
+            return station.boot_status == "Accepted"
+
+        await eventually(accepted, timeout=10)
+        record = await csms.store.stations.get("CS001")
+        assert record is not None and record.boot_status == "Accepted"
+        await station.call("Heartbeat", {})
+        await station.stop()
+    finally:
+        await csms.stop()
+
+
+async def test_B01_messages_before_any_boot_get_security_error(
+    url: str, make_station: StationFactory
+) -> None:
+    await make_station("CS001", start=False, password=None)
+    async with websockets.connect(f"{url}/CS001", subprotocols=["ocpp2.0.1"]) as ws:  # type: ignore[list-item]
+        await ws.send('[2,"x1","Heartbeat",{}]')
+        assert json.loads(await ws.recv())[:3] == [4, "x1", "SecurityError"]
+        await ws.send(
+            '[2,"x2","BootNotification",{"reason":"PowerUp",'
+            '"chargingStation":{"model":"m","vendorName":"v"}}]'
+        )
+        assert json.loads(await ws.recv())[2]["status"] == "Accepted"
+        await ws.send('[2,"x3","Heartbeat",{}]')
+        assert json.loads(await ws.recv())[:2] == [3, "x3"]
+
+
+async def test_G02_heartbeat_returns_current_time(make_station: StationFactory) -> None:
+    station = await make_station("CS001")
+    reply = await station.call("Heartbeat", {})
+    assert reply["currentTime"].endswith("Z")
+
+
+async def test_G01_status_notification_keeps_connector_status_current(
+    csms: Csms, make_station: StationFactory
+) -> None:
+    station = await make_station("CS001")
+    await station.status(1, "Available")
+    await station.status(1, "Unavailable")
+    connectors = await csms.store.devices.connectors("CS001")
+    assert [(c.evse_id, c.connector_id, c.status) for c in connectors] == [(1, 1, "Unavailable")]
+
+
+async def test_connection_state_is_stored(csms: Csms, make_station: StationFactory) -> None:
+    station = await make_station("CS001")
+    assert (record := await csms.store.stations.get("CS001")) and record.online
+    await station.disconnect()
+
+    async def offline() -> bool:
+        record = await csms.store.stations.get("CS001")
+        return bool(record and not record.online and record.disconnected_at)
+
+    await eventually(offline)
+
+
+async def test_reconnect_replaces_the_old_connection(
+    csms: Csms, make_station: StationFactory
+) -> None:
+    first = await make_station("CS001")
+    second = await make_station("CS001", provision=False)
+
+    async def first_dropped() -> bool:
+        return not first.connected
+
+    await eventually(first_dropped)
+    assert csms.connections.ids() == ["CS001"]
+    reply = await second.call("Heartbeat", {})
+    assert "currentTime" in reply
+    assert (record := await csms.store.stations.get("CS001")) and record.online
