@@ -1,0 +1,250 @@
+"""The entry point the CSMS scheduler calls: `Planner(settings).plan(site, sessions, prices, now)`.
+
+One Planner per site, kept between calls: it holds the last solution to warm-start the
+next solve (re-plans every few minutes move the horizon a little, so the last answer is
+a good first guess) and the OSQP workspace to reuse when only numbers changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from smart_charging.baselines import equal_share
+from smart_charging.model import Prices, Session, Site, StepSeries
+from smart_charging.problem import Grid, Qp, Weights, build_grid, build_qp
+from smart_charging.setpoints import Rounding, round_setpoints
+from smart_charging.solve import OsqpSession, SolverSettings, project, violations
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """How to plan: horizon, objective weights, solver limits, rounding."""
+
+    slot_minutes: int = 15
+    horizon_slots: int = 96
+    weights: Weights = field(default_factory=Weights)
+    solver: SolverSettings = field(default_factory=SolverSettings)
+    rounding: Rounding = field(default_factory=Rounding)
+    warm_start: bool = True
+
+
+@dataclass(frozen=True)
+class EvseSchedule:
+    """One EVSE's setpoints over the horizon, ready for `profiles.charging_profile_for`."""
+
+    evse_id: str
+    session_id: str
+    transaction_id: str | None
+    slot_starts: tuple[datetime, ...]
+    slot_ends: tuple[datetime, ...]
+    current_a: tuple[float, ...]
+    power_w: tuple[float, ...]
+    number_phases: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A site's plan at `now`: setpoints per session and slot, and why.
+
+    Matrices are sessions x slots in the order of `session_ids`; `power_w`/`current_a`
+    are after rounding (what chargers get), `planned_kw` before. `row_load` is the total
+    load (non-EV + EVs after rounding) on every limit row of `rows` (node id, "kW" or a
+    phase), in kW or A, next to `row_limit`.
+    """
+
+    site_id: str
+    now: datetime
+    slot_starts: tuple[datetime, ...]
+    slot_ends: tuple[datetime, ...]
+    session_ids: tuple[str, ...]
+    evse_ids: tuple[str, ...]
+    transaction_ids: tuple[str | None, ...]
+    number_phases: tuple[int, ...]
+    power_w: np.ndarray
+    current_a: np.ndarray
+    planned_kw: np.ndarray
+    energy_needed_kwh: np.ndarray
+    energy_planned_kwh: np.ndarray
+    rows: tuple[tuple[str, str], ...]
+    row_load: np.ndarray
+    row_limit: np.ndarray
+    status: str
+    iterations: int
+    solve_seconds: float
+    build_seconds: float
+    fallback_used: bool
+    fallback_reason: str | None
+
+    def schedule_for(self, evse_id: str) -> EvseSchedule:
+        """The setpoints of the session on `evse_id`; KeyError if it has none."""
+        i = self.evse_ids.index(evse_id)
+        return EvseSchedule(evse_id, self.session_ids[i], self.transaction_ids[i],
+                            self.slot_starts, self.slot_ends,
+                            tuple(float(a) for a in self.current_a[i]),
+                            tuple(float(w) for w in self.power_w[i]), self.number_phases[i])
+
+    def site_power_kw(self) -> np.ndarray:
+        """EV power of the whole site per slot, after rounding."""
+        return self.power_w.sum(axis=0) / 1000.0
+
+
+@dataclass
+class _Warm:
+    """The last solution, keyed by session id and slot start so it survives a shift."""
+
+    session_index: dict[str, int]
+    slot_starts: np.ndarray
+    x: np.ndarray  # sessions x slots (NaN where there was no pair)
+    dual_x: np.ndarray
+    s: np.ndarray
+    dual_e: np.ndarray
+    dual_s: np.ndarray
+    rows: dict[tuple[str, str], int]
+    dual_rows: np.ndarray  # rows x slots
+    y: np.ndarray
+    dual_y: np.ndarray
+
+
+def _slot_map(old_starts: np.ndarray, new_starts: np.ndarray) -> np.ndarray:
+    """For each new slot, the old slot containing its start (-1 if none)."""
+    if len(old_starts) == 0:
+        return np.full(len(new_starts), -1)
+    idx = np.searchsorted(old_starts, new_starts, side="right") - 1
+    width = np.median(np.diff(old_starts)) if len(old_starts) > 1 else np.inf
+    idx[(idx < 0) | (new_starts >= old_starts[-1] + width)] = -1
+    return idx
+
+
+class Planner:
+    """Plans one site; keep one per site so warm starts carry over between calls."""
+
+    def __init__(self, settings: PlanSettings | None = None) -> None:
+        self.settings = settings or PlanSettings()
+        self._osqp = OsqpSession(self.settings.solver)
+        self._warm: _Warm | None = None
+
+    def plan(self, site: Site, sessions: Sequence[Session], prices: Prices, now: datetime,
+             target_kw: StepSeries | None = None) -> Plan:
+        """Plan from `now`; `target_kw` is a site EV power curve to follow (DR dispatch)."""
+        st = self.settings
+        t0 = time.perf_counter()
+        grid = build_grid(site, sessions, prices, now, st.slot_minutes, st.horizon_slots)
+        qp = build_qp(grid, st.weights, prices.demand_charge_per_kw, target_kw)
+        build_seconds = time.perf_counter() - t0
+
+        fallback_reason: str | None = None
+        status, iterations, solve_seconds = "no sessions", 0, 0.0
+        x = np.zeros(grid.n_pairs)
+        if grid.n_pairs:
+            warm_v, warm_d = self._warm_vectors(grid, qp) if st.warm_start else (None, None)
+            res = self._osqp.solve(qp, warm_v, warm_d)
+            status, iterations = res.status, res.iterations
+            solve_seconds = res.setup_seconds + res.solve_seconds
+            if res.ok:
+                x = project(grid, res.v[: qp.n_x])
+                self._remember(grid, qp, res.v, res.dual)
+            else:
+                fallback_reason = f"solver status {status} after {iterations} iterations"
+                x = project(grid, equal_share(grid))
+                self._warm = None
+        sp = round_setpoints(grid, x, st.rounding)
+        worst = violations(grid, sp.power_kw)
+        if worst > 1e-6:  # cannot happen by construction; refuse to hand out an unsafe plan
+            raise AssertionError(f"setpoints exceed a limit by {worst}")
+        return self._to_plan(grid, x, sp.power_kw, sp.current_a, status, iterations,
+                             solve_seconds, build_seconds, fallback_reason)
+
+    # ----------------------------------------------------------------- warm start
+
+    def _remember(self, grid: Grid, qp: Qp, v: np.ndarray, dual: np.ndarray) -> None:
+        K, J, T = qp.n_x, qp.n_s, len(grid.slots)
+        R = len(grid.rows)
+        d_rows = np.zeros(R * T)
+        n_rows = len(qp.node_row_ids)
+        d_rows[qp.node_row_ids] = dual[K + 2 * J : K + 2 * J + n_rows]
+        off = K + 2 * J + n_rows
+        x = np.full((J, T), np.nan)
+        x[grid.pair_session, grid.pair_slot] = v[:K]
+        dx = np.zeros((J, T))
+        dx[grid.pair_session, grid.pair_slot] = dual[:K]
+        self._warm = _Warm(
+            {s.id: j for j, s in enumerate(grid.sessions)},
+            np.array([t.timestamp() for t in grid.slots.starts]),
+            x, dx, v[K : K + J].copy(), dual[K : K + J].copy(), dual[K + J : K + 2 * J].copy(),
+            {r: i for i, r in enumerate(grid.rows)}, d_rows.reshape(R, T),
+            v[K + J : K + J + T].copy(), dual[off : off + T].copy(),
+        )
+
+    def _warm_vectors(self, grid: Grid, qp: Qp) -> tuple[np.ndarray | None, np.ndarray | None]:
+        w = self._warm
+        if w is None:
+            return None, None
+        K, J, T = qp.n_x, qp.n_s, len(grid.slots)
+        new_starts = np.array([t.timestamp() for t in grid.slots.starts])
+        tmap = _slot_map(w.slot_starts, new_starts)
+        jmap = np.array([w.session_index.get(s.id, -1) for s in grid.sessions], dtype=int)
+        pj, pt = jmap[grid.pair_session], tmap[grid.pair_slot]
+        have = (pj >= 0) & (pt >= 0)
+        x0 = np.zeros(K)
+        dx0 = np.zeros(K)
+        x0[have] = np.nan_to_num(w.x[pj[have], pt[have]])
+        dx0[have] = w.dual_x[pj[have], pt[have]]
+        known = jmap >= 0
+        s0, de0, ds0 = np.zeros(J), np.zeros(J), np.zeros(J)
+        s0[known], de0[known], ds0[known] = (w.s[jmap[known]], w.dual_e[jmap[known]],
+                                             w.dual_s[jmap[known]])
+        y0, dy0 = np.zeros(T), np.zeros(T)
+        ok_t = tmap >= 0
+        y0[ok_t], dy0[ok_t] = w.y[tmap[ok_t]], w.dual_y[tmap[ok_t]]
+        R = len(grid.rows)
+        rmap = np.array([w.rows.get(r, -1) for r in grid.rows], dtype=int)
+        d_rows = np.zeros((R, T))
+        for r in range(R):
+            if rmap[r] >= 0:
+                d_rows[r, ok_t] = w.dual_rows[rmap[r], tmap[ok_t]]
+        d_rows_used = d_rows.reshape(-1)[qp.node_row_ids]
+        n_z = qp.n_z
+        v0 = np.concatenate([x0, s0, y0, np.full(n_z, float(np.max(y0, initial=0.0)))])
+        d0 = np.concatenate([dx0, de0, ds0, d_rows_used, dy0, np.zeros(n_z * T)])
+        return v0, d0
+
+    # ----------------------------------------------------------------- output
+
+    def _to_plan(self, grid: Grid, x: np.ndarray, power_kw: np.ndarray, current_a: np.ndarray,
+                 status: str, iterations: int, solve_seconds: float, build_seconds: float,
+                 fallback_reason: str | None) -> Plan:
+        cur = np.full((len(grid.sessions), len(grid.slots)), np.nan)
+        cur[grid.pair_session, grid.pair_slot] = current_a
+        present = grid.per_session(np.ones(grid.n_pairs)) > 0
+        cur = np.where(present, cur, 0.0)
+        phases = tuple(len(e.phases) if e.wiring.value == "wye" else (1 if e.is_ac else 3)
+                       for e in grid.evses)
+        return Plan(
+            site_id=grid.site.id,
+            now=grid.slots.starts[0],
+            slot_starts=grid.slots.starts,
+            slot_ends=grid.slots.ends,
+            session_ids=tuple(s.id for s in grid.sessions),
+            evse_ids=tuple(s.evse_id for s in grid.sessions),
+            transaction_ids=tuple(s.transaction_id for s in grid.sessions),
+            number_phases=phases,
+            power_w=grid.per_session(power_kw) * 1000.0,
+            current_a=cur,
+            planned_kw=grid.per_session(x),
+            energy_needed_kwh=grid.need_kwh.copy(),
+            energy_planned_kwh=grid.delivered_kwh(power_kw),
+            rows=grid.rows,
+            row_load=grid.load + grid.row_loads(power_kw),
+            row_limit=grid.limit,
+            status=status,
+            iterations=iterations,
+            solve_seconds=solve_seconds,
+            build_seconds=build_seconds,
+            fallback_used=fallback_reason is not None,
+            fallback_reason=fallback_reason,
+        )

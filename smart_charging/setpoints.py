@@ -1,0 +1,115 @@
+"""Turn a continuous schedule into setpoints a charger can follow.
+
+Chargers take whole amps (or whole watts), and an AC car cannot charge between 0 and
+6 A (IEC 61851). Rounding happens here and only here, with three rules:
+1. Never round a pair up past what the rows it counts in can still take; rounding down
+   is always safe because every coefficient is non-negative.
+2. Nothing between 0 and the minimum: a car planned at >= half the minimum is lifted to
+   the minimum if every limit has room, otherwise it pauses in that slot.
+3. Each session aims at the nearest step of its plan plus what rounding took from it
+   in earlier slots (a running balance), so a car planned at 3 A alternates 6 A / 0 A
+   instead of never charging, and rounding does not erode its energy.
+After rounding every row is checked again; a row over its headroom (which the rules
+above should make impossible) is fixed by pausing its largest pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from smart_charging.model import Wiring
+from smart_charging.problem import Grid
+
+TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Rounding:
+    """Setpoint steps: whole amps for stations in A, whole watts for stations in W."""
+
+    amp_step: float = 1.0
+    watt_step: float = 1.0
+    lift_fraction: float = 0.5
+
+
+@dataclass(frozen=True)
+class Setpoints:
+    """Per pair: the value sent (in the EVSE's rate unit) and the power it means."""
+
+    value: np.ndarray
+    power_kw: np.ndarray
+    current_a: np.ndarray  # per phase; NaN for DC
+
+
+def _unit_tables(grid: Grid, rounding: Rounding) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """kW per unit, unit step and minimum (in units) for every session."""
+    unit_kw, step, minimum = [], [], []
+    for e in grid.evses:
+        if e.is_ac and e.rate_unit == "A":
+            unit_kw.append(e.kw_per_amp)
+            step.append(rounding.amp_step)
+            minimum.append(e.min_current_a)
+        else:
+            unit_kw.append(0.001)
+            step.append(rounding.watt_step)
+            minimum.append(e.min_kw * 1000.0)
+    return np.array(unit_kw), np.array(step), np.array(minimum)
+
+
+def round_setpoints(grid: Grid, x: np.ndarray, rounding: Rounding | None = None) -> Setpoints:
+    """Round a schedule that is already inside every limit (see `solve.project`)."""
+    rounding = rounding or Rounding()
+    unit_kw_s, step_s, min_s = _unit_tables(grid, rounding)
+    units = np.zeros(grid.n_pairs)
+    carry = np.zeros(len(grid.sessions))  # kWh owed to each session by rounding so far
+
+    for t, idx in enumerate(grid.slot_pairs()):
+        if len(idx) == 0:
+            continue
+        j = grid.pair_session[idx]
+        h = grid.pair_hours[idx]
+        ukw, stp = unit_kw_s[j], step_s[j]
+        cap_u = np.floor(grid.cap_kw[idx] / ukw / stp + TOL) * stp
+        min_u = np.minimum(min_s[j], cap_u)
+        planned = x[idx]
+        desired = np.clip(planned + carry[j] / h, 0.0, grid.cap_kw[idx])
+        want = np.minimum(np.round(desired / ukw / stp) * stp, cap_u)
+        lift = desired >= rounding.lift_fraction * min_u * ukw
+        want = np.where(want < min_u, np.where(lift & (min_u > 0), min_u, 0.0), want)
+        base = np.floor(planned / ukw / stp + TOL) * stp
+        base = np.minimum(np.where(base < min_u, 0.0, base), want)
+        extra = want - base
+
+        coef = grid.row_coef[:, j]
+        room = grid.headroom[:, t] - coef @ (base * ukw)
+        final = base.copy()
+        todo = np.nonzero(extra > 0)[0]
+        todo = todo[np.argsort(-carry[j[todo]], kind="stable")]
+        for _ in range(3):  # a few passes: a rejected pair frees its share of the prefix
+            if len(todo) == 0:
+                break
+            add = coef[:, todo] * (extra[todo] * ukw[todo])
+            prefix = np.cumsum(add, axis=1)
+            fits = np.all((prefix <= room[:, None] + TOL) | (add <= 0), axis=0)
+            accepted = todo[fits]
+            final[accepted] += extra[accepted]
+            room -= add[:, fits].sum(axis=1)
+            todo = todo[~fits]
+
+        # re-check every row; pause the biggest pairs of any row still over
+        load = coef @ (final * ukw)
+        for r in np.nonzero(load > grid.headroom[:, t] + TOL)[0]:
+            for k in np.argsort(-(coef[r] * final * ukw)):
+                if coef[r] @ (final * ukw) <= grid.headroom[r, t] + TOL:
+                    break
+                final[k] = 0.0
+        units[idx] = final
+        carry[j] += (planned - final * ukw) * h
+
+    power_kw = units * unit_kw_s[grid.pair_session]
+    kpa = np.array([e.kw_per_amp if e.wiring != Wiring.DC else np.nan for e in grid.evses])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        current = power_kw / kpa[grid.pair_session] if grid.n_pairs else np.zeros(0)
+    return Setpoints(units, power_kw, current)

@@ -1,0 +1,115 @@
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from smart_charging import (
+    Evse,
+    Node,
+    Prices,
+    Session,
+    Site,
+    build_grid,
+    equal_share,
+    project,
+    round_setpoints,
+    uncontrolled,
+    violations,
+)
+from smart_charging.baselines import water_fill
+from smart_charging.model import Wiring
+from tests.smart_charging.helpers import DAY, at
+
+
+def _grid(limit_kw: float, n: int, hours: float = 2.0, phase_limit_a: float | None = None,
+          energy: float = 50.0, evse_kw: dict | None = None):
+    node = Node("t", limit_kw=limit_kw, phase_limit_a=phase_limit_a)
+    evses = tuple(Evse(f"e{i}", "t", **(evse_kw or {})) for i in range(n))
+    site = Site("s", (node,), evses)
+    now = at(DAY, 1)
+    sessions = [Session(f"s{i}", f"e{i}", now, now + timedelta(hours=hours), energy)
+                for i in range(n)]
+    return build_grid(site, sessions, Prices(flat_price=0.3), now, 15, int(hours * 4))
+
+
+def test_rounding_never_lands_between_zero_and_the_minimum() -> None:
+    g = _grid(100.0, 4)
+    rng = np.random.default_rng(0)
+    x = project(g, rng.uniform(0, 3.0, g.n_pairs))  # 0-13 A, many below 6 A
+    sp = round_setpoints(g, x)
+    on = sp.value > 0
+    assert (sp.value[on] >= 6.0).all()
+    assert np.allclose(sp.value, np.round(sp.value))  # whole amps
+    assert violations(g, sp.power_kw) <= 1e-9
+
+
+def test_rounding_does_not_break_a_tight_limit() -> None:
+    # two cars planned at 6.5 A each under a 13.9 A-equivalent limit: 7 + 7 would not fit
+    limit = 13.9 * 0.23
+    g = _grid(limit, 2)
+    x = np.full(g.n_pairs, 6.5 * 0.23)
+    sp = round_setpoints(g, x)
+    per_slot = np.bincount(g.pair_slot, weights=sp.power_kw)
+    assert per_slot.max() <= limit + 1e-9
+    assert set(np.unique(sp.value)) <= {0.0, 6.0, 7.0}
+
+
+def test_low_plan_alternates_instead_of_starving() -> None:
+    # 3 A planned for 2 h: below the 6 A minimum every slot, but the energy is kept
+    g = _grid(100.0, 1)
+    x = np.full(g.n_pairs, 3.0 * 0.23)
+    sp = round_setpoints(g, x)
+    assert set(np.unique(sp.value)) == {0.0, 6.0}
+    delivered = (sp.power_kw * g.pair_hours).sum()
+    assert delivered == pytest.approx((x * g.pair_hours).sum(), abs=0.2)
+
+
+def test_rate_unit_watts_rounds_to_whole_watts_and_dc_has_no_current() -> None:
+    g = _grid(100.0, 2, evse_kw={"rate_unit": "W"})
+    x = np.full(g.n_pairs, 3.3333)
+    sp = round_setpoints(g, x)
+    assert np.allclose(sp.value, np.round(sp.value))
+    assert sp.value.max() >= 3333.0
+    dc = _grid(200.0, 2, evse_kw={"wiring": Wiring.DC, "max_power_kw": 50.0,
+                                  "min_power_kw": 5.0, "phases": ("L1", "L2", "L3"),
+                                  "rate_unit": "W"})
+    sp = round_setpoints(dc, np.full(dc.n_pairs, 20.0))
+    assert np.isnan(sp.current_a).all()
+    assert np.allclose(sp.power_kw, 20.0)
+
+
+def test_projection_makes_any_schedule_safe() -> None:
+    g = _grid(20.0, 6, phase_limit_a=40.0)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        x = rng.uniform(-5, 20, g.n_pairs)
+        x[rng.integers(0, g.n_pairs)] = np.nan
+        y = project(g, x)
+        assert violations(g, y) <= 1e-9
+        assert (g.delivered_kwh(y) <= g.need_kwh + 1e-9).all()
+
+
+def test_water_fill_is_equal_until_a_cap_binds() -> None:
+    coef = np.ones((1, 3))
+    rate = water_fill(coef, np.array([9.0]), np.array([1.0, 7.0, 7.0]))
+    assert rate == pytest.approx([1.0, 4.0, 4.0])
+    phase = np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])  # two rows, different members
+    rate = water_fill(phase, np.array([4.0, 10.0]), np.full(3, 7.0))
+    assert rate == pytest.approx([2.0, 2.0, 7.0])
+
+
+def test_equal_share_respects_limits_uncontrolled_does_not() -> None:
+    g = _grid(10.0, 5, phase_limit_a=30.0)
+    assert violations(g, equal_share(g)) <= 1e-9
+    assert violations(g, uncontrolled(g)) > 1.0
+
+
+def test_line_to_line_and_three_phase_coefficients() -> None:
+    delta = Evse("d", "t", wiring=Wiring.DELTA, phases=("L1", "L2"), voltage_v=208.0)
+    assert delta.max_kw == pytest.approx(32 * 0.208)
+    # linear bound: each of the two phases carries the full EVSE current
+    assert delta.phase_amps_per_kw("L1") * delta.max_kw == pytest.approx(32.0)
+    assert delta.phase_amps_per_kw("L3") == 0.0
+    three = Evse("w", "t", phases=("L1", "L2", "L3"), max_current_a=16.0)
+    assert three.max_kw == pytest.approx(16 * 0.69)
+    assert three.phase_amps_per_kw("L2") * three.max_kw == pytest.approx(16.0)
