@@ -143,8 +143,16 @@ class Planner:
         if grid.n_pairs:
             warm_v, warm_d = self._warm_vectors(grid, qp) if st.warm_start else (None, None)
             res = self._osqp.solve(qp, warm_v, warm_d)
-            status, iterations = res.status, res.iterations
             solve_seconds = res.setup_seconds + res.solve_seconds
+            # retries before the fallback: cold (a bad warm start), then unscaled (OSQP's
+            # scaling can stall on tiny end-of-night problems)
+            retries = ([{}] if warm_v is not None else []) + [{"scaling": 0}]
+            for kwargs in retries:
+                if res.ok:
+                    break
+                res = self._osqp.solve(qp, **kwargs)
+                solve_seconds += res.setup_seconds + res.solve_seconds
+            status, iterations = res.status, res.iterations
             if res.ok:
                 x = project(grid, res.v[: qp.n_x])
                 self._remember(grid, qp, res.v, res.dual)
@@ -168,6 +176,10 @@ class Planner:
         n_rows = len(qp.node_row_ids)
         d_rows[qp.node_row_ids] = dual[K + 2 * J : K + 2 * J + n_rows]
         off = K + 2 * J + n_rows
+        root = grid.rows.index((grid.site.root.id, "kW")) if (
+            (grid.site.root.id, "kW") in grid.rows) else None
+        if root is not None:  # the root kW row lives in the y-bound block
+            d_rows[root * T : (root + 1) * T] = dual[off + T : off + 2 * T]
         x = np.full((J, T), np.nan)
         x[grid.pair_session, grid.pair_slot] = v[:K]
         dx = np.zeros((J, T))
@@ -208,9 +220,12 @@ class Planner:
             if rmap[r] >= 0:
                 d_rows[r, ok_t] = w.dual_rows[rmap[r], tmap[ok_t]]
         d_rows_used = d_rows.reshape(-1)[qp.node_row_ids]
+        root = grid.rows.index((grid.site.root.id, "kW")) if (
+            (grid.site.root.id, "kW") in grid.rows) else None
+        d_ycap = d_rows[root] if root is not None else np.zeros(T)
         n_z = qp.n_z
         v0 = np.concatenate([x0, s0, y0, np.full(n_z, float(np.max(y0, initial=0.0)))])
-        d0 = np.concatenate([dx0, de0, ds0, d_rows_used, dy0, np.zeros(n_z * T)])
+        d0 = np.concatenate([dx0, de0, ds0, d_rows_used, dy0, d_ycap, np.zeros(n_z * T)])
         return v0, d0
 
     # ----------------------------------------------------------------- output

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from smart_charging.model import PHASES, Evse, Prices, Session, Site, StepSeries, sample
 
 MIN_FIRST_SLOT = timedelta(seconds=60)
+MIN_NEED_KWH = 0.02  # below this a session counts as full: tiny targets stall OSQP
 
 
 @dataclass(frozen=True)
@@ -141,10 +142,8 @@ class Grid:
         return out
 
 
-def _overlap_hours(a: datetime, b: datetime, starts: Sequence[datetime],
-                   ends: Sequence[datetime]) -> np.ndarray:
-    s = np.array([t.timestamp() for t in starts])
-    e = np.array([t.timestamp() for t in ends])
+def _overlap_hours(a: datetime, b: datetime, s: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Hours of [a, b) inside each slot [s, e) (slot bounds as POSIX seconds)."""
     return np.clip(np.minimum(e, b.timestamp()) - np.maximum(s, a.timestamp()), 0, None) / 3600.0
 
 
@@ -160,7 +159,7 @@ def build_grid(site: Site, sessions: Sequence[Session], prices: Prices, now: dat
     for s in sessions:
         if s.evse_id not in evse_by_id:
             raise ValueError(f"session {s.id}: unknown EVSE {s.evse_id}")
-        if s.departure <= now or s.energy_needed_kwh <= 0 or s.arrival >= horizon_end:
+        if s.departure <= now or s.energy_needed_kwh < MIN_NEED_KWH or s.arrival >= horizon_end:
             continue
         other = seen_evse.get(s.evse_id)
         if other is not None and other.arrival < s.departure and s.arrival < other.departure:
@@ -169,11 +168,13 @@ def build_grid(site: Site, sessions: Sequence[Session], prices: Prices, now: dat
         kept.append(s)
     evses = tuple(evse_by_id[s.evse_id] for s in kept)
 
+    slot_s = np.array([t.timestamp() for t in slots.starts])
+    slot_e = np.array([t.timestamp() for t in slots.ends])
     ps, pt, ph, cap = [], [], [], []
     need = np.array([s.energy_needed_kwh for s in kept])
     target = need.copy()
     for j, (s, e) in enumerate(zip(kept, evses, strict=True)):
-        hours = _overlap_hours(max(s.arrival, now), s.departure, slots.starts, slots.ends)
+        hours = _overlap_hours(max(s.arrival, now), s.departure, slot_s, slot_e)
         idx = np.nonzero(hours > 1e-9)[0]
         c = e.max_kw if s.max_power_kw is None else min(e.max_kw, s.max_power_kw)
         ps.append(np.full(len(idx), j))
@@ -190,6 +191,9 @@ def build_grid(site: Site, sessions: Sequence[Session], prices: Prices, now: dat
     pair_slot = cat(pt, int)
     pair_hours = cat(ph, float)
     cap_kw = cat(cap, float)
+    if len(pair_slot):  # no slots after the last departure: empty slots only slow OSQP
+        n_slots = int(pair_slot.max()) + 1
+        slots = Slots(slots.starts[:n_slots], slots.ends[:n_slots], slots.hours[:n_slots])
 
     paths = {e.id: set(site.path_to_root(e.node)) for e in site.evses}
     rows: list[tuple[str, str]] = []
@@ -305,9 +309,15 @@ def build_qp(grid: Grid, weights: Weights, demand_charge_per_kw: float = 0.0,
     # 0 <= shortfall <= target
     add(sp.csr_matrix((np.ones(J), (np.arange(J), K + np.arange(J))), shape=(J, n)),
         np.zeros(J), grid.target_kwh)
-    # every limit row in every slot that has an EV under it
+    # every limit row in every slot that has an EV under it; the root's kW row is the
+    # site total y_t, so it becomes a bound on y instead of a second copy of the sum
     M = grid.row_matrix()
-    used = np.nonzero(np.diff(M.indptr) > 0)[0]
+    root_row = grid.rows.index((grid.site.root.id, "kW")) if (
+        (grid.site.root.id, "kW") in grid.rows) else -1
+    keep = np.diff(M.indptr) > 0
+    if root_row >= 0:
+        keep[root_row * T : (root_row + 1) * T] = False
+    used = np.nonzero(keep)[0]
     M = M[used]
     M.resize((len(used), n))
     add(M, np.full(len(used), -np.inf), grid.headroom.reshape(-1)[used])
@@ -315,6 +325,9 @@ def build_qp(grid: Grid, weights: Weights, demand_charge_per_kw: float = 0.0,
     Y = sp.csr_matrix((np.ones(K), (grid.pair_slot, ar)), shape=(T, n))
     Y = Y - sp.csr_matrix((np.ones(T), (np.arange(T), K + J + np.arange(T))), shape=(T, n))
     add(Y, np.zeros(T), np.zeros(T))
+    y_cap = grid.headroom[root_row] if root_row >= 0 else np.full(T, np.inf)
+    add(sp.csr_matrix((np.ones(T), (np.arange(T), K + J + np.arange(T))), shape=(T, n)),
+        np.full(T, -np.inf), y_cap)
     if n_z:  # z >= y_t + non-EV load: the peak the demand charge bills
         Z = sp.csr_matrix((np.concatenate([np.ones(T), -np.ones(T)]),
                            (np.concatenate([np.arange(T)] * 2),

@@ -64,6 +64,7 @@ def round_setpoints(grid: Grid, x: np.ndarray, rounding: Rounding | None = None)
     unit_kw_s, step_s, min_s = _unit_tables(grid, rounding)
     units = np.zeros(grid.n_pairs)
     carry = np.zeros(len(grid.sessions))  # kWh owed to each session by rounding so far
+    aim = _front_load_small_remainders(grid, x, unit_kw_s * min_s)
 
     for t, idx in enumerate(grid.slot_pairs()):
         if len(idx) == 0:
@@ -73,12 +74,12 @@ def round_setpoints(grid: Grid, x: np.ndarray, rounding: Rounding | None = None)
         ukw, stp = unit_kw_s[j], step_s[j]
         cap_u = np.floor(grid.cap_kw[idx] / ukw / stp + TOL) * stp
         min_u = np.minimum(min_s[j], cap_u)
-        planned = x[idx]
+        planned = aim[idx]
         desired = np.clip(planned + carry[j] / h, 0.0, grid.cap_kw[idx])
         want = np.minimum(np.round(desired / ukw / stp) * stp, cap_u)
         lift = desired >= rounding.lift_fraction * min_u * ukw
         want = np.where(want < min_u, np.where(lift & (min_u > 0), min_u, 0.0), want)
-        base = np.floor(planned / ukw / stp + TOL) * stp
+        base = np.floor(x[idx] / ukw / stp + TOL) * stp  # from x: inside every limit
         base = np.minimum(np.where(base < min_u, 0.0, base), want)
         extra = want - base
 
@@ -113,3 +114,27 @@ def round_setpoints(grid: Grid, x: np.ndarray, rounding: Rounding | None = None)
     with np.errstate(invalid="ignore", divide="ignore"):
         current = power_kw / kpa[grid.pair_session] if grid.n_pairs else np.zeros(0)
     return Setpoints(units, power_kw, current)
+
+
+def _front_load_small_remainders(grid: Grid, x: np.ndarray, min_kw: np.ndarray) -> np.ndarray:
+    """Aim a session's whole plan at its first slot when it is under one slot at minimum.
+
+    The solver spreads a small remainder thinly (flatness, fairness); every slot is then
+    under the minimum and, re-planned every few minutes, the car would never finish.
+    Only the aim moves: what exceeds x is granted only where the limits have room.
+    """
+    aim = x.copy()
+    energy = grid.delivered_kwh(x)
+    first = np.full(len(grid.sessions), -1)
+    order = np.lexsort((grid.pair_slot, grid.pair_session))
+    ps = grid.pair_session[order]
+    starts = np.nonzero(np.r_[True, ps[1:] != ps[:-1]])[0] if len(ps) else np.zeros(0, int)
+    first[ps[starts]] = order[starts]
+    slot_h = grid.slots.hours[grid.pair_slot[first[first >= 0]]]
+    small = np.zeros(len(grid.sessions), dtype=bool)
+    has = first >= 0
+    small[has] = (energy[has] > 0) & (energy[has] < min_kw[has] * slot_h)
+    aim[small[grid.pair_session]] = 0.0
+    k = first[small]
+    aim[k] = np.minimum(energy[small] / grid.pair_hours[k], grid.cap_kw[k])
+    return aim

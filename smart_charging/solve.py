@@ -21,8 +21,8 @@ from smart_charging.problem import Grid, Qp
 class SolverSettings:
     """OSQP settings that matter here; tolerances are absolute in kW / kWh."""
 
-    eps_abs: float = 1e-4
-    eps_rel: float = 1e-4
+    eps_abs: float = 1e-3
+    eps_rel: float = 1e-3
     max_iter: int = 10000
     time_limit_s: float = 10.0
     polish: bool = False
@@ -54,12 +54,15 @@ class OsqpSession:
     settings: SolverSettings = field(default_factory=SolverSettings)
     _solver: osqp.OSQP | None = None
     _pattern: tuple[bytes, ...] | None = None
+    _rho: float = 0.1
 
     def solve(self, qp: Qp, warm_v: np.ndarray | None = None,
-              warm_dual: np.ndarray | None = None) -> SolveResult:
+              warm_dual: np.ndarray | None = None, scaling: int = 10) -> SolveResult:
+        """Solve; `scaling=0` turns off OSQP's Ruiz scaling (the retry for tiny problems,
+        where scaling nearly-empty slots can stall it)."""
         s = self.settings
         pattern = (qp.P.indptr.tobytes(), qp.P.indices.tobytes(),
-                   qp.A.indptr.tobytes(), qp.A.indices.tobytes())
+                   qp.A.indptr.tobytes(), qp.A.indices.tobytes(), bytes([scaling]))
         t0 = time.perf_counter()
         reused = self._solver is not None and pattern == self._pattern
         if reused:
@@ -68,10 +71,12 @@ class OsqpSession:
             self._solver.update_settings(max_iter=s.max_iter, time_limit=s.time_limit_s)
         else:
             self._solver = osqp.OSQP()
-            self._solver.setup(qp.P, qp.q, qp.A, qp.lo, qp.hi, eps_abs=s.eps_abs,
+            # start from the step size the last solve settled on: saves re-adapting it
+            self._solver.setup(qp.P, qp.q, qp.A, qp.lo, qp.hi, rho=self._rho, eps_abs=s.eps_abs,
                                eps_rel=s.eps_rel, max_iter=s.max_iter,
                                time_limit=s.time_limit_s, polishing=s.polish,
-                               adaptive_rho=s.adaptive_rho, verbose=False, warm_starting=True)
+                               adaptive_rho=s.adaptive_rho, verbose=False, warm_starting=True,
+                               scaling=scaling)
             self._pattern = pattern
         solver = self._solver
         if warm_v is not None and warm_dual is not None:
@@ -83,8 +88,11 @@ class OsqpSession:
         dual = np.asarray(res.y, dtype=float)
         status = str(res.info.status)
         ok = res.info.status_val == osqp.SolverStatus.OSQP_SOLVED and bool(np.isfinite(v).all())
-        if not ok:
+        if ok:
+            self._rho = float(res.info.rho_estimate)
+        else:
             self._solver, self._pattern = None, None  # never reuse a workspace that failed
+            self._rho = 0.1
         return SolveResult(v, dual, status, ok, int(res.info.iter), t1 - t0, t2 - t1, reused)
 
 

@@ -1,0 +1,98 @@
+"""Solver speed: N sessions x 96 slots on one site, cold first plan and warm re-plans.
+
+Each N runs in its own process so peak RSS is that N's alone. Re-plans follow a 5-minute
+interval from 19:00 with energy delivered updated from the previous plan, so both kinds
+of re-plan appear: inside the same slot grid (OSQP factorisation reused) and after the
+horizon moved by a slot (new pattern, warm-started setup).
+
+    .venv/bin/python -m bench.engine_speed            # N = 100, 1000, 5000
+    .venv/bin/python -m bench.engine_speed --n 1000   # one size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import timedelta
+
+import numpy as np
+
+from bench.engine_scenario import DAY, evening_sessions, jiangsu_prices, residential_site
+from smart_charging import Planner, PlanSettings, SolverSettings
+
+
+def run_one(n: int, replans: int) -> dict:
+    site = residential_site(n)
+    sessions = evening_sessions(site)
+    prices = jiangsu_prices()
+    planner = Planner(PlanSettings(solver=SolverSettings(time_limit_s=120.0)))
+    now = DAY.replace(hour=19)
+    t0 = time.perf_counter()
+    plan = planner.plan(site, sessions, prices, now)
+    first = time.perf_counter() - t0
+    first_info = {"wall_s": first, "build_s": plan.build_seconds, "solve_s": plan.solve_seconds,
+                  "iterations": plan.iterations, "status": plan.status,
+                  }
+    replan_rows = []
+    for _ in range(replans):
+        step = timedelta(minutes=5)
+        # cars took what the plan gave them in the last 5 minutes
+        got = dict(zip(plan.session_ids, plan.power_w[:, 0] / 1000 * step.total_seconds() / 3600,
+                       strict=True))
+        sessions = [replace(s, energy_delivered_kwh=s.energy_delivered_kwh + got.get(s.id, 0.0))
+                    if s.arrival <= now else s for s in sessions]
+        now += step
+        t0 = time.perf_counter()
+        plan = planner.plan(site, sessions, prices, now)
+        replan_rows.append({"wall_s": time.perf_counter() - t0, "build_s": plan.build_seconds,
+                            "solve_s": plan.solve_seconds, "iterations": plan.iterations,
+                            "status": plan.status, "fallback": plan.fallback_used,
+                            "now": now.strftime("%H:%M")})
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"n": n, "first": first_info, "replans": replan_rows, "peak_rss_mb": rss_mb}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, nargs="*", default=[100, 1000, 5000])
+    ap.add_argument("--replans", type=int, default=6)
+    ap.add_argument("--child", action="store_true")
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(run_one(args.n[0], args.replans)))
+        return
+    results = []
+    for n in args.n:
+        out = subprocess.run([sys.executable, "-m", "bench.engine_speed", "--child", "--n",
+                              str(n), "--replans", str(args.replans)],
+                             capture_output=True, text=True, check=True, timeout=900)
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print("| sessions | first plan (build + solve) s | iterations | warm re-plan s, median "
+          "(min-max) | re-plan solver s, median | re-plan iterations, median | peak RSS MB |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        walls = [x["wall_s"] for x in r["replans"]]
+        solves = [x["solve_s"] for x in r["replans"]]
+        its = [x["iterations"] for x in r["replans"]]
+        f = r["first"]
+        bad = [x for x in r["replans"] if x["status"] != "solved"] + (
+            [f] if f["status"] != "solved" else [])
+        print(f"| {r['n']} | {f['wall_s']:.2f} ({f['build_s']:.2f} + {f['solve_s']:.2f}) | "
+              f"{f['iterations']} | {np.median(walls):.3f} ({min(walls):.3f}-{max(walls):.3f}) | "
+              f"{np.median(solves):.3f} | {int(np.median(its))} | {r['peak_rss_mb']:.0f} |"
+              + (f" NOT SOLVED: {bad}" if bad else ""))
+    print()
+    print("per re-plan detail (now, wall s, solver s, iterations):")
+    for r in results:
+        detail = ", ".join(f"{x['now']} {x['wall_s']:.3f}/{x['solve_s']:.3f}/{x['iterations']}"
+                           for x in r["replans"])
+        print(f"  N={r['n']}: {detail}")
+
+
+if __name__ == "__main__":
+    main()
