@@ -113,3 +113,13 @@ def test_line_to_line_and_three_phase_coefficients() -> None:
     three = Evse("w", "t", phases=("L1", "L2", "L3"), max_current_a=16.0)
     assert three.max_kw == pytest.approx(16 * 0.69)
     assert three.phase_amps_per_kw("L2") * three.max_kw == pytest.approx(16.0)
+
+
+def test_small_remainder_is_delivered_now_not_spread_below_the_minimum() -> None:
+    # 0.2 kWh over 2 h: the solver spreads it at ~0.1 kW, far under 6 A in every slot
+    g = _grid(100.0, 1, energy=0.2)
+    x = np.full(g.n_pairs, 0.2 / 2.0)
+    sp = round_setpoints(g, x)
+    assert sp.value[0] == 6.0
+    assert (sp.power_kw * g.pair_hours).sum() == pytest.approx(0.2, abs=0.2)
+    assert violations(g, sp.power_kw) <= 1e-9
