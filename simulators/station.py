@@ -408,6 +408,15 @@ class Station:
         got = limit_at(self.profiles, evse_id, now, unit, self._electrical(evse), self._tx(evse))
         return None if got is None else (got[0], unit)
 
+    def limit_w(self, evse_id: int) -> float:
+        """What the EVSE offers now in W: the composite limit capped by the hardware."""
+        evse = self._evse(evse_id)
+        hardware = evse.spec.max_power_w or 0.0
+        got = limit_at(
+            self.profiles, evse_id, self.clock.now(), "W", self._electrical(evse), self._tx(evse)
+        )
+        return hardware if got is None else min(hardware, got[0])
+
     def meter_jump(self, evse_id: int, energy_wh: float) -> None:
         """Fault injection: the energy register jumps by `energy_wh`."""
         evse = self._evse(evse_id)
@@ -504,7 +513,10 @@ class Station:
             self._spawn(after())
 
     async def _reply_later(
-        self, ws: ClientConnection, message_id: str, response: dict,
+        self,
+        ws: ClientConnection,
+        message_id: str,
+        response: dict,
         after: Callable[[], Awaitable[None]] | None,
     ) -> None:
         await asyncio.sleep(self.response_delay_s)
