@@ -1,0 +1,17 @@
+# The CSMS with its embedded PostgreSQL (or set DATABASE_URL to use your own server).
+FROM python:3.11-slim
+
+RUN useradd --create-home --uid 1000 csms
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY csms ./csms
+COPY smart_charging ./smart_charging
+COPY simulators ./simulators
+COPY config ./config
+RUN pip install --no-cache-dir . && chown -R csms /app
+
+USER csms
+# OCPP WebSocket
+EXPOSE 9000
+VOLUME ["/app/data"]
+CMD ["csms", "serve", "--host", "0.0.0.0", "--port", "9000", "--data-dir", "/app/data/postgres"]
