@@ -184,6 +184,10 @@ class Commands:
     async def clear_cache(self, station_id: str) -> Payload:
         return await self.call(station_id, "ClearCache", {})
 
+    async def get_local_list_version(self, station_id: str) -> int:
+        reply = await self.call(station_id, "GetLocalListVersion", {})
+        return int(reply["versionNumber"])
+
     async def send_local_list(
         self, station_id: str, version: int, tokens: list[tuple[str, str, str]],
         full: bool = True,

@@ -154,8 +154,9 @@ async def test_G_B_remote_operations(csms: Csms, make_station: StationFactory) -
         "Unlocked", "UnlockFailed", "OngoingAuthorizedTransaction", "UnknownConnector"
     )
     assert (await csms.commands.clear_cache("CS001"))["status"] in ("Accepted", "Rejected")
-    local = await csms.commands.send_local_list("CS001", 1, [("GOOD", "ISO14443", "Accepted")])
-    assert local["status"] in ("Accepted", "Failed", "VersionMismatch")
+    local = await csms.commands.send_local_list("CS001", 3, [("GOOD", "ISO14443", "Accepted")])
+    assert local["status"] == "Accepted"
+    assert await csms.commands.get_local_list_version("CS001") == 3
     assert (await csms.commands.reset("CS001", "OnIdle"))["status"] in ("Accepted", "Scheduled")
 
 
