@@ -18,7 +18,7 @@ from typing import IO
 from simulators.clock import Clock, to_ocpp
 from simulators.ev import EV
 from simulators.scenario import Node, Scenario, Session, draw_sessions
-from simulators.station import Station
+from simulators.station import Station, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class SessionResult:
     delivered_wh: float = 0.0
     plugged_in: bool = False
     authorized: str = ""
+    authorized_at: datetime | None = None  # when charging could begin (late under load)
 
     @property
     def satisfied(self) -> bool:
@@ -176,16 +177,13 @@ class Fleet:
         try:
             await self._sleep_until(self.scenario.end)
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
             # sessions still plugged in at the end: account what they got
             for (sid, evse_id), result in list(self.active.items()):
                 result.delivered_wh = self._delivered(sid, evse_id)
                 await self._safe(self.stations[sid].unplug(evse_id))
             self._sample(self.clock.now())
-            tracer.cancel()
-            await asyncio.gather(tracer, return_exceptions=True)
+            await cancel_and_wait([tracer])
             await asyncio.gather(*(s.stop() for s in self.stations.values()))
         self.summary.sessions = list(self.results.values())
         return self.summary
@@ -231,6 +229,7 @@ class Fleet:
         self.active[key] = result
         try:
             result.authorized = await st.present_token(session.evse_id, session.token)
+            result.authorized_at = self.clock.now()
         except Exception as exc:
             log.warning("%s authorization failed: %s", session.session_id, exc)
         await self._sleep_until(session.departure)

@@ -256,11 +256,8 @@ class Station:
         if ws is not None:
             with contextlib.suppress(Exception):
                 await ws.close()
-        for t in tasks:
-            if t is not None and t is not asyncio.current_task():
-                with contextlib.suppress(BaseException):
-                    await t
         self._fail_pending(NotConnected("station stopped"))
+        await cancel_and_wait([t for t in tasks if t is not None])
 
     async def disconnect(self) -> None:
         """Simulate network loss: drop the socket; keep charging and queue TransactionEvents."""
@@ -946,7 +943,7 @@ class Station:
     async def _meter_loop(self, evse: EvseState, tx: TxState) -> None:
         """While `tx` runs: follow the schedule, send periodic meter values."""
         next_sample = self.clock.now() + timedelta(seconds=self._meter_interval())
-        while not tx.ended:
+        while not tx.ended and not self._stopping:
             now = self.clock.now()
             wake_at = min(next_sample, now + timedelta(seconds=MAX_CONTROL_STEP_S))
             change = next_change(
@@ -1330,6 +1327,17 @@ class Station:
 
     async def _on_data_transfer(self, req: dict):
         return {"status": "UnknownVendorId"}, None
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task]) -> None:
+    """Cancel tasks and wait until they are done, re-cancelling any that swallowed it
+    (Python 3.11's wait_for can lose a cancellation that races with a result)."""
+    current = asyncio.current_task()
+    pending = {t for t in tasks if t is not current and not t.done()}
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
 
 
 def _rejected(reason_code: str, info: str, status: str = "Rejected") -> dict:

@@ -65,7 +65,9 @@ async def test_fleet_runs_sessions_and_writes_trace_and_summary(peer, tmp_path):
         hours = (r.session.departure - r.session.arrival).total_seconds() / 3600
         # a single-phase 32 A EVSE can deliver at most 7.36 kW
         assert 0 < r.delivered_wh <= 7360 * hours + 1
-        expected = min(r.session.energy_wh, 7360 * hours)
+        # the fleet may plug in a little late on a loaded machine: count from authorization
+        charging_h = (r.session.departure - r.authorized_at).total_seconds() / 3600
+        expected = min(r.session.energy_wh, 7360 * charging_h)
         assert r.delivered_wh >= 0.9 * expected
         assert r.satisfied == (r.delivered_wh >= 0.99 * r.session.energy_wh)
     peak = summary.peaks["T1"]
