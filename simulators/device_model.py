@@ -14,7 +14,7 @@ READ_WRITE = "ReadWrite"
 WRITE_ONLY = "WriteOnly"
 
 
-@dataclass
+@dataclass(slots=True)
 class Variable:
     component: str
     name: str

@@ -137,7 +137,7 @@ class EvseState:
     last_update: datetime | None = None
     pending_remote_start: dict | None = None
     meter_task: asyncio.Task | None = None
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    sleeper: asyncio.Task | None = None  # the meter loop's current sleep; cancel to wake it
 
 
 Handler = Callable[[dict], Awaitable[tuple[dict, Callable[[], Awaitable[None]] | None]]]
@@ -197,7 +197,7 @@ class Station:
         self._manual_offline = False
         self._stopping = False
         self.sent_calls = 0
-        self.received_calls: list[str] = []
+        self.received_calls: deque[str] = deque(maxlen=256)  # recent CSMS actions
         self._handlers: dict[str, Handler] = {
             "GetVariables": self._on_get_variables,
             "SetVariables": self._on_set_variables,
@@ -673,7 +673,7 @@ class Station:
         tx.ended = True
         self._set_power(evse, 0.0, 0.0, 0)
         tx.charging_state = "Idle" if cable_gone or evse.ev is None else "EVConnected"
-        evse.wake.set()  # the meter loop sees the end and returns
+        _wake(evse)  # the meter loop sees the end and returns
         await self._tx_event(
             evse, "Ended", trigger, context="Transaction.End", stopped_reason=stopped_reason
         )
@@ -938,7 +938,7 @@ class Station:
                 self._spawn(self._tx_event(evse, "Updated", "ChargingStateChanged"))
             elif state == "Charging" and abs(watts - old) > 0.1 * max(old, 1.0):
                 pass  # the next periodic sample shows the new rate
-        evse.wake.set()
+        _wake(evse)
 
     async def _meter_loop(self, evse: EvseState, tx: TxState) -> None:
         """While `tx` runs: follow the schedule, send periodic meter values."""
@@ -971,14 +971,13 @@ class Station:
         seconds = (t - self.clock.now()).total_seconds()
         if seconds <= 0:
             return
-        evse.wake.clear()
         sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
-        waker = asyncio.ensure_future(evse.wake.wait())
+        evse.sleeper = sleeper
         try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((sleeper,))  # returns early when _wake cancels the sleep
         finally:
+            evse.sleeper = None
             sleeper.cancel()
-            waker.cancel()
 
     def _recompute_all(self) -> None:
         for evse in self.evses.values():
@@ -1327,6 +1326,12 @@ class Station:
 
     async def _on_data_transfer(self, req: dict):
         return {"status": "UnknownVendorId"}, None
+
+
+def _wake(evse: EvseState) -> None:
+    sleeper = evse.sleeper
+    if sleeper is not None and not sleeper.done() and sleeper is not asyncio.current_task():
+        sleeper.cancel()
 
 
 async def cancel_and_wait(tasks: list[asyncio.Task]) -> None:
