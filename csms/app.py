@@ -8,6 +8,9 @@ from pathlib import Path
 
 import structlog
 
+from csms.api.app import build_app
+from csms.api.deps import Parts
+from csms.api.server import ApiServer
 from csms.clock import Clock, SystemClock
 from csms.commands import Commands
 from csms.config import Config
@@ -17,6 +20,7 @@ from csms.ocpp.deps import Deps
 from csms.ocpp.routes import Router, routes
 from csms.server import OcppServer
 from csms.store import Database, Store, open_database
+from csms.store.api_tokens import ApiTokenRepo
 
 log = structlog.get_logger()
 
@@ -31,6 +35,7 @@ class Csms:
     connections: Connections
     commands: Commands
     ocpp: OcppServer
+    api: ApiServer | None = None
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Csms:
@@ -43,11 +48,27 @@ class Csms:
         router = Router(routes(Deps(store, clock, events, config.boot)))
         ocpp = OcppServer(config.server, store, clock, router, connections, events)
         await ocpp.start()
-        return cls(config, clock, db, store, events, connections,
+        csms = cls(config, clock, db, store, events, connections,
                    Commands(connections, store, clock), ocpp)
+        if config.api.enabled:
+            await csms._start_api()
+        return csms
 
     async def stop(self) -> None:
+        if self.api is not None:  # first: no request finds the store closed
+            await self.api.stop()
         await self.ocpp.stop()
         await self.store.close()
         await self.db.close()
         log.info("csms.stopped")
+
+    async def _start_api(self) -> None:
+        parts = Parts(self.clock, self.store, self.events, self.connections, self.commands,
+                      ApiTokenRepo(self.store.pool))
+        api = ApiServer(self.config.api, build_app(parts), parts.stopping)
+        try:
+            await api.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self.api = api

@@ -1,4 +1,5 @@
-"""`csms` command line: serve, and provision stations and tokens (also while serving)."""
+"""`csms` command line: serve, and provision stations, tokens and API tokens (also while
+serving)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from csms import log as logging_setup
+from csms.api.auth import ROLES, new_token
 from csms.app import Csms
 from csms.clock import SystemClock
 from csms.config import Config, load
 from csms.passwords import hash_password
 from csms.store import Store, open_database
+from csms.store.api_tokens import ApiTokenRepo
 from csms.store.tokens import TOKEN_STATUSES
 
 TOKEN_TYPES = ("Central", "eMAID", "ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress",
@@ -37,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--api-port", type=int, help="HTTP API port (default 8080, 0 = any)")
 
     migrate = sub.add_parser("migrate", help="apply database migrations and exit")
     _common(migrate)
@@ -71,6 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
     _common(trm)
     trm.add_argument("id_token")
     trm.add_argument("--type", choices=TOKEN_TYPES)
+
+    api_tokens = sub.add_parser("api-tokens", help="tokens for the HTTP API")
+    asub = api_tokens.add_subparsers(dest="action", required=True)
+    aadd = asub.add_parser("add", help="make a token and print it (shown only this once)")
+    _common(aadd)
+    aadd.add_argument("name", help="who or what uses it, e.g. dashboard, dso-north")
+    aadd.add_argument("--role", required=True, choices=list(ROLES))
+    aadd.add_argument("--node", action="append", default=[],
+                      help="a node a grid token may act on (repeat for more)")
+    alist = asub.add_parser("list", help="list API tokens (names and roles, never tokens)")
+    _common(alist)
+    arm = asub.add_parser("remove", help="revoke an API token")
+    _common(arm)
+    arm.add_argument("name")
     return parser
 
 
@@ -82,6 +100,7 @@ def config_from(args: argparse.Namespace) -> Config:
         data_dir=args.data_dir,
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
+        api_port=getattr(args, "api_port", None),
     )
 
 
@@ -98,6 +117,8 @@ async def _serve(config: Config) -> int:
     csms = await Csms.start(config)
     print(f"CSMS listening on ws://{config.server.host}:{csms.ocpp.port}/ocpp/<stationId>",
           flush=True)
+    if csms.api is not None:
+        print(f"HTTP API on http://{config.api.host}:{csms.api.port}/ (docs: /docs)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -161,6 +182,36 @@ def _tokens(args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
     return job
 
 
+def _api_tokens(args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
+    now = SystemClock().now()
+
+    async def job(store: Store) -> int:
+        repo = ApiTokenRepo(store.pool)
+        if args.action == "add":
+            if args.role == "grid" and not args.node:
+                print("error: a grid token needs at least one --node", file=sys.stderr)
+                return 2
+            token, hashed = new_token()
+            if not await repo.add(args.name, args.role, hashed, now, tuple(args.node)):
+                print(f"error: an API token named {args.name} exists", file=sys.stderr)
+                return 1
+            print(f"API token {args.name} ({args.role}); keep it now, it is not shown again:")
+            print(token)
+        elif args.action == "remove":
+            if not await repo.remove(args.name):
+                print(f"error: no API token {args.name}", file=sys.stderr)
+                return 1
+            print(f"removed API token {args.name}")
+        else:
+            print(f"{'name':<24} {'role':<9} {'created':<26} nodes")
+            for t in await repo.list():
+                print(f"{t.name:<24} {t.role:<9} "
+                      f"{t.created_at.isoformat(timespec='seconds'):<26} {','.join(t.nodes)}")
+        return 0
+
+    return job
+
+
 async def _migrated(store: Store) -> int:
     print("database is up to date")
     return 0
@@ -178,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_serve(config))
     if args.command == "migrate":
         return asyncio.run(_with_store(config, _migrated))
-    job = _stations(args) if args.command == "stations" else _tokens(args)
+    jobs = {"stations": _stations, "tokens": _tokens, "api-tokens": _api_tokens}
+    job = jobs[args.command](args)
     return asyncio.run(_with_store(config, job))
 
 

@@ -42,11 +42,21 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    """The operator HTTP API (csms/api/), served in the same process as the OCPP server."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = 8080  # 0 = any free port (tests)
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     boot: BootConfig = field(default_factory=BootConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
 
 
 def _section(cls: type[Any], data: dict[str, Any], name: str) -> Any:
@@ -76,6 +86,7 @@ def load(
     data_dir: str | None = None,
     host: str | None = None,
     port: int | None = None,
+    api_port: int | None = None,
 ) -> Config:
     """File, then DATABASE_URL, then explicit arguments (the CLI flags)."""
     data: dict[str, Any] = {}
@@ -91,4 +102,5 @@ def load(
         host=host if host is not None else config.server.host,
         port=port if port is not None else config.server.port,
     )
-    return replace(config, database=db, server=server)
+    api = replace(config.api, port=api_port if api_port is not None else config.api.port)
+    return replace(config, database=db, server=server, api=api)

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from csms.app import Csms
-from csms.config import Config, ServerConfig, load
+from csms.config import ApiConfig, Config, ServerConfig, load
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +55,8 @@ async def database_url(postgres_url: str) -> AsyncIterator[str]:
 @pytest.fixture
 def config(database_url: str, tmp_path: Path) -> Config:
     base = load(None, database_url=database_url, data_dir=str(tmp_path / "unused"))
-    return replace(base, server=ServerConfig(host="127.0.0.1", port=0, call_timeout_s=5.0))
+    return replace(base, server=ServerConfig(host="127.0.0.1", port=0, call_timeout_s=5.0),
+                   api=ApiConfig(enabled=False))  # tests/api/ turn it on
 
 
 @pytest.fixture

@@ -48,6 +48,21 @@ class TokenRepo:
             id_token, type, status, group_id, expires_at, now,
         )
 
+    async def create(
+        self, id_token: str, type: str, now: datetime, *, status: str = "Accepted",
+        group_id: str | None = None, expires_at: datetime | None = None,
+    ) -> bool:
+        """Like `add`, but never replaces: False when the token exists."""
+        if status not in TOKEN_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(TOKEN_STATUSES)}")
+        inserted = await self.pool.fetchval(
+            "INSERT INTO id_tokens (id_token, type, status, group_id, expires_at, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id_token, type) DO NOTHING"
+            " RETURNING 1",
+            id_token, type, status, group_id, expires_at, now,
+        )
+        return bool(inserted)
+
     async def remove(self, id_token: str, type: str | None = None) -> int:
         result = await self.pool.execute(
             "DELETE FROM id_tokens WHERE id_token = $1 AND ($2::text IS NULL OR type = $2)",

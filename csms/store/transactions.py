@@ -54,12 +54,28 @@ class Transaction:
     offline_events: int
     departure_time: datetime | None
     energy_wanted_wh: float | None
+    charge_now: bool = False  # the driver opted out of ordered charging
+    needs_source: str | None = None  # "ev" (ISO 15118) or "api" (driver, app)
+    needs_updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MeterValue:
+    ts: datetime
+    evse_id: int
+    measurand: str
+    phase: str
+    location: str
+    context: str | None
+    value: float
+    unit: str | None
 
 
 _COLUMNS = (
     "station_id, transaction_id, evse_id, connector_id, id_token, token_type, started_at,"
     " ended_at, charging_state, stopped_reason, meter_start_wh, meter_stop_wh, energy_wh,"
-    " max_seq_no, event_count, offline_events, departure_time, energy_wanted_wh"
+    " max_seq_no, event_count, offline_events, departure_time, energy_wanted_wh, charge_now,"
+    " needs_source, needs_updated_at"
 )
 
 _UPSERT = """
@@ -135,15 +151,48 @@ class TransactionRepo:
         return Transaction(**dict(row)) if row else None
 
     async def list(
-        self, station_id: str | None = None, active: bool | None = None, limit: int = 100
+        self, station_id: str | None = None, active: bool | None = None, limit: int = 100,
+        *, id_token: str | None = None, since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[Transaction]:
+        """Newest first. since/until select transactions that overlap that time range."""
         rows = await self.pool.fetch(
             f"SELECT {_COLUMNS} FROM transactions WHERE ($1::text IS NULL OR station_id = $1)"
             " AND ($2::bool IS NULL OR (ended_at IS NULL) = $2)"
+            " AND ($4::text IS NULL OR id_token = $4)"
+            " AND ($5::timestamptz IS NULL OR ended_at IS NULL OR ended_at >= $5)"
+            " AND ($6::timestamptz IS NULL OR started_at < $6)"
             " ORDER BY started_at DESC NULLS LAST LIMIT $3",
-            station_id, active, limit,
+            station_id, active, limit, id_token, since, until,
         )
         return [Transaction(**dict(r)) for r in rows]
+
+    async def meter_values(
+        self, station_id: str, transaction_id: str, limit: int = 10_000
+    ) -> list[MeterValue]:
+        rows = await self.pool.fetch(
+            "SELECT ts, evse_id, measurand, phase, location, context, value, unit"
+            " FROM meter_values WHERE station_id = $1 AND transaction_id = $2"
+            " ORDER BY ts, measurand, phase, location LIMIT $3",
+            station_id, transaction_id, limit,
+        )
+        return [MeterValue(**dict(r)) for r in rows]
+
+    async def set_driver_needs(
+        self, station_id: str, transaction_id: str, *, departure_time: datetime | None,
+        energy_wanted_wh: float | None, charge_now: bool, now: datetime,
+    ) -> Transaction | None:
+        """Needs a driver or an app states for a running transaction; None when it is not
+        running. A field left out keeps its value, so a driver may change one at a time."""
+        row = await self.pool.fetchrow(
+            "UPDATE transactions SET departure_time = COALESCE($3, departure_time),"
+            " energy_wanted_wh = COALESCE($4, energy_wanted_wh), charge_now = $5,"
+            " needs_source = 'api', needs_updated_at = $6, updated_at = $6"
+            " WHERE station_id = $1 AND transaction_id = $2 AND ended_at IS NULL"
+            f" RETURNING {_COLUMNS}",
+            station_id, transaction_id, departure_time, energy_wanted_wh, charge_now, now,
+        )
+        return Transaction(**dict(row)) if row else None
 
     async def set_needs(
         self,
@@ -160,7 +209,8 @@ class TransactionRepo:
         async with self.pool.acquire() as conn, conn.transaction():
             transaction_id = await conn.fetchval(
                 "UPDATE transactions SET departure_time = COALESCE($3, departure_time),"
-                " energy_wanted_wh = COALESCE($4, energy_wanted_wh), updated_at = $5"
+                " energy_wanted_wh = COALESCE($4, energy_wanted_wh), needs_source = 'ev',"
+                " needs_updated_at = $5, updated_at = $5"
                 " WHERE station_id = $1 AND evse_id = $2 AND ended_at IS NULL"
                 " RETURNING transaction_id",
                 station_id, evse_id, departure_time, energy_amount_wh, now,

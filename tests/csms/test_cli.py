@@ -63,6 +63,7 @@ def free_port() -> int:
 async def _serve_and_boot(data_dir: Path, port: int, password: str) -> str | None:
     proc = await asyncio.create_subprocess_exec(
         *CSMS, "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port),
+        "--api-port", "0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     try:

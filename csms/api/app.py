@@ -1,0 +1,65 @@
+"""The FastAPI application: routers, auth, error bodies, and the docs served offline.
+
+The docs page (Swagger UI at /docs, ReDoc at /redoc) loads its scripts from this server,
+not from a CDN, so it works on a site network with no internet. The files come from the
+`fastapi-offline` package, which ships a current Swagger UI (able to read OpenAPI 3.1, as
+FastAPI writes it).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
+
+from csms.api import commands, events, metrics, sessions, stations, tokens, transactions
+from csms.api.auth import ROLES, Caller, caller
+from csms.api.commands import CommandFailed
+from csms.api.deps import Parts
+from csms.api.models import CommandError, Model, WhoAmI
+
+DESCRIPTION = """\
+Operate the CSMS: stations, id tokens, transactions, drivers' charging needs, commands to
+stations, a live feed and metrics.
+
+Every call but `/api/health` needs an API token: `csms api-tokens add NAME --role ROLE`
+prints one. Send it as `Authorization: Bearer <token>` (the Authorize button here).
+Roles: `admin` (everything), `operator` (stations, id tokens, transactions, sessions,
+commands), `grid` (site load, limits and events on its nodes), `viewer` (read only).
+"""
+
+
+class Health(Model):
+    status: str
+
+
+def build_app(parts: Parts) -> FastAPI:
+    app = FastAPIOffline(
+        title="ocpp-csms", version="0.1.0", description=DESCRIPTION,
+        static_url="/docs-assets",
+        # no validator badge: it would send the spec to an outside service
+        swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
+    )
+    app.state.parts = parts
+    for module in (stations, tokens, transactions, sessions, commands, events, metrics):
+        app.include_router(module.router)
+
+    @app.exception_handler(CommandFailed)
+    async def command_failed(request: Request, exc: CommandFailed) -> JSONResponse:
+        body = CommandError(detail=exc.detail, code=exc.code)
+        return JSONResponse(body.model_dump(), status_code=exc.status_code)
+
+    @app.get("/api/health", tags=["meta"])
+    async def health() -> Health:
+        """Is the API up? (no token needed)"""
+        return Health(status="ok")
+
+    @app.get("/api/whoami", tags=["meta"])
+    async def whoami(who: Annotated[Caller, Depends(caller)]) -> WhoAmI:
+        """The token's name, role and what the role may do."""
+        return WhoAmI(name=who.name, role=who.role, nodes=list(who.nodes),
+                      permissions=sorted(p.value for p in ROLES.get(who.role, ())))
+
+    return app

@@ -1,0 +1,43 @@
+"""What the HTTP API works with: the running CSMS's parts, handed to every route.
+
+The API gets these parts rather than the `Csms` object, so `csms.app` can import the API
+without an import cycle, and a route's needs are visible in one small type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+
+from csms.clock import Clock
+from csms.commands import Commands
+from csms.connection import Connections
+from csms.events import EventBus
+from csms.store import Store
+from csms.store.api_tokens import ApiTokenRepo
+
+
+@dataclass(frozen=True)
+class Parts:
+    clock: Clock
+    store: Store
+    events: EventBus
+    connections: Connections
+    commands: Commands
+    api_tokens: ApiTokenRepo
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)  # set: live feeds end
+
+
+def parts(request: Request) -> Parts:
+    found: Parts = request.app.state.parts
+    return found
+
+
+PartsDep = Annotated[Parts, Depends(parts)]
+
+
+def not_found(what: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"no {what}")
