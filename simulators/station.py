@@ -197,6 +197,7 @@ class Station:
         self._manual_offline = False
         self._stopping = False
         self.sent_calls = 0
+        self.connects = 0  # successful WebSocket connections (1 + reconnects)
         self.received_calls: deque[str] = deque(maxlen=256)  # recent CSMS actions
         self._handlers: dict[str, Handler] = {
             "GetVariables": self._on_get_variables,
@@ -444,6 +445,7 @@ class Station:
             await ws.close()
             raise ConnectionRefused(None, "CSMS selected no OCPP subprotocol")
         self._ws = ws
+        self.connects += 1
         self._recv_task = self._spawn(self._receive_loop(ws))
 
     async def _receive_loop(self, ws: ClientConnection) -> None:
@@ -963,6 +965,9 @@ class Station:
                 if next_sample <= now:
                     next_sample = now + timedelta(seconds=interval)
                 await self._tx_event(evse, "Updated", "MeterValuePeriodic")
+                if not tx.ended:  # the round trip may have outlasted a schedule step
+                    self.profiles.expire(self.clock.now())
+                    self._recompute(evse)
 
     def _meter_interval(self) -> float:
         return max(1.0, self.device_model.number("SampledDataCtrlr", "TxUpdatedInterval"))

@@ -622,3 +622,31 @@ async def test_ev_never_draws_above_composite_limit_over_a_session(peer, station
         assert unit == "A"
         assert st.power_w(1) <= limit * 230 * 3 + 1e-6
         await asyncio.sleep(0.02)
+
+
+# ---- fault injection -------------------------------------------------------------------
+
+
+async def test_fault_dropped_responses_make_csms_calls_time_out(peer, stations):
+    st = stations(peer.url)
+    await st.start()
+    st.drop_responses = True
+    with pytest.raises(TimeoutError):
+        await peer.call("ClearCache", {}, timeout=0.3)
+    st.drop_responses = False
+    assert (await peer.result("ClearCache", {}))["status"] == "Accepted"
+
+
+async def test_fault_meter_jump_shows_in_the_register(peer, stations):
+    st = await charging_station(peer, stations)
+    before = st.energy_wh(1)
+    st.meter_jump(1, 5_000.0)
+    assert st.energy_wh(1) >= before + 5_000.0
+    await st.unplug(1)
+    ended = peer.of("TransactionEvent")[-1]
+    register = next(
+        s["value"]
+        for s in ended["meterValue"][0]["sampledValue"]
+        if s["measurand"] == "Energy.Active.Import.Register"
+    )
+    assert register >= before + 5_000.0
