@@ -7,6 +7,7 @@ without an import cycle, and a route's needs are visible in one small type.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from csms.connection import Connections
 from csms.events import EventBus
 from csms.store import Store
 from csms.store.api_tokens import ApiTokenRepo
+from smart_charging.model import Site
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Parts:
     connections: Connections
     commands: Commands
     api_tokens: ApiTokenRepo
+    sites: Mapping[str, Site] = field(default_factory=dict)  # the sites the scheduler plans
     stopping: asyncio.Event = field(default_factory=asyncio.Event)  # set: live feeds end
 
 
