@@ -8,7 +8,10 @@ import sys
 
 import httpx
 import pytest
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
+from csms.api.auth import caller
 from csms.app import Csms
 from csms.store.api_tokens import ApiTokenRepo
 from tests.api.conftest import Client
@@ -33,6 +36,7 @@ MATRIX: list[tuple[str, str, dict | None, list[str]]] = [
     ("PUT", "/api/sessions/S/T", {"charge_now": True}, WRITE),
     ("POST", "/api/stations/NOPE/commands/reset", {"type": "OnIdle"}, WRITE),
     ("GET", "/metrics", None, READ),
+    ("GET", "/api/sites", None, ["admin", "operator", "viewer", "grid"]),
     ("GET", "/api/whoami", None, ["admin", "operator", "viewer", "grid"]),
 ]
 
@@ -106,3 +110,16 @@ async def test_cli_makes_a_token_that_is_stored_only_as_a_hash(
         assert "ops-desk" in listed and "operator" in listed and token not in listed
         assert cli("api-tokens", "remove", "ops-desk", *db).returncode == 0
         assert (await ops.get("/api/whoami")).status_code == 401
+
+
+def _needs_token(dependant: Dependant) -> bool:
+    return dependant.call is caller or any(_needs_token(d) for d in dependant.dependencies)
+
+
+async def test_every_route_but_health_and_docs_needs_a_token(csms: Csms) -> None:
+    assert csms.api is not None
+    open_routes = {
+        route.path for route in csms.api.app.routes
+        if isinstance(route, APIRoute) and not _needs_token(route.dependant)
+    }  # (/openapi.json is not an APIRoute: it is open too, by design)
+    assert open_routes == {"/api/health", "/docs", "/docs/oauth2-redirect", "/redoc"}
