@@ -340,7 +340,7 @@ class Station:
             await self._tx_event(evse, "Updated", "CablePluggedIn")
         if ev.iso15118:
             await self._notify_charging_needs(evse)
-        self._recompute(evse)
+        self._recompute_all()
 
     async def present_token(self, evse_id: int, token: str, token_type: str = "ISO14443") -> str:
         """Authorize an idToken; if Accepted, authorize the transaction and start charging."""
@@ -372,6 +372,7 @@ class Station:
         if evse.tx is not None:
             await self._end_transaction(evse, "EVDeparted", "EVDisconnected", cable_gone=True)
         evse.ev = None
+        self._recompute_all()  # a station-wide limit is shared by fewer EVs now
         await self.status(evse_id, "Available" if evse.operative else "Unavailable")
 
     def transaction_id(self, evse_id: int) -> str | None:
@@ -653,7 +654,7 @@ class Station:
         tx.charging_state = self._charging_state(evse, self._draw(evse)[0])
         await self._tx_event(evse, "Started", trigger, context="Transaction.Begin")
         evse.meter_task = self._spawn(self._meter_loop(evse, tx))
-        self._recompute(evse)
+        self._recompute_all()
 
     async def _authorize_transaction(self, evse: EvseState, trigger: str) -> None:
         tx = evse.tx
@@ -663,7 +664,7 @@ class Station:
         state = self._charging_state(evse, *self._draw(evse))
         tx.charging_state = state
         await self._tx_event(evse, "Updated", trigger)
-        self._recompute(evse)
+        self._recompute_all()
 
     async def _end_transaction(
         self, evse: EvseState, trigger: str, stopped_reason: str, cable_gone: bool = False
@@ -879,6 +880,9 @@ class Station:
                         electrical = Electrical(
                             "AC", min(electrical.phases, got[1]), spec.voltage_v
                         )
+            share_w = self._station_share_w(now)
+            if share_w is not None:
+                offered = min(offered, share_w / (spec.voltage_v * electrical.phases))
             if offered < spec.min_current_a:
                 offered = 0.0  # IEC 61851: below 6 A the EVSE pauses
             amps = ev.ac_current_a(offered)
@@ -889,8 +893,31 @@ class Station:
             got = limit_at(self.profiles, spec.evse_id, now, "W", electrical, self._tx(evse))
             if got is not None:
                 offered_w = min(offered_w, got[0])
+        share_w = self._station_share_w(now)
+        if share_w is not None:
+            offered_w = min(offered_w, share_w)
         watts = ev.dc_power_w(offered_w)
         return watts, watts / 400.0, 1
+
+    def _station_share_w(self, now: datetime) -> float | None:
+        """Equal share of the station-wide limit (max profile, external constraints) for each
+        EVSE that is charging, so that together they stay under it; None if no such limit."""
+        if self.ignore_profiles or len(self.evses) < 2:
+            return None
+        electrical = Electrical(
+            "AC" if self._all_ac() else "DC",
+            max(e.phases for e in self.spec.evses),
+            self.spec.evses[0].voltage_v,
+        )
+        got = limit_at(self.profiles, 0, now, "W", electrical)
+        if got is None:
+            return None
+        charging = sum(
+            1
+            for e in self.evses.values()
+            if e.ev is not None and e.tx is not None and e.tx.authorized and not e.tx.ended
+        )
+        return got[0] / max(1, charging)
 
     def _advance(self, evse: EvseState) -> None:
         """Integrate energy at the current power up to now."""
@@ -964,10 +991,13 @@ class Station:
                 next_sample += timedelta(seconds=interval)
                 if next_sample <= now:
                     next_sample = now + timedelta(seconds=interval)
-                await self._tx_event(evse, "Updated", "MeterValuePeriodic")
-                if not tx.ended:  # the round trip may have outlasted a schedule step
-                    self.profiles.expire(self.clock.now())
-                    self._recompute(evse)
+                # sent aside: the power control above must not wait for the CSMS's answer
+                # (a slow round trip would make the EVSE miss a schedule step)
+                self._spawn(self._periodic_sample(evse, tx))
+
+    async def _periodic_sample(self, evse: EvseState, tx: TxState) -> None:
+        if evse.tx is tx and not tx.ended:
+            await self._tx_event(evse, "Updated", "MeterValuePeriodic")
 
     def _meter_interval(self) -> float:
         return max(1.0, self.device_model.number("SampledDataCtrlr", "TxUpdatedInterval"))

@@ -650,3 +650,32 @@ async def test_fault_meter_jump_shows_in_the_register(peer, stations):
         if s["measurand"] == "Energy.Active.Import.Register"
     )
     assert register >= before + 5_000.0
+
+
+async def test_K08_station_max_profile_is_shared_by_charging_evses(peer, stations):
+    st = stations(peer.url, evses=[EvseSpec(1), EvseSpec(2)])
+    await st.start()
+    station_max = {
+        "id": 1,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "ChargingStationMaxProfile",
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": [
+            {
+                "id": 1,
+                "startSchedule": "2026-11-23T00:00:00Z",
+                "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 32.0}],
+            }
+        ],
+    }
+    assert (await peer.result("SetChargingProfile", {"evseId": 0, "chargingProfile": station_max}))[
+        "status"
+    ] == "Accepted"
+    for evse_id in (1, 2):
+        await st.plug_in(evse_id, EV(soc=0.2, energy_wanted_wh=50_000))
+        await st.present_token(evse_id, f"T{evse_id}")
+    assert st.power_w(1) + st.power_w(2) == pytest.approx(FULL_AC_W)
+    assert st.power_w(1) == pytest.approx(16.0 * 230 * 3)
+    await st.unplug(2)
+    assert st.power_w(1) == pytest.approx(FULL_AC_W)
