@@ -18,6 +18,7 @@ from csms.connection import Connections
 from csms.events import EventBus
 from csms.ocpp.deps import Deps
 from csms.ocpp.routes import Router, routes
+from csms.scheduler import Scheduler
 from csms.server import OcppServer
 from csms.store import Database, Store, open_database
 from csms.store.api_tokens import ApiTokenRepo
@@ -35,6 +36,7 @@ class Csms:
     connections: Connections
     commands: Commands
     ocpp: OcppServer
+    scheduler: Scheduler | None = None
     api: ApiServer | None = None
 
     @classmethod
@@ -47,9 +49,13 @@ class Csms:
         connections = Connections()
         router = Router(routes(Deps(store, clock, events, config.boot)))
         ocpp = OcppServer(config.server, store, clock, router, connections, events)
+        commands = Commands(connections, store, clock)
+        scheduler = None
+        if config.scheduler.enabled:  # sites load first: a bad site file stops the start
+            scheduler = Scheduler(config.scheduler, store, commands, connections, events, clock)
+            await scheduler.start()
         await ocpp.start()
-        csms = cls(config, clock, db, store, events, connections,
-                   Commands(connections, store, clock), ocpp)
+        csms = cls(config, clock, db, store, events, connections, commands, ocpp, scheduler)
         if config.api.enabled:
             await csms._start_api()
         return csms
@@ -57,14 +63,18 @@ class Csms:
     async def stop(self) -> None:
         if self.api is not None:  # first: no request finds the store closed
             await self.api.stop()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.ocpp.stop()
         await self.store.close()
         await self.db.close()
         log.info("csms.stopped")
 
     async def _start_api(self) -> None:
+        sites = {sid: runner.site for sid, runner in self.scheduler.sites.items()} \
+            if self.scheduler else {}
         parts = Parts(self.clock, self.store, self.events, self.connections, self.commands,
-                      ApiTokenRepo(self.store.pool))
+                      ApiTokenRepo(self.store.pool), sites=sites)
         api = ApiServer(self.config.api, build_app(parts), parts.stopping)
         try:
             await api.start()

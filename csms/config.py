@@ -42,6 +42,36 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class SchedulerConfig:
+    """Smart charging: which sites to plan and how often (see docs/decisions/scheduler.md)."""
+
+    enabled: bool = False
+    sites: tuple[str, ...] = ()
+    tariffs_dir: str = ""
+    interval_s: float = 300.0
+    debounce_s: float = 10.0
+    slot_minutes: int = 15
+    horizon_slots: int = 96
+    stack_level: int = 0
+    material_change_kw: float = 1.0
+    lookahead_s: float = 3600.0
+    departure_margin_s: float = 900.0
+    overstay_s: float = 3600.0
+    tx_default_profile: bool = True
+    max_concurrent_calls: int = 50
+    non_compliance_margin_w: float = 500.0
+    non_compliance_grace_s: float = 120.0
+    learn_car_max: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sites", tuple(self.sites))
+        if self.interval_s <= 0 or self.debounce_s < 0:
+            raise ValueError("[scheduler] interval_s must be positive, debounce_s not negative")
+        if self.max_concurrent_calls < 1:
+            raise ValueError("[scheduler] max_concurrent_calls must be at least 1")
+
+
+@dataclass(frozen=True)
 class ApiConfig:
     """The operator HTTP API (csms/api/), served in the same process as the OCPP server."""
 
@@ -57,6 +87,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     log: LogConfig = field(default_factory=LogConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
 
 def _section(cls: type[Any], data: dict[str, Any], name: str) -> Any:

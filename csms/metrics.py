@@ -12,3 +12,11 @@ handle_latency = Histogram("csms_handle_seconds", "Time to answer a station's CA
 connected = Gauge("csms_connected_stations", "Stations connected now")
 refused = Counter("csms_handshakes_refused_total", "Refused WebSocket handshakes, by reason",
                   ["reason"])
+plans = Counter("csms_plans_total", "Scheduler plans, by site and outcome (solved, fallback, "
+                "error)", ["site", "outcome"])
+plan_seconds = Histogram("csms_plan_seconds", "Time to plan a site (engine, in a thread)",
+                         ["site"])
+profiles = Counter("csms_profiles_total", "Charging profiles the scheduler sent, by purpose "
+                   "and outcome", ["purpose", "outcome"])
+non_compliance = Counter("csms_non_compliance_total", "Meter samples of an EVSE drawing "
+                         "clearly more than its charging profile allows", ["site"])

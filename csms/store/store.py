@@ -9,6 +9,7 @@ import asyncpg
 from csms.store.devices import DeviceRepo
 from csms.store.meter import MeterWriter
 from csms.store.notifications import NotificationRepo
+from csms.store.plans import PlanRepo
 from csms.store.stations import StationRepo
 from csms.store.tokens import TokenRepo
 from csms.store.transactions import TransactionRepo
@@ -23,6 +24,7 @@ class Store:
     devices: DeviceRepo = field(init=False)
     notifications: NotificationRepo = field(init=False)
     meter: MeterWriter = field(init=False)
+    plans: PlanRepo = field(init=False)
 
     def __post_init__(self) -> None:
         self.stations = StationRepo(self.pool)
@@ -31,6 +33,7 @@ class Store:
         self.devices = DeviceRepo(self.pool)
         self.notifications = NotificationRepo(self.pool)
         self.meter = MeterWriter(self.pool)
+        self.plans = PlanRepo(self.pool)
 
     async def close(self) -> None:
         await self.meter.close()

@@ -1,0 +1,664 @@
+"""The smart-charging scheduler: plans each site with the engine and sends the profiles.
+
+One task per site re-plans every `interval_s` on the CSMS clock and, debounced, after an
+event (transaction started or ended, new charging needs, a station connected or gone, a
+profile rejected). A plan reads the site's running transactions, reserves what the EVSEs
+it cannot steer may draw, runs the engine in a thread, sends each EVSE a TxProfile only
+when it changed materially (decreases first), and stores the plan with its inputs.
+Why it works this way: docs/decisions/scheduler.md; the decisions are in csms/sessions.py.
+
+Profile ids are fixed per EVSE, so a new profile replaces the last one (K01):
+TxDefaultProfile 7_100_000 + evseId, TxProfile 7_200_000 + evseId.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import tomllib
+from collections import defaultdict
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+
+from csms import metrics
+from csms.clock import Clock
+from csms.commands import Commands
+from csms.config import SchedulerConfig
+from csms.connection import CallFailed, Connections, StationOffline
+from csms.events import (
+    ChargingNeedsChanged,
+    Event,
+    EventBus,
+    PowerSampled,
+    StationConnected,
+    StationDisconnected,
+    TransactionChanged,
+)
+from csms.frames import Payload
+from csms.sessions import (
+    Change,
+    EvseKey,
+    Limit,
+    Reservation,
+    SessionFacts,
+    compare,
+    default_profile,
+    default_shares,
+    departure_for,
+    evse_index,
+    next_local_time,
+    profile_limit,
+    session_for,
+    with_reservations,
+    zero_profile,
+)
+from csms.store import Store
+from csms.store.plans import PlanRecord
+from smart_charging import (
+    Evse,
+    Plan,
+    Planner,
+    PlanSettings,
+    Prices,
+    Session,
+    Site,
+    charging_profile_for,
+    prices_from_dict,
+    site_from_dict,
+)
+from smart_charging.model import sample
+
+log = structlog.get_logger()
+
+TX_DEFAULT_ID = 7_100_000
+TX_PROFILE_ID = 7_200_000
+NON_COMPLIANCE_FACTOR = 1.1
+
+
+def load_site(path: str | Path, tariffs_dir: str = "") -> tuple[Site, Prices]:
+    """A site TOML and its tariff (`[site] tariff = "<id>"`, found as <id>.toml)."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    site = site_from_dict(data)
+    tariff = data.get("site", {}).get("tariff")
+    if not tariff:
+        return site, Prices()
+    folder = Path(tariffs_dir) if tariffs_dir else path.parent.parent / "tariffs"
+    tariff_path = folder / (tariff if tariff.endswith(".toml") else f"{tariff}.toml")
+    with open(tariff_path, "rb") as f:
+        return site, prices_from_dict(tomllib.load(f))
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """SmartChargingCtrlr.RateUnit and .PeriodsPerSchedule of a station."""
+
+    rate_units: tuple[str, ...] = ("A", "W")
+    periods: int = 24
+
+
+@dataclass
+class Held:
+    """A profile a station accepted, and over which connection."""
+
+    profile: Payload
+    limit: Limit
+    transaction_id: str | None
+    connection: object
+    sent_at: datetime
+
+
+@dataclass
+class EvseMemory:
+    """What the scheduler remembers about one EVSE between plans."""
+
+    tx: Held | None = None
+    default: Held | None = None
+    default_refused_on: object = None  # the connection that refused the TxDefaultProfile
+    transaction_id: str | None = None
+    rejected_tx: str | None = None
+    car_max_kw: float | None = None
+
+
+@dataclass
+class Job:
+    """One profile to send, and what came of it."""
+
+    evse: Evse
+    profile: Payload
+    limit: Limit
+    change: Change
+    outcome: str = "pending"
+
+
+def _compress(slot_starts: tuple[datetime, ...], amps: tuple[float, ...],
+              watts: tuple[float, ...]) -> list[list[float]]:
+    """[[offset s, A, W], ...] at each change: a plan's setpoints, small enough to store."""
+    out: list[list[float]] = []
+    for ts, a, w in zip(slot_starts, amps, watts, strict=True):
+        row = [round(a, 1), round(w)]
+        if not out or out[-1][1:] != row:
+            out.append([int((ts - slot_starts[0]).total_seconds()), *row])
+    return out
+
+
+class SiteScheduler:
+    """Plans one site; keeps one Planner (warm starts) and what each EVSE holds."""
+
+    def __init__(self, site: Site, prices: Prices, owner: Scheduler) -> None:
+        self.site = site
+        self.prices = prices
+        self.owner = owner
+        self.config = owner.config
+        self.clock = owner.clock
+        self.planner = Planner(PlanSettings(slot_minutes=self.config.slot_minutes,
+                                            horizon_slots=self.config.horizon_slots))
+        self.by_key: dict[EvseKey, Evse] = evse_index(site)
+        self.station_ids = sorted({e.station_id for e in site.evses})
+        self.memory: dict[str, EvseMemory] = {e.id: EvseMemory() for e in site.evses}
+        self.shares = default_shares(site, self.clock.now())
+        self._wake = asyncio.Event()
+        self._reasons: set[str] = set()
+        self.log = log.bind(site_id=site.id)
+
+    # ----------------------------------------------------------------- triggers
+
+    def trigger(self, reason: str) -> None:
+        self._reasons.add(reason)
+        self._wake.set()
+
+    async def run(self) -> None:
+        self.trigger("start")
+        while True:
+            if await self._wait(self.config.interval_s) and self.config.debounce_s:
+                await self.clock.sleep(self.config.debounce_s)
+            reasons = ", ".join(sorted(self._reasons)) or "interval"
+            self._reasons.clear()
+            self._wake.clear()
+            try:
+                await self.plan_once(reasons)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                metrics.plans.labels(self.site.id, "error").inc()
+                self.log.exception("scheduler.plan_failed", trigger=reasons)
+
+    async def _wait(self, seconds: float) -> bool:
+        """Until an event (True) or `seconds` on the clock (False)."""
+        if self._wake.is_set():
+            return True
+        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+        return self._wake.is_set()
+
+    # ----------------------------------------------------------------- meter feedback
+
+    def on_power(self, event: PowerSampled) -> None:
+        """Non-compliance check, and learning what a car takes, from one power sample."""
+        evse = self.by_key.get((event.station_id, event.evse_id))
+        if evse is None:
+            return
+        mem = self.memory[evse.id]
+        grace = timedelta(seconds=self.config.non_compliance_grace_s)
+        if mem.tx is not None and mem.tx.transaction_id == mem.transaction_id:
+            held: Held | None = mem.tx
+            limit = mem.tx.limit.then(self._fallback_w(evse))
+        else:
+            held = mem.default
+            limit = Limit.constant(self._fallback_w(evse))
+        if held is None or event.at < held.sent_at + grace:
+            return
+        allowed = limit.at(event.at)
+        if event.power_w > allowed * NON_COMPLIANCE_FACTOR + self.config.non_compliance_margin_w:
+            metrics.non_compliance.labels(self.site.id).inc()
+            self.log.warning("scheduler.non_compliance", station_id=event.station_id,
+                             evse_id=event.evse_id, power_w=round(event.power_w),
+                             limit_w=round(allowed))
+        if (self.config.learn_car_max and event.power_w > 500.0
+                and allowed >= event.power_w + max(1000.0, 0.15 * event.power_w)
+                and event.power_w < 0.9 * evse.max_kw * 1000.0):
+            seen = event.power_w / 1000.0
+            mem.car_max_kw = max(mem.car_max_kw or 0.0, seen)
+
+    def _fallback_w(self, evse: Evse) -> float:
+        """What the EVSE may draw without a TxProfile: its TxDefaultProfile, or its max."""
+        held = self.memory[evse.id].default
+        if held is not None:
+            return min(held.limit.at(held.sent_at), evse.max_kw * 1000.0)
+        return evse.max_kw * 1000.0
+
+    def _allowance(self, evse: Evse, transaction_id: str | None) -> Limit:
+        """What the EVSE may draw now without a new command from us."""
+        mem = self.memory[evse.id]
+        fallback = self._fallback_w(evse)
+        if mem.tx is not None and transaction_id and mem.tx.transaction_id == transaction_id:
+            return mem.tx.limit.then(fallback).capped(evse.max_kw * 1000.0)
+        return Limit.constant(fallback)
+
+    # ----------------------------------------------------------------- one plan
+
+    async def plan_once(self, trigger: str) -> int:
+        """Plan the site, send what changed, store the plan; returns the plan's id."""
+        # whole seconds: OCPP times and startPeriods are whole seconds, so every
+        # station then switches at exactly the plan's slot boundaries
+        cfg, now = self.config, self.clock.now().replace(microsecond=0)
+        await self._ensure_defaults()
+        active = await self._active_transactions()
+        booted = {s.id for s in await self.owner.store.stations.list()
+                  if s.last_boot_at is not None}
+        horizon_end = now + timedelta(minutes=cfg.slot_minutes * cfg.horizon_slots)
+        overstay = timedelta(seconds=cfg.overstay_s)
+        sessions: list[Session] = []
+        summaries: list[dict[str, Any]] = []
+        reserved: list[Reservation] = []
+        for evse in self.site.evses:
+            mem = self.memory[evse.id]
+            tx = active.get(evse.id)
+            if tx is None:
+                mem.transaction_id, mem.car_max_kw, mem.rejected_tx = None, None, None
+                if evse.station_id in booted:
+                    reserved.append(Reservation(evse.id, self._allowance(evse, None),
+                                                horizon_end, "idle"))
+                continue
+            if mem.transaction_id != tx.transaction_id:
+                mem.transaction_id, mem.car_max_kw = tx.transaction_id, None
+            connected = self.owner.connections.is_connected(evse.station_id)
+            if not connected or mem.rejected_tx == tx.transaction_id:
+                if connected:  # rejected: the car is there, we know when it leaves
+                    departure = departure_for(tx, self.site, now, overstay)[0]
+                else:  # offline: the transaction may have ended unseen; no overstay
+                    departure = tx.departure_time or next_local_time(
+                        tx.started_at, self.site.default_departure, self.site.utc_offset)
+                if departure > now:
+                    limit = self._allowance(evse, tx.transaction_id)
+                    if mem.car_max_kw is not None:
+                        limit = limit.capped(mem.car_max_kw * 1000.0)
+                    reason = "offline" if not connected else "rejected"
+                    reserved.append(Reservation(evse.id, limit, departure, reason))
+                continue
+            car_max = None if mem.car_max_kw is None else mem.car_max_kw * 1.05
+            session, summary = session_for(
+                tx, evse, self.site, now, overstay=overstay,
+                margin=timedelta(seconds=cfg.departure_margin_s), car_max_kw=car_max)
+            sessions.append(session)
+            summaries.append(summary)
+        site = with_reservations(self.site, reserved, now, horizon_end)
+        started = time.perf_counter()
+        plan = await asyncio.to_thread(self.planner.plan, site, sessions, self.prices, now)
+        metrics.plan_seconds.labels(self.site.id).observe(time.perf_counter() - started)
+        metrics.plans.labels(self.site.id, "fallback" if plan.fallback_used else "solved").inc()
+        if plan.fallback_used:
+            self.log.warning("scheduler.fallback", reason=plan.fallback_reason)
+        jobs = await self._jobs(plan, sessions, now)
+        await self._send(jobs)
+        record = self._record(plan, trigger, summaries, reserved, site, jobs, sessions)
+        plan_id = await self.owner.store.plans.add(record)
+        self.log.info("scheduler.planned", plan_id=plan_id, trigger=trigger,
+                      sessions=len(sessions), reserved=len(reserved), status=plan.status,
+                      sent=record.profiles_sent, rejected=record.profiles_rejected)
+        return plan_id
+
+    async def _active_transactions(self) -> dict[str, SessionFacts]:
+        """The newest running transaction per site EVSE (an older one left open is stale)."""
+        stations = set(self.station_ids)
+        out: dict[str, SessionFacts] = {}
+        for tx in await self.owner.store.transactions.list(active=True, limit=1_000_000):
+            if tx.station_id not in stations or tx.evse_id is None or tx.started_at is None:
+                continue
+            evse = self.by_key.get((tx.station_id, tx.evse_id))
+            if evse is None or evse.id in out:
+                continue
+            out[evse.id] = SessionFacts(tx.transaction_id, tx.started_at, tx.departure_time,
+                                        tx.energy_wanted_wh, tx.energy_wh)
+        return out
+
+    async def _jobs(self, plan: Plan, sessions: list[Session], now: datetime) -> list[Job]:
+        """The TxProfile each planned EVSE should hold, and whether it must be sent."""
+        cfg = self.config
+        jobs = []
+        duration = int((plan.slot_ends[-1] - plan.now).total_seconds())
+        for session in sessions:
+            evse = self.site.evse(session.evse_id)
+            tx_id = session.transaction_id
+            assert tx_id is not None
+            caps = await self.owner.capabilities(evse.station_id)
+            unit = self._unit(evse, caps)
+            profile_id = TX_PROFILE_ID + evse.ocpp_evse_id
+            if unit is None:
+                profile = zero_profile(tx_id, plan.now, duration, "W", profile_id=profile_id,
+                                       stack_level=cfg.stack_level, number_phases=1)
+                job = Job(evse, profile, profile_limit(profile, evse, now),
+                          Change(False, False, "no supported rate unit"), "unsupported")
+                self.memory[evse.id].rejected_tx = tx_id
+                self.trigger("no supported rate unit")
+                jobs.append(job)
+                continue
+            try:
+                profile = charging_profile_for(
+                    plan, evse.id, profile_id=profile_id, rate_unit=unit,
+                    max_periods=caps.periods, stack_level=cfg.stack_level,
+                    transaction_id=tx_id)
+            except (KeyError, ValueError):  # the engine counts it as full (needs < 20 Wh)
+                profile = zero_profile(
+                    tx_id, plan.now, duration, unit, profile_id=profile_id,
+                    stack_level=cfg.stack_level,
+                    number_phases=len(evse.phases) if evse.wiring.value == "wye" else 1)
+            limit = profile_limit(profile, evse, now)
+            current = self._allowance(evse, tx_id)
+            held = self.memory[evse.id].tx
+            if held is not None and held.connection is not self.owner.connection(evse.station_id):
+                current = Limit.constant(self._fallback_w(evse))  # a new connection: resend
+            change = compare(current, limit, now, raise_w=cfg.material_change_kw * 1000.0,
+                             lookahead=timedelta(seconds=cfg.lookahead_s))
+            jobs.append(Job(evse, profile, limit, change,
+                            "pending" if change.send else "unchanged"))
+        return jobs
+
+    def _unit(self, evse: Evse, caps: Capabilities) -> str | None:
+        if not evse.is_ac:
+            return "W" if "W" in caps.rate_units else None
+        for unit in (evse.rate_unit, "A", "W"):
+            if unit in caps.rate_units:
+                return unit
+        return None
+
+    async def _send(self, jobs: list[Job]) -> None:
+        """Profiles that allow more right away go last, once every decrease has landed;
+        stations in parallel (bounded), each station's EVSEs in order."""
+        for raises_now in (False, True):
+            batch = [j for j in jobs
+                     if j.outcome == "pending" and j.change.raises_now == raises_now]
+            if raises_now and any(j.outcome.startswith(("rejected", "failed")) for j in jobs):
+                # the plan counted on a decrease that did not land: no increase now, and
+                # a re-plan at once with that EVSE reserved
+                for job in batch:
+                    job.outcome = "deferred"
+                self.trigger("increases deferred")
+                return
+            by_station: dict[str, list[Job]] = defaultdict(list)
+            for job in batch:
+                by_station[job.evse.station_id].append(job)
+            await asyncio.gather(*(self.owner.bounded(self._send_station(sid, js))
+                                   for sid, js in by_station.items()))
+
+    async def _send_station(self, station_id: str, jobs: list[Job]) -> None:
+        for job in jobs:
+            evse, mem = job.evse, self.memory[job.evse.id]
+            reply = await self.owner.set_profile(station_id, evse.ocpp_evse_id, job.profile)
+            if reply is None:
+                job.outcome = "failed"
+                continue
+            if reply.get("status") == "Accepted":
+                job.outcome = "sent"
+                mem.tx = Held(job.profile, job.limit, job.profile.get("transactionId"),
+                              self.owner.connection(station_id), self.clock.now())
+                continue
+            reason = (reply.get("statusInfo") or {}).get("reasonCode", "none")
+            job.outcome = f"rejected: {reason}"
+            mem.rejected_tx = job.profile.get("transactionId")
+            self.log.warning("scheduler.profile_rejected", station_id=station_id,
+                             evse_id=evse.ocpp_evse_id, purpose="TxProfile",
+                             reason_code=reason)
+            self.trigger("profile rejected")
+
+    async def _ensure_defaults(self) -> None:
+        """Give every connected, booted station's EVSEs their TxDefaultProfile share."""
+        if not self.config.tx_default_profile:
+            return
+        todo: dict[str, list[tuple[Evse, Payload]]] = defaultdict(list)
+        for evse in self.site.evses:
+            conn = self.owner.connection(evse.station_id)
+            if conn is None or getattr(conn.ctx, "boot_status", None) != "Accepted":
+                continue
+            mem = self.memory[evse.id]
+            if mem.default_refused_on is conn:
+                continue
+            caps = await self.owner.capabilities(evse.station_id)
+            unit = self._unit(evse, caps)
+            if unit is None:
+                continue
+            profile = default_profile(evse, self.shares[evse.id], unit,
+                                      profile_id=TX_DEFAULT_ID + evse.ocpp_evse_id,
+                                      stack_level=self.config.stack_level)
+            if (mem.default is not None and mem.default.connection is conn
+                    and mem.default.profile == profile):
+                continue
+            todo[evse.station_id].append((evse, profile))
+
+        async def send(station_id: str, items: list[tuple[Evse, Payload]]) -> None:
+            for evse, profile in items:
+                conn = self.owner.connection(station_id)
+                reply = await self.owner.set_profile(station_id, evse.ocpp_evse_id, profile,
+                                                     purpose="TxDefaultProfile")
+                mem = self.memory[evse.id]
+                if reply is None:
+                    continue
+                if reply.get("status") == "Accepted":
+                    now = self.clock.now()
+                    limit = profile_limit(profile, evse, now).then(evse.max_kw * 1000.0)
+                    mem.default = Held(profile, Limit.constant(limit.at(now)), None, conn, now)
+                    continue
+                mem.default_refused_on = conn
+                mem.default = None
+                self.log.warning("scheduler.profile_rejected", station_id=station_id,
+                                 evse_id=evse.ocpp_evse_id, purpose="TxDefaultProfile",
+                                 reason_code=(reply.get("statusInfo") or {}).get("reasonCode"))
+
+        await asyncio.gather(*(self.owner.bounded(send(s, items)) for s, items in todo.items()))
+
+    # ----------------------------------------------------------------- the stored plan
+
+    def _record(self, plan: Plan, trigger: str, summaries: list[dict[str, Any]],
+                reserved: list[Reservation], site: Site, jobs: list[Job],
+                sessions: list[Session]) -> PlanRecord:
+        starts, ends = list(plan.slot_starts), list(plan.slot_ends)
+        root, reserved_root = self.site.root, site.root
+        household = sample(root.load_kw, starts, ends, "max", 0.0)
+        with_res = sample(reserved_root.load_kw, starts, ends, "max", 0.0)
+        limit = root.limit_over(starts, ends)
+
+        def kw(values: np.ndarray) -> list[float | None]:
+            return [round(float(v), 3) if np.isfinite(v) else None for v in values]
+
+        inputs = {
+            "now": starts[0].isoformat(),
+            "slot_starts": [t.isoformat() for t in starts],
+            "root": root.id,
+            "limit_kw": kw(limit),
+            "household_kw": kw(household),
+            "reserved_kw": kw(with_res - household),
+            "ev_headroom_kw": kw(np.clip(limit - household, 0, None)),
+            "planned_ev_kw": kw(plan.site_power_kw()),
+            "sessions": summaries,
+            "reserved": [{
+                "evse_id": r.evse_id, "station_id": self.site.evse(r.evse_id).station_id,
+                "reason": r.reason, "until": r.until.isoformat(),
+                "max_kw": round(r.limit.peak(starts[0], r.until) / 1000.0, 3),
+            } for r in reserved],
+        }
+        by_evse = {j.evse.id: j for j in jobs}
+        schedule: dict[str, Any] = {}
+        for s in sessions:
+            job = by_evse.get(s.evse_id)
+            entry: dict[str, Any] = {
+                "session_id": s.id, "transaction_id": s.transaction_id,
+                "energy_needed_kwh": round(s.energy_needed_kwh, 3),
+                "energy_planned_kwh": 0.0, "setpoints": [],
+                "profile": job.outcome if job else "none",
+                "why": job.change.why if job else "",
+            }
+            if s.id in plan.session_ids:
+                i = plan.session_ids.index(s.id)
+                entry["energy_planned_kwh"] = round(float(plan.energy_planned_kwh[i]), 3)
+                entry["setpoints"] = _compress(plan.slot_starts, tuple(plan.current_a[i]),
+                                               tuple(plan.power_w[i]))
+            schedule[s.evse_id] = entry
+        outcomes = [j.outcome for j in jobs]
+        return PlanRecord(
+            site_id=self.site.id, planned_at=plan.now, trigger=trigger,
+            sessions=len(sessions), inputs=inputs, schedule=schedule, status=plan.status,
+            iterations=plan.iterations, fallback_used=plan.fallback_used,
+            fallback_reason=plan.fallback_reason, solve_seconds=plan.solve_seconds,
+            build_seconds=plan.build_seconds,
+            profiles_sent=outcomes.count("sent"),
+            profiles_rejected=sum(o.startswith("rejected") or o == "unsupported"
+                                  for o in outcomes),
+            profiles_failed=outcomes.count("failed"),
+        )
+
+
+@dataclass
+class Scheduler:
+    """All sites' schedulers, the event feed that triggers them, and what they share."""
+
+    config: SchedulerConfig
+    store: Store
+    commands: Commands
+    connections: Connections
+    events: EventBus
+    clock: Clock
+    sites: dict[str, SiteScheduler] = field(default_factory=dict)
+    _by_station: dict[str, SiteScheduler] = field(default_factory=dict)
+    _caps: dict[str, Capabilities] = field(default_factory=dict)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _helpers: set[asyncio.Task[None]] = field(default_factory=set)
+    _queue: asyncio.Queue[Event] | None = None
+    _gate: asyncio.Semaphore | None = None
+
+    def add_site(self, site: Site, prices: Prices) -> SiteScheduler:
+        runner = SiteScheduler(site, prices, self)
+        self.sites[site.id] = runner
+        for station_id in runner.station_ids:
+            self._by_station[station_id] = runner
+        return runner
+
+    async def start(self) -> None:
+        for path in self.config.sites:
+            site, prices = load_site(path, self.config.tariffs_dir)
+            self.add_site(site, prices)
+            log.info("scheduler.site_loaded", site_id=site.id, path=str(path),
+                     evses=len(site.evses))
+        self._gate = asyncio.Semaphore(self.config.max_concurrent_calls)
+        self._queue = self.events.subscribe()
+        self._tasks = [asyncio.create_task(self._feed(), name="scheduler-events")]
+        self._tasks += [asyncio.create_task(s.run(), name=f"scheduler-{sid}")
+                        for sid, s in self.sites.items()]
+
+    async def stop(self) -> None:
+        for task in [*self._tasks, *self._helpers]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._helpers, return_exceptions=True)
+        self._tasks.clear()
+        if self._queue is not None:
+            self.events.unsubscribe(self._queue)
+            self._queue = None
+
+    # ----------------------------------------------------------------- shared services
+
+    def connection(self, station_id: str) -> Any:
+        try:
+            return self.connections.get(station_id)
+        except StationOffline:
+            return None
+
+    async def bounded(self, job: Awaitable[None]) -> None:
+        assert self._gate is not None
+        async with self._gate:
+            await job
+
+    async def set_profile(self, station_id: str, evse_id: int, profile: Payload,
+                          purpose: str = "TxProfile") -> Payload | None:
+        """SetChargingProfile; None when it could not be delivered (offline, error, timeout)."""
+        try:
+            reply = await self.commands.set_charging_profile(station_id, evse_id, profile)
+        except (StationOffline, CallFailed, TimeoutError) as exc:
+            metrics.profiles.labels(purpose, "failed").inc()
+            log.warning("scheduler.profile_failed", station_id=station_id, evse_id=evse_id,
+                        purpose=purpose, error=str(exc) or type(exc).__name__)
+            return None
+        metrics.profiles.labels(purpose, str(reply.get("status", "unknown")).lower()).inc()
+        return reply
+
+    async def capabilities(self, station_id: str) -> Capabilities:
+        """RateUnit and PeriodsPerSchedule: from the device model, else asked once."""
+        if station_id in self._caps:
+            return self._caps[station_id]
+        wanted = {"RateUnit": "", "PeriodsPerSchedule": ""}
+        for v in await self.store.devices.variables(station_id, "SmartChargingCtrlr"):
+            if v.variable in wanted and v.attribute_type == "Actual" and v.value:
+                wanted[v.variable] = v.value
+        if not all(wanted.values()) and self.connection(station_id) is not None:
+            try:
+                results = await self.commands.get_variables(
+                    station_id, [("SmartChargingCtrlr", name) for name in wanted])
+                for r in results:
+                    if r.get("attributeStatus") == "Accepted" and r.get("attributeValue"):
+                        wanted[r["variable"]["name"]] = r["attributeValue"]
+            except (StationOffline, CallFailed, TimeoutError) as exc:
+                log.warning("scheduler.capabilities_unknown", station_id=station_id,
+                            error=str(exc) or type(exc).__name__)
+                return Capabilities()  # not cached: asked again next time
+        default = Capabilities()
+        units = tuple(u.strip() for u in wanted["RateUnit"].split(",") if u.strip())
+        try:
+            periods = int(float(wanted["PeriodsPerSchedule"]))
+        except ValueError:
+            periods = default.periods
+        caps = Capabilities(units or default.rate_units, max(periods, 1))
+        self._caps[station_id] = caps
+        return caps
+
+    # ----------------------------------------------------------------- events
+
+    async def _feed(self) -> None:
+        assert self._queue is not None
+        while True:
+            event = await self._queue.get()
+            try:
+                self._on_event(event)
+            except Exception:
+                log.exception("scheduler.event_failed", event=type(event).__name__)
+
+    def _on_event(self, event: Event) -> None:
+        site = self._by_station.get(event.station_id)
+        if site is None:
+            return
+        if isinstance(event, PowerSampled):
+            site.on_power(event)
+        elif isinstance(event, TransactionChanged):
+            if event.event_type in ("Started", "Ended"):
+                site.trigger(f"transaction {event.event_type.lower()}")
+        elif isinstance(event, ChargingNeedsChanged):
+            site.trigger("charging needs")
+        elif isinstance(event, StationConnected):
+            self._caps.pop(event.station_id, None)
+            self._spawn(self._after_boot(site, event.station_id))
+        elif isinstance(event, StationDisconnected):
+            site.trigger("station disconnected")
+
+    async def _after_boot(self, site: SiteScheduler, station_id: str) -> None:
+        """Re-plan once a connecting station is booted (its TxDefaultProfile goes first)."""
+        for _ in range(30):
+            conn = self.connection(station_id)
+            if conn is not None and getattr(conn.ctx, "boot_status", None) == "Accepted":
+                break
+            await self.clock.sleep(2.0)
+        site.trigger("station connected")
+
+    def _spawn(self, job: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(job)
+        self._helpers.add(task)
+        task.add_done_callback(self._helpers.discard)
+

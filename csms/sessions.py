@@ -1,0 +1,372 @@
+"""From what the CSMS knows to the engine's inputs, and back to what a station may draw.
+
+Decisions only, no I/O, no clock (time is passed in), so each rule is testable alone:
+- `session_for`: a stored transaction as an engine `Session` (the engine applies no
+  defaults: a missing departure or energy is filled in here from the site's defaults).
+- `Limit`: what a charging profile lets an EVSE draw, in W, over time; `compare` decides
+  whether a new profile must be sent (any decrease, or a material increase soon).
+- `default_shares`: each EVSE's equal share of the lowest headroom of the day, the
+  TxDefaultProfile that keeps a site safe while the CSMS is unreachable.
+- `with_reservations`: a site whose nodes carry, as extra load, what the EVSEs the engine
+  cannot steer may draw (idle ones under their TxDefaultProfile, offline stations,
+  rejected profiles).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import numpy as np
+
+from smart_charging import Evse, Node, Session, Site, StepSeries
+from smart_charging.model import PHASES, sample
+
+EvseKey = tuple[str, int]  # (station identity, OCPP evseId)
+FAR_PAST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def evse_index(site: Site) -> dict[EvseKey, Evse]:
+    """(station identity, OCPP evseId) -> the site's EVSE."""
+    return {(e.station_id, e.ocpp_evse_id): e for e in site.evses}
+
+
+def next_local_time(after: datetime, at: time, utc_offset: timedelta) -> datetime:
+    """The first moment strictly after `after` when the site's local clock shows `at`."""
+    local = after.astimezone(UTC).replace(tzinfo=None) + utc_offset
+    candidate = datetime.combine(local.date(), at)
+    if candidate <= local:
+        candidate += timedelta(days=1)
+    return (candidate - utc_offset).replace(tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@dataclass(frozen=True)
+class SessionFacts:
+    """What is known about a running transaction (from the transactions table)."""
+
+    transaction_id: str
+    started_at: datetime
+    departure_time: datetime | None
+    energy_wanted_wh: float | None
+    energy_delivered_wh: float | None
+
+
+def departure_for(facts: SessionFacts, site: Site, now: datetime, overstay: timedelta
+                  ) -> tuple[datetime, str]:
+    """When the car leaves, and where that came from ("ev", "default" or "overstay").
+
+    A car still plugged in after its departure is planned to leave `overstay` from now:
+    it still wants its energy, and soon.
+    """
+    if facts.departure_time is not None:
+        departure, source = facts.departure_time, "ev"
+    else:
+        departure = next_local_time(facts.started_at, site.default_departure, site.utc_offset)
+        source = "default"
+    if departure <= now:
+        return now + overstay, "overstay"
+    return departure, source
+
+
+def session_for(facts: SessionFacts, evse: Evse, site: Site, now: datetime, *,
+                overstay: timedelta, margin: timedelta,
+                car_max_kw: float | None = None) -> tuple[Session, dict[str, Any]]:
+    """The engine Session for a transaction, and a summary of where each input came from.
+
+    The engine is asked to finish `margin` before the departure (never before the next
+    slot), so a last re-plan can still make up what rounding to whole amps left over.
+    """
+    departure, dep_source = departure_for(facts, site, now, overstay)
+    planned_departure = max(departure - margin, min(departure, now + timedelta(minutes=15)))
+    wanted_kwh = (facts.energy_wanted_wh / 1000.0 if facts.energy_wanted_wh is not None
+                  else site.default_energy_kwh)
+    delivered_kwh = max(0.0, (facts.energy_delivered_wh or 0.0) / 1000.0)
+    session = Session(
+        id=facts.transaction_id,
+        evse_id=evse.id,
+        arrival=min(facts.started_at, now),
+        departure=planned_departure,
+        energy_wanted_kwh=wanted_kwh,
+        energy_delivered_kwh=delivered_kwh,
+        max_power_kw=car_max_kw,
+        transaction_id=facts.transaction_id,
+    )
+    summary = {
+        "session_id": session.id,
+        "evse_id": evse.id,
+        "station_id": evse.station_id,
+        "ocpp_evse_id": evse.ocpp_evse_id,
+        "arrival": _iso(session.arrival),
+        "departure": _iso(departure),
+        "departure_source": dep_source,
+        "planned_departure": _iso(planned_departure),
+        "energy_wanted_kwh": round(wanted_kwh, 3),
+        "energy_source": "ev" if facts.energy_wanted_wh is not None else "default",
+        "energy_delivered_kwh": round(delivered_kwh, 3),
+        "energy_needed_kwh": round(session.energy_needed_kwh, 3),
+        "car_max_kw": None if car_max_kw is None else round(car_max_kw, 3),
+        "evse_max_kw": round(evse.max_kw, 3),
+    }
+    return session, summary
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# --------------------------------------------------------------------------- limits
+
+
+@dataclass(frozen=True)
+class Limit:
+    """What an EVSE may draw, in W: `watts[i]` from `starts[i]` to the next start (the last
+    one until `end`, or for ever when `end` is None), and `outside` before and after."""
+
+    starts: tuple[datetime, ...]
+    watts: tuple[float, ...]
+    end: datetime | None = None
+    outside: float = math.inf
+
+    @classmethod
+    def constant(cls, watts: float) -> Limit:
+        return cls((FAR_PAST,), (float(watts),))
+
+    def at(self, t: datetime) -> float:
+        if t < self.starts[0] or (self.end is not None and t >= self.end):
+            return self.outside
+        return self.watts[bisect.bisect_right(self.starts, t) - 1]
+
+    def then(self, fallback: float) -> Limit:
+        """The same limit, with `fallback` where it does not apply."""
+        return replace(self, outside=fallback)
+
+    def capped(self, watts: float) -> Limit:
+        return Limit(self.starts, tuple(min(w, watts) for w in self.watts), self.end,
+                     min(self.outside, watts))
+
+    def breakpoints(self) -> list[datetime]:
+        return [*self.starts, *([self.end] if self.end is not None else [])]
+
+    def peak(self, start: datetime, end: datetime) -> float:
+        points = [start, *(t for t in self.breakpoints() if start < t < end)]
+        return max(self.at(t) for t in points)
+
+
+def watts_per_unit(evse: Evse, number_phases: int | None) -> float:
+    """W per A of a profile limit on this EVSE (a wye EVSE on fewer phases draws less)."""
+    if not evse.is_ac:
+        return math.nan
+    per_amp = evse.kw_per_amp * 1000.0
+    if number_phases and evse.wiring.value == "wye":
+        per_amp *= min(number_phases, len(evse.phases)) / len(evse.phases)
+    return per_amp
+
+
+def profile_limit(profile: Mapping[str, Any], evse: Evse, start: datetime) -> Limit:
+    """A chargingProfile (as sent) as a Limit in W. `start` anchors a Relative profile."""
+    schedule = profile["chargingSchedule"][0]
+    if schedule.get("startSchedule"):
+        start = datetime.fromisoformat(schedule["startSchedule"].replace("Z", "+00:00"))
+    unit = schedule["chargingRateUnit"]
+    starts, watts = [], []
+    for period in schedule["chargingSchedulePeriod"]:
+        factor = 1.0 if unit == "W" else watts_per_unit(evse, period.get("numberPhases"))
+        starts.append(start + timedelta(seconds=period["startPeriod"]))
+        watts.append(float(period["limit"]) * factor)
+    duration = schedule.get("duration")
+    end = start + timedelta(seconds=duration) if duration is not None else None
+    return Limit(tuple(starts), tuple(watts), end)
+
+
+SETTLE = timedelta(seconds=60)  # how long a round of sends may take
+
+
+@dataclass(frozen=True)
+class Change:
+    send: bool
+    raises_now: bool  # allows more right away: sent after every other profile
+    why: str
+
+
+def compare(current: Limit, new: Limit, now: datetime, *, raise_w: float,
+            lookahead: timedelta) -> Change:
+    """Must `new` replace what the EVSE holds now (`current`, fallbacks included)?
+
+    Any decrease anywhere is sent: then every EVSE always holds a profile that allows no
+    more than the latest plan, which is what keeps the site under its limits. An
+    increase is sent once it exceeds `raise_w` and starts within `lookahead`: until
+    then the lower limit the EVSE holds is safe, only less useful.
+    """
+    end = new.end or now + lookahead
+    points = sorted({now, *(t for t in current.breakpoints() + new.breakpoints()
+                            if now < t < end)})
+    raises_now = any(new.at(t) > current.at(t) + 1.0 for t in points if t < now + SETTLE)
+    lower = next((t for t in points if new.at(t) < current.at(t) - 1.0), None)
+    if lower is not None:
+        why = f"lower at {_iso(lower)}: {new.at(lower):.0f} W < {current.at(lower):.0f} W"
+        return Change(True, raises_now, why)
+    if any(new.at(t) > current.at(t) + raise_w for t in points if t < now + lookahead):
+        return Change(True, raises_now, "higher within the lookahead")
+    return Change(False, False, "unchanged")
+
+
+# --------------------------------------------------------------------------- safe shares
+
+
+def default_shares(site: Site, now: datetime, hours: int = 24, slot_minutes: int = 15
+                   ) -> dict[str, float]:
+    """Each EVSE's equal share (kW) of the lowest headroom over the next `hours`.
+
+    For every node, the headroom of each of its rows (kW, and each phase) at its worst
+    moment is split equally over the EVSEs under it; an EVSE gets the smallest split on
+    its path to the root, capped by its maximum. All EVSEs drawing their share at once
+    stay under every limit, whatever the time of day: that is the point.
+    """
+    count = hours * 60 // slot_minutes
+    starts = [now + timedelta(minutes=slot_minutes * i) for i in range(count)]
+    ends = [*starts[1:], starts[-1] + timedelta(minutes=slot_minutes)]
+    under = {n.id: [e for e in site.evses if n.id in site.path_to_root(e.node)]
+             for n in site.nodes}
+    split: dict[str, float] = {}
+    for n in site.nodes:
+        evses = under[n.id]
+        if not evses:
+            continue
+        load = sample(n.load_kw, starts, ends, "max", 0.0)
+        share = math.inf
+        room_kw = float(np.min(n.limit_over(starts, ends) - load))
+        if math.isfinite(room_kw):
+            share = max(room_kw, 0.0) / len(evses)
+        if n.phase_limit_a is not None:
+            room_a = max(n.phase_limit_a - float(np.max(load)) * 1000 / (3 * n.voltage_ln_v), 0)
+            for p in PHASES:
+                per_kw = sum(e.phase_amps_per_kw(p) for e in evses)
+                if per_kw > 0:
+                    share = min(share, room_a / per_kw)
+        split[n.id] = share
+    return {e.id: min([e.max_kw, *(split.get(n, math.inf) for n in site.path_to_root(e.node))])
+            for e in site.evses}
+
+
+def default_profile(evse: Evse, share_kw: float, rate_unit: str, *, profile_id: int,
+                    stack_level: int) -> dict[str, Any]:
+    """A TxDefaultProfile holding `share_kw` for every transaction on the EVSE.
+
+    Whole amps (or watts) rounded down; a share below the EVSE minimum becomes 0, which is
+    what a charger does with it anyway (IEC 61851: no AC charging under 6 A).
+    """
+    period: dict[str, Any] = {"startPeriod": 0}
+    if rate_unit == "A":
+        amps = math.floor(share_kw / evse.kw_per_amp + 1e-9)
+        period["limit"] = float(amps if amps >= evse.min_current_a else 0)
+        period["numberPhases"] = len(evse.phases) if evse.wiring.value == "wye" else 1
+    else:
+        watts = math.floor(share_kw * 1000.0)
+        period["limit"] = float(watts if watts >= evse.min_kw * 1000.0 else 0)
+    return {
+        "id": profile_id,
+        "stackLevel": stack_level,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Relative",
+        "chargingSchedule": [{
+            "id": profile_id,
+            "chargingRateUnit": rate_unit,
+            "chargingSchedulePeriod": [period],
+        }],
+    }
+
+
+def zero_profile(transaction_id: str, start: datetime, duration_s: int, rate_unit: str, *,
+                 profile_id: int, stack_level: int, number_phases: int) -> dict[str, Any]:
+    """A TxProfile allowing nothing: for a session the plan counts as full."""
+    period: dict[str, Any] = {"startPeriod": 0, "limit": 0.0}
+    if rate_unit == "A":
+        period["numberPhases"] = number_phases
+    return {
+        "id": profile_id,
+        "stackLevel": stack_level,
+        "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": "Absolute",
+        "transactionId": transaction_id,
+        "chargingSchedule": [{
+            "id": profile_id,
+            "startSchedule": _iso(start),
+            "duration": duration_s,
+            "chargingRateUnit": rate_unit,
+            "chargingSchedulePeriod": [period],
+        }],
+    }
+
+
+# --------------------------------------------------------------------------- reservations
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """An EVSE the engine does not steer, and what it may draw until `until`."""
+
+    evse_id: str
+    limit: Limit
+    until: datetime
+    reason: str  # idle | rejected | offline | uncontrolled
+
+    def series_kw(self, now: datetime) -> StepSeries:
+        points = sorted({now, *(t for t in self.limit.breakpoints() if now < t < self.until)})
+        values = [self.limit.at(t) / 1000.0 for t in points]
+        return StepSeries((*points, self.until), (*values, 0.0))
+
+
+def _value_at(series: StepSeries, t: datetime) -> float:
+    i = bisect.bisect_right(series.times, t) - 1
+    return series.values[max(i, 0)]
+
+
+def _sum(parts: list[StepSeries]) -> StepSeries:
+    times = sorted({t for s in parts for t in s.times})
+    return StepSeries(tuple(times), tuple(sum(_value_at(s, t) for s in parts) for t in times))
+
+
+def with_reservations(site: Site, reservations: list[Reservation], now: datetime,
+                      end: datetime) -> Site:
+    """`site` with every reservation added as non-EV load on each node above its EVSE.
+
+    Node load counts as balanced over three phases; a single-phase (or line-to-line)
+    EVSE loads its own phase(s) harder, so each phase limit on its path is lowered by the
+    difference (on every phase: safe, at a small cost in capacity).
+    """
+    if not reservations:
+        return site
+    extra: dict[str, list[StepSeries]] = {}
+    extra_a: dict[str, float] = {}
+    for r in reservations:
+        evse = site.evse(r.evse_id)
+        series = r.series_kw(now)
+        peak_kw = r.limit.peak(now, r.until) / 1000.0
+        for node_id in site.path_to_root(evse.node):
+            node = site.node(node_id)
+            extra.setdefault(node_id, []).append(series)
+            if node.phase_limit_a is not None and math.isfinite(peak_kw):
+                worst = max(evse.phase_amps_per_kw(p) for p in PHASES) * peak_kw
+                balanced = peak_kw * 1000.0 / (3 * node.voltage_ln_v)
+                extra_a[node_id] = extra_a.get(node_id, 0.0) + max(worst - balanced, 0.0)
+    nodes: list[Node] = []
+    for n in site.nodes:
+        if n.id not in extra:
+            nodes.append(n)
+            continue
+        base: list[StepSeries] = []
+        if isinstance(n.load_kw, StepSeries):
+            base = [n.load_kw]
+        elif n.load_kw is not None:
+            base = [n.load_kw.to_steps(now, end)]
+        phase_limit = (None if n.phase_limit_a is None
+                       else max(n.phase_limit_a - extra_a.get(n.id, 0.0), 0.0))
+        nodes.append(replace(n, load_kw=_sum(base + extra[n.id]), phase_limit_a=phase_limit))
+    return replace(site, nodes=tuple(nodes))
