@@ -14,7 +14,16 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
-from csms.api import commands, events, metrics, sessions, stations, tokens, transactions
+from csms.api import (
+    commands,
+    events,
+    metrics,
+    sessions,
+    sites,
+    stations,
+    tokens,
+    transactions,
+)
 from csms.api.auth import ROLES, Caller, caller
 from csms.api.commands import CommandFailed
 from csms.api.deps import Parts
@@ -43,7 +52,7 @@ def build_app(parts: Parts) -> FastAPI:
         swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
     )
     app.state.parts = parts
-    for module in (stations, tokens, transactions, sessions, commands, events, metrics):
+    for module in (stations, tokens, transactions, sessions, commands, sites, events, metrics):
         app.include_router(module.router)
 
     @app.exception_handler(CommandFailed)

@@ -18,7 +18,8 @@ async def test_openapi_document_lists_every_resource(client: Client) -> None:
                  "/api/transactions/{station_id}/{transaction_id}", "/api/sessions",
                  "/api/sessions/{station_id}/{transaction_id}", "/api/events", "/metrics",
                  "/api/stations/{station_id}/commands/reset",
-                 "/api/stations/{station_id}/commands/set-charging-profile"):
+                 "/api/stations/{station_id}/commands/set-charging-profile",
+                 "/api/sites", "/api/sites/{site_id}/plan", "/api/sites/{site_id}/plans"):
         assert path in paths, path
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert "StationDetail" in spec["components"]["schemas"]
