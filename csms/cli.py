@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     aadd.add_argument("name", help="who or what uses it, e.g. dashboard, dso-north")
     aadd.add_argument("--role", required=True, choices=list(ROLES))
     aadd.add_argument("--node", action="append", default=[],
-                      help="a node a grid token may act on (repeat for more)")
+                      help="SITE/NODE a grid token may see and limit (repeat for more)")
     alist = asub.add_parser("list", help="list API tokens (names and roles, never tokens)")
     _common(alist)
     arm = asub.add_parser("remove", help="revoke an API token")
