@@ -225,34 +225,33 @@ def default_shares(site: Site, now: datetime, hours: int = 24, slot_minutes: int
     """Each EVSE's equal share (kW) of the lowest headroom over the next `hours`.
 
     For every node, the headroom of each of its rows (kW, and each phase) at its worst
-    moment is split equally over the EVSEs under it; an EVSE gets the smallest split on
-    its path to the root, capped by its maximum. All EVSEs drawing their share at once
-    stay under every limit, whatever the time of day: that is the point.
+    moment is split equally over the EVSEs under it that load that row; an EVSE gets the
+    smallest split of any row it loads on its path to the root, capped by its maximum.
+    All EVSEs drawing their share at once stay under every limit, whatever the time of
+    day: that is the point.
     """
     count = hours * 60 // slot_minutes
     starts = [now + timedelta(minutes=slot_minutes * i) for i in range(count)]
     ends = [*starts[1:], starts[-1] + timedelta(minutes=slot_minutes)]
-    under = {n.id: [e for e in site.evses if n.id in site.path_to_root(e.node)]
-             for n in site.nodes}
-    split: dict[str, float] = {}
+    share = {e.id: e.max_kw for e in site.evses}
     for n in site.nodes:
-        evses = under[n.id]
+        evses = [e for e in site.evses if n.id in site.path_to_root(e.node)]
         if not evses:
             continue
         load = sample(n.load_kw, starts, ends, "max", 0.0)
-        share = math.inf
         room_kw = float(np.min(n.limit_over(starts, ends) - load))
-        if math.isfinite(room_kw):
-            share = max(room_kw, 0.0) / len(evses)
-        if n.phase_limit_a is not None:
-            room_a = max(n.phase_limit_a - float(np.max(load)) * 1000 / (3 * n.voltage_ln_v), 0)
-            for p in PHASES:
-                per_kw = sum(e.phase_amps_per_kw(p) for e in evses)
-                if per_kw > 0:
-                    share = min(share, room_a / per_kw)
-        split[n.id] = share
-    return {e.id: min([e.max_kw, *(split.get(n, math.inf) for n in site.path_to_root(e.node))])
-            for e in site.evses}
+        for e in evses:
+            if math.isfinite(room_kw):
+                share[e.id] = min(share[e.id], max(room_kw, 0.0) / len(evses))
+        if n.phase_limit_a is None:
+            continue
+        room_a = max(n.phase_limit_a - float(np.max(load)) * 1000 / (3 * n.voltage_ln_v), 0)
+        for p in PHASES:  # split each phase over the EVSEs that load it
+            per_kw = sum(e.phase_amps_per_kw(p) for e in evses)
+            for e in evses:
+                if e.phase_amps_per_kw(p) > 0:
+                    share[e.id] = min(share[e.id], room_a / per_kw)
+    return share
 
 
 def default_profile(evse: Evse, share_kw: float, rate_unit: str, *, profile_id: int,

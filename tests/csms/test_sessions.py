@@ -1,0 +1,108 @@
+"""The scheduler's decisions (csms/sessions.py), without sockets or a database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+
+import pytest
+
+from csms.scheduler import load_site
+from csms.sessions import (
+    Limit,
+    Reservation,
+    SessionFacts,
+    compare,
+    default_profile,
+    default_shares,
+    next_local_time,
+    session_for,
+    with_reservations,
+)
+from smart_charging import Evse, Node, Site
+from smart_charging.model import sample
+
+ROOT = Path(__file__).resolve().parents[2]
+SITE, _ = load_site(ROOT / "config/sites/test-small.toml")
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # 18:00 site time
+HOUR = timedelta(hours=1)
+
+
+def steps(*pairs: tuple[int, float], minutes: int = 60) -> Limit:
+    """A limit from (minutes after NOW, W) pairs, ending 10 h after NOW."""
+    return Limit(tuple(NOW + timedelta(minutes=m) for m, _ in pairs),
+                 tuple(w for _, w in pairs), NOW + 10 * HOUR)
+
+
+def test_next_local_time_is_in_site_time() -> None:
+    offset = timedelta(hours=8)
+    assert next_local_time(NOW, time(7, 30), offset) == datetime(2026, 11, 23, 23, 30,
+                                                                 tzinfo=UTC)
+    assert next_local_time(NOW, time(18, 0), offset) == NOW + 24 * HOUR  # strictly after
+
+
+def test_a_silent_car_gets_the_site_defaults_and_an_overstaying_one_leaves_soon() -> None:
+    evse = SITE.evse("TS001")
+    facts = SessionFacts("tx1", NOW - HOUR, None, None, 2500.0)
+    session, summary = session_for(facts, evse, SITE, NOW, overstay=HOUR,
+                                   margin=timedelta(minutes=15))
+    assert summary["departure_source"] == "default"
+    assert session.departure == datetime(2026, 11, 23, 23, 15, tzinfo=UTC)  # 07:30 - margin
+    assert session.energy_wanted_kwh == SITE.default_energy_kwh
+    assert session.energy_needed_kwh == pytest.approx(7.5)
+    late = SessionFacts("tx2", NOW - 5 * HOUR, NOW - HOUR, 20_000.0, 1000.0)
+    session, summary = session_for(late, evse, SITE, NOW, overstay=HOUR,
+                                   margin=timedelta(minutes=15))
+    assert summary["departure_source"] == "overstay"
+    assert session.departure == NOW + timedelta(minutes=45)
+
+
+def test_any_decrease_is_sent_first_and_small_or_late_increases_wait() -> None:
+    held = steps((0, 3000.0), (60, 3000.0))
+    kwargs = {"raise_w": 1000.0, "lookahead": HOUR}
+    assert not compare(held, steps((0, 3000.0)), NOW, **kwargs).send
+    lower_later = compare(held, steps((0, 3000.0), (300, 2770.0)), NOW, **kwargs)
+    assert lower_later.send and not lower_later.raises_now
+    assert not compare(held, steps((0, 3500.0)), NOW, **kwargs).send  # < 1 kW more
+    assert not compare(held, steps((0, 3000.0), (120, 7000.0)), NOW, **kwargs).send
+    now_higher = compare(held, steps((0, 7000.0)), NOW, **kwargs)
+    assert now_higher.send and now_higher.raises_now
+    # where the held profile ends, the EVSE falls back to its TxDefaultProfile share
+    short = Limit((NOW,), (3000.0,), NOW + HOUR).then(3220.0)
+    assert compare(short, steps((0, 3000.0)), NOW, **kwargs).send
+
+
+def test_default_shares_are_safe_all_at_once_at_the_worst_hour() -> None:
+    shares = default_shares(SITE, NOW)
+    assert set(shares) == {e.id for e in SITE.evses}
+    assert sum(shares.values()) == pytest.approx(32.0 - 12.0)  # the 12 kW evening peak
+    profile = default_profile(SITE.evse("TS001"), shares["TS001"], "A", profile_id=1,
+                              stack_level=0)
+    period = profile["chargingSchedule"][0]["chargingSchedulePeriod"][0]
+    assert period == {"startPeriod": 0, "limit": 14.0, "numberPhases": 1}  # 3.33 kW -> 14 A
+
+
+def test_phase_limits_split_over_the_evses_on_each_phase() -> None:
+    site = Site("s", (Node("t", limit_kw=100.0, phase_limit_a=40.0),),
+                (Evse("a", "t", phases=("L1",)), Evse("b", "t", phases=("L1",)),
+                 Evse("c", "t", phases=("L2",))))
+    shares = default_shares(site, NOW)
+    assert shares["a"] == pytest.approx(20 * 0.23)  # 40 A on L1 over two EVSEs
+    assert shares["c"] == pytest.approx(site.evse("c").max_kw)  # 32 A < 40 A alone
+
+
+def test_a_reservation_is_load_on_every_node_above_and_its_own_phase() -> None:
+    site = Site("s", (Node("t", limit_kw=50.0, phase_limit_a=100.0),
+                      Node("f", parent="t", limit_kw=20.0)),
+                (Evse("a", "f", phases=("L1",)), Evse("b", "f", phases=("L2",))))
+    until = NOW + 2 * HOUR
+    reserved = with_reservations(site, [Reservation("a", Limit.constant(7360.0), until,
+                                                    "rejected")], NOW, NOW + 24 * HOUR)
+    for node_id in ("t", "f"):
+        node = reserved.node(node_id)
+        before = sample(node.load_kw, [NOW], [NOW + HOUR], "max", 0.0)[0]
+        after = sample(node.load_kw, [until], [until + HOUR], "max", 0.0)[0]
+        assert (before, after) == (pytest.approx(7.36), pytest.approx(0.0))
+    # 32 A on L1, 10.7 A of it already counted as balanced load: L1 loses the rest
+    assert reserved.node("t").phase_limit_a == pytest.approx(100 - 32 + 32 / 3)
+    assert reserved.node("f").phase_limit_a is None
