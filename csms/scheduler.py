@@ -254,6 +254,7 @@ class SiteScheduler:
         # whole seconds: OCPP times and startPeriods are whole seconds, so every
         # station then switches at exactly the plan's slot boundaries
         cfg, now = self.config, self.clock.now().replace(microsecond=0)
+        await self.owner.prefetch(self.station_ids)
         await self._ensure_defaults()
         active = await self._active_transactions()
         booted = {s.id for s in await self.owner.store.stations.list()
@@ -590,6 +591,14 @@ class Scheduler:
             return None
         metrics.profiles.labels(purpose, str(reply.get("status", "unknown")).lower()).inc()
         return reply
+
+    async def prefetch(self, station_ids: list[str]) -> None:
+        """Capabilities of every connected station not known yet, asked in parallel."""
+        async def one(station_id: str) -> None:
+            await self.capabilities(station_id)
+
+        await asyncio.gather(*(self.bounded(one(sid)) for sid in station_ids
+                               if sid not in self._caps and self.connection(sid) is not None))
 
     async def capabilities(self, station_id: str) -> Capabilities:
         """RateUnit and PeriodsPerSchedule: from the device model, else asked once."""
