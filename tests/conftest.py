@@ -4,6 +4,7 @@ a fresh database per test, and a running CSMS on a free port."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 import warnings
@@ -33,6 +34,15 @@ def postgres_url() -> Iterator[str]:
         server = pgserver.get_server(folder, cleanup_mode="delete")
     yield server.get_uri()
     server.cleanup()
+
+
+@pytest.fixture
+def private_dir() -> Iterator[Path]:
+    """A folder for a PostgreSQL data directory: not under pytest's tmp folders, which a
+    concurrent pytest run prunes while this one still uses them."""
+    folder = Path(tempfile.mkdtemp(prefix="csms-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def with_database(url: str, name: str) -> str:

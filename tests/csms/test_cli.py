@@ -84,8 +84,10 @@ async def _serve_and_boot(data_dir: Path, port: int, password: str) -> str | Non
         assert await asyncio.wait_for(proc.wait(), 30) == 0
 
 
-async def test_serve_on_a_fresh_data_folder_then_restart_keeps_everything(tmp_path: Path) -> None:
-    data_dir = tmp_path / "pgdata"
+async def test_serve_on_a_fresh_data_folder_then_restart_keeps_everything(
+    private_dir: Path,
+) -> None:
+    data_dir = private_dir / "pgdata"
     port = free_port()
     password = "home-charger-secret-01"
     added = run("stations", "add", "HOME1", "--password", password, "--data-dir", str(data_dir))

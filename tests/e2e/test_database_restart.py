@@ -36,8 +36,8 @@ def _event(seq_no: int, energy_wh: float) -> dict:
     }
 
 
-async def test_database_restart_loses_nothing(config: Config, tmp_path: Path) -> None:
-    server = pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
+async def test_database_restart_loses_nothing(config: Config, private_dir: Path) -> None:
+    server = pgserver.get_server(private_dir / "pg", cleanup_mode="stop")
     config = replace(config, database=replace(config.database, url=server.get_uri()))
     csms = await Csms.start(config)
     station = Station(StationSpec("CS001", password="restart-secret-0001"),
