@@ -32,6 +32,10 @@ log = structlog.get_logger()
 
 SUBPROTOCOL = "ocpp2.0.1"
 MAX_IDENTITY_LENGTH = 48
+# Connections the kernel may hold before we accept them (capped by net.core.somaxconn).
+# asyncio's default of 100 overflows when thousands of stations reconnect at once: the
+# kernel drops their SYNs and each station loses 1-7 s in TCP retransmission back-off.
+LISTEN_BACKLOG = 4096
 
 
 def station_identity(path: str) -> str | None:
@@ -124,6 +128,7 @@ class OcppServer:
             max_size=self.config.max_message_bytes,
             ping_interval=self.config.ping_interval_s or None,
             ssl=ssl_context,
+            backlog=LISTEN_BACKLOG,
         )
         self._presence_task = asyncio.create_task(self.presence.run(), name="presence")
         log.info("ocpp.listening", host=self.config.host, port=self.port,

@@ -97,8 +97,10 @@ class StationRepo:
         )
 
     async def set_disconnected(self, station_id: str, now: datetime) -> None:
+        """A late write for a replaced connection must not mark its successor offline."""
         await self.pool.execute(
-            "UPDATE stations SET online = false, disconnected_at = $2 WHERE id = $1",
+            "UPDATE stations SET online = false, disconnected_at = $2 WHERE id = $1"
+            " AND (connected_at IS NULL OR connected_at <= $2)",
             station_id, now,
         )
 
