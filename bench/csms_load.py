@@ -57,6 +57,7 @@ from typing import Any
 SCRIPT = str(Path(__file__).resolve())
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-station-password-0001"
+CHOSEN_PASSWORDS = False  # set from --chosen-passwords
 TOKEN = "BENCH-TOKEN-0001"
 PREFIX = "BENCH"
 CALL_TIMEOUT_S = 60.0
@@ -501,11 +502,14 @@ class Run:
 
 async def provision(url: str, n: int) -> float:
     """Stations and a token through the CSMS's own store (which also migrates the schema)."""
-    from csms.passwords import hash_password
+    from csms.passwords import hash_generated, hash_password
     from csms.store import Store, open_database
 
     started = time.monotonic()
-    hashed = hash_password(PASSWORD)  # once: scrypt is ~50 ms, and the hash is per password
+    # Default: passwords as `csms stations add` generates them (fast salted SHA-256);
+    # --chosen-passwords: as an operator types them (scrypt, ~50 ms each to verify).
+    # Hashed once for all N: the hash is per password, the check per station.
+    hashed = hash_password(PASSWORD) if CHOSEN_PASSWORDS else hash_generated(PASSWORD)
     db = await open_database(url, ROOT / "unused", min_size=8, max_size=8)
     try:
         store = Store(db.pool)
@@ -793,6 +797,8 @@ def headline(r: dict[str, Any]) -> str:
 
 
 async def main(args: argparse.Namespace) -> int:
+    global CHOSEN_PASSWORDS
+    CHOSEN_PASSWORDS = args.chosen_passwords
     limit = raise_open_files(max(args.stations) + 2048)
     base_url = os.environ.get("DATABASE_URL", "")
     results = []
@@ -850,6 +856,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--retry-max-s", type=float, default=60.0, help="storm: back-off cap")
     p.add_argument("--retry-random-s", type=float, default=5.0,
                    help="storm: random share added to each back-off")
+    p.add_argument("--chosen-passwords", action="store_true",
+                   help="store station passwords as operator-chosen ones (scrypt) instead of"
+                   " generated ones (salted SHA-256, the default of `csms stations add`)")
     p.add_argument("--csms-log-level", default="info")
     p.add_argument("--json", help="also write the results to this file")
     # worker mode (internal)

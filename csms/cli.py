@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -16,7 +15,7 @@ from csms.api.auth import ROLES, new_token
 from csms.app import Csms
 from csms.clock import SystemClock
 from csms.config import Config, load
-from csms.passwords import hash_password
+from csms.passwords import generate_password, hash_password
 from csms.store import Store, open_database
 from csms.store.api_tokens import ApiTokenRepo
 from csms.store.tokens import TOKEN_STATUSES
@@ -133,16 +132,17 @@ def _stations(args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
 
     async def job(store: Store) -> int:
         if args.action == "add":
-            password = None
-            if not args.no_password:
-                password = args.password or secrets.token_urlsafe(24)
-                if not 16 <= len(password) <= 40:
+            password, hashed = None, None
+            if args.password:
+                if not 16 <= len(args.password) <= 40:
                     print("error: a password must have 16 to 40 characters", file=sys.stderr)
                     return 2
-            hashed = hash_password(password) if password else None
+                hashed = hash_password(args.password)
+            elif not args.no_password:
+                password, hashed = generate_password()
             created = await store.stations.add(args.station_id, hashed, now)
             print(f"{'added' if created else 'updated'} station {args.station_id}")
-            if password and not args.password:
+            if password:
                 print(f"password: {password}")
         elif args.action == "remove":
             if not await store.stations.remove(args.station_id):

@@ -1,8 +1,11 @@
-"""Station passwords (Security Profile 1/2 Basic auth), stored as salted scrypt hashes.
+"""Station passwords (Security Profile 1/2 Basic auth), stored salted and hashed.
 
-Verification is slow on purpose (~50 ms), so it runs in a worker thread, and a password
-already verified for a station is remembered by its SHA-256 for the life of the process:
-a station reconnecting after a network blip pays nothing.
+A password a person chose may be weak, so it is stored as scrypt, slow on purpose (~50 ms):
+verified in a worker thread, and remembered by its SHA-256 for the life of the process so a
+reconnect after a network blip pays nothing. A password the CSMS generated carries 192
+random bits; a slow hash adds nothing against guessing it, so it is stored as salted SHA-256
+and a reconnect storm after a restart costs microseconds per station, not scrypt
+(docs/decisions/csms-station-passwords.md).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import os
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 
 N, R, P = 2**14, 8, 1
@@ -24,7 +28,31 @@ def hash_password(password: str) -> str:
     return f"scrypt${N}${R}${P}${b64(salt).decode()}${b64(digest).decode()}"
 
 
+def generate_password() -> tuple[str, str]:
+    """A new random password (32 characters) and its fast hash."""
+    password = secrets.token_urlsafe(24)
+    return password, hash_generated(password)
+
+
+def hash_generated(password: str) -> str:
+    salt = os.urandom(16)
+    digest = hashlib.sha256(salt + password.encode()).digest()
+    b64 = base64.b64encode
+    return f"sha256${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def is_fast(stored: str) -> bool:
+    return stored.startswith("sha256$")
+
+
 def verify_password(password: str, stored: str) -> bool:
+    if is_fast(stored):
+        try:
+            _, salt, digest = stored.split("$")
+        except ValueError:
+            return False
+        actual = hashlib.sha256(base64.b64decode(salt) + password.encode()).digest()
+        return hmac.compare_digest(actual, base64.b64decode(digest))
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
     except ValueError:
@@ -51,6 +79,8 @@ class PasswordChecker:
         self._running: dict[tuple[str, str, bytes], asyncio.Future[bool]] = {}
 
     async def check(self, station_id: str, password: str, stored: str) -> bool:
+        if is_fast(stored):
+            return verify_password(password, stored)
         key = (station_id, stored)
         fingerprint = hashlib.sha256(password.encode()).digest()
         known = self._verified.get(key)

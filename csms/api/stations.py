@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections import defaultdict
 
 import structlog
@@ -20,7 +19,7 @@ from csms.api.models import (
     StationDetail,
     Variable,
 )
-from csms.passwords import hash_password
+from csms.passwords import generate_password, hash_password
 
 log = structlog.get_logger()
 router = APIRouter(prefix="/api/stations", tags=["stations"])
@@ -62,9 +61,11 @@ async def provision_station(
             "loc": ["body", "no_password"], "type": "value_error",
             "msg": "give a password or no_password, not both",
         }])
-    generated = None if body.no_password or body.password else secrets.token_urlsafe(24)
-    password = body.password or generated
-    hashed = await asyncio.to_thread(hash_password, password) if password else None
+    generated, hashed = None, None
+    if body.password:
+        hashed = await asyncio.to_thread(hash_password, body.password)
+    elif not body.no_password:
+        generated, hashed = generate_password()
     created = await parts.store.stations.add(body.id, hashed, parts.clock.now())
     if not created:
         response.status_code = status.HTTP_200_OK

@@ -25,6 +25,8 @@ def test_stations_and_tokens_are_provisioned_listed_and_removed(database_url: st
     assert added.returncode == 0, added.stderr
     assert "added station CS001" in added.stdout
     assert "password: " in added.stdout  # generated and shown once
+    generated = added.stdout.split("password: ")[1].strip()
+    assert len(generated) == 32
     assert run("stations", "add", "CS002", "--password", "short", *db).returncode == 2
     assert run("stations", "add", "CS002", "--no-password", *db).returncode == 0
     listed = run("stations", "list", *db).stdout

@@ -104,3 +104,19 @@ async def test_identity_is_the_last_path_segment_under_any_prefix(
 async def _online(csms: Csms, station_id: str) -> bool:
     record = await csms.store.stations.get(station_id)
     return bool(record and record.online)
+
+
+async def test_A01_generated_password_fast_hash_connects_and_wrong_one_is_refused(
+    csms: Csms, make_station: StationFactory
+) -> None:
+    from csms.passwords import generate_password
+
+    password, stored = generate_password()
+    await csms.store.stations.add("GEN01", stored, csms.clock.now())
+    station = await make_station("GEN01", provision=False, password=password)
+    assert station.boot_status == "Accepted"
+    intruder = await make_station("GEN01", start=False, provision=False,
+                                  password="x" * 32)
+    with pytest.raises(ConnectionRefused) as refused:
+        await intruder.start()
+    assert refused.value.status_code == 401
