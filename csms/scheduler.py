@@ -322,7 +322,7 @@ class SiteScheduler:
             if evse is None or evse.id in out:
                 continue
             out[evse.id] = SessionFacts(tx.transaction_id, tx.started_at, tx.departure_time,
-                                        tx.energy_wanted_wh, tx.energy_wh)
+                                        tx.energy_wanted_wh, tx.energy_wh, tx.charge_now)
         return out
 
     async def _jobs(self, plan: Plan, sessions: list[Session], now: datetime) -> list[Job]:

@@ -56,6 +56,7 @@ class SessionFacts:
     departure_time: datetime | None
     energy_wanted_wh: float | None
     energy_delivered_wh: float | None
+    charge_now: bool = False  # the driver opted out of ordered charging (HTTP API)
 
 
 def departure_for(facts: SessionFacts, site: Site, now: datetime, overstay: timedelta
@@ -97,6 +98,7 @@ def session_for(facts: SessionFacts, evse: Evse, site: Site, now: datetime, *,
         energy_delivered_kwh=delivered_kwh,
         max_power_kw=car_max_kw,
         transaction_id=facts.transaction_id,
+        opted_out=facts.charge_now,
     )
     summary = {
         "session_id": session.id,
@@ -112,6 +114,7 @@ def session_for(facts: SessionFacts, evse: Evse, site: Site, now: datetime, *,
         "energy_delivered_kwh": round(delivered_kwh, 3),
         "energy_needed_kwh": round(session.energy_needed_kwh, 3),
         "car_max_kw": None if car_max_kw is None else round(car_max_kw, 3),
+        "charge_now": facts.charge_now,
         "evse_max_kw": round(evse.max_kw, 3),
     }
     return session, summary

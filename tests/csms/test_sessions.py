@@ -106,3 +106,22 @@ def test_a_reservation_is_load_on_every_node_above_and_its_own_phase() -> None:
     # 32 A on L1, 10.7 A of it already counted as balanced load: L1 loses the rest
     assert reserved.node("t").phase_limit_a == pytest.approx(100 - 32 + 32 / 3)
     assert reserved.node("f").phase_limit_a is None
+
+
+def test_a_driver_who_opted_out_charges_at_full_power_now() -> None:
+    """'Charge now' from the HTTP API reaches the engine as an opted-out session."""
+    from smart_charging import Planner, Prices
+
+    evse = SITE.evse("TS001")
+    ordered = SessionFacts("tx-ordered", NOW, NOW + 12 * HOUR, 7_000.0, 0.0)
+    now_please = SessionFacts("tx-now", NOW, NOW + 12 * HOUR, 7_000.0, 0.0, charge_now=True)
+    plans = {}
+    for facts in (ordered, now_please):
+        session, summary = session_for(facts, evse, SITE, NOW, overstay=HOUR,
+                                       margin=timedelta(minutes=15))
+        assert session.opted_out is facts.charge_now and summary["charge_now"] is facts.charge_now
+        plan = Planner().plan(SITE, [session], Prices(), NOW)
+        plans[facts.charge_now] = plan.schedule_for(evse.id)
+    first_kw = {k: v.power_w[0] / 1000 for k, v in plans.items()}
+    assert first_kw[True] == pytest.approx(evse.max_kw, rel=0.05)
+    assert first_kw[True] > first_kw[False]
