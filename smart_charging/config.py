@@ -3,8 +3,9 @@
 Site layout (see config/sites/residential.toml):
   [site] id, utc_offset "+08:00", default_departure "07:30", default_energy_kwh, tariff
   [[nodes]] id, parent, kind, limit_kw | (rating_kva, loading_factor, power_factor),
-            phase_limit_a, voltage_ln_v, load_kw_daily = [...] (local time, any resolution
-            dividing a day), [[nodes.timed_limits]] start, end, limit_kw
+            phase_limit_a, primary_limit_a, voltage_ln_v, load_kw_daily = [...] (local
+            time, any resolution dividing a day), [[nodes.timed_limits]] start, end,
+            limit_kw
   [[evses]] id, node, station_id, ocpp_evse_id, wiring, phases, voltage_v, min/max_current_a,
             max_power_kw, rate_unit
   [[evse_groups]] the same fields plus count, id_prefix and phases = "rotate" to spread
@@ -78,6 +79,8 @@ def node_from_dict(d: dict[str, Any], utc_offset: timedelta) -> Node:
         ),
         kind=str(d.get("kind", "node")),
         rating_kva=None if rating is None else float(rating),
+        primary_limit_a=None if d.get("primary_limit_a") is None
+        else float(d["primary_limit_a"]),
     )
 
 
@@ -97,6 +100,7 @@ def evse_from_dict(d: dict[str, Any]) -> Evse:
         max_power_kw=None if d.get("max_power_kw") is None else float(d["max_power_kw"]),
         rate_unit=str(d.get("rate_unit", "A")),
         v2g=bool(d.get("v2g", False)),
+        current_step_a=None if d.get("current_step_a") is None else float(d["current_step_a"]),
     )
 
 

@@ -126,7 +126,11 @@ class Node:
     `limit_kw` is the active-power limit (for a transformer: kVA x loading factor x
     power factor). `phase_limit_a` caps the current of each phase at this node.
     `load_kw` is the non-EV load through the node (household load), assumed balanced
-    over the three phases; EVs get what is left.
+    over the three phases; EVs get what is left. `primary_limit_a` is for a delta-wye
+    transformer (US 480 V / 208 V): the primary line-current limit referred to the
+    secondary (primary amps x turns ratio). Primary line 1 carries I_L1 - I_L3 of the
+    secondary line currents, line 2 I_L2 - I_L1, line 3 I_L3 - I_L2 (as Caltech's ACN
+    models it); with unbalanced line-to-line loads it can bind before `phase_limit_a`.
     """
 
     id: str
@@ -138,6 +142,7 @@ class Node:
     timed_limits: tuple[TimedLimit, ...] = ()
     kind: str = "node"
     rating_kva: float | None = None
+    primary_limit_a: float | None = None
 
     def limit_over(self, starts: Sequence[datetime], ends: Sequence[datetime]) -> np.ndarray:
         """The kW limit per slot: the static limit, lowered by any timed limit it overlaps."""
@@ -155,7 +160,9 @@ class Evse:
     """One charging point. AC limits are in A per phase, DC limits in kW.
 
     `station_id` and `ocpp_evse_id` address it in OCPP; `rate_unit` is what its station
-    accepts in a charging profile (SmartChargingCtrlr.RateUnit).
+    accepts in a charging profile (SmartChargingCtrlr.RateUnit). `current_step_a` is
+    the station's setpoint granularity when coarser than whole amps (a station taking
+    only 0/8/16/24/32 A has min_current_a 8 and current_step_a 8).
     """
 
     id: str
@@ -171,6 +178,7 @@ class Evse:
     max_power_kw: float | None = None
     rate_unit: str = "A"
     v2g: bool = False
+    current_step_a: float | None = None
 
     def __post_init__(self) -> None:
         if any(p not in PHASES for p in self.phases):
@@ -183,6 +191,8 @@ class Evse:
             raise ValueError(f"EVSE {self.id}: a DC EVSE needs max_power_kw")
         if self.rate_unit not in ("A", "W"):
             raise ValueError(f"EVSE {self.id}: rate_unit must be A or W")
+        if self.current_step_a is not None and self.current_step_a <= 0:
+            raise ValueError(f"EVSE {self.id}: current_step_a must be positive")
 
     @property
     def is_ac(self) -> bool:
@@ -213,8 +223,9 @@ class Evse:
     def phase_amps_per_kw(self, phase: str) -> float:
         """Current on `phase` per kW drawn.
 
-        Line-to-line EVSEs use the linear bound |I_a| <= |I_ab| + |I_ca| (see
-        docs/decisions/engine-rules.md): safe, and it gives up some capacity.
+        Line-to-line EVSEs count their full current on both phases: the triangle bound
+        |I_a| <= |I_ab| + |I_ca|. The planner's rows are tighter where line-to-line
+        loads meet (see `problem.current_rows` and docs/decisions/engine-rules.md).
         """
         if self.wiring == Wiring.DC:
             return 1000.0 / (3 * self.voltage_v)

@@ -27,7 +27,8 @@ TOL = 1e-9
 
 @dataclass(frozen=True)
 class Rounding:
-    """Setpoint steps: whole amps for stations in A, whole watts for stations in W."""
+    """Setpoint steps: whole amps for stations in A (or an EVSE's coarser
+    `current_step_a`), whole watts for stations in W."""
 
     amp_step: float = 1.0
     watt_step: float = 1.0
@@ -49,7 +50,7 @@ def _unit_tables(grid: Grid, rounding: Rounding) -> tuple[np.ndarray, np.ndarray
     for e in grid.evses:
         if e.is_ac and e.rate_unit == "A":
             unit_kw.append(e.kw_per_amp)
-            step.append(rounding.amp_step)
+            step.append(e.current_step_a or rounding.amp_step)
             minimum.append(e.min_current_a)
         else:
             unit_kw.append(0.001)
@@ -117,7 +118,8 @@ def round_setpoints(grid: Grid, x: np.ndarray, rounding: Rounding | None = None)
 
 
 def _front_load_small_remainders(grid: Grid, x: np.ndarray, min_kw: np.ndarray) -> np.ndarray:
-    """Aim a session's whole plan at its first slot when it is under one slot at minimum.
+    """Aim a session's whole plan at its first slot, at no less than the minimum, when it
+    is under one slot at minimum.
 
     The solver spreads a small remainder thinly (flatness, fairness); every slot is then
     under the minimum and, re-planned every few minutes, the car would never finish.
@@ -136,5 +138,9 @@ def _front_load_small_remainders(grid: Grid, x: np.ndarray, min_kw: np.ndarray) 
     small[has] = (energy[has] > 0) & (energy[has] < min_kw[has] * slot_h)
     aim[small[grid.pair_session]] = 0.0
     k = first[small]
-    aim[k] = np.minimum(energy[small] / grid.pair_hours[k], grid.cap_kw[k])
+    # at least the minimum: a remainder under half of it would otherwise never be lifted,
+    # and a caller re-planning more often than once a slot would never finish the car
+    # (the car stops drawing when full; the next plan sees it done)
+    aim[k] = np.minimum(np.maximum(energy[small] / grid.pair_hours[k], min_kw[small]),
+                        grid.cap_kw[k])
     return aim

@@ -123,3 +123,30 @@ def test_small_remainder_is_delivered_now_not_spread_below_the_minimum() -> None
     assert sp.value[0] == 6.0
     assert (sp.power_kw * g.pair_hours).sum() == pytest.approx(0.2, abs=0.2)
     assert violations(g, sp.power_kw) <= 1e-9
+
+
+def test_coarse_current_step_is_respected_and_safe() -> None:
+    """A station taking only 0/8/16/24/32 A gets only those, inside every limit, and
+    keeps its energy over the slots (the carry turns 10 A into 8/16 A alternation)."""
+    g = _grid(100.0, 3, phase_limit_a=40.0,
+              evse_kw={"min_current_a": 8.0, "current_step_a": 8.0})
+    rng = np.random.default_rng(3)
+    x = project(g, rng.uniform(0, 2.8, g.n_pairs))
+    sp = round_setpoints(g, x)
+    assert set(np.unique(sp.current_a)) <= {0.0, 8.0, 16.0, 24.0, 32.0}
+    assert violations(g, sp.power_kw) <= 1e-9
+    flat = project(g, np.full(g.n_pairs, 10 * 0.23))  # 10 A everywhere
+    got = g.delivered_kwh(round_setpoints(g, flat).power_kw)
+    assert np.allclose(got, g.delivered_kwh(flat), atol=8 * 0.23 * 0.25 + 1e-9)
+
+
+def test_tiny_remainder_gets_the_minimum_now() -> None:
+    """40 Wh left is under half a 15-minute slot at 6 A: it still gets 6 A in the first
+    slot (re-planned every 5 minutes it would otherwise never finish)."""
+    g = _grid(100.0, 1, energy=0.04)
+    x = np.zeros(g.n_pairs)
+    x[0] = 0.04 / g.pair_hours[0]
+    sp = round_setpoints(g, x)
+    assert sp.value[0] == 6.0
+    assert np.all(sp.value[1:] == 0.0)
+    assert violations(g, sp.power_kw) <= 1e-9
