@@ -161,10 +161,13 @@ async def test_a_rejected_profile_is_logged_and_its_evse_planned_as_uncontrolled
             plans = await run.csms.store.plans.list(SITE.id, limit=10_000)
 
     rejected = [e for e in logs if e["event"] == "scheduler.profile_rejected"]
+    # A TxProfile can cross a car that is leaving: the station rightly answers TxNotFound.
+    raced = [e for e in rejected if e["reason_code"] == "TxNotFound"]
+    rejected = [e for e in rejected if e["reason_code"] != "TxNotFound"]
     assert {(e["station_id"], e["purpose"], e["reason_code"]) for e in rejected} == {
         ("TS001", "TxDefaultProfile", "NotEnabled"), ("TS001", "TxProfile", "NotEnabled")}
     assert len([e for e in rejected if e["purpose"] == "TxProfile"]) == 1  # not retried
-    assert sum(p.profiles_rejected for p in plans) == 1
+    assert sum(p.profiles_rejected for p in plans) == 1 + len(raced)
     # later plans reserve its full draw and steer only the others
     later = [p for p in plans if any(r["reason"] == "rejected" for r in p.inputs["reserved"])]
     assert later
