@@ -192,6 +192,7 @@ class Station:
         self._tasks: set[asyncio.Task] = set()
         self._recv_task: asyncio.Task | None = None
         self._heartbeat_task: asyncio.Task | None = None
+        self._aligned_task: asyncio.Task | None = None
         self._boot_task: asyncio.Task | None = None
         self._reconnect_task: asyncio.Task | None = None
         self._manual_offline = False
@@ -243,11 +244,13 @@ class Station:
         await self._boot("PowerUp")
         if self._heartbeat_task is None:
             self._heartbeat_task = self._spawn(self._heartbeat_loop())
+        self._start_aligned_meter()
 
     async def stop(self) -> None:
         """Close cleanly and cancel every background task."""
         self._stopping = True
-        tasks = [self._recv_task, self._heartbeat_task, self._boot_task, self._reconnect_task]
+        tasks = [self._recv_task, self._heartbeat_task, self._boot_task, self._reconnect_task,
+                 self._aligned_task]
         tasks += [e.meter_task for e in self.evses.values()]
         tasks += list(self._tasks)
         for t in tasks:
@@ -605,6 +608,34 @@ class Station:
                     await self.call("Heartbeat", {})
                 except (ConnectionError, TimeoutError, CallFailed) as exc:
                     log.info("%s heartbeat failed: %s", self.station_id, exc)
+
+    def _start_aligned_meter(self) -> None:
+        """Run the aligned meter loop while AlignedDataCtrlr.Interval > 0 (no task when it
+        is 0, the default: thousands of idle stations must cost nothing)."""
+        running = self._aligned_task is not None and not self._aligned_task.done()
+        if not running and self.device_model.number("AlignedDataCtrlr", "Interval") > 0:
+            self._aligned_task = self._spawn(self._aligned_meter_loop())
+
+    async def _aligned_meter_loop(self) -> None:
+        """Clock-aligned MeterValues, as a station reports its meters on the quarter hour
+        whether or not a transaction runs."""
+        while not self._stopping:
+            interval = self.device_model.number("AlignedDataCtrlr", "Interval")
+            if interval <= 0:
+                return
+            now = self.clock.now().timestamp()
+            await self.clock.sleep(interval - now % interval or interval)
+            if not (self.connected and self.boot_status == "Accepted"):
+                continue
+            for evse in self.evses.values():
+                self._advance(evse)
+                try:
+                    await self.call("MeterValues", {
+                        "evseId": evse.spec.evse_id,
+                        "meterValue": [self._meter_value(evse, "Sample.Clock")],
+                    })
+                except (ConnectionError, TimeoutError, CallFailed) as exc:
+                    log.info("%s aligned meter values failed: %s", self.station_id, exc)
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -1026,6 +1057,7 @@ class Station:
 
     async def _on_set_variables(self, req: dict):
         results = [self.device_model.set_variable(r) for r in req["setVariableData"]]
+        self._start_aligned_meter()
         return {"setVariableResult": results}, None
 
     async def _on_get_base_report(self, req: dict):

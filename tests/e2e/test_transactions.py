@@ -187,3 +187,22 @@ async def test_J01_meter_values_outside_a_transaction_are_stored_once(
         ("Energy.Active.Import.Register", "", 12_500.0, "Wh"),
         ("Voltage", "L1-N", 230.1, None),
     ]
+
+
+async def test_J01_clock_aligned_meter_values_after_the_csms_sets_the_interval(
+    csms: Csms, make_station: StationFactory
+) -> None:
+    station = await make_station("CS001", clock=fast_clock())  # 60x: 60 s interval = 1 s
+    results = await csms.commands.set_variables("CS001", [("AlignedDataCtrlr", "Interval", "60")])
+    assert results[0]["attributeStatus"] == "Accepted"
+
+    async def aligned() -> list:
+        return await csms.db.pool.fetch(
+            "SELECT ts, value FROM meter_values WHERE station_id = 'CS001'"
+            " AND context = 'Sample.Clock' AND measurand = 'Energy.Active.Import.Register'"
+            " ORDER BY ts"
+        )
+
+    rows = await eventually(aligned, timeout=10)
+    assert all(r["ts"].second <= 2 for r in rows)  # on the minute (60x clock: allow 2 s)
+    assert station.connected
