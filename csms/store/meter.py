@@ -9,6 +9,7 @@ station after its rows are durable (a crash never loses an acknowledged value).
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -45,7 +46,7 @@ class MeterWriter:
     def __init__(self, pool: asyncpg.Pool, max_batch: int = 20_000) -> None:
         self.pool = pool
         self.max_batch = max_batch
-        self._queue: list[tuple[list[MeterRow], asyncio.Future[None]]] = []
+        self._queue: deque[tuple[list[MeterRow], asyncio.Future[None]]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
@@ -82,7 +83,7 @@ class MeterWriter:
                 batch: list[tuple[list[MeterRow], asyncio.Future[None]]] = []
                 count = 0
                 while self._queue and count < self.max_batch:
-                    item = self._queue.pop(0)
+                    item = self._queue.popleft()
                     batch.append(item)
                     count += len(item[0])
                 rows = [r for items, _ in batch for r in items]
