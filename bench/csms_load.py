@@ -476,6 +476,19 @@ class Meter:
         return {f"cpu_{k}_pct": round(v, 1) for k, v in used.items()}
 
 
+def gc_pauses(paths: list[str]) -> dict[str, Any]:
+    """The CSMS's own log of collections of 100 ms or more (csms/collector.py)."""
+    slow: list[tuple[str, float]] = []
+    for p in paths:
+        for line in Path(p).open():
+            if "gc.slow_collection" in line:
+                gen = line.split("generation=")[1].split()[0]
+                slow.append((gen, float(line.split("seconds=")[1].split()[0])))
+    return {"slow_collections": len(slow),
+            "max_pause_s": max((s for _, s in slow), default=0.0),
+            "slow_by_generation": dict(Counter(g for g, _ in slow))}
+
+
 def open_log(path: Path) -> Any:
     return path.open("w")
 
@@ -532,8 +545,10 @@ async def start_csms(run: Run, args: argparse.Namespace) -> None:
         f"max_message_bytes = 65536\ncall_timeout_s = 30.0\nping_interval_s = 60.0\n"
         "[boot]\n"
         f"heartbeat_interval_s = {args.heartbeat_s}\n"
+        "[api]\nport = 0\n"
         "[log]\n"
         f'level = "{args.csms_log_level}"\n'
+        + ("" if args.gc_freeze_s is None else f"[gc]\nfreeze_interval_s = {args.gc_freeze_s}\n")
     )
     log = open_log(run.tmp / f"csms-{len(run.log_files)}.log")
     run.log_files.append(log)
@@ -764,6 +779,7 @@ async def one_size(n: int, args: argparse.Namespace, base_url: str, postmaster: 
         for f in run.log_files:
             f.close()
         result["csms_log_errors"] = count_errors([f.name for f in run.log_files])
+        result["csms_gc"] = gc_pauses([f.name for f in run.log_files])
         admin = await asyncpg.connect(base_url)
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
@@ -783,6 +799,8 @@ def headline(r: dict[str, Any]) -> str:
         f"N={r['stations']}: steady {s['messages_per_s']} msg/s, p50 {s['p50_ms']} ms,"
         f" p99 {s['p99_ms']} ms, errors {sum(s['errors'].values())},"
         f" CSMS CPU {s['cpu_csms_pct']}%, peak RSS {r['csms_peak_rss_mb']} MB",
+        f"GC pauses >= 100 ms: {r['csms_gc']['slow_collections']}"
+        f" (max {r['csms_gc']['max_pause_s']} s)",
     ]
     if "burst" in r:
         parts.append(f"capacity {r['burst']['messages_per_s']} msg/s")
@@ -860,6 +878,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="store station passwords as operator-chosen ones (scrypt) instead of"
                    " generated ones (salted SHA-256, the default of `csms stations add`)")
     p.add_argument("--csms-log-level", default="info")
+    p.add_argument("--gc-freeze-s", type=float,
+                   help="the CSMS's [gc] freeze_interval_s (0 = CPython's default collector)")
     p.add_argument("--json", help="also write the results to this file")
     # worker mode (internal)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -12,6 +12,7 @@ from csms.api.app import build_app
 from csms.api.deps import Parts
 from csms.api.server import ApiServer
 from csms.clock import Clock, SystemClock
+from csms.collector import Collector
 from csms.commands import Commands
 from csms.config import Config
 from csms.connection import Connections
@@ -38,6 +39,7 @@ class Csms:
     ocpp: OcppServer
     scheduler: Scheduler | None = None
     api: ApiServer | None = None
+    collector: Collector | None = None
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Csms:
@@ -56,6 +58,8 @@ class Csms:
             await scheduler.start()
         await ocpp.start()
         csms = cls(config, clock, db, store, events, connections, commands, ocpp, scheduler)
+        csms.collector = Collector(config.gc)
+        csms.collector.start()
         if config.api.enabled:
             await csms._start_api()
         return csms
@@ -68,6 +72,8 @@ class Csms:
         await self.ocpp.stop()
         await self.store.close()
         await self.db.close()
+        if self.collector is not None:
+            await self.collector.stop()
         log.info("csms.stopped")
 
     async def _start_api(self) -> None:

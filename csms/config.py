@@ -81,6 +81,21 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class GcConfig:
+    """Garbage-collection policy (csms/collector.py); 0 turns a part off."""
+
+    freeze_interval_s: float = 10.0
+    full_interval_s: float = 3600.0
+    full_growth: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.freeze_interval_s < 0 or self.full_interval_s < 0:
+            raise ValueError("[gc] intervals must not be negative")
+        if self.full_growth != 0 and self.full_growth <= 1:
+            raise ValueError("[gc] full_growth must be above 1 (or 0 = off)")
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     boot: BootConfig = field(default_factory=BootConfig)
@@ -88,6 +103,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    gc: GcConfig = field(default_factory=GcConfig)
 
 
 def _section(cls: type[Any], data: dict[str, Any], name: str) -> Any:

@@ -20,3 +20,7 @@ profiles = Counter("csms_profiles_total", "Charging profiles the scheduler sent,
                    "and outcome", ["purpose", "outcome"])
 non_compliance = Counter("csms_non_compliance_total", "Meter samples of an EVSE drawing "
                          "clearly more than its charging profile allows", ["site"])
+gc_pause = Histogram("csms_gc_pause_seconds", "Pauses of the cyclic garbage collector, by "
+                     "generation", ["generation"],
+                     buckets=(.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
+gc_frozen = Gauge("csms_gc_frozen_objects", "Objects frozen out of the collector's view")

@@ -1,0 +1,119 @@
+"""Garbage-collection policy: keeps full collections of a large heap off the request path.
+
+With 10,000 stations connected the CSMS holds millions of long-lived objects (sockets,
+connection state, tasks). CPython's cyclic collector walks all of them in every full
+(generation 2) collection: 850-920 ms on this project's benchmark machine, a few times a
+minute, and every station waits for it. Most of those objects live as long as their
+connection and die by reference counting, not by the collector.
+
+So every `freeze_interval_s` the survivors are frozen (`gc.freeze()`: moved out of the
+collector's view, an O(1) list splice) and automatic collections only walk what is newer.
+The price is that a reference cycle frozen before it became garbage is not reclaimed
+until the next full pass: every `full_interval_s`, or once the frozen heap has grown
+`full_growth` times, everything is unfrozen and collected once (one long pause, logged,
+then frozen again). Why: docs/decisions/csms-gc-policy.md.
+
+Every collection's pause is measured (`csms_gc_pause_seconds`) whether the policy is on
+or not, so an operator can see the collector in the latency tail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import time
+from typing import Any
+
+import structlog
+
+from csms import metrics
+from csms.config import GcConfig
+
+log = structlog.get_logger()
+
+SLOW_PAUSE_S = 0.1  # a collection longer than this is logged
+
+
+class PauseMeter:
+    """Times every collection through `gc.callbacks` (called at its start and its end)."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self._cpu = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started, self._cpu = time.perf_counter(), time.thread_time()
+            return
+        pause = time.perf_counter() - self._started
+        generation = str(info.get("generation", "?"))
+        metrics.gc_pause.labels(generation).observe(pause)
+        if pause >= SLOW_PAUSE_S:  # cpu < seconds: the process also waited for a core
+            log.warning("gc.slow_collection", generation=generation, seconds=round(pause, 3),
+                        cpu_seconds=round(time.thread_time() - self._cpu, 3),
+                        collected=info.get("collected"), frozen=gc.get_freeze_count())
+
+    def install(self) -> None:
+        if self not in gc.callbacks:
+            gc.callbacks.append(self)
+
+
+PAUSES = PauseMeter()  # one per process: gc.callbacks is process-wide
+
+
+class Collector:
+    """Runs the freeze / full-collection cycle as one task of the CSMS's event loop."""
+
+    def __init__(self, config: GcConfig) -> None:
+        self.config = config
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        PAUSES.install()
+        if self.config.freeze_interval_s > 0:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="gc-policy")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+            gc.unfreeze()  # hand the process back to the default collector
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_full, baseline = loop.time(), gc.get_freeze_count()
+        while True:
+            await asyncio.sleep(self.config.freeze_interval_s)
+            if self._full_due(loop.time() - last_full, baseline):
+                self.full_collection()
+                gc.freeze()
+                last_full, baseline = loop.time(), gc.get_freeze_count()
+            else:
+                gc.freeze()
+            metrics.gc_frozen.set(gc.get_freeze_count())
+
+    def _full_due(self, since_full_s: float, baseline: int) -> bool:
+        """Hourly, or sooner when the frozen heap has grown by `full_growth` times since the
+        last full pass: after a reconnect storm the old connections' objects are frozen
+        garbage (their websockets state is full of cycles), so memory stays bounded. The
+        ratio amortises like CPython's own rule: start-up costs a few passes, not one per
+        freeze."""
+        cfg = self.config
+        if cfg.full_interval_s > 0 and since_full_s >= cfg.full_interval_s:
+            return True
+        return cfg.full_growth > 0 and gc.get_freeze_count() >= cfg.full_growth * max(
+            baseline, 100_000)
+
+    @staticmethod
+    def full_collection() -> int:
+        """Unfreeze and collect everything once: reclaims cycles that were frozen alive."""
+        frozen = gc.get_freeze_count()
+        started = time.perf_counter()
+        gc.unfreeze()
+        collected = gc.collect()
+        log.info("gc.full_collection", frozen=frozen, collected=collected,
+                 seconds=round(time.perf_counter() - started, 3))
+        return collected
