@@ -8,6 +8,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from csms import log as logging_setup
@@ -23,6 +24,10 @@ from csms.store.tokens import TOKEN_STATUSES
 TOKEN_TYPES = ("Central", "eMAID", "ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress",
                "NoAuthorization")
 DEFAULT_CONFIG = Path("config/csms.toml")
+# Subcommands that packages built on csms add (`csms demo`): an entry point in this group
+# names `register(subparsers)`, which adds a parser with `set_defaults(run=fn)`, where
+# `fn(args) -> int`. Found at run time, so csms never imports what builds on it.
+COMMANDS_GROUP = "csms.commands"
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -88,7 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     arm = asub.add_parser("remove", help="revoke an API token")
     _common(arm)
     arm.add_argument("name")
+    _add_installed_commands(sub)
     return parser
+
+
+def _add_installed_commands(sub: argparse._SubParsersAction) -> None:
+    for entry in entry_points(group=COMMANDS_GROUP):
+        try:
+            entry.load()(sub)
+        except Exception as exc:  # a broken add-on must not take `csms serve` down with it
+            print(f"warning: command {entry.name} unavailable: {exc!r}", file=sys.stderr)
 
 
 def config_from(args: argparse.Namespace) -> Config:
@@ -219,6 +233,8 @@ async def _migrated(store: Store) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if (run := getattr(args, "run", None)) is not None:
+        return int(run(args))
     try:
         config = config_from(args)
     except (OSError, ValueError) as exc:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import IO
 
@@ -137,12 +138,17 @@ class Fleet:
         trace: IO[str] | None = None,
         connect_concurrency: int = 200,
         ssl: object = None,
+        passwords: Mapping[str, str] | None = None,
     ) -> None:
+        """`passwords` (station id -> password) replaces the scenario's own, e.g. with
+        passwords the CSMS generated when the stations were provisioned."""
         self.scenario = scenario
         self.clock = clock
         self.stations: dict[str, Station] = {}
         self.node_of: dict[str, str] = {}
         for spec, node in scenario.station_specs():
+            if passwords and spec.station_id in passwords:
+                spec = replace(spec, password=passwords[spec.station_id])
             self.stations[spec.station_id] = Station(spec, url=url, clock=clock, ssl=ssl)
             self.node_of[spec.station_id] = node
         self.nodes = {n.id: n for n in scenario.nodes}
@@ -168,10 +174,17 @@ class Fleet:
                 log.warning("station %s failed to start: %s", st.station_id, exc)
                 return False
 
-    async def run(self) -> Summary:
+    async def connect(self) -> None:
+        """Start (connect and boot) every station; `run` does it if not done yet."""
         ok = await asyncio.gather(*(self._start_station(s) for s in self.stations.values()))
         self.summary.stations = len(ok)
         self.summary.stations_failed = ok.count(False)
+
+    async def run(self, disconnect: bool = True) -> Summary:
+        """Play the scenario to its end. With `disconnect=False` the stations stay connected
+        afterwards (idle), until `stop()`."""
+        if not self.summary.stations:
+            await self.connect()
         tasks = [asyncio.ensure_future(self._play(s)) for s in self.sessions]
         tracer = asyncio.ensure_future(self._trace_loop())
         try:
@@ -184,9 +197,13 @@ class Fleet:
                 await self._safe(self.stations[sid].unplug(evse_id))
             self._sample(self.clock.now())
             await cancel_and_wait([tracer])
-            await asyncio.gather(*(s.stop() for s in self.stations.values()))
+            if disconnect:
+                await self.stop()
         self.summary.sessions = list(self.results.values())
         return self.summary
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(s.stop() for s in self.stations.values()))
 
     async def _sleep_until(self, t: datetime) -> None:
         seconds = (t - self.clock.now()).total_seconds()
@@ -220,13 +237,17 @@ class Fleet:
             iso15118=session.iso15118,
             ac_phases=session.ac_phases,
         )
+        # active before the first await: a car still plugging in when the scenario ends
+        # is unplugged with the others, not left with a transaction running
+        self.active[key] = result
+        result.plugged_in = True
         try:
             await st.plug_in(session.evse_id, ev)
         except Exception as exc:
             log.warning("%s plug-in failed: %s", session.session_id, exc)
+            self.active.pop(key, None)
+            result.plugged_in = False
             return
-        result.plugged_in = True
-        self.active[key] = result
         try:
             result.authorized = await st.present_token(session.evse_id, session.token)
             result.authorized_at = self.clock.now()

@@ -32,6 +32,17 @@ class PlanRecord:
     id: int | None = field(default=None, compare=False)
 
 
+@dataclass(frozen=True)
+class PlanTotals:
+    """A site's plans counted, without loading their inputs and schedules."""
+
+    plans: int = 0
+    fallbacks: int = 0
+    profiles_sent: int = 0
+    profiles_rejected: int = 0
+    profiles_failed: int = 0
+
+
 _COLUMNS = (
     "site_id, planned_at, trigger, sessions, inputs, schedule, status, iterations,"
     " fallback_used, fallback_reason, solve_seconds, build_seconds, profiles_sent,"
@@ -79,3 +90,15 @@ class PlanRepo:
             site_id, since, limit,
         )
         return [_record(r) for r in rows]
+
+    async def totals(self, site_id: str, since: datetime | None = None) -> PlanTotals:
+        row = await self.pool.fetchrow(
+            "SELECT count(*) AS plans, count(*) FILTER (WHERE fallback_used) AS fallbacks,"
+            " coalesce(sum(profiles_sent), 0) AS profiles_sent,"
+            " coalesce(sum(profiles_rejected), 0) AS profiles_rejected,"
+            " coalesce(sum(profiles_failed), 0) AS profiles_failed"
+            " FROM plans WHERE site_id = $1 AND ($2::timestamptz IS NULL OR planned_at >= $2)",
+            site_id, since,
+        )
+        assert row is not None
+        return PlanTotals(**{k: int(v) for k, v in dict(row).items()})
