@@ -9,7 +9,7 @@ connection and die by reference counting, not by the collector.
 So every `freeze_interval_s` the survivors are frozen (`gc.freeze()`: moved out of the
 collector's view, an O(1) list splice) and automatic collections only walk what is newer.
 The price is that a reference cycle frozen before it became garbage is not reclaimed
-until the next full pass: every `full_interval_s`, or once the frozen heap has grown
+until the next full pass: every `full_interval_s`, or once the heap has grown
 `full_growth` times, everything is unfrozen and collected once (one long pause, logged,
 then frozen again). Why: docs/decisions/csms-gc-policy.md.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import sys
 import time
 from typing import Any
 
@@ -52,7 +53,7 @@ class PauseMeter:
         if pause >= SLOW_PAUSE_S:  # cpu < seconds: the process also waited for a core
             log.warning("gc.slow_collection", generation=generation, seconds=round(pause, 3),
                         cpu_seconds=round(time.thread_time() - self._cpu, 3),
-                        collected=info.get("collected"), frozen=gc.get_freeze_count())
+                        collected=info.get("collected"))
 
     def install(self) -> None:
         if self not in gc.callbacks:
@@ -84,36 +85,37 @@ class Collector:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        last_full, baseline = loop.time(), gc.get_freeze_count()
+        last_full, baseline = loop.time(), sys.getallocatedblocks()
         while True:
             await asyncio.sleep(self.config.freeze_interval_s)
             if self._full_due(loop.time() - last_full, baseline):
                 self.full_collection()
-                gc.freeze()
-                last_full, baseline = loop.time(), gc.get_freeze_count()
-            else:
-                gc.freeze()
-            metrics.gc_frozen.set(gc.get_freeze_count())
+                last_full, baseline = loop.time(), sys.getallocatedblocks()
+            gc.freeze()
+            metrics.gc_heap_blocks.set(sys.getallocatedblocks())
 
     def _full_due(self, since_full_s: float, baseline: int) -> bool:
-        """Hourly, or sooner when the frozen heap has grown by `full_growth` times since the
-        last full pass: after a reconnect storm the old connections' objects are frozen
-        garbage (their websockets state is full of cycles), so memory stays bounded. The
-        ratio amortises like CPython's own rule: start-up costs a few passes, not one per
-        freeze."""
+        """Hourly, or sooner when the heap has grown `full_growth` times since the last
+        full pass: after a reconnect storm the old connections' objects are frozen garbage
+        (their websockets state is full of cycles), so memory stays bounded. The ratio
+        amortises like CPython's own rule: start-up costs a few passes, not one per freeze.
+        The heap is counted in allocator blocks (a walk over arenas, not objects:
+        `gc.get_freeze_count()` walks every frozen object)."""
         cfg = self.config
         if cfg.full_interval_s > 0 and since_full_s >= cfg.full_interval_s:
             return True
-        return cfg.full_growth > 0 and gc.get_freeze_count() >= cfg.full_growth * max(
+        return cfg.full_growth > 0 and sys.getallocatedblocks() >= cfg.full_growth * max(
             baseline, 100_000)
 
     @staticmethod
     def full_collection() -> int:
         """Unfreeze and collect everything once: reclaims cycles that were frozen alive."""
-        frozen = gc.get_freeze_count()
+        blocks = sys.getallocatedblocks()
         started = time.perf_counter()
         gc.unfreeze()
         collected = gc.collect()
-        log.info("gc.full_collection", frozen=frozen, collected=collected,
+        metrics.gc_full.inc()
+        log.info("gc.full_collection", collected=collected, blocks_before=blocks,
+                 blocks_after=sys.getallocatedblocks(),
                  seconds=round(time.perf_counter() - started, 3))
         return collected

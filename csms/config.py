@@ -86,7 +86,7 @@ class GcConfig:
 
     freeze_interval_s: float = 10.0
     full_interval_s: float = 3600.0
-    full_growth: float = 2.0
+    full_growth: float = 1.5
 
     def __post_init__(self) -> None:
         if self.freeze_interval_s < 0 or self.full_interval_s < 0:

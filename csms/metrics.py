@@ -23,4 +23,7 @@ non_compliance = Counter("csms_non_compliance_total", "Meter samples of an EVSE 
 gc_pause = Histogram("csms_gc_pause_seconds", "Pauses of the cyclic garbage collector, by "
                      "generation", ["generation"],
                      buckets=(.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
-gc_frozen = Gauge("csms_gc_frozen_objects", "Objects frozen out of the collector's view")
+gc_heap_blocks = Gauge("csms_gc_heap_blocks", "Memory blocks Python's allocator holds (live "
+                       "objects, and garbage not collected yet)")
+gc_full = Counter("csms_gc_full_collections_total", "Full passes of the collection policy "
+                  "(csms/collector.py)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import re
+import sys
 import weakref
 from dataclasses import replace
 
@@ -50,37 +51,48 @@ async def frozen_then_dropped(viewer: httpx.AsyncClient) -> weakref.ref[Node]:
             break
     else:
         pytest.fail("the object was never frozen")
-    assert gauge((await viewer.get("/metrics")).text, "csms_gc_frozen_objects") > 0
+    assert gauge((await viewer.get("/metrics")).text, "csms_gc_heap_blocks") > 0
     del cycle  # garbage now, but frozen: an ordinary collection cannot free it
     gc.collect()
     assert alive() is not None
     return alive
 
 
-async def wait_reclaimed(alive: weakref.ref[Node], seconds: float = 5.0) -> None:
-    for _ in range(int(seconds * 10)):
+async def full_passes(viewer: httpx.AsyncClient) -> float:
+    return gauge((await viewer.get("/metrics")).text, "csms_gc_full_collections_total")
+
+
+async def wait_reclaimed(viewer: httpx.AsyncClient, alive: weakref.ref[Node],
+                         before: float) -> None:
+    for _ in range(50):
         await asyncio.sleep(0.1)
         if alive() is None:
-            return
-    pytest.fail("no full collection reclaimed the frozen cycle")
+            break
+    else:
+        pytest.fail("no full collection reclaimed the frozen cycle")
+    assert await full_passes(viewer) > before
 
 
 @pytest.mark.parametrize("gc_config", [GcConfig(freeze_interval_s=0.2, full_interval_s=1.5,
                                                  full_growth=0)])
 async def test_full_pass_on_its_interval(client: Client) -> None:
-    await wait_reclaimed(await frozen_then_dropped(client("viewer")))
+    viewer = client("viewer")
+    before = await full_passes(viewer)
+    await wait_reclaimed(viewer, await frozen_then_dropped(viewer), before)
 
 
 @pytest.mark.parametrize("gc_config", [GcConfig(freeze_interval_s=0.2, full_interval_s=0,
-                                                 full_growth=2.0)])
-async def test_full_pass_when_the_frozen_heap_doubled(client: Client) -> None:
-    """A reconnect storm doubles the heap with new connections while the old ones sit
-    frozen as garbage: the growth rule reclaims them without waiting for the hour."""
-    alive = await frozen_then_dropped(client("viewer"))
+                                                 full_growth=1.5)])
+async def test_full_pass_when_the_heap_grew(client: Client) -> None:
+    """A reconnect storm adds new connections while the old ones sit frozen as garbage:
+    the growth rule reclaims them without waiting for the hour."""
+    viewer = client("viewer")
+    alive = await frozen_then_dropped(viewer)
     await asyncio.sleep(1.0)
     assert alive() is not None  # no timer, no growth: no full pass
-    ballast = [[] for _ in range(2 * gc.get_freeze_count())]  # noqa: F841  (the "storm")
-    await wait_reclaimed(alive)
+    before = await full_passes(viewer)
+    ballast = [[] for _ in range(sys.getallocatedblocks())]  # noqa: F841  (the "storm")
+    await wait_reclaimed(viewer, alive, before)
 
 
 async def test_collection_pauses_measured_per_generation(client: Client) -> None:
