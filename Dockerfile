@@ -13,7 +13,7 @@ COPY config ./config
 RUN pip install --no-cache-dir . && chown -R csms /app
 
 USER csms
-# OCPP WebSocket, HTTP API
+# OCPP WebSocket; HTTP API and dashboard
 EXPOSE 9000 8080
 VOLUME ["/app/data"]
 CMD ["csms", "serve", "--host", "0.0.0.0", "--port", "9000", "--data-dir", "/app/data/postgres"]

@@ -19,6 +19,7 @@ from csms.api import (
     events,
     metrics,
     sessions,
+    site_load,
     sites,
     stations,
     tokens,
@@ -28,6 +29,7 @@ from csms.api.auth import ROLES, Caller, caller
 from csms.api.commands import CommandFailed
 from csms.api.deps import Parts
 from csms.api.models import CommandError, Model, WhoAmI
+from csms.dashboard import install as install_dashboard
 
 DESCRIPTION = """\
 Operate the CSMS: stations, id tokens, transactions, drivers' charging needs, commands to
@@ -52,7 +54,8 @@ def build_app(parts: Parts) -> FastAPI:
         swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
     )
     app.state.parts = parts
-    for module in (stations, tokens, transactions, sessions, commands, sites, events, metrics):
+    for module in (stations, tokens, transactions, sessions, commands, sites, site_load,
+                   events, metrics):
         app.include_router(module.router)
 
     @app.exception_handler(CommandFailed)
@@ -71,4 +74,5 @@ def build_app(parts: Parts) -> FastAPI:
         return WhoAmI(name=who.name, role=who.role, nodes=list(who.nodes),
                       permissions=sorted(p.value for p in ROLES.get(who.role, ())))
 
+    install_dashboard(app)  # the web pages, on the same port (csms/dashboard/)
     return app

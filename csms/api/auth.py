@@ -24,6 +24,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from csms.store.api_tokens import ApiToken, ApiTokenRepo
 
 TOKEN_PREFIX = "csms_"  # makes a leaked token easy to recognise (and to scan for)
+# The dashboard's login keeps the token in this HttpOnly cookie, and the API accepts it
+# too; a request that changes something must then also carry CSRF_HEADER (see
+# docs/decisions/dashboard.md).
+COOKIE = "csms_token"
+CSRF_HEADER = "X-Requested-With"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Permission(StrEnum):
@@ -78,14 +84,27 @@ async def caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    """The request's token, or 401."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    """The request's token (bearer header, else the dashboard's cookie), or 401."""
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        token = credentials.credentials
+    elif cookie := request.cookies.get(COOKIE):
+        if request.method not in SAFE_METHODS and CSRF_HEADER.lower() not in request.headers:
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"a request signed in by cookie needs the {CSRF_HEADER} header")
+        token = cookie
+    else:
         raise _unauthorized("an API token is required (Authorization: Bearer <token>)")
-    repo: ApiTokenRepo = request.app.state.parts.api_tokens
-    token: ApiToken | None = await repo.find(hash_token(credentials.credentials))
-    if token is None:
+    found = await lookup(request, token)
+    if found is None:
         raise _unauthorized("unknown or revoked API token")
-    return Caller(token.name, token.role, token.nodes)
+    return found
+
+
+async def lookup(request: Request, token: str) -> Caller | None:
+    """The caller a token stands for, or None if it is unknown or revoked."""
+    repo: ApiTokenRepo = request.app.state.parts.api_tokens
+    record: ApiToken | None = await repo.find(hash_token(token))
+    return None if record is None else Caller(record.name, record.role, record.nodes)
 
 
 def require(permission: Permission) -> Any:

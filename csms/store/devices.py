@@ -55,6 +55,18 @@ class DeviceRepo:
         )
         return [ConnectorStatus(**dict(r)) for r in rows]
 
+    async def all_connectors(self) -> dict[str, list[ConnectorStatus]]:
+        """Every station's connectors, by station id (one query for an overview page)."""
+        rows = await self.pool.fetch(
+            "SELECT station_id, evse_id, connector_id, status, updated_at FROM connectors"
+            " ORDER BY station_id, evse_id, connector_id"
+        )
+        out: dict[str, list[ConnectorStatus]] = {}
+        for r in rows:
+            out.setdefault(r["station_id"], []).append(ConnectorStatus(
+                r["evse_id"], r["connector_id"], r["status"], r["updated_at"]))
+        return out
+
     async def upsert_variables(self, station_id: str, items: list[Variable], now: datetime) -> None:
         if not items:
             return

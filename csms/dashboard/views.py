@@ -1,0 +1,220 @@
+"""What the dashboard's pages show, read from the store and the configured sites.
+
+Plain dataclasses for the templates: the pages read the CSMS's parts directly (one
+process), while the browser's live parts use the JSON API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from csms.api.auth import Caller, Permission
+from csms.api.deps import Parts
+from csms.api.sites import may_see
+from csms.store.devices import ConnectorStatus
+from smart_charging.model import Site
+
+# An EVSE's connectors, worst first: the one status shown for the EVSE.
+_STATUS_ORDER = ("Faulted", "Unavailable", "Occupied", "Reserved", "Available")
+
+
+@dataclass(frozen=True)
+class EvseState:
+    id: int
+    status: str
+
+
+@dataclass(frozen=True)
+class StationRow:
+    id: str
+    online: bool
+    last_seen: datetime | None
+    evses: list[EvseState]
+    site: str | None
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    station_id: str
+    evse_id: int | None
+    transaction_id: str
+    started_at: datetime | None
+    charging_state: str | None
+    energy_kwh: float
+    wanted_kwh: float | None
+    departure: datetime | None
+    charge_now: bool
+
+    @property
+    def percent(self) -> int | None:
+        if not self.wanted_kwh:
+            return None
+        return min(100, round(100 * self.energy_kwh / self.wanted_kwh))
+
+
+@dataclass(frozen=True)
+class ErrorRow:
+    at: datetime
+    source: str
+    text: str
+
+
+@dataclass(frozen=True)
+class SiteCard:
+    id: str
+    root: str
+    limit_kw: float | None
+    evses: int
+    planned_at: datetime | None
+    plan_status: str | None
+    sessions: int
+
+
+@dataclass(frozen=True)
+class EvseSchedule:
+    evse_id: str
+    station_id: str
+    ocpp_evse_id: int
+    node: str
+    transaction_id: str | None
+    needed_kwh: float | None
+    planned_kwh: float | None
+    profile: str | None
+    now_kw: float | None
+    changes: list[tuple[datetime, float]]  # (from, kW), the first few
+    svg_path: str  # the setpoints over the horizon, for a small step chart
+    max_kw: float
+
+
+def display_zone(sites: dict[str, Site]) -> timezone:
+    """Times are shown in the first site's local time (UTC if there is none)."""
+    for _, site in sorted(sites.items()):
+        return timezone(site.utc_offset)
+    return UTC
+
+
+def visible_sites(parts: Parts, who: Caller) -> list[Site]:
+    if not who.may(Permission.SITES):
+        return []
+    return [s for sid, s in sorted(parts.sites.items()) if may_see(who, sid)]
+
+
+def site_of_station(sites: dict[str, Site]) -> dict[str, str]:
+    return {e.station_id: sid for sid, s in sites.items() for e in s.evses}
+
+
+def evse_states(connectors: list[ConnectorStatus]) -> list[EvseState]:
+    by_evse: dict[int, list[str]] = {}
+    for c in connectors:
+        by_evse.setdefault(c.evse_id, []).append(c.status)
+
+    def rank(status: str) -> int:
+        return _STATUS_ORDER.index(status) if status in _STATUS_ORDER else 0
+
+    return [EvseState(e, min(statuses, key=rank)) for e, statuses in sorted(by_evse.items())]
+
+
+async def stations(parts: Parts) -> list[StationRow]:
+    connectors = await parts.store.devices.all_connectors()
+    where = site_of_station(dict(parts.sites))
+    return [StationRow(s.id, parts.connections.is_connected(s.id), s.last_seen,
+                       evse_states(connectors.get(s.id, [])), where.get(s.id))
+            for s in await parts.store.stations.list()]
+
+
+async def sessions(parts: Parts, limit: int = 200) -> list[SessionRow]:
+    found = await parts.store.transactions.list(None, True, limit)
+    return [SessionRow(
+        t.station_id, t.evse_id, t.transaction_id, t.started_at, t.charging_state,
+        (t.energy_wh or 0.0) / 1000.0,
+        None if t.energy_wanted_wh is None else t.energy_wanted_wh / 1000.0,
+        t.departure_time, t.charge_now,
+    ) for t in sorted(found, key=lambda t: (t.station_id, t.evse_id or 0))]
+
+
+async def errors(parts: Parts, who: Caller, limit: int = 15) -> list[ErrorRow]:
+    """Faulted connectors, and plans that fell back or whose profiles did not land."""
+    out: list[ErrorRow] = []
+    if who.may(Permission.READ):
+        for station_id, conns in (await parts.store.devices.all_connectors()).items():
+            out += [ErrorRow(c.updated_at, station_id,
+                             f"EVSE {c.evse_id} connector {c.connector_id} Faulted")
+                    for c in conns if c.status == "Faulted"]
+    for site in visible_sites(parts, who):
+        for p in await parts.store.plans.list(site.id, limit=50):
+            problems = []
+            if p.fallback_used:
+                problems.append(f"fallback plan ({p.fallback_reason or 'no reason'})")
+            if p.profiles_rejected:
+                problems.append(f"{p.profiles_rejected} profile(s) rejected")
+            if p.profiles_failed:
+                problems.append(f"{p.profiles_failed} profile(s) not delivered")
+            if problems:
+                out.append(ErrorRow(p.planned_at, f"site {site.id}", "; ".join(problems)))
+    return sorted(out, key=lambda e: e.at, reverse=True)[:limit]
+
+
+async def site_cards(parts: Parts, who: Caller) -> list[SiteCard]:
+    cards = []
+    for site in visible_sites(parts, who):
+        plan = await parts.store.plans.latest(site.id)
+        cards.append(SiteCard(
+            site.id, site.root.id, site.root.limit_kw, len(site.evses),
+            plan.planned_at if plan else None, plan.status if plan else None,
+            plan.sessions if plan else 0))
+    return cards
+
+
+async def schedules(parts: Parts, site: Site) -> tuple[datetime | None, list[EvseSchedule]]:
+    """Each EVSE's setpoints in the newest plan (None where it has no session)."""
+    plan = await parts.store.plans.latest(site.id)
+    if plan is None:
+        return None, [_schedule(site, e.id, None, None, None) for e in site.evses]
+    starts = [datetime.fromisoformat(t) for t in plan.inputs.get("slot_starts", [])]
+    if not starts:
+        return plan.planned_at, []
+    end = starts[-1] + (starts[-1] - starts[-2] if len(starts) > 1 else timedelta(minutes=15))
+    now = parts.clock.now()
+    return plan.planned_at, [
+        _schedule(site, e.id, plan.schedule.get(e.id), (starts[0], end), now)
+        for e in site.evses
+    ]
+
+
+def _schedule(site: Site, evse_id: str, entry: dict[str, Any] | None,
+              span: tuple[datetime, datetime] | None, now: datetime | None) -> EvseSchedule:
+    evse = site.evse(evse_id)
+    base = EvseSchedule(evse.id, evse.station_id, evse.ocpp_evse_id, evse.node, None, None,
+                        None, None, None, [], "", evse.max_kw)
+    if entry is None or span is None or now is None:
+        return base
+    t0, t1 = span
+    points = [(t0 + timedelta(seconds=off), w / 1000.0) for off, _a, w in entry["setpoints"]]
+    now_kw = next((kw for t, kw in reversed(points) if t <= now), None)
+    upcoming = [(t, kw) for t, kw in points if t > now]
+    return EvseSchedule(
+        evse.id, evse.station_id, evse.ocpp_evse_id, evse.node, entry.get("transaction_id"),
+        entry.get("energy_needed_kwh"), entry.get("energy_planned_kwh"), entry.get("profile"),
+        now_kw, upcoming[:4], step_path(points, t0, t1, evse.max_kw), evse.max_kw)
+
+
+def step_path(points: list[tuple[datetime, float]], t0: datetime, t1: datetime,
+              top_kw: float, width: int = 240, height: int = 40) -> str:
+    """An SVG path of a step function over [t0, t1], scaled to width x height."""
+    if not points or t1 <= t0 or top_kw <= 0:
+        return ""
+    span = (t1 - t0).total_seconds()
+
+    def x(t: datetime) -> float:
+        return round(width * min(max((t - t0).total_seconds() / span, 0.0), 1.0), 1)
+
+    def y(kw: float) -> float:
+        return round(height * (1 - min(max(kw / top_kw, 0.0), 1.0)), 1)
+
+    parts = [f"M{x(points[0][0])},{y(points[0][1])}"]
+    for t_next, kw_next in points[1:]:
+        parts.append(f"H{x(t_next)}V{y(kw_next)}")
+    parts.append(f"H{width}")
+    return "".join(parts)

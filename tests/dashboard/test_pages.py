@@ -1,0 +1,102 @@
+"""The dashboard's pages and sign-in over plain HTTP (no browser): who sees what, the
+cookie the API accepts, and what a cookie may not do without the CSRF header."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from csms.api.auth import COOKIE, CSRF_HEADER
+from csms.app import Csms
+from csms.config import Config, SchedulerConfig
+from tests.dashboard.conftest import add_token
+
+SITE_FILE = Path(__file__).resolve().parents[2] / "config/sites/test-small.toml"
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    return replace(config, scheduler=SchedulerConfig(
+        enabled=True, sites=(str(SITE_FILE),), interval_s=3600, tx_default_profile=False))
+
+
+@pytest.fixture
+async def http(csms: Csms) -> AsyncIterator[httpx.AsyncClient]:
+    assert csms.api is not None
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{csms.api.port}",
+                                 timeout=15.0) as client:
+        yield client
+
+
+async def signed_in(http: httpx.AsyncClient, token: str) -> httpx.Response:
+    answer = await http.post("/login", data={"token": token, "next": "/sites/test-small"})
+    return answer
+
+
+async def test_sign_in_sets_an_http_only_cookie_the_api_accepts(
+    csms: Csms, http: httpx.AsyncClient
+) -> None:
+    first = await http.get("/sites/test-small")
+    assert first.status_code == 303
+    assert first.headers["location"] == "/login?next=/sites/test-small"
+    assert (await http.get("/fragments/stations")).status_code == 401
+
+    wrong = await http.post("/login", data={"token": "csms_nope", "next": "/"})
+    assert wrong.status_code == 401 and "Unknown or revoked" in wrong.text
+    answer = await signed_in(http, await add_token(csms, "admin"))
+    assert answer.status_code == 303 and answer.headers["location"] == "/sites/test-small"
+    cookie = answer.headers["set-cookie"].lower()
+    assert f"{COOKIE}=" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+
+    page = await http.get("/sites/test-small")
+    assert page.status_code == 200 and 'data-site-chart="test-small"' in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert (await http.get("/api/stations")).status_code == 200  # the API takes the cookie
+    body = {"id": "CS100", "no_password": True}
+    refused = await http.post("/api/stations", json=body)
+    assert refused.status_code == 403 and CSRF_HEADER in refused.json()["detail"]
+    made = await http.post("/api/stations", json=body, headers={CSRF_HEADER: "test"})
+    assert made.status_code == 201
+
+    out = await http.post("/logout")
+    assert out.status_code == 303 and (await http.get("/")).status_code == 303
+
+
+async def test_sign_in_only_redirects_within_the_site(
+    csms: Csms, http: httpx.AsyncClient
+) -> None:
+    token = await add_token(csms, "viewer")
+    for evil in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        answer = await http.post("/login", data={"token": token, "next": evil})
+        assert answer.headers["location"] == "/", evil
+
+
+async def test_what_each_role_sees(csms: Csms, http: httpx.AsyncClient) -> None:
+    await signed_in(http, await add_token(csms, "viewer"))
+    overview = await http.get("/")
+    assert "Stations" in overview.text and 'href="/sites/test-small"' in overview.text
+    site = await http.get("/sites/test-small")
+    assert site.status_code == 200 and "limit-form" not in site.text  # read only
+    assert (await http.get("/sites/elsewhere")).status_code == 404
+
+    await signed_in(http, await add_token(csms, "grid", ("test-small/transformer",)))
+    overview = await http.get("/")
+    assert "Stations" not in overview.text  # a grid company does not see stations
+    assert (await http.get("/fragments/stations")).text.count("<tr") == 0
+    site = await http.get("/sites/test-small")
+    assert 'id="limit-form"' in site.text and '<option value="transformer">' in site.text
+
+    await signed_in(http, await add_token(csms, "grid", ("other-site/transformer",)))
+    assert (await http.get("/sites/test-small")).status_code == 404
+    assert 'href="/sites/test-small"' not in (await http.get("/")).text
+
+
+async def test_the_charting_library_is_served_from_here(http: httpx.AsyncClient) -> None:
+    script = await http.get("/static/vendor/uplot/uPlot.iife.min.js")
+    assert script.status_code == 200 and "uPlot" in script.text
+    assert (await http.get("/static/vendor/uplot/LICENSE")).status_code == 200
+    assert (await http.get("/static/dashboard.js")).status_code == 200
