@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import ssl
+import weakref
 from datetime import datetime
 from http import HTTPStatus
 from urllib.parse import unquote, urlsplit
@@ -111,6 +112,9 @@ class OcppServer:
         self.events = events
         self.passwords = PasswordChecker()
         self.presence = Presence(store, clock)
+        # the handshake's station row, for the connection it admitted (one query, not two)
+        self._admitted: weakref.WeakKeyDictionary[ServerConnection, str | None] = \
+            weakref.WeakKeyDictionary()
         self._server: Server | None = None
         self._presence_task: asyncio.Task[None] | None = None
 
@@ -160,21 +164,23 @@ class OcppServer:
                                 f"no supported subprotocol: this CSMS speaks {SUBPROTOCOL}",
                                 station_id)
         credentials = basic_credentials(request)
-        exists, stored = await self.store.stations.password_hash(station_id)
-        if not exists:
+        admission = await self.store.stations.admission(station_id)
+        if admission is None:
             if not self.config.auto_register:
                 return self._unauthorized(ws, station_id, "unknown_station")
             password = credentials[1] if credentials else None
             hashed = await asyncio.to_thread(hash_password, password) if password else None
             await self.store.stations.add(station_id, hashed, self.clock.now())
             log.warning("station.auto_registered", station_id=station_id)
+            self._admitted[ws] = None
             return None
-        if stored is None:
-            return None  # provisioned without a password: no authentication (profile 0)
-        if credentials is None or credentials[0] != station_id:
-            return self._unauthorized(ws, station_id, "no_credentials")
-        if not await self.passwords.check(station_id, credentials[1], stored):
-            return self._unauthorized(ws, station_id, "wrong_password")
+        stored = admission.password_hash
+        if stored is not None:  # None: provisioned without a password (profile 0)
+            if credentials is None or credentials[0] != station_id:
+                return self._unauthorized(ws, station_id, "no_credentials")
+            if not await self.passwords.check(station_id, credentials[1], stored):
+                return self._unauthorized(ws, station_id, "wrong_password")
+        self._admitted[ws] = admission.boot_status
         return None
 
     def _refuse(
@@ -199,8 +205,7 @@ class OcppServer:
         if station_id is None or ws.subprotocol != SUBPROTOCOL:
             await ws.close(1002, f"{SUBPROTOCOL} subprotocol required")
             return
-        station = await self.store.stations.get(station_id)
-        ctx = StationContext(station_id, boot_status=station.boot_status if station else None)
+        ctx = StationContext(station_id, boot_status=self._admitted.pop(ws, None))
         conn = Connection(ctx, ws, self.router, call_timeout=self.config.call_timeout_s,
                           on_seen=self.presence.seen)
         old = self.connections.add(conn)

@@ -1,22 +1,20 @@
 """Meter values, written in batches with group commit.
 
 Meter values are the bulk of the data. Each handler hands its rows to `MeterWriter.write`
-and awaits it; one writer task inserts everything queued meanwhile in a single statement,
-so N stations cost one round trip per batch instead of N, and a handler only answers the
-station after its rows are durable (a crash never loses an acknowledged value).
+and awaits it; everything queued meanwhile is inserted in a single statement
+(`batch.GroupCommit`), so N stations cost one round trip per batch instead of N, and a
+handler only answers the station after its rows are durable (a crash never loses an
+acknowledged value).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
-import structlog
 
-log = structlog.get_logger()
+from csms.store.batch import GroupCommit
 
 
 @dataclass(frozen=True)
@@ -45,61 +43,13 @@ _INSERT = (
 class MeterWriter:
     def __init__(self, pool: asyncpg.Pool, max_batch: int = 20_000) -> None:
         self.pool = pool
-        self.max_batch = max_batch
-        self._queue: deque[tuple[list[MeterRow], asyncio.Future[None]]] = deque()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.batches = 0
-        self.rows_written = 0
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="meter-writer")
-
-    async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        for _, fut in self._queue:
-            if not fut.done():
-                fut.set_exception(RuntimeError("meter writer closed"))
-        self._queue.clear()
+        self._batches = GroupCommit(self._insert, "meter-writer", max_batch)
 
     async def write(self, rows: list[MeterRow]) -> None:
-        if not rows:
-            return
-        self.start()
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((rows, fut))
-        self._wake.set()
-        await fut
+        await self._batches.write(rows)
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch: list[tuple[list[MeterRow], asyncio.Future[None]]] = []
-                count = 0
-                while self._queue and count < self.max_batch:
-                    item = self._queue.popleft()
-                    batch.append(item)
-                    count += len(item[0])
-                rows = [r for items, _ in batch for r in items]
-                try:
-                    await self._insert(rows)
-                except Exception as exc:  # the handlers answer InternalError; nothing acked
-                    log.error("meter.write_failed", rows=len(rows), error=str(exc))
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    continue
-                self.batches += 1
-                self.rows_written += len(rows)
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_result(None)
+    async def close(self) -> None:
+        await self._batches.close()
 
     async def _insert(self, rows: list[MeterRow]) -> None:
         cols = list(zip(*[

@@ -7,6 +7,8 @@ from datetime import datetime
 
 import asyncpg
 
+from csms.store.batch import GroupCommit
+
 
 @dataclass(frozen=True)
 class StationRecord:
@@ -33,9 +35,18 @@ _COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class Admission:
+    password_hash: str | None
+    boot_status: str | None
+
+
 class StationRepo:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        # connection state: group-committed, a reconnect storm is thousands at once
+        self._states: GroupCommit[tuple[str, bool, datetime]] = GroupCommit(
+            self._write_states, "station-states")
 
     async def add(self, station_id: str, password_hash: str | None, now: datetime) -> bool:
         """Create a station, or set its password if it exists. True when newly created."""
@@ -59,12 +70,12 @@ class StationRepo:
         rows = await self.pool.fetch(f"SELECT {_COLUMNS} FROM stations ORDER BY id")
         return [StationRecord(**dict(r)) for r in rows]
 
-    async def password_hash(self, station_id: str) -> tuple[bool, str | None]:
-        """(exists, hash) for the handshake."""
+    async def admission(self, station_id: str) -> Admission | None:
+        """What the handshake and the new connection need, in one query (None: unknown)."""
         row = await self.pool.fetchrow(
-            "SELECT password_hash FROM stations WHERE id = $1", station_id
+            "SELECT password_hash, boot_status FROM stations WHERE id = $1", station_id
         )
-        return (row is not None, row["password_hash"] if row else None)
+        return Admission(row["password_hash"], row["boot_status"]) if row else None
 
     async def record_boot(
         self,
@@ -91,18 +102,35 @@ class StationRepo:
         )
 
     async def set_connected(self, station_id: str, now: datetime) -> None:
-        await self.pool.execute(
-            "UPDATE stations SET online = true, connected_at = $2, last_seen = $2 WHERE id = $1",
-            station_id, now,
-        )
+        await self._states.write([(station_id, True, now)])
 
     async def set_disconnected(self, station_id: str, now: datetime) -> None:
         """A late write for a replaced connection must not mark its successor offline."""
-        await self.pool.execute(
-            "UPDATE stations SET online = false, disconnected_at = $2 WHERE id = $1"
-            " AND (connected_at IS NULL OR connected_at <= $2)",
-            station_id, now,
-        )
+        await self._states.write([(station_id, False, now)])
+
+    async def close(self) -> None:
+        await self._states.close()
+
+    async def _write_states(self, changes: list[tuple[str, bool, datetime]]) -> None:
+        """A storm's connects and disconnects in two statements. Connects go first, so a
+        disconnect in the same batch is still checked against its successor's connect."""
+        latest: dict[bool, dict[str, datetime]] = {True: {}, False: {}}
+        for station_id, online, ts in changes:
+            seen = latest[online]
+            seen[station_id] = max(ts, seen.get(station_id, ts))
+        if connected := latest[True]:
+            await self.pool.execute(
+                "UPDATE stations s SET online = true, connected_at = u.ts, last_seen = u.ts"
+                " FROM unnest($1::text[], $2::timestamptz[]) AS u(id, ts) WHERE s.id = u.id",
+                list(connected), list(connected.values()),
+            )
+        if disconnected := latest[False]:
+            await self.pool.execute(
+                "UPDATE stations s SET online = false, disconnected_at = u.ts"
+                " FROM unnest($1::text[], $2::timestamptz[]) AS u(id, ts) WHERE s.id = u.id"
+                " AND (s.connected_at IS NULL OR s.connected_at <= u.ts)",
+                list(disconnected), list(disconnected.values()),
+            )
 
     async def mark_all_offline(self, now: datetime) -> None:
         """At start-up no station is connected to this process yet."""

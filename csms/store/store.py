@@ -37,3 +37,4 @@ class Store:
 
     async def close(self) -> None:
         await self.meter.close()
+        await self.stations.close()
