@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
 
 from smart_charging.baselines import equal_share
 from smart_charging.model import Prices, Session, Site, StepSeries
-from smart_charging.problem import Grid, Qp, Weights, build_grid, build_qp
+from smart_charging.pattern import Embedded, Pattern, embed
+from smart_charging.problem import Grid, Qp, Weights, build_grid, build_qp, make_slots
 from smart_charging.setpoints import Rounding, round_setpoints
 from smart_charging.solve import OsqpSession, SolverSettings, project, violations
 
@@ -31,6 +32,9 @@ class PlanSettings:
     solver: SolverSettings = field(default_factory=SolverSettings)
     rounding: Rounding = field(default_factory=Rounding)
     warm_start: bool = True
+    # keep the QP's sparsity pattern across slot boundaries for up to this many passed
+    # slots (0: a new OSQP setup at every boundary); see smart_charging/pattern.py
+    pattern_slots: int = 8
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,8 @@ class Plan:
     Matrices are sessions x slots in the order of `session_ids`; `power_w`/`current_a`
     are after rounding (what chargers get), `planned_kw` before. `row_load` is the total
     load (non-EV + EVs after rounding) on every limit row of `rows` (node id, "kW" or a
-    phase), in kW or A, next to `row_limit`.
+    phase), in kW or A, next to `row_limit`; `row_coef` and `row_headroom` let a caller
+    check any other per-session power against every limit (what stations hold).
     """
 
     site_id: str
@@ -73,12 +78,15 @@ class Plan:
     rows: tuple[tuple[str, str], ...]
     row_load: np.ndarray
     row_limit: np.ndarray
+    row_coef: np.ndarray  # rows x sessions: row units per kW each session draws
+    row_headroom: np.ndarray  # rows x slots: limit minus non-EV load, never below 0
     status: str
     iterations: int
     solve_seconds: float
     build_seconds: float
     fallback_used: bool
     fallback_reason: str | None
+    pattern_kept: bool = False  # solved on the last plan's sparsity pattern (no new setup)
 
     def schedule_for(self, evse_id: str) -> EvseSchedule:
         """The setpoints of the session on `evse_id`; KeyError if it has none."""
@@ -127,21 +135,29 @@ class Planner:
         self.settings = settings or PlanSettings()
         self._osqp = OsqpSession(self.settings.solver)
         self._warm: _Warm | None = None
+        self._pattern: Pattern | None = None
 
     def plan(self, site: Site, sessions: Sequence[Session], prices: Prices, now: datetime,
              target_kw: StepSeries | None = None) -> Plan:
         """Plan from `now`; `target_kw` is a site EV power curve to follow (DR dispatch)."""
         st = self.settings
         t0 = time.perf_counter()
-        grid = build_grid(site, sessions, prices, now, st.slot_minutes, st.horizon_slots)
-        qp = build_qp(grid, st.weights, prices.demand_charge_per_kw, target_kw)
+        end = self._kept_end(now)
+        grid = build_grid(site, sessions, prices, now, st.slot_minutes, st.horizon_slots, end)
+        emb: Embedded | None = None
+        if self._pattern is not None and st.pattern_slots > 0:
+            emb = embed(grid, self._pattern, st.pattern_slots)
+        if emb is None and end is not None:  # a new pattern anyway: take the full horizon
+            grid = build_grid(site, sessions, prices, now, st.slot_minutes, st.horizon_slots)
+        full = emb.full if emb is not None else grid
+        qp = build_qp(full, st.weights, prices.demand_charge_per_kw, target_kw)
         build_seconds = time.perf_counter() - t0
 
         fallback_reason: str | None = None
         status, iterations, solve_seconds = "no sessions", 0, 0.0
         x = np.zeros(grid.n_pairs)
         if grid.n_pairs:
-            warm_v, warm_d = self._warm_vectors(grid, qp) if st.warm_start else (None, None)
+            warm_v, warm_d = self._warm_vectors(full, qp) if st.warm_start else (None, None)
             res = self._osqp.solve(qp, warm_v, warm_d)
             solve_seconds = res.setup_seconds + res.solve_seconds
             # retries before the fallback: cold (a bad warm start), then unscaled (OSQP's
@@ -154,20 +170,35 @@ class Planner:
                 solve_seconds += res.setup_seconds + res.solve_seconds
             status, iterations = res.status, res.iterations
             if res.ok:
-                x = project(grid, res.v[: qp.n_x])
-                self._remember(grid, qp, res.v, res.dual)
+                v = res.v[: qp.n_x]
+                x = project(grid, v[emb.pair_index] if emb is not None else v)
+                self._remember(full, qp, res.v, res.dual)
             else:
                 fallback_reason = f"solver status {status} after {iterations} iterations"
                 x = project(grid, equal_share(grid))
                 self._warm = None
+        if emb is None:
+            self._pattern = Pattern.of(grid)
         sp = round_setpoints(grid, x, st.rounding)
         worst = violations(grid, sp.power_kw)
         if worst > 1e-6:  # cannot happen by construction; refuse to hand out an unsafe plan
             raise AssertionError(f"setpoints exceed a limit by {worst}")
-        return self._to_plan(grid, x, sp.power_kw, sp.current_a, status, iterations,
+        plan = self._to_plan(grid, x, sp.power_kw, sp.current_a, status, iterations,
                              solve_seconds, build_seconds, fallback_reason)
+        return replace(plan, pattern_kept=emb is not None)
 
     # ----------------------------------------------------------------- warm start
+
+    def _kept_end(self, now: datetime) -> datetime | None:
+        """The last pattern's horizon end, while it is at most `pattern_slots` slots
+        short of a full horizon: a horizon end moving with every slot boundary would add
+        pairs and change the pattern."""
+        st, p = self.settings, self._pattern
+        if p is None or st.pattern_slots <= 0:
+            return None
+        full_end = make_slots(now, st.slot_minutes, st.horizon_slots).ends[-1]
+        short = (full_end - p.end).total_seconds() / 60.0 / st.slot_minutes
+        return p.end if 0 < short <= st.pattern_slots else None
 
     def _remember(self, grid: Grid, qp: Qp, v: np.ndarray, dual: np.ndarray) -> None:
         K, J, T = qp.n_x, qp.n_s, len(grid.slots)
@@ -205,6 +236,7 @@ class Planner:
         x0 = np.zeros(K)
         dx0 = np.zeros(K)
         x0[have] = np.nan_to_num(w.x[pj[have], pt[have]])
+        x0 = np.minimum(x0, grid.cap_kw)
         dx0[have] = w.dual_x[pj[have], pt[have]]
         known = jmap >= 0
         s0, de0, ds0 = np.zeros(J), np.zeros(J), np.zeros(J)
@@ -256,6 +288,8 @@ class Planner:
             rows=grid.rows,
             row_load=grid.load + grid.row_loads(power_kw),
             row_limit=grid.limit,
+            row_coef=grid.row_coef.copy(),
+            row_headroom=grid.headroom.copy(),
             status=status,
             iterations=iterations,
             solve_seconds=solve_seconds,

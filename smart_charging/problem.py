@@ -268,9 +268,17 @@ def current_rows(node: Node, evses: Sequence[Evse], site_evses: Sequence[Evse]
 
 
 def build_grid(site: Site, sessions: Sequence[Session], prices: Prices, now: datetime,
-               slot_minutes: int = 15, horizon_slots: int = 96) -> Grid:
-    """Index the plugged-in (session, slot) pairs and the limit rows of `site`."""
+               slot_minutes: int = 15, horizon_slots: int = 96,
+               end: datetime | None = None) -> Grid:
+    """Index the plugged-in (session, slot) pairs and the limit rows of `site`.
+
+    `end` cuts the horizon short (the planner keeps the last plan's horizon end a little
+    longer so the problem keeps its sparsity pattern, see `pattern`).
+    """
     slots = make_slots(now, slot_minutes, horizon_slots)
+    if end is not None and end < slots.ends[-1]:
+        n_keep = max(1, sum(1 for s in slots.starts if s < end))
+        slots = Slots(slots.starts[:n_keep], slots.ends[:n_keep], slots.hours[:n_keep])
     horizon_end = slots.ends[-1]
     evse_by_id = {e.id: e for e in site.evses}
 

@@ -262,3 +262,33 @@ def test_overlapping_sessions_on_one_evse_are_rejected() -> None:
     b = Session("b", "e0", now + timedelta(hours=1), now + timedelta(hours=5), 5.0)
     with pytest.raises(ValueError, match="overlap"):
         Planner().plan(site, [a, b], Prices(), now)
+
+
+def test_slot_boundary_keeps_the_pattern_and_the_answer() -> None:
+    """Crossing a slot boundary solves on the last plan's sparsity pattern (passed pairs
+    fixed at 0) and gives the plan a fresh solve gives; a new car needs a new pattern."""
+    site = residential_site()
+    sessions = evening_sessions(site, DAY)
+    prices = jiangsu_prices()
+    kept = Planner()
+    first = kept.plan(site, sessions, prices, at(DAY, 19, 10))
+    assert not first.pattern_kept
+    later = at(DAY, 19, 50)  # three boundaries later
+    moved = [replace(s, energy_delivered_kwh=2.0) if s.arrival < later else s
+             for s in sessions]
+    p_kept = kept.plan(site, moved, prices, later)
+    # a fresh solve to a tight tolerance is the reference; at the default tolerance the
+    # two differ by up to ~10 kW in some slots (the split between slots is flat there)
+    tight = PlanSettings(pattern_slots=0, solver=SolverSettings(eps_abs=1e-5, eps_rel=1e-5))
+    p_new = Planner(tight).plan(site, moved, prices, later)
+    assert p_kept.pattern_kept and not p_new.pattern_kept
+    assert p_kept.status == p_new.status == "solved"
+    assert p_kept.slot_starts == p_new.slot_starts and p_kept.session_ids == p_new.session_ids
+    hours = plan_hours(p_kept)
+    assert np.allclose((p_kept.planned_kw * hours).sum(axis=1),
+                       (p_new.planned_kw * hours).sum(axis=1), atol=0.05)
+    diff = p_kept.planned_kw.sum(axis=0) - p_new.planned_kw.sum(axis=0)
+    assert np.abs(diff).max() < 5.0
+    assert check_limits(site, p_kept) <= 1e-6
+    arrived = [*moved[:-1], replace(moved[-1], id="new-car")]
+    assert not kept.plan(site, arrived, prices, at(DAY, 19, 55)).pattern_kept
