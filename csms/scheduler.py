@@ -18,7 +18,7 @@ import time
 import tomllib
 from collections import defaultdict
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,9 +52,11 @@ from csms.sessions import (
     default_shares,
     departure_for,
     evse_index,
+    needed_decreases,
     next_local_time,
     profile_limit,
     session_for,
+    slot_peaks_kw,
     with_reservations,
     zero_profile,
 )
@@ -94,6 +96,9 @@ def load_site(path: str | Path, tariffs_dir: str = "") -> tuple[Site, Prices]:
     tariff_path = folder / (tariff if tariff.endswith(".toml") else f"{tariff}.toml")
     with open(tariff_path, "rb") as f:
         return site, prices_from_dict(tomllib.load(f))
+
+
+PRUNE_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,7 @@ class Job:
     limit: Limit
     change: Change
     outcome: str = "pending"
+    current: Limit | None = None  # what the EVSE held when the job was made
 
 
 def _compress(slot_starts: tuple[datetime, ...], amps: tuple[float, ...],
@@ -361,11 +367,47 @@ class SiteScheduler:
             held = self.memory[evse.id].tx
             if held is not None and held.connection is not self.owner.connection(evse.station_id):
                 current = Limit.constant(self._fallback_w(evse))  # a new connection: resend
-            change = compare(current, limit, now, raise_w=cfg.material_change_kw * 1000.0,
+            change = compare(current, limit, now, material_w=cfg.material_change_kw * 1000.0,
                              lookahead=timedelta(seconds=cfg.lookahead_s))
+            if change.lower and session.id not in plan.session_ids:
+                change = replace(change, send=True)  # counted full: no row covers it
             jobs.append(Job(evse, profile, limit, change,
-                            "pending" if change.send else "unchanged"))
+                            "pending" if change.send else "unchanged", current))
+        self._safety_decreases(plan, jobs)
         return jobs
+
+    def _safety_decreases(self, plan: Plan, jobs: list[Job]) -> None:
+        """Send the small decreases the site needs: with every EVSE holding what it holds
+        (or its new profile where that goes), every limit row must hold in every slot."""
+        idx = {sid: i for i, sid in enumerate(plan.session_ids)}
+        planned = [j for j in jobs if j.current is not None
+                   and j.profile.get("transactionId") in idx]
+        if not any(j.change.lower and not j.change.send for j in planned):
+            return
+        n, T = len(plan.session_ids), len(plan.slot_starts)
+        held, new = np.zeros((n, T)), np.zeros((n, T))
+        sending, optional = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        rows: dict[int, Job] = {}
+        for job in planned:
+            i = idx[job.profile["transactionId"]]
+            assert job.current is not None
+            held[i] = slot_peaks_kw(job.current, plan.slot_starts, plan.slot_ends)
+            new[i] = slot_peaks_kw(job.limit, plan.slot_starts, plan.slot_ends)
+            sending[i] = job.change.send
+            optional[i] = job.change.lower and not job.change.send
+            rows[i] = job
+        # sessions without a job keep what the plan gives them (nothing to hold against)
+        for i in set(range(n)) - set(rows):
+            held[i] = new[i] = plan.power_w[i] / 1000.0
+        _, why = needed_decreases(plan.row_coef, plan.row_headroom, held, new, sending,
+                                  optional)
+        for i, (r, t) in why.items():
+            job = rows[i]
+            node, quantity = plan.rows[r]
+            job.change = replace(job.change, send=True, why=(
+                f"{job.change.why}; needed: {node} {quantity} over its limit at "
+                f"{plan.slot_starts[t].isoformat()} with what the EVSEs hold"))
+            job.outcome = "pending"
 
     def _unit(self, evse: Evse, caps: Capabilities) -> str | None:
         if not evse.is_ac:
@@ -556,6 +598,23 @@ class Scheduler:
         self._tasks = [asyncio.create_task(self._feed(), name="scheduler-events")]
         self._tasks += [asyncio.create_task(s.run(), name=f"scheduler-{sid}")
                         for sid, s in self.sites.items()]
+        if self.config.keep_plans_days > 0:
+            self._tasks.append(asyncio.create_task(self._prune_plans(), name="scheduler-prune"))
+
+    async def _prune_plans(self) -> None:
+        """Delete plans older than `keep_plans_days`, at start and every hour of the CSMS
+        clock: one row per site every few minutes would otherwise grow without end."""
+        keep = timedelta(days=self.config.keep_plans_days)
+        while True:
+            try:
+                gone = await self.store.plans.prune(self.clock.now() - keep)
+                if gone:
+                    log.info("scheduler.plans_pruned", deleted=gone)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduler.prune_failed")
+            await self.clock.sleep(PRUNE_EVERY_S)
 
     async def stop(self) -> None:
         for task in [*self._tasks, *self._helpers]:

@@ -4,7 +4,8 @@ Decisions only, no I/O, no clock (time is passed in), so each rule is testable a
 - `session_for`: a stored transaction as an engine `Session` (the engine applies no
   defaults: a missing departure or energy is filled in here from the site's defaults).
 - `Limit`: what a charging profile lets an EVSE draw, in W, over time; `compare` decides
-  whether a new profile must be sent (any decrease, or a material increase soon).
+  whether a new profile must be sent (a material change soon), `needed_decreases` which
+  small decreases the site needs so that what every EVSE holds stays under every limit.
 - `default_shares`: each EVSE's equal share of the lowest headroom of the day, the
   TxDefaultProfile that keeps a site safe while the CSMS is unreachable.
 - `with_reservations`: a site whose nodes carry, as extra load, what the EVSEs the engine
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -196,28 +197,78 @@ class Change:
     send: bool
     raises_now: bool  # allows more right away: sent after every other profile
     why: str
+    lower: bool = False  # allows less somewhere: `needed_decreases` decides if it goes
 
 
-def compare(current: Limit, new: Limit, now: datetime, *, raise_w: float,
+def compare(current: Limit, new: Limit, now: datetime, *, material_w: float,
             lookahead: timedelta) -> Change:
     """Must `new` replace what the EVSE holds now (`current`, fallbacks included)?
 
-    Any decrease anywhere is sent: then every EVSE always holds a profile that allows no
-    more than the latest plan, which is what keeps the site under its limits. An
-    increase is sent once it exceeds `raise_w` and starts within `lookahead`: until
-    then the lower limit the EVSE holds is safe, only less useful.
+    Sent when what the station would do changes materially: `new` allows more, or less,
+    by over `material_w` somewhere within `lookahead`. A smaller decrease (or one further
+    ahead) is marked `lower` and left to `needed_decreases`, which sends it only if the
+    site needs it to stay under a limit with what every EVSE holds. A smaller increase
+    waits: the lower limit the EVSE holds is safe, only less useful.
     """
     end = new.end or now + lookahead
     points = sorted({now, *(t for t in current.breakpoints() + new.breakpoints()
                             if now < t < end)})
+    soon = [t for t in points if t < now + lookahead]
     raises_now = any(new.at(t) > current.at(t) + 1.0 for t in points if t < now + SETTLE)
+    big_lower = next((t for t in soon if new.at(t) < current.at(t) - material_w), None)
+    if big_lower is not None:
+        why = f"lower at {_iso(big_lower)}: {new.at(big_lower):.0f} W < " \
+              f"{current.at(big_lower):.0f} W"
+        return Change(True, raises_now, why, lower=True)
+    if any(new.at(t) > current.at(t) + material_w for t in soon):
+        return Change(True, raises_now, "higher within the lookahead")
     lower = next((t for t in points if new.at(t) < current.at(t) - 1.0), None)
     if lower is not None:
         why = f"lower at {_iso(lower)}: {new.at(lower):.0f} W < {current.at(lower):.0f} W"
-        return Change(True, raises_now, why)
-    if any(new.at(t) > current.at(t) + raise_w for t in points if t < now + lookahead):
-        return Change(True, raises_now, "higher within the lookahead")
+        return Change(False, raises_now, why, lower=True)
     return Change(False, False, "unchanged")
+
+
+def slot_peaks_kw(limit: Limit, starts: Sequence[datetime], ends: Sequence[datetime]
+                  ) -> np.ndarray:
+    """The most `limit` allows inside each slot, in kW."""
+    return np.array([limit.peak(a, b) for a, b in zip(starts, ends, strict=True)]) / 1000.0
+
+
+def needed_decreases(coef: np.ndarray, headroom: np.ndarray, held_kw: np.ndarray,
+                     new_kw: np.ndarray, sending: np.ndarray, optional: np.ndarray,
+                     tol: float = 1e-6) -> tuple[np.ndarray, dict[int, tuple[int, int]]]:
+    """Which optional (small) decreases must be sent so that what every EVSE will hold
+    keeps every limit row in every slot: the rule that lets small plan changes go unsent
+    without the site ever depending on the CSMS to stay under its limits.
+
+    coef: rows x sessions (row units per kW), headroom: rows x slots; held_kw/new_kw:
+    sessions x slots, the most the held/new profile allows in each slot; `sending`:
+    sessions whose new profile goes anyway. Greedy: while some (row, slot) is over, send
+    the optional decrease that takes most off it. Returns the new `sending` and, per
+    session added, the row and slot that needed it.
+    """
+    sending = sending.copy()
+    hold = np.where(sending[:, None], new_kw, held_kw)
+    load = coef @ hold
+    why: dict[int, tuple[int, int]] = {}
+    for _ in range(len(sending)):
+        over = load - headroom
+        if over.size == 0:
+            break
+        r, t = np.unravel_index(int(np.argmax(over)), over.shape)
+        if over[r, t] <= tol:
+            break
+        gain = coef[r] * (hold[:, t] - new_kw[:, t])
+        gain[sending | ~optional] = 0.0
+        j = int(np.argmax(gain))
+        if gain[j] <= 0:
+            break  # nothing optional left on that row (cannot happen for a plan's rows)
+        sending[j] = True
+        load -= np.outer(coef[:, j], hold[j] - new_kw[j])
+        hold[j] = new_kw[j]
+        why[j] = (int(r), int(t))
+    return sending, why
 
 
 # --------------------------------------------------------------------------- safe shares

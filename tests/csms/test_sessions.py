@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from csms.scheduler import load_site
@@ -15,6 +16,7 @@ from csms.sessions import (
     compare,
     default_profile,
     default_shares,
+    needed_decreases,
     next_local_time,
     session_for,
     with_reservations,
@@ -57,21 +59,44 @@ def test_a_silent_car_gets_the_site_defaults_and_an_overstaying_one_leaves_soon(
     assert session.departure == NOW + timedelta(minutes=45)
 
 
-def test_any_decrease_is_sent_first_and_small_or_late_increases_wait() -> None:
+def test_material_changes_soon_are_sent_and_small_ones_wait() -> None:
     held = steps((0, 3000.0), (60, 3000.0))
-    kwargs = {"raise_w": 1000.0, "lookahead": HOUR}
+    kwargs = {"material_w": 1000.0, "lookahead": HOUR}
     assert not compare(held, steps((0, 3000.0)), NOW, **kwargs).send
-    lower_later = compare(held, steps((0, 3000.0), (300, 2770.0)), NOW, **kwargs)
-    assert lower_later.send and not lower_later.raises_now
+    # a 1 A decrease: not sent by itself, marked for the site-level check
+    lower_later = compare(held, steps((0, 3000.0), (5, 2770.0)), NOW, **kwargs)
+    assert not lower_later.send and lower_later.lower and not lower_later.raises_now
+    big_lower = compare(held, steps((0, 3000.0), (5, 1500.0)), NOW, **kwargs)
+    assert big_lower.send and big_lower.lower
+    far_lower = compare(held, steps((0, 3000.0), (120, 0.0)), NOW, **kwargs)
+    assert not far_lower.send and far_lower.lower  # beyond the lookahead
     assert not compare(held, steps((0, 3500.0)), NOW, **kwargs).send  # < 1 kW more
     assert not compare(held, steps((0, 3000.0), (120, 7000.0)), NOW, **kwargs).send
     now_higher = compare(held, steps((0, 7000.0)), NOW, **kwargs)
     assert now_higher.send and now_higher.raises_now
     # where the held profile ends, the EVSE falls back to its TxDefaultProfile share
-    short = Limit((NOW,), (3000.0,), NOW + HOUR).then(3220.0)
+    short = Limit((NOW,), (3000.0,), NOW + HOUR / 2).then(5000.0)
     assert compare(short, steps((0, 3000.0)), NOW, **kwargs).send
 
 
+def test_small_decreases_are_sent_only_where_the_site_needs_them() -> None:
+    # one row (a 10 kW limit), three sessions, two slots
+    coef, headroom = np.ones((1, 3)), np.array([[10.0, 10.0]])
+    new = np.array([[4.0, 4.0], [3.0, 3.0], [3.0, 3.0]])
+    held = np.array([[4.0, 4.2], [3.2, 3.0], [3.0, 3.0]])  # 0.2 kW decreases, not sent
+    sending = np.zeros(3, dtype=bool)
+    optional = np.array([True, True, False])
+    # with 11 kW of room what they hold fits: nothing to send
+    send, why = needed_decreases(coef, headroom + 1.0, held, new, sending, optional)
+    assert not send.any() and why == {}
+    # with 10 kW both slots are over (10.2 kW): each needs its own decrease
+    send, why = needed_decreases(coef, headroom, held, new, sending, optional)
+    assert send.tolist() == [True, True, False] and why == {1: (0, 0), 0: (0, 1)}
+    # 10.5 kW, and session 2's increase in slot 1 goes anyway: only session 0 must follow
+    new[2, 1], sending[2] = 3.5, True
+    send, why = needed_decreases(coef, headroom + 0.5, held, new, sending, optional)
+    assert send.tolist() == [True, False, True]
+    assert why == {0: (0, 1)}
 def test_default_shares_are_safe_all_at_once_at_the_worst_hour() -> None:
     shares = default_shares(SITE, NOW)
     assert set(shares) == {e.id for e in SITE.evses}
