@@ -62,9 +62,12 @@ class SchedulerConfig:
     non_compliance_margin_w: float = 500.0
     non_compliance_grace_s: float = 120.0
     learn_car_max: bool = True
+    keep_plans_days: float = 30.0  # stored plans older than this are deleted; 0 = keep all
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sites", tuple(self.sites))
+        if self.keep_plans_days < 0:
+            raise ValueError("[scheduler] keep_plans_days must not be negative")
         if self.interval_s <= 0 or self.debounce_s < 0:
             raise ValueError("[scheduler] interval_s must be positive, debounce_s not negative")
         if self.max_concurrent_calls < 1:

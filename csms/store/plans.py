@@ -102,3 +102,8 @@ class PlanRepo:
         )
         assert row is not None
         return PlanTotals(**{k: int(v) for k, v in dict(row).items()})
+
+    async def prune(self, before: datetime) -> int:
+        """Delete plans made before `before` (every site); returns how many went."""
+        status = await self.pool.execute("DELETE FROM plans WHERE planned_at < $1", before)
+        return int(status.split()[-1])

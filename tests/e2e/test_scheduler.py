@@ -17,6 +17,7 @@ from csms.app import Csms
 from csms.clock import AcceleratedClock
 from csms.config import Config, SchedulerConfig
 from csms.scheduler import load_site
+from csms.store.plans import PlanRecord
 from simulators.ev import EV
 from simulators.station import EvseSpec, Station, StationSpec
 from smart_charging.model import sample
@@ -91,8 +92,9 @@ async def site_run(config: Config, start: datetime, station_ids: list[str],
                    **scheduler: object) -> AsyncIterator[Run]:
     """The CSMS with the scheduler on and `station_ids` booted, sharing one clock."""
     clock = AcceleratedClock(start, speed=SPEED)
-    settings = SchedulerConfig(enabled=True, sites=(str(SITE_FILE),), interval_s=300,
-                               debounce_s=10, **scheduler)  # type: ignore[arg-type]
+    options: dict[str, object] = {"interval_s": 300, "debounce_s": 10, **scheduler}
+    settings = SchedulerConfig(enabled=True, sites=(str(SITE_FILE),),
+                               **options)  # type: ignore[arg-type]
     csms = await Csms.start(replace(config, scheduler=settings), clock)
     run = Run(csms, clock)
     url = f"ws://127.0.0.1:{csms.ocpp.port}/ocpp"
@@ -142,8 +144,38 @@ async def test_site_stays_under_its_limit_and_every_car_gets_its_energy(
     # a profile may race a car's departure (TxNotFound); nothing else is refused
     outcomes = [e["profile"] for p in plans for e in p.schedule.values()]
     assert {o for o in outcomes if o.startswith("rejected")} <= {"rejected: TxNotFound"}
-    # materiality: an unchanged profile is not sent again
-    assert outcomes.count("unchanged") > 0.2 * len(outcomes)
+    # materiality: a profile is resent only when what the station does changes materially
+    # or the site needs a decrease (was ~70% of the (plan, EVSE) pairs, now ~15%)
+    assert outcomes.count("unchanged") > 0.6 * len(outcomes)
+
+
+async def test_k01_a_replan_with_unchanged_inputs_sends_no_charging_profile(
+    config: Config,
+) -> None:
+    stations = ["TS001", "TS002", "TS003", "TS004"]
+    async with site_run(config, local(17, 55), stations, interval_s=3600) as run:
+        cars = [asyncio.ensure_future(run.car(sid, local(18, 0), local(23, 0), 12.0))
+                for sid in stations]
+        await run.until(local(18, 20))
+        assert run.csms.scheduler is not None
+        site = run.csms.scheduler.sites[SITE.id]
+        await site.plan_once("test")
+
+        def calls() -> dict[str, int]:
+            return {sid: list(st.received_calls).count("SetChargingProfile")
+                    for sid, st in run.stations.items()}
+
+        before = calls()
+        second = await site.plan_once("test")
+        after = calls()
+        for car in cars:
+            car.cancel()
+        await asyncio.gather(*cars, return_exceptions=True)
+        plans = {p.id: p for p in await run.csms.store.plans.list(SITE.id, limit=10_000)}
+
+    assert plans[second].sessions == 4 and plans[second].profiles_sent == 0
+    assert after == before
+    assert all(n >= 1 for n in after.values())  # each station did get its TxProfile
 
 
 async def test_a_rejected_profile_is_logged_and_its_evse_planned_as_uncontrolled(
@@ -215,8 +247,27 @@ async def test_the_stored_plan_explains_the_allocation(config: Config) -> None:
     for evse_id, entry in plan.schedule.items():
         # each car is planned all it still needs (up to one rounding step) ...
         assert abs(entry["energy_planned_kwh"] - entry["energy_needed_kwh"]) < 0.4, entry
-        # ... and its charger holds a limit no higher than the plan's setpoint now
+        # ... and its charger holds a limit at most a material change (1 kW) above the
+        # plan's setpoint now: smaller decreases go only where the site needs them
         offset = (now - plan.planned_at).total_seconds()
         setpoint = [a for start, a, _ in entry["setpoints"] if start <= offset][-1]
         limit, unit = held[evse_id] or (0.0, "A")
-        assert unit == "A" and limit <= setpoint + 0.05, (evse_id, limit, setpoint)
+        assert unit == "A" and limit <= setpoint + 1000 / 230 + 0.05, (evse_id, limit, setpoint)
+
+
+async def test_plans_older_than_keep_plans_days_are_pruned_on_the_csms_clock(
+    config: Config,
+) -> None:
+    start = local(17, 55)
+    async with site_run(config, start, ["TS001"], keep_plans_days=1) as run:
+        plans = run.csms.store.plans
+        old = PlanRecord(site_id=SITE.id, planned_at=start - timedelta(days=2),
+                         trigger="test", sessions=0, inputs={}, schedule={}, status="solved")
+        old_id = await plans.add(old)
+        recent_id = await plans.add(replace(old, planned_at=start - timedelta(hours=12)))
+        await run.until(start + timedelta(minutes=65))  # the hourly prune has run again
+        ids = {p.id for p in await plans.list(SITE.id, limit=10_000)}
+
+    assert old_id not in ids
+    assert recent_id in ids
+    assert len(ids) >= 3  # the scheduler's own plans stay
