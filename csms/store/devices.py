@@ -7,6 +7,8 @@ from datetime import datetime
 
 import asyncpg
 
+from csms.store.batch import GroupCommit
+
 
 @dataclass(frozen=True)
 class ConnectorStatus:
@@ -34,17 +36,34 @@ class Variable:
 class DeviceRepo:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        # StatusNotifications: group-committed, a reconnect storm sends one per connector
+        self._statuses: GroupCommit[tuple[str, int, int, str, datetime]] = GroupCommit(
+            self._write_statuses, "connector-statuses")
+
+    async def close(self) -> None:
+        await self._statuses.close()
 
     async def set_connector_status(
         self, station_id: str, evse_id: int, connector_id: int, status: str, ts: datetime
     ) -> None:
         """Keep the newest status; a late StatusNotification does not overwrite a newer one."""
+        await self._statuses.write([(station_id, evse_id, connector_id, status, ts)])
+
+    async def _write_statuses(self, rows: list[tuple[str, int, int, str, datetime]]) -> None:
+        newest: dict[tuple[str, int, int], tuple[str, int, int, str, datetime]] = {}
+        for row in rows:  # one row per connector: ON CONFLICT may touch a row only once
+            seen = newest.get(row[:3])
+            if seen is None or seen[4] <= row[4]:
+                newest[row[:3]] = row
+        cols = [list(c) for c in zip(*newest.values(), strict=True)]
         await self.pool.execute(
             "INSERT INTO connectors (station_id, evse_id, connector_id, status, updated_at)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (station_id, evse_id, connector_id)"
+            " SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::text[],"
+            " $5::timestamptz[])"
+            " ON CONFLICT (station_id, evse_id, connector_id)"
             " DO UPDATE SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at"
             " WHERE connectors.updated_at <= EXCLUDED.updated_at",
-            station_id, evse_id, connector_id, status, ts,
+            *cols,
         )
 
     async def connectors(self, station_id: str) -> list[ConnectorStatus]:

@@ -35,6 +35,10 @@ _COLUMNS = (
 )
 
 
+# station id, vendor, model, serial number, firmware version, reason, status, time
+Boot = tuple[str, str, str, str | None, str | None, str, str, datetime]
+
+
 @dataclass(frozen=True)
 class Admission:
     password_hash: str | None
@@ -44,9 +48,10 @@ class Admission:
 class StationRepo:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        # connection state: group-committed, a reconnect storm is thousands at once
+        # connection state and boots: group-committed, a reconnect storm is thousands at once
         self._states: GroupCommit[tuple[str, bool, datetime]] = GroupCommit(
             self._write_states, "station-states")
+        self._boots: GroupCommit[Boot] = GroupCommit(self._write_boots, "station-boots")
 
     async def add(self, station_id: str, password_hash: str | None, now: datetime) -> bool:
         """Create a station, or set its password if it exists. True when newly created."""
@@ -89,11 +94,20 @@ class StationRepo:
         status: str,
         now: datetime,
     ) -> None:
+        await self._boots.write([(station_id, vendor, model, serial_number, firmware_version,
+                                  reason, status, now)])
+
+    async def _write_boots(self, boots: list[Boot]) -> None:
+        last = {b[0]: b for b in sorted(boots, key=lambda b: b[7])}  # one row per station
+        cols = [list(c) for c in zip(*last.values(), strict=True)]
         await self.pool.execute(
-            "UPDATE stations SET vendor = $2, model = $3, serial_number = $4,"
-            " firmware_version = $5, boot_reason = $6, boot_status = $7, last_boot_at = $8,"
-            " last_seen = $8 WHERE id = $1",
-            station_id, vendor, model, serial_number, firmware_version, reason, status, now,
+            "UPDATE stations s SET vendor = u.vendor, model = u.model,"
+            " serial_number = u.serial, firmware_version = u.firmware, boot_reason = u.reason,"
+            " boot_status = u.status, last_boot_at = u.ts, last_seen = u.ts"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+            " $6::text[], $7::text[], $8::timestamptz[])"
+            " AS u(id, vendor, model, serial, firmware, reason, status, ts) WHERE s.id = u.id",
+            *cols,
         )
 
     async def set_report_complete(self, station_id: str, now: datetime) -> None:
@@ -110,6 +124,7 @@ class StationRepo:
 
     async def close(self) -> None:
         await self._states.close()
+        await self._boots.close()
 
     async def _write_states(self, changes: list[tuple[str, bool, datetime]]) -> None:
         """A storm's connects and disconnects in two statements. Connects go first, so a

@@ -38,3 +38,4 @@ class Store:
     async def close(self) -> None:
         await self.meter.close()
         await self.stations.close()
+        await self.devices.close()
