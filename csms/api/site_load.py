@@ -1,7 +1,9 @@
 """A site's measured load over the last hours: what the dashboard's chart shows left of
 "now" (the plan, GET /api/sites/{id}/plan, is what it shows right of it).
 
-EV load is measured: the stations' Power.Active.Import samples, per bucket. The household
+EV load is measured: the stations' Power.Active.Import samples, per bucket; a station
+meters every few minutes, so an EVSE's last sample holds until its next one (at most
+15 min). The household
 (non-EV) load is not metered by the CSMS; it is the site's configured profile, the same
 figure the scheduler plans with. The limit is the root node's configured limit.
 """
@@ -24,6 +26,7 @@ from smart_charging.model import sample
 router = APIRouter(prefix="/api/sites", tags=["sites"])
 
 MAX_BUCKETS = 2000
+HOLD_S = 900.0  # a power sample stands for its EVSE until the next, for up to 15 min
 
 
 class SiteLoad(Model):
@@ -32,7 +35,8 @@ class SiteLoad(Model):
     now: datetime = Field(description="the CSMS clock's time of this answer")
     step_s: int
     starts: list[datetime] = Field(description="bucket starts, oldest first, up to now")
-    ev_kw: list[float] = Field(description="measured: the site's EVSEs' mean power, summed")
+    ev_kw: list[float] = Field(description="measured: the site's EVSEs' mean power, summed "
+                               "(an EVSE's last sample holds up to 15 min)")
     household_kw: list[float | None] = Field(description="the configured household profile")
     limit_kw: list[float | None] = Field(description="the root node's configured limit")
 
@@ -59,7 +63,7 @@ async def site_load(
     ends = [*starts[1:], starts[-1] + timedelta(seconds=step_s)]
     watts = await power_by_bucket(
         parts.store.pool, [(e.station_id, e.ocpp_evse_id) for e in site.evses],
-        starts[0], now + timedelta(microseconds=1), step_s)
+        starts, now + timedelta(microseconds=1), step_s, HOLD_S)
     root = site.root
     household = sample(root.load_kw, starts, ends, "max", 0.0)
     limit = root.limit_over(starts, ends)
@@ -69,6 +73,6 @@ async def site_load(
 
     return SiteLoad(
         site_id=site_id, node=root.id, now=now, step_s=step_s, starts=starts,
-        ev_kw=[round(watts.get(t, 0.0) / 1000.0, 3) for t in starts],
+        ev_kw=[round(w / 1000.0, 3) for w in watts],
         household_kw=kw(household), limit_kw=kw(limit),
     )

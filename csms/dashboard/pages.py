@@ -15,7 +15,8 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -44,8 +45,10 @@ class SignIn(Exception):
 
 
 async def visitor(request: Request) -> Caller:
-    """The signed-in caller, from the cookie; otherwise off to the sign-in page."""
-    token = request.cookies.get(COOKIE)
+    """The caller, by API token (as for the API: bearer header, else the sign-in cookie);
+    without one, off to the sign-in page."""
+    scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+    token = bearer.strip() if scheme.lower() == "bearer" else request.cookies.get(COOKIE)
     who = await lookup(request, token) if token else None
     if who is None:
         query = request.url.query
@@ -95,12 +98,12 @@ def _safe_next(path: str | None) -> str:
 # ----------------------------------------------------------------------- sign-in
 
 
-@router.get("/login", response_class=HTMLResponse)
+@router.get("/login")
 async def login_page(request: Request, next: str = "/") -> Response:
     return render(request, "login.html", next=_safe_next(next), error=None)
 
 
-@router.post("/login", response_class=HTMLResponse)
+@router.post("/login")
 async def login(request: Request) -> Response:
     """A form post (no multipart library needed for two fields)."""
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
@@ -126,7 +129,7 @@ async def logout(request: Request) -> Response:
 # ----------------------------------------------------------------------- pages
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/")
 async def overview(request: Request, who: Visitor, parts: PartsDep,
                    refresh: Refresh = 5) -> Response:
     reads = who.may(Permission.READ)
@@ -139,7 +142,7 @@ async def overview(request: Request, who: Visitor, parts: PartsDep,
     )
 
 
-@router.get("/sites/{site_id}", response_class=HTMLResponse)
+@router.get("/sites/{site_id}")
 async def site_page(site_id: str, request: Request, who: Visitor, parts: PartsDep,
                     refresh: Refresh = 5) -> Response:
     site = parts.sites.get(site_id)
@@ -167,24 +170,24 @@ def _limit_nodes(who: Caller, site_id: str, nodes: list[str]) -> list[str]:
 # ----------------------------------------------------------------------- fragments
 
 
-@router.get("/fragments/stations", response_class=HTMLResponse)
+@router.get("/fragments/stations")
 async def stations_fragment(request: Request, who: Visitor, parts: PartsDep) -> Response:
     rows = await views.stations(parts) if who.may(Permission.READ) else []
     return render(request, "_stations.html", stations=rows)
 
 
-@router.get("/fragments/sessions", response_class=HTMLResponse)
+@router.get("/fragments/sessions")
 async def sessions_fragment(request: Request, who: Visitor, parts: PartsDep) -> Response:
     rows = await views.sessions(parts) if who.may(Permission.READ) else []
     return render(request, "_sessions.html", sessions=rows)
 
 
-@router.get("/fragments/errors", response_class=HTMLResponse)
+@router.get("/fragments/errors")
 async def errors_fragment(request: Request, who: Visitor, parts: PartsDep) -> Response:
     return render(request, "_errors.html", errors=await views.errors(parts, who))
 
 
-@router.get("/fragments/sites/{site_id}/schedules", response_class=HTMLResponse)
+@router.get("/fragments/sites/{site_id}/schedules")
 async def schedules_fragment(site_id: str, request: Request, who: Visitor,
                              parts: PartsDep) -> Response:
     site = parts.sites.get(site_id)
@@ -197,7 +200,10 @@ async def schedules_fragment(site_id: str, request: Request, who: Visitor,
 
 def install(app: FastAPI) -> None:
     """Add the dashboard's pages and static files to the API's application."""
-    app.include_router(router)
+    for route in router.routes:  # on the app itself: its route table lists the pages
+        assert isinstance(route, APIRoute)
+        app.add_api_route(route.path, route.endpoint, methods=sorted(route.methods),
+                          name=route.name, include_in_schema=False)
     app.mount(STATIC, StaticFiles(directory=HERE / "static"), name="dashboard-static")
 
     @app.exception_handler(SignIn)

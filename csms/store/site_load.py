@@ -6,8 +6,9 @@ A free function over the pool rather than a repository on `Store`: it only reads
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -22,18 +23,32 @@ _QUERY = (
 
 
 async def power_by_bucket(
-    pool: asyncpg.Pool, evses: Iterable[tuple[str, int]], since: datetime, until: datetime,
-    step_s: int,
-) -> dict[datetime, float]:
-    """Watts per `step_s` bucket (aligned to the epoch) in [since, until): for each of
-    `evses` (station id, OCPP evse id) the mean of its whole-meter power samples in the
-    bucket, summed. An EVSE with no sample in a bucket adds nothing (idle stations may not
-    meter)."""
+    pool: asyncpg.Pool, evses: Iterable[tuple[str, int]], starts: Sequence[datetime],
+    until: datetime, step_s: int, hold_s: float,
+) -> list[float]:
+    """Watts per bucket (`starts`, aligned to the epoch, `step_s` long): for each of `evses`
+    (station id, OCPP evse id) the mean of its whole-meter power samples in the bucket,
+    summed over them. Stations meter every few minutes, not in every bucket: an EVSE's
+    last value holds for up to `hold_s` (then it counts as 0, e.g. a station gone quiet)."""
+    if not starts:
+        return []
     wanted = set(evses)
-    rows = await pool.fetch(_QUERY, sorted({s for s, _ in wanted}), since, until,
+    hold = timedelta(seconds=hold_s)
+    rows = await pool.fetch(_QUERY, sorted({s for s, _ in wanted}), starts[0] - hold, until,
                             float(step_s))
-    out: dict[datetime, float] = {}
+    by_evse: dict[tuple[str, int], dict[datetime, float]] = defaultdict(dict)
     for r in rows:
-        if (r["station_id"], r["evse_id"]) in wanted:
-            out[r["bucket"]] = out.get(r["bucket"], 0.0) + float(r["watts"])
+        key = (r["station_id"], r["evse_id"])
+        if key in wanted:
+            by_evse[key][r["bucket"]] = float(r["watts"])
+    out = [0.0] * len(starts)
+    for samples in by_evse.values():
+        seen = sorted(samples)
+        last_at, last_w, j = None, 0.0, 0
+        for i, start in enumerate(starts):
+            while j < len(seen) and seen[j] <= start:
+                last_at, last_w = seen[j], samples[seen[j]]
+                j += 1
+            if last_at is not None and start - last_at <= hold:
+                out[i] += last_w
     return out

@@ -1,5 +1,6 @@
-"""A site's measured load over HTTP: the stations' power samples, bucketed and summed over
-the site's EVSEs (config/sites/test-small.toml: TS001..TS006, EVSE 1 each)."""
+"""A site's measured load over HTTP: the stations' power samples, bucketed, held until the
+next sample and summed over the site's EVSEs (config/sites/test-small.toml: TS001..TS006,
+EVSE 1 each)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ async def test_measured_ev_load_is_the_site_evses_power_per_bucket(
     await on_site.call("MeterValues", {"evseId": 1, "meterValue": [
         power(bucket + timedelta(seconds=10), 7000), power(bucket + timedelta(seconds=70), 5000),
         power(bucket + timedelta(seconds=80), 2000, phase="L1"),  # per phase: not summed in
+        power(bucket + timedelta(seconds=310), 1000),  # the next bucket
     ]})
     await elsewhere.call("MeterValues", {"evseId": 1, "meterValue": [
         power(bucket + timedelta(seconds=30), 3000)]})
@@ -55,8 +57,8 @@ async def test_measured_ev_load_is_the_site_evses_power_per_bucket(
     assert load["node"] == "transformer" and load["step_s"] == 300
     assert starts[0] <= now - timedelta(hours=1) < starts[1] and starts[-1] <= now
     i = starts.index(bucket)
-    assert load["ev_kw"][i] == pytest.approx(6.0 + 3.0)  # means per EVSE, summed
-    assert sum(load["ev_kw"]) == pytest.approx(9.0)
+    # means per EVSE, summed; a sample holds until the next, for up to 15 min
+    assert load["ev_kw"][i - 1 : i + 5] == pytest.approx([0, 6 + 3, 1 + 3, 1 + 3, 1 + 3, 1])
     assert all(v == 32.0 for v in load["limit_kw"])
     assert all(8.0 <= v <= 12.0 for v in load["household_kw"])
     assert len(load["starts"]) == len(load["ev_kw"]) == len(load["household_kw"])

@@ -63,6 +63,9 @@ async def test_sign_in_sets_an_http_only_cookie_the_api_accepts(
     assert made.status_code == 201
 
     out = await http.post("/logout")
+    http.cookies.clear()
+    bearer = {"Authorization": f"Bearer {await add_token(csms, 'viewer')}"}
+    assert (await http.get("/", headers=bearer)).status_code == 200  # scripts, curl
     assert out.status_code == 303 and (await http.get("/")).status_code == 303
 
 
