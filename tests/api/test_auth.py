@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 
 from csms.api.auth import caller
 from csms.app import Csms
+from csms.dashboard.pages import visitor
 from csms.store.api_tokens import ApiTokenRepo
 from tests.api.conftest import Client
 
@@ -113,7 +114,9 @@ async def test_cli_makes_a_token_that_is_stored_only_as_a_hash(
 
 
 def _needs_token(dependant: Dependant) -> bool:
-    return dependant.call is caller or any(_needs_token(d) for d in dependant.dependencies)
+    """The API's token check, or the dashboard's (the same token, or off to sign in)."""
+    return dependant.call in (caller, visitor) \
+        or any(_needs_token(d) for d in dependant.dependencies)
 
 
 async def test_every_route_but_health_and_docs_needs_a_token(csms: Csms) -> None:
@@ -122,4 +125,5 @@ async def test_every_route_but_health_and_docs_needs_a_token(csms: Csms) -> None
         route.path for route in csms.api.app.routes
         if isinstance(route, APIRoute) and not _needs_token(route.dependant)
     }  # (/openapi.json is not an APIRoute: it is open too, by design)
-    assert open_routes == {"/api/health", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    assert open_routes == {"/api/health", "/docs", "/docs/oauth2-redirect", "/redoc",
+                           "/login", "/logout"}  # the dashboard's sign-in and sign-out
