@@ -8,6 +8,7 @@ new OSQP setup, warm-started (what an arrival or departure event costs).
 
     .venv/bin/python -m bench.engine_speed            # N = 100, 1000, 5000
     .venv/bin/python -m bench.engine_speed --n 1000   # one size
+    .venv/bin/python -m bench.engine_speed --split    # the same cars as sites of 120
 """
 
 from __future__ import annotations
@@ -60,6 +61,32 @@ def run_one(n: int, replans: int) -> dict:
             "peak_rss_mb": rss_mb}
 
 
+def run_split(n: int, per_site: int = 120) -> dict:
+    """The same N cars as the scheduler sees a real community: one site per 630 kVA
+    transformer of `per_site` chargers, each with its own Planner. Times are summed
+    over the sites (one thread; the CSMS plans sites in parallel threads)."""
+    groups = []
+    for g in range(max(1, n // per_site)):
+        site = residential_site(per_site)
+        groups.append((site, evening_sessions(site, seed=g + 1), Planner(
+            PlanSettings(solver=SolverSettings(time_limit_s=120.0)))))
+    prices = jiangsu_prices()
+    out: dict[str, float] = {"sites": len(groups)}
+    for label, now in (("first", DAY.replace(hour=19, minute=10)),
+                       ("boundary", DAY.replace(hour=19, minute=15)),
+                       ("interval", DAY.replace(hour=19, minute=20))):
+        t0 = time.perf_counter()
+        for site, sessions, planner in groups:
+            planner.plan(site, sessions, prices, now)
+        out[label] = time.perf_counter() - t0
+    site, sessions, planner = groups[0]
+    t0 = time.perf_counter()  # a departure re-plans only its own site
+    planner.plan(site, sessions[1:], prices, DAY.replace(hour=19, minute=20))
+    out["departure"] = time.perf_counter() - t0
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
 def _row(plan: Plan, wall: float, label: str) -> dict:
     return {"wall_s": wall, "build_s": plan.build_seconds, "solve_s": plan.solve_seconds,
             "iterations": plan.iterations, "status": plan.status,
@@ -71,9 +98,24 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="*", default=[100, 1000, 5000])
     ap.add_argument("--replans", type=int, default=6)
     ap.add_argument("--child", action="store_true")
+    ap.add_argument("--split", action="store_true",
+                    help="N cars as sites of 120 chargers (one per transformer)")
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_one(args.n[0], args.replans)))
+        print(json.dumps(run_split(args.n[0]) if args.split else run_one(args.n[0],
+                                                                           args.replans)))
+        return
+    if args.split:
+        print("| sessions | sites | first plans s | re-plan at a slot boundary s | re-plan "
+              "inside a slot s | one site after a departure s | peak RSS MB |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for n in args.n:
+            out = subprocess.run([sys.executable, "-m", "bench.engine_speed", "--child",
+                                  "--split", "--n", str(n)], capture_output=True, text=True,
+                                 check=True, timeout=900)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"| {n} | {r['sites']:.0f} | {r['first']:.2f} | {r['boundary']:.2f} | "
+                  f"{r['interval']:.2f} | {r['departure']:.3f} | {r['peak_rss_mb']:.0f} |")
         return
     results = []
     for n in args.n:
