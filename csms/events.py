@@ -54,9 +54,34 @@ class PowerSampled:
     power_w: float
 
 
+@dataclass(frozen=True)
+class GridEventChanged:
+    """A grid event was created or cancelled through the API (its site re-plans)."""
+
+    site_id: str
+    event_id: int
+    node: str
+    kind: str
+    kw: float
+    start: datetime
+    end: datetime
+    status: str
+    change: str  # created | cancelled
+    at: datetime
+
+
+@dataclass(frozen=True)
+class SiteSettingsChanged:
+    """A node's static limit or the site's tariff was set through the API (it re-plans)."""
+
+    site_id: str
+    what: str  # e.g. "limit of transformer", "tariff"
+    at: datetime
+
+
 Event = (
     StationConnected | StationDisconnected | TransactionChanged | ChargingNeedsChanged
-    | PowerSampled
+    | PowerSampled | GridEventChanged | SiteSettingsChanged
 )
 
 

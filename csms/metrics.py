@@ -27,3 +27,5 @@ gc_heap_blocks = Gauge("csms_gc_heap_blocks", "Memory blocks Python's allocator 
                        "objects, and garbage not collected yet)")
 gc_full = Counter("csms_gc_full_collections_total", "Full passes of the collection policy "
                   "(csms/collector.py)")
+grid_events_active = Gauge("csms_grid_events_active", "Grid events (limits, targets) in "
+                           "force now, over all sites (counted when scraped)")

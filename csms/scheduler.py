@@ -35,12 +35,15 @@ from csms.events import (
     ChargingNeedsChanged,
     Event,
     EventBus,
+    GridEventChanged,
     PowerSampled,
+    SiteSettingsChanged,
     StationConnected,
     StationDisconnected,
     TransactionChanged,
 )
 from csms.frames import Payload
+from csms.grid import plan_inputs
 from csms.sessions import (
     Change,
     EvseKey,
@@ -301,9 +304,11 @@ class SiteScheduler:
                 margin=timedelta(seconds=cfg.departure_margin_s), car_max_kw=car_max)
             sessions.append(session)
             summaries.append(summary)
-        site = with_reservations(self.site, reserved, now, horizon_end)
+        grid = await plan_inputs(self.owner.store, self.site, self.prices, now)
+        site = with_reservations(grid.site, reserved, now, horizon_end)
         started = time.perf_counter()
-        plan = await asyncio.to_thread(self.planner.plan, site, sessions, self.prices, now)
+        plan = await asyncio.to_thread(self.planner.plan, site, sessions, grid.prices, now,
+                                       grid.target_kw)
         metrics.plan_seconds.labels(self.site.id).observe(time.perf_counter() - started)
         metrics.plans.labels(self.site.id, "fallback" if plan.fallback_used else "solved").inc()
         if plan.fallback_used:
@@ -510,7 +515,7 @@ class SiteScheduler:
         root, reserved_root = self.site.root, site.root
         household = sample(root.load_kw, starts, ends, "max", 0.0)
         with_res = sample(reserved_root.load_kw, starts, ends, "max", 0.0)
-        limit = root.limit_over(starts, ends)
+        limit = reserved_root.limit_over(starts, ends)  # with grid events and overrides
 
         def kw(values: np.ndarray) -> list[float | None]:
             return [round(float(v), 3) if np.isfinite(v) else None for v in values]
@@ -700,6 +705,12 @@ class Scheduler:
                 log.exception("scheduler.event_failed", event=type(event).__name__)
 
     def _on_event(self, event: Event) -> None:
+        if isinstance(event, GridEventChanged | SiteSettingsChanged):
+            by_site = self.sites.get(event.site_id)
+            if by_site is not None:
+                by_site.trigger(f"grid event {event.change}"
+                                if isinstance(event, GridEventChanged) else f"{event.what} set")
+            return
         site = self._by_station.get(event.station_id)
         if site is None:
             return

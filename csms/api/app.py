@@ -17,6 +17,7 @@ from fastapi_offline import FastAPIOffline
 from csms.api import (
     commands,
     events,
+    grid,
     metrics,
     sessions,
     site_load,
@@ -55,7 +56,7 @@ def build_app(parts: Parts) -> FastAPI:
     )
     app.state.parts = parts
     for module in (stations, tokens, transactions, sessions, commands, sites, site_load,
-                   events, metrics):
+                   grid, events, metrics):
         app.include_router(module.router)
 
     @app.exception_handler(CommandFailed)

@@ -7,14 +7,16 @@ A grid token sees only the sites of its nodes (`csms api-tokens add ... --node S
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, Field
 
+from csms import grid
 from csms.api.auth import Caller, Permission, require
-from csms.api.deps import PartsDep, not_found
+from csms.api.deps import Parts, PartsDep, not_found
 from csms.api.models import Model
 from smart_charging.model import Site as SiteModel
 
@@ -25,9 +27,14 @@ class SiteNode(Model):
     id: str
     parent: str | None
     kind: str
-    limit_kw: float | None
+    limit_kw: float | None = Field(description="the static limit as configured")
     phase_limit_a: float | None
     rating_kva: float | None
+    limit_override_kw: float | None = Field(
+        None, description="the static limit set through the API, in place of limit_kw")
+    effective_limit_kw: float | None = Field(
+        None, description="the limit now: the override or limit_kw, lowered by any "
+        "active limit event")
 
 
 class SiteEvse(Model):
@@ -67,6 +74,24 @@ class Plan(PlanSummary):
     schedule: dict[str, Any]
 
 
+async def node_views(parts: Parts, site: SiteModel) -> list[SiteNode]:
+    """The nodes with their static limit overrides and the limit in force now."""
+    now = parts.clock.now()
+    overrides = await parts.store.grid.node_limits(site.id)
+    merged = grid.with_grid(site, overrides, await parts.store.grid.in_force(site.id, now))
+    out = []
+    for node, eff in zip(site.nodes, merged.nodes, strict=True):
+        limit = float(eff.limit_over([now], [now + timedelta(seconds=1)])[0])
+        out.append(SiteNode.model_validate(node).model_copy(update={
+            "limit_override_kw": overrides.get(node.id),
+            "effective_limit_kw": limit if math.isfinite(limit) else None}))
+    return out
+
+
+async def site_view(parts: Parts, site: SiteModel) -> Site:
+    return site_out(site).model_copy(update={"nodes": await node_views(parts, site)})
+
+
 def site_out(site: SiteModel) -> Site:
     return Site(
         id=site.id,
@@ -100,7 +125,8 @@ SiteId = Annotated[str, Depends(_site_id)]
 @router.get("")
 async def list_sites(who: SitesReader, parts: PartsDep) -> list[Site]:
     """The sites the scheduler plans (from `[scheduler] sites`)."""
-    return [site_out(s) for sid, s in sorted(parts.sites.items()) if may_see(who, sid)]
+    return [await site_view(parts, s) for sid, s in sorted(parts.sites.items())
+            if may_see(who, sid)]
 
 
 @router.get("/{site_id}", responses={404: {"description": "no such site"}})
@@ -108,7 +134,7 @@ async def get_site(site_id: SiteId, parts: PartsDep) -> Site:
     site = parts.sites.get(site_id)
     if site is None:  # planned before, not configured now
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"site {site_id} is not configured")
-    return site_out(site)
+    return await site_view(parts, site)
 
 
 @router.get("/{site_id}/plan", responses={404: {"description": "no such site, or no plan"}})

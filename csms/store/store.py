@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from csms.store.devices import DeviceRepo
+from csms.store.grid import GridRepo
 from csms.store.meter import MeterWriter
 from csms.store.notifications import NotificationRepo
 from csms.store.plans import PlanRepo
@@ -25,6 +26,7 @@ class Store:
     notifications: NotificationRepo = field(init=False)
     meter: MeterWriter = field(init=False)
     plans: PlanRepo = field(init=False)
+    grid: GridRepo = field(init=False)
 
     def __post_init__(self) -> None:
         self.stations = StationRepo(self.pool)
@@ -34,6 +36,7 @@ class Store:
         self.notifications = NotificationRepo(self.pool)
         self.meter = MeterWriter(self.pool)
         self.plans = PlanRepo(self.pool)
+        self.grid = GridRepo(self.pool)
 
     async def close(self) -> None:
         await self.meter.close()
