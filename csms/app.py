@@ -23,6 +23,7 @@ from csms.scheduler import Scheduler
 from csms.server import OcppServer
 from csms.store import Database, Store, open_database
 from csms.store.api_tokens import ApiTokenRepo
+from csms.tariffs import TariffCatalog, load_catalog
 
 log = structlog.get_logger()
 
@@ -80,7 +81,9 @@ class Csms:
         sites = {sid: runner.site for sid, runner in self.scheduler.sites.items()} \
             if self.scheduler else {}
         parts = Parts(self.clock, self.store, self.events, self.connections, self.commands,
-                      ApiTokenRepo(self.store.pool), sites=sites)
+                      ApiTokenRepo(self.store.pool), sites=sites,
+                      tariffs=load_catalog(self.config.scheduler) if self.scheduler else
+                      TariffCatalog())
         api = ApiServer(self.config.api, build_app(parts), parts.stopping)
         try:
             await api.start()

@@ -23,6 +23,7 @@ from csms.api import (
     site_load,
     sites,
     stations,
+    tariffs,
     tokens,
     transactions,
 )
@@ -39,7 +40,8 @@ stations, a live feed and metrics.
 Every call but `/api/health` needs an API token: `csms api-tokens add NAME --role ROLE`
 prints one. Send it as `Authorization: Bearer <token>` (the Authorize button here).
 Roles: `admin` (everything), `operator` (stations, id tokens, transactions, sessions,
-commands), `grid` (site load, limits and events on its nodes), `viewer` (read only).
+commands, site tariffs), `grid` (site load, limits and events on its nodes), `viewer`
+(read only).
 """
 
 
@@ -56,7 +58,7 @@ def build_app(parts: Parts) -> FastAPI:
     )
     app.state.parts = parts
     for module in (stations, tokens, transactions, sessions, commands, sites, site_load,
-                   grid, events, metrics):
+                   grid, tariffs, events, metrics):
         app.include_router(module.router)
 
     @app.exception_handler(CommandFailed)

@@ -40,6 +40,7 @@ class Permission(StrEnum):
     COMMANDS = "commands"  # remote start/stop, reset, profiles ... to a station
     SITES = "sites:read"  # site load and plans
     LIMITS = "limits:write"  # limits and demand-response events on the token's nodes
+    TARIFFS = "tariffs:write"  # a site's tariff
     METRICS = "metrics"
 
 
@@ -47,7 +48,7 @@ ROLES: dict[str, frozenset[Permission]] = {
     "admin": frozenset(Permission),
     "operator": frozenset({
         Permission.READ, Permission.STATIONS, Permission.ID_TOKENS, Permission.SESSIONS,
-        Permission.COMMANDS, Permission.SITES, Permission.METRICS,
+        Permission.COMMANDS, Permission.SITES, Permission.METRICS, Permission.TARIFFS,
     }),
     # A grid company sees and limits its own nodes; it does not see drivers or stations.
     "grid": frozenset({Permission.SITES, Permission.LIMITS}),

@@ -19,6 +19,7 @@ from csms.connection import Connections
 from csms.events import EventBus
 from csms.store import Store
 from csms.store.api_tokens import ApiTokenRepo
+from csms.tariffs import TariffCatalog
 from smart_charging.model import Site
 
 
@@ -31,6 +32,7 @@ class Parts:
     commands: Commands
     api_tokens: ApiTokenRepo
     sites: Mapping[str, Site] = field(default_factory=dict)  # the sites the scheduler plans
+    tariffs: TariffCatalog = field(default_factory=TariffCatalog)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)  # set: live feeds end
 
 

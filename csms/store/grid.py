@@ -133,6 +133,10 @@ class GridRepo:
             " SET tariff = $2::jsonb, set_by = $3, set_at = $4",
             site_id, json.dumps(tariff), set_by, now)
 
+    async def clear_tariff(self, site_id: str) -> bool:
+        result = await self.pool.execute("DELETE FROM site_tariffs WHERE site_id = $1", site_id)
+        return bool(result.endswith(" 1"))
+
     async def tariff(self, site_id: str) -> dict[str, Any] | None:
         raw = await self.pool.fetchval(
             "SELECT tariff FROM site_tariffs WHERE site_id = $1", site_id)
