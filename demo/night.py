@@ -32,6 +32,7 @@ from csms.scheduler import load_site
 from csms.store.api_tokens import ApiTokenRepo
 from csms.store.database import embedded_url
 from demo import report
+from demo.baseline import uncontrolled_peak
 from demo.clock import NightClock
 from demo.drivers import DriverApp
 from simulators.fleet import Fleet, Summary
@@ -154,6 +155,15 @@ async def _hourly(fleet: Fleet, clock: NightClock, out: TextIO) -> None:
         await clock.sleep((after - now).total_seconds())
 
 
+def _log_to(file: TextIO) -> None:
+    """The CSMS's and the simulators' log lines go to `file`, keeping the terminal for the
+    story. The file stays open until the process ends: loggers keep it (a GC pause can
+    still be logged on the way out)."""
+    csms_log.configure("info", file=file)
+    logging.basicConfig(handlers=[logging.StreamHandler(file)], level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True)
+
+
 async def _first(job: asyncio.Future, stopped: asyncio.Future) -> bool:
     """Wait for `job` unless stopped first; True if it finished."""
     await asyncio.wait({job, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -167,23 +177,20 @@ async def run(options: Options, out: TextIO = sys.stdout) -> int:
     scenario = replace(scenario, start=start, end=end, trace_interval_s=60.0)
     options.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = options.data_dir / "demo.log"
-    with log_path.open("w") as log_file:
-        csms_log.configure("info", file=log_file)
-        logging.basicConfig(handlers=[logging.StreamHandler(log_file)], level=logging.WARNING,
-                            format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True)
-        print(f"Starting the embedded PostgreSQL in {options.data_dir / 'postgres'} ...",
-              file=out, flush=True)
-        database_url, _pg = await fresh_database(options.data_dir / "postgres")
-        clock = NightClock(start, end + CLOCK_MARGIN, options.speed)
-        try:
-            csms = await Csms.start(csms_config(options, database_url), clock)
-        except OSError as exc:
-            raise DemoError(f"cannot listen ({exc}); is `csms serve` running? "
-                            "Choose other ports with --port and --api-port") from exc
-        try:
-            return await _night(options, scenario, site_id, csms, clock, log_path, out)
-        finally:
-            await csms.stop()
+    _log_to(log_path.open("w"))
+    print(f"Starting the embedded PostgreSQL in {options.data_dir / 'postgres'} ...",
+          file=out, flush=True)
+    database_url, _pg = await fresh_database(options.data_dir / "postgres")
+    clock = NightClock(start, end + CLOCK_MARGIN, options.speed)
+    try:
+        csms = await Csms.start(csms_config(options, database_url), clock)
+    except OSError as exc:
+        raise DemoError(f"cannot listen ({exc}); is `csms serve` running? "
+                        "Choose other ports with --port and --api-port") from exc
+    try:
+        return await _night(options, scenario, site_id, csms, clock, log_path, out)
+    finally:
+        await csms.stop()
 
 
 async def _night(options: Options, scenario: Scenario, site_id: str, csms: Csms,
@@ -230,7 +237,9 @@ async def _night(options: Options, scenario: Scenario, site_id: str, csms: Csms,
         totals = await csms.store.plans.totals(site_id)
         offset = scenario.utc_offset.utcoffset(None)
         wall = timedelta(seconds=loop.time() - began)
-        print("\n" + report.summary(playing.result(), totals, offset, wall), file=out, flush=True)
+        avoided = uncontrolled_peak(scenario, fleet.sessions)
+        print("\n" + report.summary(playing.result(), totals, offset, wall, avoided), file=out,
+              flush=True)
         if not options.exit_at_end:
             print(f"\nThe clock stopped at {scenario.local(scenario.end):%H:%M}, so the night "
                   f"stays on view at {base}. Ctrl-C to stop.", file=out, flush=True)

@@ -6,7 +6,7 @@ Pure text from numbers, so the wording is in one place.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from csms.store.plans import PlanTotals
 from simulators.fleet import Summary
@@ -56,7 +56,9 @@ def hourly(now: datetime, ev_kw: float, household_kw: float, limit_kw: float | N
             f"{cars:3d} cars plugged in | {charged_kwh:5.0f} kWh charged")
 
 
-def summary(s: Summary, totals: PlanTotals, local: timedelta, wall: timedelta) -> str:
+def summary(s: Summary, totals: PlanTotals, local: timedelta, wall: timedelta,
+            uncontrolled: tuple[float, datetime] | None = None) -> str:
+    """`uncontrolled`: the peak (kW, when) the same cars would have made at full power."""
     d = s.to_dict()
     plugged = [r for r in s.sessions if r.plugged_in]
     served = [r for r in plugged if r.satisfied]
@@ -74,6 +76,12 @@ def summary(s: Summary, totals: PlanTotals, local: timedelta, wall: timedelta) -
                      f"(households and EVs) at {at}{verdict}")
         lines.append(f"    EVs alone peaked at {p['peak_ev_kw']:.0f} kW at "
                      f"{_local(p['peak_ev_at'], local)}")
+    if uncontrolled is not None:
+        kw, at = uncontrolled
+        limits = [p["limit_kw"] for p in d["peaks"].values() if p["limit_kw"]]
+        of_limit = f", {100 * kw / sum(limits):.0f}% of the limit" if limits else ""
+        lines.append(f"    without smart charging (every car at full power on arrival): "
+                     f"{kw:.0f} kW at {at.astimezone(UTC) + local:%H:%M}{of_limit}")
     lines += [
         f"  energy: {got:,.1f} of {wanted:,.1f} kWh wanted delivered{share}",
         f"  sessions: {len(served)} of {len(plugged)} cars left with the energy they wanted",
