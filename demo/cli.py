@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="watch a simulated night of smart charging",
                        description=DESCRIPTION)
     p.add_argument("--speed", type=_speed, default=240.0,
-                   help="simulated seconds per second (default 240: 17:00-09:00 in 4 min)")
+                   help="simulated seconds per second (default 240: 17:00-09:00 in 4 min; "
+                   "much faster and a 2-core machine cannot keep up with 120 stations)")
     p.add_argument("--start", type=_hhmm, default=time(17), help="local time (default 17:00)")
     p.add_argument("--end", type=_hhmm, default=time(9),
                    help="local time, next morning if not later (default 09:00)")

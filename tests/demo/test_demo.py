@@ -41,14 +41,21 @@ async def test_demo_plays_a_night_that_the_api_shows_and_stops_on_ctrl_c(
         token = re.search(r"Admin token\s+(\S+)", out)
         docs = re.search(r"API docs\s+(\S+)", out)
         dashboard = re.search(r"Dashboard\s+(http\S+)", out)
-        assert token and docs, out
+        assert token and docs and dashboard, out
         assert "stayed under it" in out and "EXCEEDED" not in out, out
         assert re.search(r"scheduler: [1-9]\d* plans \(0 fell back", out), out
         api = docs.group(1).removesuffix("docs")
         headers = {"Authorization": f"Bearer {token.group(1)}"}
+        async with httpx.AsyncClient(base_url=dashboard.group(1), timeout=15) as browser:
+            # the dashboard: sign in with the printed token, then the overview lists the
+            # community's stations
+            assert (await browser.get("/")).headers["location"].startswith("/login")
+            signed_in = await browser.post("/login", data={"token": token.group(1), "next": "/"})
+            assert signed_in.status_code == 303
+            overview = await browser.get("/")
+            assert overview.status_code == 200 and "RES001" in overview.text
+            assert (await browser.get(docs.group(1))).status_code == 200
         async with httpx.AsyncClient(base_url=api, headers=headers, timeout=15) as http:
-            for page in filter(None, (docs.group(1), dashboard and dashboard.group(1))):
-                assert (await http.get(page)).status_code == 200, page
             stations = (await http.get("api/stations")).json()
             plans = (await http.get(f"api/sites/{SITE}/plans", params={"limit": 1000})).json()
             transactions = (await http.get("api/transactions")).json()
