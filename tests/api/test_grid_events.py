@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from csms.api.auth import new_token
 from csms.app import Csms
 from csms.config import Config, SchedulerConfig
 from csms.events import GridEventChanged
+from csms.grid import plan_inputs
 from csms.store.api_tokens import ApiTokenRepo
 from tests.api.conftest import Client
 from tests.api.test_events import sse
@@ -206,6 +208,15 @@ async def test_targets_are_followed_only_on_a_node_holding_every_evse(
     assert "not supported yet" in feeder.json()["detail"][0]["msg"]
     root = await admin.post("/api/sites/street/events", json={"node": "transformer", **body})
     assert root.status_code == 201 and root.json()["kind"] == "target"
+    # the scheduler hands it to the engine as the EV power to follow, and no target outside
+    assert csms.scheduler is not None
+    runner = csms.scheduler.sites["street"]
+    now = csms.clock.now()
+    target = (await plan_inputs(csms.store, runner.site, runner.prices, now)).target_kw
+    assert target is not None
+    slots = [now + timedelta(minutes=m) for m in (-30, 5, 55, 90)]
+    got = target.over(slots, [t + timedelta(minutes=1) for t in slots], "max")
+    assert math.isnan(got[0]) and list(got[1:3]) == [8.0, 8.0] and math.isnan(got[3])
     got = (await admin.get(f"/api/sites/street/events/{root.json()['id']}")).json()
     assert got["delivery"]["mean_abs_deviation_kw"] == 8.0  # nothing charges: 8 kW short
     assert got["delivery"]["complied"] is False
