@@ -20,10 +20,12 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from csms import grid
 from csms.api.auth import COOKIE, CSRF_HEADER, Caller, Permission, lookup
 from csms.api.deps import Parts, parts
 from csms.api.sites import may_see
 from csms.dashboard import views
+from smart_charging.model import Site
 
 HERE = Path(__file__).parent
 STATIC = "/static"
@@ -152,19 +154,18 @@ async def site_page(site_id: str, request: Request, who: Visitor, parts: PartsDe
     planned_at, evses = await views.schedules(parts, site)
     return render(
         request, "site.html", who=who, refresh=refresh, reads=who.may(Permission.READ),
-        site=site, planned_at=planned_at,
-        evses=evses, limit_nodes=_limit_nodes(who, site_id, [n.id for n in site.nodes]),
+        site=site, planned_at=planned_at, evses=evses,
+        events=await views.grid_events(parts, site), limit_nodes=_limit_nodes(who, site),
         csrf_header=CSRF_HEADER,
     )
 
 
-def _limit_nodes(who: Caller, site_id: str, nodes: list[str]) -> list[str]:
-    """The nodes this caller may put a temporary limit on."""
+def _limit_nodes(who: Caller, site: Site) -> list[str]:
+    """The nodes this caller may put a temporary limit on (a grid token: its nodes and
+    those beneath them)."""
     if not who.may(Permission.LIMITS):
         return []
-    if who.role != "grid":
-        return nodes
-    return [n for n in nodes if f"{site_id}/{n}" in who.nodes]
+    return [n.id for n in site.nodes if who.role != "grid" or grid.covers(who.nodes, site, n.id)]
 
 
 # ----------------------------------------------------------------------- fragments
@@ -196,6 +197,16 @@ async def schedules_fragment(site_id: str, request: Request, who: Visitor,
                       what=f"site {site_id}")
     planned_at, evses = await views.schedules(parts, site)
     return render(request, "_schedules.html", planned_at=planned_at, evses=evses)
+
+
+@router.get("/fragments/sites/{site_id}/events")
+async def events_fragment(site_id: str, request: Request, who: Visitor,
+                          parts: PartsDep) -> Response:
+    site = parts.sites.get(site_id)
+    if site is None or not who.may(Permission.SITES) or not may_see(who, site_id):
+        return render(request, "missing.html", status_code=404, who=who,
+                      what=f"site {site_id}")
+    return render(request, "_events.html", events=await views.grid_events(parts, site))
 
 
 def install(app: FastAPI) -> None:

@@ -73,6 +73,18 @@ class SiteCard:
 
 
 @dataclass(frozen=True)
+class GridEventRow:
+    id: int
+    node: str
+    kind: str
+    kw: float
+    start: datetime
+    end: datetime
+    status: str
+    created_by: str
+
+
+@dataclass(frozen=True)
 class EvseSchedule:
     evse_id: str
     station_id: str
@@ -143,7 +155,7 @@ async def errors(parts: Parts, who: Caller, limit: int = 15) -> list[ErrorRow]:
                              f"EVSE {c.evse_id} connector {c.connector_id} Faulted")
                     for c in conns if c.status == "Faulted"]
     for site in visible_sites(parts, who):
-        for p in await parts.store.plans.list(site.id, limit=50):
+        for p in await parts.store.plans.troubled(site.id, limit):
             problems = []
             if p.fallback_used:
                 problems.append(f"fallback plan ({p.fallback_reason or 'no reason'})")
@@ -218,3 +230,12 @@ def step_path(points: list[tuple[datetime, float]], t0: datetime, t1: datetime,
         parts.append(f"H{x(t_next)}V{y(kw_next)}")
     parts.append(f"H{width}")
     return "".join(parts)
+
+
+async def grid_events(parts: Parts, site: Site, hours: float = 12.0) -> list[GridEventRow]:
+    """The site's limit and target events still running, or ended in the last `hours`."""
+    now = parts.clock.now()
+    found = await parts.store.grid.events(site.id, now, since=now - timedelta(hours=hours),
+                                          limit=50)
+    return [GridEventRow(e.id, e.node, e.kind, e.kw, e.start, e.effective_end, e.status(now),
+                         e.created_by) for e in found]

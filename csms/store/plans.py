@@ -49,6 +49,9 @@ _COLUMNS = (
     " profiles_rejected, profiles_failed"
 )
 
+# the columns with empty JSON in place of the inputs and schedule
+_SUMMARY = _COLUMNS.replace("inputs, schedule", "'{}' AS inputs, '{}' AS schedule")
+
 
 def _record(row: asyncpg.Record) -> PlanRecord:
     d = dict(row)
@@ -102,6 +105,17 @@ class PlanRepo:
         )
         assert row is not None
         return PlanTotals(**{k: int(v) for k, v in dict(row).items()})
+
+    async def troubled(self, site_id: str, limit: int = 20) -> list[PlanRecord]:
+        """The newest plans that fell back or whose profiles did not all land, newest
+        first, without their inputs and schedules (an overview lists them often)."""
+        rows = await self.pool.fetch(
+            f"SELECT id, {_SUMMARY} FROM plans WHERE site_id = $1"
+            " AND (fallback_used OR profiles_rejected > 0 OR profiles_failed > 0)"
+            " ORDER BY planned_at DESC, id DESC LIMIT $2",
+            site_id, limit,
+        )
+        return [_record(r) for r in rows]
 
     async def prune(self, before: datetime) -> int:
         """Delete plans made before `before` (every site); returns how many went."""

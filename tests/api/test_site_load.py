@@ -1,6 +1,6 @@
-"""A site's measured load over HTTP: the stations' power samples, bucketed, held until the
-next sample and summed over the site's EVSEs (config/sites/test-small.toml: TS001..TS006,
-EVSE 1 each)."""
+"""A site's measured load over HTTP: the stations' power samples, each held until the next
+one, summed over the site's EVSEs (config/sites/test-small.toml: TS001..TS006, EVSE 1
+each), and the limit with the grid events that applied."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def power(at: datetime, watts: float, phase: str | None = None) -> dict[str, obj
     return {"timestamp": to_ocpp(at), "sampledValue": [sampled]}
 
 
-async def test_measured_ev_load_is_the_site_evses_power_per_bucket(
+async def test_measured_ev_load_is_the_site_evses_power_at_each_bucket(
     csms: Csms, client: Client, make_station: StationFactory
 ) -> None:
     now = csms.clock.now()
@@ -57,8 +57,9 @@ async def test_measured_ev_load_is_the_site_evses_power_per_bucket(
     assert load["node"] == "transformer" and load["step_s"] == 300
     assert starts[0] <= now - timedelta(hours=1) < starts[1] and starts[-1] <= now
     i = starts.index(bucket)
-    # means per EVSE, summed; a sample holds until the next, for up to 15 min
-    assert load["ev_kw"][i - 1 : i + 5] == pytest.approx([0, 6 + 3, 1 + 3, 1 + 3, 1 + 3, 1])
+    # the power at each bucket's start: each EVSE's newest sample (held for up to 15 min),
+    # summed over the site's EVSEs
+    assert load["ev_kw"][i - 1 : i + 5] == pytest.approx([0, 0, 5 + 3, 1 + 3, 1 + 3, 1])
     assert all(v == 32.0 for v in load["limit_kw"])
     assert all(8.0 <= v <= 12.0 for v in load["household_kw"])
     assert len(load["starts"]) == len(load["ev_kw"]) == len(load["household_kw"])
@@ -69,6 +70,18 @@ async def test_site_load_errors(csms: Csms, client: Client) -> None:
     assert (await client(None).get("/api/sites/test-small/load")).status_code == 401
     assert (await client("grid").get("/api/sites/test-small/load")).status_code == 404
     assert (await viewer.get("/api/sites/elsewhere/load")).status_code == 404
-    for params in ({"hours": 0}, {"step_s": 1}, {"hours": 100, "step_s": 60}):
+    for params in ({"hours": 0}, {"step_s": 1}, {"hours": 48, "step_s": 60}, {"hours": 49}):
         answer = await viewer.get("/api/sites/test-small/load", params=params)
         assert answer.status_code == 422, (params, answer.text)
+
+
+async def test_the_limit_is_lowered_where_a_limit_event_applied(
+    csms: Csms, client: Client
+) -> None:
+    admin = client("admin")
+    end = csms.clock.now() + timedelta(hours=1)
+    made = await admin.post("/api/sites/test-small/events", json={
+        "node": "transformer", "kind": "limit", "kw": 20.0, "end": end.isoformat()})
+    assert made.status_code == 201, made.text
+    load = (await admin.get("/api/sites/test-small/load", params={"step_s": 300})).json()
+    assert load["limit_kw"][0] == 32.0 and load["limit_kw"][-1] == 20.0

@@ -12,6 +12,7 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, async_playwright
@@ -20,12 +21,13 @@ from csms.api.auth import new_token
 from csms.app import Csms
 from csms.config import ApiConfig, Config
 from csms.store.api_tokens import ApiTokenRepo
+from tests.e2e.conftest import make_station  # noqa: F401  (a fixture, for stations)
 
 
 def chromium_path() -> str:
     path = os.environ.get("CHROMIUM") or shutil.which("chromium") \
         or shutil.which("chromium-browser")
-    if not path:
+    if not path or not Path(path).exists():
         pytest.fail("no chromium found: the dashboard's browser tests need Debian's "
                     "`chromium` package (apt-get install chromium) or CHROMIUM=/path/to/it",
                     pytrace=False)

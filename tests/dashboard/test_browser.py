@@ -1,5 +1,5 @@
 """The dashboard in a real headless browser, against a running CSMS that plans
-config/sites/test-small.toml for simulated stations on an accelerated clock: the pages
+config/sites/test-small.toml for three simulated stations on an accelerated clock: the pages
 show the site's stations, the chart gets new points, and a temporary limit set through the
 form changes the plan."""
 
@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
@@ -19,12 +22,14 @@ from tests.dashboard.conftest import add_token
 from tests.e2e.test_scheduler import Run, local, site_run
 
 STATIONS = ["TS001", "TS002", "TS003"]
+LIMIT_KW = 18.0  # over 12 kW of household load at 18:00-21:00: 6 kW left for the cars
 
 
 @pytest.fixture
 async def run(config: Config) -> AsyncIterator[Run]:
     async with site_run(config, local(17, 55), STATIONS) as found:
-        cars = [asyncio.ensure_future(found.car(sid, local(18, 0), local(23, 0), 12.0))
+        # 36 kWh by 20:00 under ~20 kW of headroom: the plan uses the headroom at once
+        cars = [asyncio.ensure_future(found.car(sid, local(18, 0), local(20, 0), 12.0))
                 for sid in STATIONS]
         yield found
         for car in cars:
@@ -83,3 +88,59 @@ async def test_overview_shows_the_running_sites_stations_and_a_live_chart(
     for sid in STATIONS:  # each car has a planned schedule
         await expect(page.locator(f"tr[data-evse={sid}] svg.spark")).to_have_count(1)
     await snapshot(page, "site")
+
+
+async def planned_kw(api: httpx.AsyncClient, until: Callable[[dict[str, Any]], bool],
+                     seconds: float = 15.0) -> dict[str, Any]:
+    """The site's newest plan, once `until(plan)` holds."""
+    plan: dict[str, Any] = {}
+    for _ in range(int(seconds * 10)):
+        answer = await api.get("/api/sites/test-small/plan")
+        if answer.status_code == 200 and until(plan := answer.json()):
+            return plan
+        await asyncio.sleep(0.1)
+    pytest.fail(f"no such plan in {seconds} s; the newest: {plan.get('inputs')}")
+
+
+def ev_kw(plan: dict[str, Any], slot: int = 0) -> float:
+    inputs = plan["inputs"]
+    return float(inputs["planned_ev_kw"][slot] + inputs["reserved_kw"][slot])
+
+
+async def test_a_temporary_limit_set_through_the_form_changes_the_plan(
+    page: Page, run: Run
+) -> None:
+    token = await add_token(run.csms, "grid", ("test-small/transformer",))
+    assert run.csms.api is not None
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{run.csms.api.port}",
+                                 headers={"Authorization": f"Bearer {token}"}) as api:
+        # three cars charging: the plan gives them more than a 6 kW headroom would
+        before = await planned_kw(api, lambda p: p["sessions"] == 3 and ev_kw(p) > 10.0)
+        await sign_in(page, token, "/sites/test-small?refresh=1")
+        await page.select_option("#limit-form select[name=node]", "transformer")
+        await page.fill("#limit-form input[name=kw]", str(LIMIT_KW))
+        await page.fill("#limit-form input[name=minutes]", "120")
+        await page.click("#limit-form button[type=submit]")
+        await expect(page.locator("#limit-result")).to_contain_text(f"Limit of {LIMIT_KW:g} kW")
+        event = page.locator("table.events tbody tr").first  # the events table shows it
+        await expect(event).to_contain_text("active")
+        await expect(event).to_contain_text(f"{LIMIT_KW:.1f}")
+        after = await planned_kw(api, lambda p: p["id"] != before["id"]
+                                 and p["inputs"]["limit_kw"][0] == LIMIT_KW)
+    inputs = after["inputs"]
+    starts = [datetime.fromisoformat(t) for t in inputs["slot_starts"]]
+    within = [i for i, t in enumerate(starts) if t < starts[0] + timedelta(minutes=110)]
+    assert len(within) >= 2
+    for i in within:  # the plan keeps household + EV load under the new limit
+        assert inputs["limit_kw"][i] == LIMIT_KW
+        assert inputs["household_kw"][i] + ev_kw(after, i) <= LIMIT_KW + 0.1, i
+    assert ev_kw(after) < ev_kw(before) - 2.0
+    # ... and the page's chart draws the new plan
+    chart = page.locator('[data-site-chart="test-small"]')
+    for _ in range(100):  # (no wait_for_function: the page's CSP forbids eval)
+        if int(await chart.get_attribute("data-plan-id") or 0) >= after["id"]:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the chart did not draw the new plan")
+    await snapshot(page, "site-limited")

@@ -3,6 +3,7 @@ cookie the API accepts, and what a cookie may not do without the CSRF header."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,9 @@ import pytest
 from csms.api.auth import COOKIE, CSRF_HEADER
 from csms.app import Csms
 from csms.config import Config, SchedulerConfig
+from csms.store.plans import PlanRecord
 from tests.dashboard.conftest import add_token
+from tests.e2e.conftest import StationFactory
 
 SITE_FILE = Path(__file__).resolve().parents[2] / "config/sites/test-small.toml"
 
@@ -103,3 +106,27 @@ async def test_the_charting_library_is_served_from_here(http: httpx.AsyncClient)
     assert script.status_code == 200 and "uPlot" in script.text
     assert (await http.get("/static/vendor/uplot/LICENSE")).status_code == 200
     assert (await http.get("/static/dashboard.js")).status_code == 200
+
+
+async def test_recent_errors_list_faulted_connectors_and_troubled_plans(
+    csms: Csms, http: httpx.AsyncClient, make_station: StationFactory
+) -> None:
+    station = await make_station("TS001")
+    await station.status(1, "Faulted")
+    await csms.store.plans.add(PlanRecord(
+        site_id="test-small", planned_at=csms.clock.now(), trigger="test", sessions=1,
+        inputs={}, schedule={}, status="solved", profiles_sent=1, profiles_rejected=1))
+    await signed_in(http, await add_token(csms, "viewer"))
+    for _ in range(50):  # the StatusNotification is stored as the station sends it
+        errors = (await http.get("/fragments/errors")).text
+        if "Faulted" in errors:
+            break
+        await asyncio.sleep(0.1)
+    assert "TS001" in errors and "EVSE 1 connector 1 Faulted" in errors
+    assert "site test-small" in errors and "1 profile(s) rejected" in errors
+    stations = (await http.get("/fragments/stations")).text
+    assert "status-faulted" in stations and "online" in stations
+
+    await signed_in(http, await add_token(csms, "grid", ("test-small/transformer",)))
+    errors = (await http.get("/fragments/errors")).text
+    assert "Faulted" not in errors and "1 profile(s) rejected" in errors  # no station data

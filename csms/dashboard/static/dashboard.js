@@ -182,7 +182,8 @@
   if (fragments.length) setInterval(refreshFragments, Math.max(refreshMs, 5000));
 
   const live = document.getElementById("live");
-  const TYPES = ["StationConnected", "StationDisconnected", "TransactionChanged", "ChargingNeedsChanged"];
+  const TYPES = ["StationConnected", "StationDisconnected", "TransactionChanged", "ChargingNeedsChanged",
+    "GridEventChanged"];
   if (body.dataset.live && fragments.length && window.EventSource) {
     const feed = new EventSource("/api/events?types=" + TYPES.join(","));
     feed.addEventListener("ready", () => live && live.classList.replace("off", "on"));
