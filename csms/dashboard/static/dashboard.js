@@ -26,7 +26,7 @@
   }
   function day(t) {
     const d = new Date((t + offsetS) * 1000);
-    return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate());
+    return pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate());
   }
   // uPlot reads a Date's local fields: shift so that they show the display zone
   function zoned(t) {
