@@ -25,6 +25,7 @@ class Variable:
     connector_id: int | None = None
     unit: str | None = None
     values_list: str | None = None
+    instance: str | None = None  # e.g. MessageAttempts[TransactionEvent]; one per name here
 
     @property
     def key(self) -> tuple[str, int | None, int | None, str]:
@@ -48,9 +49,12 @@ class Variable:
             characteristics["unit"] = self.unit
         if self.values_list:
             characteristics["valuesList"] = self.values_list
+        variable: dict = {"name": self.name}
+        if self.instance is not None:
+            variable["instance"] = self.instance
         return {
             "component": self.component_ocpp(),
-            "variable": {"name": self.name},
+            "variable": variable,
             "variableAttribute": [attribute],
             "variableCharacteristics": characteristics,
         }
@@ -186,6 +190,8 @@ def standard_device_model(
     max_entries: int,
     phases3to1: bool,
     password: str | None,
+    tx_message_attempts: int = 3,
+    tx_message_attempt_interval_s: float = 10.0,
 ) -> DeviceModel:
     """The variables a real 2.0.1 station reports. `evses` is (id, kind, phases, max W)."""
     dm = DeviceModel()
@@ -219,6 +225,19 @@ def standard_device_model(
         unit="s",
     )
     add("OCPPCommCtrlr", "MessageTimeout", 30, "integer", READ_WRITE, unit="s")
+    # E13: how often, and how far apart, a TransactionEvent the CSMS failed to process
+    # (CALLERROR or no answer) is sent again while connected
+    tx = {"instance": "TransactionEvent"}
+    add("OCPPCommCtrlr", "MessageAttempts", tx_message_attempts, "integer", READ_WRITE, **tx)
+    add(
+        "OCPPCommCtrlr",
+        "MessageAttemptInterval",
+        int(tx_message_attempt_interval_s),
+        "integer",
+        READ_WRITE,
+        unit="s",
+        **tx,
+    )
     add("OCPPCommCtrlr", "OfflineThreshold", 60, "integer", READ_WRITE, unit="s")
     add("OCPPCommCtrlr", "RetryBackOffWaitMinimum", 5, "integer", READ_WRITE, unit="s")
     add("OCPPCommCtrlr", "RetryBackOffRepeatTimes", 5, "integer", READ_WRITE)

@@ -109,6 +109,9 @@ class StationSpec:
     reboot_on_reconnect: bool = False
     ws_ping_interval_s: float | None = None
     offline_queue_max: int = 100_000
+    # E13: OCPPCommCtrlr.MessageAttempts / MessageAttemptInterval for TransactionEvent
+    tx_message_attempts: int = 3
+    tx_message_attempt_interval_s: float = 10.0  # station-clock seconds, x attempt number
 
 
 @dataclass
@@ -176,6 +179,8 @@ class Station:
             max_entries=spec.max_entries,
             phases3to1=spec.phases3to1,
             password=spec.password,
+            tx_message_attempts=spec.tx_message_attempts,
+            tx_message_attempt_interval_s=spec.tx_message_attempt_interval_s,
         )
         # fault injection
         self.ignore_profiles = False
@@ -186,8 +191,11 @@ class Station:
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future] = {}
         self._call_lock = asyncio.Lock()
-        self._tx_lock = asyncio.Lock()
-        self._queue: deque[dict] = deque()
+        self._queue: deque[dict] = deque()  # TransactionEvents not yet delivered, oldest first
+        self._sender: asyncio.Task | None = None  # the one task that sends from the queue
+        self._first_try: dict[int, asyncio.Future] = {}  # id(payload) -> its first attempt ran
+        self._retrying = False  # the first queued event failed and waits for its next attempt
+        self.discarded_messages = 0  # TransactionEvents given up after MessageAttempts (E13)
         self._raw_waiter: asyncio.Future | None = None
         self._tasks: set[asyncio.Task] = set()
         self._recv_task: asyncio.Task | None = None
@@ -761,8 +769,8 @@ class Station:
         context: str = "Sample.Periodic",
         stopped_reason: str | None = None,
         with_meter: bool = True,
-    ) -> dict | None:
-        """Send (or queue while offline) one TransactionEvent, in order, with its seqNo."""
+    ) -> None:
+        """Queue one TransactionEvent with its seqNo and have it sent in order (E13)."""
         tx = evse.tx
         assert tx is not None
         info: dict = {"transactionId": tx.transaction_id, "chargingState": tx.charging_state}
@@ -785,37 +793,92 @@ class Station:
             payload["idToken"] = tx.id_token
         if with_meter:
             payload["meterValue"] = [self._meter_value(evse, context)]
-        async with self._tx_lock:
-            if not self.connected or self.boot_status != "Accepted" or self._queue:
-                if not self.connected:
-                    payload["offline"] = True
-                self._enqueue(payload)
-                return None
-            try:
-                return await self.call("TransactionEvent", payload)
-            except (NotConnected, TimeoutError):
-                self._enqueue(payload)
-                return None
-            except CallFailed as exc:
-                log.warning("%s TransactionEvent refused: %s", self.station_id, exc)
-                return None
+        if not self.connected:
+            payload["offline"] = True
+        self._enqueue(payload)
+        if not (self.connected and self.boot_status == "Accepted"):
+            return  # delivered in order after the reconnect (or boot Accepted)
+        if self._retrying:  # an earlier event waits to be sent again: this one follows it
+            self._kick_sender()
+            return
+        # return once this event had its first attempt, as a station that sends it at once
+        # would; retries go on in the background, in order
+        tried: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._first_try[id(payload)] = tried
+        try:
+            await asyncio.wait({tried, self._kick_sender()}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._first_try.pop(id(payload), None)
 
     def _enqueue(self, payload: dict) -> None:
         if len(self._queue) >= self.spec.offline_queue_max:
             self._queue.popleft()
         self._queue.append(payload)
 
+    def _kick_sender(self) -> asyncio.Task:
+        if self._sender is None or self._sender.done():
+            self._sender = self._spawn(self._send_queue())
+        return self._sender
+
     async def _drain_queue(self) -> None:
-        async with self._tx_lock:
-            while self._queue and self.connected:
-                payload = self._queue[0]
-                try:
-                    await self.call("TransactionEvent", payload)
-                except (NotConnected, TimeoutError):
-                    return
-                except CallFailed as exc:
-                    log.warning("%s queued TransactionEvent refused: %s", self.station_id, exc)
+        """Deliver what queued up while offline (after a reconnect or boot Accepted)."""
+        if self._queue:
+            await asyncio.wait({self._kick_sender()})
+
+    async def _send_queue(self) -> None:
+        """Send the queued TransactionEvents one at a time, oldest first, while connected:
+        a later event never overtakes one the CSMS has not yet answered."""
+        while self._queue and self.connected and self.boot_status == "Accepted":
+            payload = self._queue[0]
+            try:
+                delivered = await self._deliver(payload)
+            finally:
+                self._retrying = False
+            if not delivered:
+                return  # connection lost: it stays first in the queue for the reconnect
+            if self._queue and self._queue[0] is payload:
                 self._queue.popleft()
+
+    async def _deliver(self, payload: dict) -> bool:
+        """One TransactionEvent with the E13 retries: a CALLERROR or no answer while
+        connected is a failure to process; send it again after MessageAttemptInterval x the
+        number of attempts so far, up to MessageAttempts in all, then discard it. A lost
+        connection is not an attempt: False, and it waits in the queue. True when done."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.call("TransactionEvent", payload)
+                return True
+            except NotConnected:
+                return False
+            except (TimeoutError, CallFailed) as exc:
+                failure = exc
+            finally:
+                tried = self._first_try.get(id(payload))
+                if tried is not None and not tried.done():
+                    tried.set_result(None)
+            attempts = max(1, int(self.device_model.number("OCPPCommCtrlr", "MessageAttempts")))
+            what = (payload["transactionInfo"]["transactionId"], payload["seqNo"])
+            if attempt >= attempts:
+                self.discarded_messages += 1
+                log.warning(
+                    "%s TransactionEvent %s discarded after %d attempts: %r",
+                    self.station_id, what, attempt, failure,
+                )
+                return True
+            interval = self.device_model.number("OCPPCommCtrlr", "MessageAttemptInterval")
+            log.info(
+                "%s TransactionEvent %s attempt %d failed (%r); retrying in %.0f s",
+                self.station_id, what, attempt, failure, interval * attempt,
+            )
+            self._retrying = True
+            for waiting in self._first_try.values():  # their senders need not wait this out
+                if not waiting.done():
+                    waiting.set_result(None)
+            await self.clock.sleep(interval * attempt)
+            if not self.connected:
+                return False
 
     async def _notify_charging_needs(self, evse: EvseState) -> None:
         ev = evse.ev
