@@ -8,17 +8,20 @@ EventSource reconnects by itself, and any HTTP client or proxy can read it.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+import structlog
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.sse import EventSourceResponse, format_sse_event
 from pydantic import TypeAdapter
 
 from csms.api.auth import Permission, require
-from csms.api.deps import PartsDep
+from csms.api.deps import Parts, PartsDep
 from csms.events import Event
 
+log = structlog.get_logger()
 router = APIRouter(tags=["live feed"])
 
 EVENT_TYPES = {cls.__name__: cls for cls in get_args(Event)}
@@ -44,33 +47,66 @@ def wanted_types(
     return wanted
 
 
-@router.get("/api/events", response_class=EventSourceResponse,
-            dependencies=[require(Permission.READ)])
+KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an idle feed
+KEEPALIVE = b": ping\n\n"
+
+
+@router.get("/api/events", dependencies=[require(Permission.READ)],
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "server-sent events"}})
 async def live_feed(
-    parts: PartsDep, wanted: Annotated[set[str], Depends(wanted_types)]
-) -> AsyncIterator[ServerSentEvent]:
+    request: Request, parts: PartsDep, wanted: Annotated[set[str], Depends(wanted_types)]
+) -> EventSourceResponse:
     """`event: ready` first (the subscription is live), then one event per change, named by
     its type, with the event as JSON in `data`. A client that falls behind by 10,000
     events loses the oldest (see csms/events.py)."""
+    # Our own stream, not FastAPI's generator-endpoint SSE: its keepalive task writes into
+    # a memory stream the response has already closed when a client leaves mid-write, and
+    # the resulting anyio.BrokenResourceError is logged as an application error on every
+    # ordinary disconnect.
+    return EventSourceResponse(_feed(request, parts, wanted),
+                               headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _feed(request: Request, parts: Parts, wanted: set[str]) -> AsyncIterator[bytes]:
+    """The stream until the client leaves or the server stops; both are a normal end."""
     queue = parts.events.subscribe()
     stopping = asyncio.create_task(parts.stopping.wait())
+    gone = asyncio.create_task(_client_gone(request))
     getting: asyncio.Task[Event] | None = None
     try:
-        yield ServerSentEvent(event="ready", data={"types": sorted(wanted)})
+        yield _frame("ready", {"types": sorted(wanted)})
         while True:
-            getting = asyncio.create_task(queue.get())
-            await asyncio.wait({getting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if getting is None:
+                getting = asyncio.create_task(queue.get())
+            await asyncio.wait({getting, stopping, gone}, timeout=KEEPALIVE_S,
+                               return_when=asyncio.FIRST_COMPLETED)
+            if gone.done() or stopping.done():
+                log.debug("api.events.closed", client_left=gone.done())
+                return
             if not getting.done():
-                return  # the server is stopping: end the stream so it can close
+                yield KEEPALIVE
+                continue
             batch = [getting.result()]
+            getting = None
             while not queue.empty():
                 batch.append(queue.get_nowait())
             for event in batch:
                 name = type(event).__name__
                 if name in wanted:
-                    yield ServerSentEvent(event=name, data=event_json(event))
+                    yield _frame(name, event_json(event))
     finally:
-        stopping.cancel()
-        if getting is not None:
-            getting.cancel()
+        for task in (stopping, gone, getting):
+            if task is not None:
+                task.cancel()
         parts.events.unsubscribe(queue)
+
+
+async def _client_gone(request: Request) -> None:
+    """Return when the client disconnects (a GET has no body to read meanwhile)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _frame(event: str, data: Any) -> bytes:
+    return format_sse_event(data_str=json.dumps(data), event=event)

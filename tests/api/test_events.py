@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import httpx
+import pytest
 
 from csms.app import Csms
+from csms.events import PowerSampled
 from tests.api.conftest import Client
 from tests.e2e.conftest import StationFactory
 
@@ -67,3 +72,37 @@ async def test_stopping_the_csms_ends_open_feeds(csms: Csms, base_url: str,
         await csms.api.stop()
         rest = [line async for line in lines]  # the stream ends instead of hanging
     assert all(not line.startswith("event: Station") for line in rest)
+
+
+async def test_a_client_that_goes_away_ends_its_feed_without_an_error(
+    csms: Csms, api_tokens: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A browser closing the feed while the server is writing to it (the socket's buffers
+    full) is a normal end: the subscription goes, and nothing is logged as an error."""
+    assert csms.api is not None
+    before = len(csms.events._subscribers)
+    reader, writer = await asyncio.open_connection("127.0.0.1", csms.api.port)
+    writer.write(
+        b"GET /api/events HTTP/1.1\r\nHost: test\r\n"
+        + f"Authorization: Bearer {api_tokens['viewer']}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    head = b""
+    while b"event: ready" not in head:
+        head += await asyncio.wait_for(reader.read(4096), 5)
+    assert len(csms.events._subscribers) == before + 1
+    at = datetime.now(UTC)
+    for i in range(5_000):  # more than the socket buffers hold: the server waits on writes
+        csms.events.publish(PowerSampled(f"CS{i:04}-{'x' * 200}", 1, at, float(i)))
+        if i % 500 == 0:
+            await asyncio.sleep(0.01)
+    writer.transport.abort()  # the client goes away mid-stream
+
+    async def feed_ended() -> None:
+        while len(csms.events._subscribers) > before:  # noqa: ASYNC110 - no event for it
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(feed_ended(), 5)
+    await asyncio.sleep(0.2)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
