@@ -1,9 +1,10 @@
-"""Group commit: many callers' writes in one statement, each caller awaiting durability.
+"""Group commit and group read: many callers' rows in one statement.
 
 A reconnect storm or thousands of meter values per minute would otherwise cost one round
-trip (and one socket write, the CSMS's largest cost in a storm) per station. Each caller
-awaits `write()`; one task writes everything queued meanwhile, so a handler still only
-answers after its data is stored, and a failure reaches every caller of that batch.
+trip (and one socket write, the CSMS's largest cost in a storm) per station. With group
+commit each caller awaits `write()`; one task writes everything queued meanwhile, so a
+handler still only answers after its data is stored, and a failure reaches every caller
+of that batch. Group read does the same for lookups by key.
 """
 
 from __future__ import annotations
@@ -78,3 +79,47 @@ class GroupCommit(Generic[T]):
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_result(None)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class GroupRead(Generic[K, V]):
+    """Concurrent lookups by key answered by one query: in a reconnect storm thousands of
+    handshakes each need their station's row at once. A lookup that arrives while a
+    query is running joins the next one."""
+
+    def __init__(self, fetch: Callable[[list[K]], Awaitable[dict[K, V]]], name: str) -> None:
+        self.fetch = fetch
+        self.name = name
+        self._waiting: dict[K, list[asyncio.Future[V | None]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def get(self, key: K) -> V | None:
+        fut: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(fut)
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=self.name)
+        return await fut
+
+    async def _run(self) -> None:
+        try:
+            while self._waiting:
+                waiting, self._waiting = self._waiting, {}
+                try:
+                    found = await self.fetch(list(waiting))
+                except BaseException as exc:
+                    for futs in waiting.values():
+                        for fut in futs:
+                            if not fut.done():
+                                fut.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for key, futs in waiting.items():
+                    for fut in futs:
+                        if not fut.done():
+                            fut.set_result(found.get(key))
+        finally:
+            self._task = None

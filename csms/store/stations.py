@@ -7,7 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
-from csms.store.batch import GroupCommit
+from csms.store.batch import GroupCommit, GroupRead
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ class StationRepo:
         self._states: GroupCommit[tuple[str, bool, datetime]] = GroupCommit(
             self._write_states, "station-states")
         self._boots: GroupCommit[Boot] = GroupCommit(self._write_boots, "station-boots")
+        self._admissions: GroupRead[str, Admission] = GroupRead(
+            self._read_admissions, "station-admissions")
 
     async def add(self, station_id: str, password_hash: str | None, now: datetime) -> bool:
         """Create a station, or set its password if it exists. True when newly created."""
@@ -76,11 +78,16 @@ class StationRepo:
         return [StationRecord(**dict(r)) for r in rows]
 
     async def admission(self, station_id: str) -> Admission | None:
-        """What the handshake and the new connection need, in one query (None: unknown)."""
-        row = await self.pool.fetchrow(
-            "SELECT password_hash, boot_status FROM stations WHERE id = $1", station_id
+        """What the handshake and the new connection need (None: unknown station).
+        Concurrent handshakes share one query."""
+        return await self._admissions.get(station_id)
+
+    async def _read_admissions(self, station_ids: list[str]) -> dict[str, Admission]:
+        rows = await self.pool.fetch(
+            "SELECT id, password_hash, boot_status FROM stations WHERE id = ANY($1::text[])",
+            station_ids,
         )
-        return Admission(row["password_hash"], row["boot_status"]) if row else None
+        return {r["id"]: Admission(r["password_hash"], r["boot_status"]) for r in rows}
 
     async def record_boot(
         self,
