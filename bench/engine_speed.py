@@ -3,8 +3,11 @@
 Each N runs in its own process so peak RSS is that N's alone. Re-plans follow a 5-minute
 interval from 19:00 with energy delivered updated from the previous plan: inside a slot
 and across slot boundaries (19:15, 19:30) both keep the QP's sparsity pattern, so OSQP
-only updates numbers. A last re-plan after one car left early changes the pattern: a
-new OSQP setup, warm-started (what an arrival or departure event costs).
+only updates numbers. Then events at 19:30, each on top of the last: one car leaves
+early, another's departure moves 1 h earlier, a new car arrives at the freed EVSE
+leaving before the old one would have (these keep the pattern: unused pairs fixed at
+0), and a departure moves 3 h later (pairs the pattern lacks: a new OSQP setup,
+warm-started; marked *).
 
     .venv/bin/python -m bench.engine_speed            # N = 100, 1000, 5000
     .venv/bin/python -m bench.engine_speed --n 1000   # one size
@@ -52,12 +55,25 @@ def run_one(n: int, replans: int) -> dict:
         t0 = time.perf_counter()
         plan = planner.plan(site, sessions, prices, now)
         replan_rows.append(_row(plan, time.perf_counter() - t0, now.strftime("%H:%M")))
-    sessions = sessions[1:]  # a car leaves early: the sessions change, so does the pattern
-    t0 = time.perf_counter()
-    plan = planner.plan(site, sessions, prices, now)
-    event = _row(plan, time.perf_counter() - t0, now.strftime("%H:%M") + " departure")
+    gone, moved = sessions[0], sessions[1]
+    hour = timedelta(hours=1)
+    events = {  # each on top of the last; only the last needs pairs the pattern lacks
+        "departure": sessions[1:],
+        "earlier": [replace(moved, departure=moved.departure - hour), *sessions[2:]],
+        "arrival": [replace(moved, departure=moved.departure - hour), *sessions[2:],
+                    replace(gone, id="new-car", arrival=now + hour,
+                            departure=gone.departure - hour, energy_delivered_kwh=0.0)],
+    }
+    events["later"] = [replace(moved, departure=moved.departure + 3 * hour),
+                       *events["arrival"][1:]]
+    event_rows = {}
+    for label, changed in events.items():
+        t0 = time.perf_counter()
+        plan = planner.plan(site, changed, prices, now)
+        event_rows[label] = _row(plan, time.perf_counter() - t0,
+                                 now.strftime("%H:%M") + " " + label)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"n": n, "first": first_info, "replans": replan_rows, "event": event,
+    return {"n": n, "first": first_info, "replans": replan_rows, "events": event_rows,
             "peak_rss_mb": rss_mb}
 
 
@@ -124,28 +140,30 @@ def main() -> None:
                              capture_output=True, text=True, check=True, timeout=900)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print("| sessions | first plan (build + solve) s | iterations | warm re-plan s, median "
-          "(min-max) | re-plan solver s, median | re-plan iterations, median | re-plan after "
-          "a departure s (iterations) | peak RSS MB |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          "(min-max) | re-plan solver s, median | re-plan iterations, median | after a "
+          "departure s (iterations) | departure 1 h earlier | arrival at the freed EVSE | "
+          "departure 3 h later (new pattern) | peak RSS MB |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         walls = [x["wall_s"] for x in r["replans"]]
         solves = [x["solve_s"] for x in r["replans"]]
         its = [x["iterations"] for x in r["replans"]]
         f = r["first"]
-        bad = [x for x in r["replans"] if x["status"] != "solved"] + (
+        bad = [x for x in [*r["replans"], *r["events"].values()] if x["status"] != "solved"] + (
             [f] if f["status"] != "solved" else [])
         print(f"| {r['n']} | {f['wall_s']:.2f} ({f['build_s']:.2f} + {f['solve_s']:.2f}) | "
               f"{f['iterations']} | {np.median(walls):.3f} ({min(walls):.3f}-{max(walls):.3f}) | "
               f"{np.median(solves):.3f} | {int(np.median(its))} | "
-              f"{r['event']['wall_s']:.2f} ({r['event']['iterations']}) | "
-              f"{r['peak_rss_mb']:.0f} |"
+              + "".join(f"{e['wall_s']:.2f} ({e['iterations']}){'' if e['kept'] else '*'} | "
+                        for e in r["events"].values())
+              + f"{r['peak_rss_mb']:.0f} |"
               + (f" NOT SOLVED: {bad}" if bad else ""))
     print()
     print("per re-plan detail (now, wall s / solver s / iterations, * = new pattern):")
     for r in results:
         detail = ", ".join(f"{x['now']} {x['wall_s']:.3f}/{x['solve_s']:.3f}/{x['iterations']}"
                            + ("" if x["kept"] else "*")
-                           for x in [*r["replans"], r["event"]])
+                           for x in [*r["replans"], *r["events"].values()])
         print(f"  N={r['n']}: {detail}")
 
 

@@ -32,9 +32,13 @@ class PlanSettings:
     solver: SolverSettings = field(default_factory=SolverSettings)
     rounding: Rounding = field(default_factory=Rounding)
     warm_start: bool = True
-    # keep the QP's sparsity pattern across slot boundaries for up to this many passed
-    # slots (0: a new OSQP setup at every boundary); see smart_charging/pattern.py
+    # keep the QP's sparsity pattern across slot boundaries, departures and arrivals on
+    # a kept (EVSE, slot), for up to this many passed slots (0: a new OSQP setup at every
+    # boundary or event); see smart_charging/pattern.py
     pattern_slots: int = 8
+    # rebuild the pattern (one new OSQP setup) once more than this share of its pairs is
+    # dead (passed slots, cars gone): dead variables still cost every iteration
+    pattern_dead_share: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,7 @@ class Planner:
         grid = build_grid(site, sessions, prices, now, st.slot_minutes, st.horizon_slots, end)
         emb: Embedded | None = None
         if self._pattern is not None and st.pattern_slots > 0:
-            emb = embed(grid, self._pattern, st.pattern_slots)
+            emb = embed(grid, self._pattern, st.pattern_slots, st.pattern_dead_share)
         if emb is None and end is not None:  # a new pattern anyway: take the full horizon
             grid = build_grid(site, sessions, prices, now, st.slot_minutes, st.horizon_slots)
         full = emb.full if emb is not None else grid

@@ -399,7 +399,10 @@ def build_qp(grid: Grid, weights: Weights, demand_charge_per_kw: float = 0.0,
     delay = np.where(opted[grid.pair_session],
                      np.minimum(w.opted_out_delay * t_k, w.shortfall / 2), w.early * t_k)
     q_x = grid.pair_hours * (w.cost * grid.price[grid.pair_slot] + delay)
-    p_x = 2 * w.fairness * dt[grid.pair_slot] / np.maximum(grid.cap_kw, 1e-3) + w.regulariser
+    # a pair with cap 0 is fixed at 0 (e.g. dead in a kept pattern): only the regulariser,
+    # so a huge fairness weight does not skew OSQP's scaling
+    p_x = np.where(grid.cap_kw > 0, 2 * w.fairness * dt[grid.pair_slot]
+                   / np.maximum(grid.cap_kw, 1e-3), 0.0) + w.regulariser
     q_s = w.shortfall * prio
     p_s = 2 * w.shortfall_quadratic / np.maximum(grid.target_kwh, 1.0) + w.regulariser
     # flatness where there is no target to follow (a NaN target means none in that slot)

@@ -290,5 +290,44 @@ def test_slot_boundary_keeps_the_pattern_and_the_answer() -> None:
     diff = p_kept.planned_kw.sum(axis=0) - p_new.planned_kw.sum(axis=0)
     assert np.abs(diff).max() < 5.0
     assert check_limits(site, p_kept) <= 1e-6
-    arrived = [*moved[:-1], replace(moved[-1], id="new-car")]
-    assert not kept.plan(site, arrived, prices, at(DAY, 19, 55)).pattern_kept
+    later_dep = [*moved[:-1], replace(moved[-1], departure=moved[-1].departure
+                                      + timedelta(hours=3))]
+    assert not kept.plan(site, later_dep, prices, at(DAY, 19, 55)).pattern_kept
+
+
+def test_departures_and_arrivals_on_kept_slots_keep_the_pattern_and_the_answer() -> None:
+    """A car gone, a departure moved earlier and a new car at a freed EVSE inside the
+    slots its last car had keep the pattern (what no car uses is fixed at 0) and give
+    the plan a fresh solve gives; past the dead share the pattern is rebuilt."""
+    site = residential_site()
+    sessions = evening_sessions(site, DAY)
+    prices = jiangsu_prices()
+    kept = Planner()
+    kept.plan(site, sessions, prices, at(DAY, 19, 10))
+    now = at(DAY, 19, 20)
+    gone, earlier, freed = sessions[0], sessions[1], sessions[2]
+    new_car = Session("new-car", freed.evse_id, freed.arrival + timedelta(minutes=20),
+                      freed.departure - timedelta(hours=1), 6.0)
+    changed = [replace(earlier, departure=earlier.departure - timedelta(hours=2)),
+               *sessions[3:], new_car]
+    p_kept = kept.plan(site, changed, prices, now)
+    tight = PlanSettings(pattern_slots=0, solver=SolverSettings(eps_abs=1e-5, eps_rel=1e-5))
+    p_new = Planner(tight).plan(site, changed, prices, now)
+    assert p_kept.pattern_kept and not p_new.pattern_kept
+    assert p_kept.status == p_new.status == "solved"
+    assert gone.id not in p_kept.session_ids and "new-car" in p_kept.session_ids
+    assert p_kept.slot_starts == p_new.slot_starts and p_kept.session_ids == p_new.session_ids
+    hours = plan_hours(p_kept)
+    assert np.allclose((p_kept.planned_kw * hours).sum(axis=1),
+                       (p_new.planned_kw * hours).sum(axis=1), atol=0.05)
+    diff = p_kept.planned_kw.sum(axis=0) - p_new.planned_kw.sum(axis=0)
+    assert np.abs(diff).max() < 5.0
+    assert check_limits(site, p_kept) <= 1e-6
+    # a second new car on that EVSE cannot share the lane (one energy row per lane)
+    second = replace(gone, id="x", evse_id=freed.evse_id, arrival=new_car.departure)
+    assert not kept.plan(site, [*changed, second], prices, now).pattern_kept
+    # dead weight: over the allowed dead share the pattern is rebuilt
+    thin = Planner(PlanSettings(pattern_dead_share=0.1))
+    thin.plan(site, sessions, prices, at(DAY, 19, 10))
+    assert thin.plan(site, sessions[1:], prices, now).pattern_kept
+    assert not thin.plan(site, sessions[len(sessions) // 2:], prices, now).pattern_kept
