@@ -42,6 +42,7 @@ import gc
 import json
 import os
 import random
+import re
 import resource
 import signal
 import socket
@@ -482,17 +483,31 @@ class Meter:
         return {f"cpu_{k}_pct": round(v, 1) for k, v in used.items()}
 
 
-def gc_pauses(paths: list[str]) -> dict[str, Any]:
-    """The CSMS's own log of collections of 100 ms or more (csms/collector.py)."""
-    slow: list[tuple[str, float]] = []
+def gc_pauses(paths: list[str], phases: list[tuple[str, float]]) -> dict[str, Any]:
+    """The CSMS's own log of collections of 100 ms or more (csms/collector.py), by phase."""
+    slow: list[tuple[str, str, float]] = []
     for p in paths:
         for line in Path(p).open():
             if "gc.slow_collection" in line:
-                gen = line.split("generation=")[1].split()[0]
-                slow.append((gen, float(line.split("seconds=")[1].split()[0])))
+                gen = re.search(r"\bgeneration=(\d)", line)
+                secs = re.search(r"(?<![\w])seconds=([\d.]+)", line)
+                if gen and secs:
+                    at = datetime.fromisoformat(line.split()[0].replace("Z", "+00:00"))
+                    phase = "before"
+                    for name, started in phases:
+                        if at.timestamp() >= started:
+                            phase = name
+                    slow.append((phase, gen.group(1), float(secs.group(1))))
+    by_phase: dict[str, dict[str, Any]] = {}
+    for phase, _, secs in slow:
+        entry = by_phase.setdefault(phase, {"count": 0, "max_s": 0.0, "total_s": 0.0})
+        entry["count"] += 1
+        entry["max_s"] = max(entry["max_s"], secs)
+        entry["total_s"] = round(entry["total_s"] + secs, 3)
     return {"slow_collections": len(slow),
-            "max_pause_s": max((s for _, s in slow), default=0.0),
-            "slow_by_generation": dict(Counter(g for g, _ in slow))}
+            "max_pause_s": max((s for _, _, s in slow), default=0.0),
+            "slow_by_generation": dict(Counter(g for _, g, _ in slow)),
+            "slow_by_phase": by_phase}
 
 
 def open_log(path: Path) -> Any:
@@ -714,6 +729,7 @@ async def one_size(n: int, args: argparse.Namespace, base_url: str, postmaster: 
     url = with_database(base_url, name)
     run = Run(n, url, tmp, postmaster, port=free_port())
     result: dict[str, Any] = {"stations": n, "workers": args.workers}
+    phases: list[tuple[str, float]] = []  # (phase, wall clock at its start), for the CSMS log
     try:
         result["provision_s"] = round(await provision(url, n), 1)
         await start_csms(run, args)
@@ -721,8 +737,10 @@ async def one_size(n: int, args: argparse.Namespace, base_url: str, postmaster: 
 
         # the first connection of every station, all at once, to a fresh CSMS process:
         # a storm with an empty password cache (one scrypt verification per station)
+        phases.append(("first_connect", time.time()))
         result["storm_first_connect"] = await run_storm(
             run, "first", False, args.cold_timeout_s, args)
+        phases.append(("start", time.time()))
         meter = Meter(run)
         start = await ask(run, {"op": "start", "concurrency": args.ramp_concurrency}, 900)
         result["start_transactions"] = {
@@ -730,6 +748,7 @@ async def one_size(n: int, args: argparse.Namespace, base_url: str, postmaster: 
             **meter.done()}
         rows_before = await count_meter_rows(url)
 
+        phases.append(("steady", time.time()))
         meter = Meter(run)
         t0 = time.monotonic() + 1.0
         steady = await ask(run, {"op": "steady", "t0": t0, "duration": args.steady_s,
@@ -749,6 +768,7 @@ async def one_size(n: int, args: argparse.Namespace, base_url: str, postmaster: 
             "csms_rss_mb": round(status_kb(run.csms.pid, "VmRSS") / 1024) if run.csms else 0,
         }
 
+        phases.append(("burst", time.time()))
         if args.burst_s > 0:
             meter = Meter(run)
             t0 = time.monotonic() + 0.5
@@ -761,11 +781,13 @@ async def one_size(n: int, args: argparse.Namespace, base_url: str, postmaster: 
                                "errors": merged["errors"], "p50_ms": merged["p50_ms"],
                                **meter.done()}
 
+        phases.append(("storm_warm", time.time()))
         result["storm_warm"] = await run_storm(run, "warm", True, args.storm_timeout_s, args)
         assert run.csms is not None
         result["csms_peak_rss_mb"] = round(status_kb(run.csms.pid, "VmHWM") / 1024)
 
         if args.restart_storm if args.restart_storm is not None else n <= 1000:
+            phases.append(("storm_restart", time.time()))
             result["csms_stop_s"] = round(await stop_csms(run), 1)
             await start_csms(run, args)
             result["storm_restart"] = await run_storm(
@@ -773,6 +795,7 @@ async def one_size(n: int, args: argparse.Namespace, base_url: str, postmaster: 
             assert run.csms is not None
             result["csms_peak_rss_mb_after_restart"] = round(
                 status_kb(run.csms.pid, "VmHWM") / 1024)
+        phases.append(("end", time.time()))
         with contextlib.suppress(Exception):
             await ask(run, {"op": "quit"}, 60)
     finally:
@@ -785,7 +808,7 @@ async def one_size(n: int, args: argparse.Namespace, base_url: str, postmaster: 
         for f in run.log_files:
             f.close()
         result["csms_log_errors"] = count_errors([f.name for f in run.log_files])
-        result["csms_gc"] = gc_pauses([f.name for f in run.log_files])
+        result["csms_gc"] = gc_pauses([f.name for f in run.log_files], phases)
         admin = await asyncpg.connect(base_url)
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
@@ -806,7 +829,8 @@ def headline(r: dict[str, Any]) -> str:
         f" p99 {s['p99_ms']} ms, errors {sum(s['errors'].values())},"
         f" CSMS CPU {s['cpu_csms_pct']}%, peak RSS {r['csms_peak_rss_mb']} MB",
         f"GC pauses >= 100 ms: {r['csms_gc']['slow_collections']}"
-        f" (max {r['csms_gc']['max_pause_s']} s)",
+        f" (max {r['csms_gc']['max_pause_s']} s; in the steady phase:"
+        f" {r['csms_gc']['slow_by_phase'].get('steady', {}).get('count', 0)})",
     ]
     if "burst" in r:
         parts.append(f"capacity {r['burst']['messages_per_s']} msg/s")
