@@ -29,3 +29,9 @@ gc_full = Counter("csms_gc_full_collections_total", "Full passes of the collecti
                   "(csms/collector.py)")
 grid_events_active = Gauge("csms_grid_events_active", "Grid events (limits, targets) in "
                            "force now, over all sites (counted when scraped)")
+site_ev_load = Gauge("csms_site_ev_load_kw", "A site's EV load as metered: the sum of each "
+                     "EVSE's last power sample", ["site"])
+site_limit = Gauge("csms_site_limit_kw", "A site's root limit in the current slot, with grid "
+                   "events and overrides", ["site"])
+site_household = Gauge("csms_site_household_kw", "A site's non-EV load in the current slot "
+                       "(configured or forecast)", ["site"])

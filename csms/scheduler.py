@@ -173,6 +173,8 @@ class SiteScheduler:
         self.station_ids = sorted({e.station_id for e in site.evses})
         self.memory: dict[str, EvseMemory] = {e.id: EvseMemory() for e in site.evses}
         self.shares = default_shares(site, self.clock.now())
+        self._last_power_kw: dict[str, float] = {}  # each EVSE's last sample, for the gauge
+        self._ev_load_kw = 0.0
         self._wake = asyncio.Event()
         self._reasons: set[str] = set()
         self.log = log.bind(site_id=site.id)
@@ -219,6 +221,10 @@ class SiteScheduler:
         evse = self.by_key.get((event.station_id, event.evse_id))
         if evse is None:
             return
+        kw = event.power_w / 1000.0  # the site's measured EV load: each EVSE's last sample
+        self._ev_load_kw += kw - self._last_power_kw.get(evse.id, 0.0)
+        self._last_power_kw[evse.id] = kw
+        metrics.site_ev_load.labels(self.site.id).set(round(self._ev_load_kw, 3))
         mem = self.memory[evse.id]
         grace = timedelta(seconds=self.config.non_compliance_grace_s)
         if mem.tx is not None and mem.tx.transaction_id == mem.transaction_id:
@@ -516,6 +522,10 @@ class SiteScheduler:
         household = sample(root.load_kw, starts, ends, "max", 0.0)
         with_res = sample(reserved_root.load_kw, starts, ends, "max", 0.0)
         limit = reserved_root.limit_over(starts, ends)  # with grid events and overrides
+        if len(limit) and np.isfinite(limit[0]):
+            metrics.site_limit.labels(self.site.id).set(float(limit[0]))
+        if len(household):
+            metrics.site_household.labels(self.site.id).set(float(household[0]))
 
         def kw(values: np.ndarray) -> list[float | None]:
             return [round(float(v), 3) if np.isfinite(v) else None for v in values]

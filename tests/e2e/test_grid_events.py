@@ -6,6 +6,7 @@ delivery. What is checked is what the stations draw, not what was planned."""
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import replace
 from datetime import datetime
 
@@ -32,8 +33,14 @@ async def test_a_curtailment_event_lowers_what_the_stations_draw(config: Config)
                                      headers={"Authorization": f"Bearer {token}"},
                                      timeout=15.0) as dso:
             event = asyncio.ensure_future(curtail(run, dso))
+            viewer, hashed = new_token()
+            await ApiTokenRepo(run.csms.store.pool).add("noc", "viewer", hashed,
+                                                        run.clock.now(), ())
+            viewer_headers = httpx.Headers({"Authorization": f"Bearer {viewer}"})
+            gauges = asyncio.ensure_future(site_gauges_at(run, dso, viewer_headers, local(18, 50)))
             await asyncio.gather(*(run.car(*c) for c in cars))
             event_id = await event
+            limit_kw, ev_load_kw = await gauges
             reply = await dso.get(f"/api/sites/{SITE.id}/events/{event_id}")
     start, end = local(18, 30), local(19, 15)
     # the stations switch at 18:30 and 19:15 by the profiles they were sent at 18:20
@@ -45,6 +52,10 @@ async def test_a_curtailment_event_lowers_what_the_stations_draw(config: Config)
     assert max(during) <= allowed + TOLERANCE_KW, (max(during), allowed)
     assert max(during) > 0.5 * allowed  # and the 6 kW that were left during it
     assert max(after) > 15.0  # back up once the event ended
+
+    # /metrics during the event: the site's limit as the event set it, and its metered load
+    assert limit_kw == LIMIT_KW
+    assert 0.5 * allowed < ev_load_kw <= allowed + TOLERANCE_KW
 
     assert reply.status_code == 200
     done = reply.json()
@@ -60,6 +71,22 @@ def settled(t: datetime, slot_s: int = 900, late_s: float = 30.0) -> bool:
     station's timer wakes some milliseconds late, which at this speed is clock seconds, and
     stations trading amps between them may briefly add up to one amp more."""
     return late_s <= t.timestamp() % slot_s < slot_s - 2.0
+
+
+async def site_gauges_at(run: Run, http: httpx.AsyncClient, headers: httpx.Headers,
+                         at: datetime) -> tuple[float, float]:
+    """The site's gauges on /metrics (a grid token may not read them; a viewer may)."""
+    await run.clock.sleep((at - run.clock.now()).total_seconds())
+    reply = await http.get("/metrics", headers=headers)
+    assert reply.status_code == 200, reply.text
+    text = reply.text
+
+    def gauge(name: str) -> float:
+        found = re.search(rf'^{name}{{site="{SITE.id}"}} (\S+)$', text, re.M)
+        assert found, name
+        return float(found.group(1))
+
+    return gauge("csms_site_limit_kw"), gauge("csms_site_ev_load_kw")
 
 
 async def curtail(run: Run, dso: httpx.AsyncClient) -> int:
