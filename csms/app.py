@@ -17,6 +17,7 @@ from csms.commands import Commands
 from csms.config import Config
 from csms.connection import Connections
 from csms.events import EventBus
+from csms.lag import LagProbe
 from csms.ocpp.deps import Deps
 from csms.ocpp.routes import Router, routes
 from csms.scheduler import Scheduler
@@ -41,6 +42,7 @@ class Csms:
     scheduler: Scheduler | None = None
     api: ApiServer | None = None
     collector: Collector | None = None
+    lag: LagProbe | None = None
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Csms:
@@ -61,6 +63,8 @@ class Csms:
         csms = cls(config, clock, db, store, events, connections, commands, ocpp, scheduler)
         csms.collector = Collector(config.gc)
         csms.collector.start()
+        csms.lag = LagProbe()
+        csms.lag.start()
         if config.api.enabled:
             await csms._start_api()
         return csms
@@ -73,6 +77,8 @@ class Csms:
         await self.ocpp.stop()
         await self.store.close()
         await self.db.close()
+        if self.lag is not None:
+            await self.lag.stop()
         if self.collector is not None:
             await self.collector.stop()
         log.info("csms.stopped")

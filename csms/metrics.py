@@ -35,3 +35,6 @@ site_limit = Gauge("csms_site_limit_kw", "A site's root limit in the current slo
                    "events and overrides", ["site"])
 site_household = Gauge("csms_site_household_kw", "A site's non-EV load in the current slot "
                        "(configured or forecast)", ["site"])
+loop_lag = Histogram("csms_event_loop_lag_seconds", "How late a 100 ms timer fires: how long "
+                     "the event loop (every station) was held up",
+                     buckets=(.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
