@@ -130,7 +130,7 @@ class OcppServer:
             subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
             process_request=self._handshake,
             max_size=self.config.max_message_bytes,
-            ping_interval=self.config.ping_interval_s or None,
+            ping_interval=None,  # Connection pings, spread over the interval
             ssl=ssl_context,
             backlog=LISTEN_BACKLOG,
         )
@@ -207,7 +207,7 @@ class OcppServer:
             return
         ctx = StationContext(station_id, boot_status=self._admitted.pop(ws, None))
         conn = Connection(ctx, ws, self.router, call_timeout=self.config.call_timeout_s,
-                          on_seen=self.presence.seen)
+                          on_seen=self.presence.seen, ping_interval=self.config.ping_interval_s)
         old = self.connections.add(conn)
         if old is not None:
             log.info("station.replaced", station_id=station_id)
