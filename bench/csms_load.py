@@ -44,6 +44,7 @@ import os
 import random
 import re
 import resource
+import shutil
 import signal
 import socket
 import sys
@@ -484,30 +485,58 @@ class Meter:
 
 
 def gc_pauses(paths: list[str], phases: list[tuple[str, float]]) -> dict[str, Any]:
-    """The CSMS's own log of collections of 100 ms or more (csms/collector.py), by phase."""
+    """The CSMS's own log of collections of 100 ms or more and of the policy's full passes
+    (csms/collector.py), by phase: a full pass is also logged as a slow generation-2
+    collection, so `full_passes` tells the policy's pauses from CPython's own."""
+
+    def phase_at(line: str) -> str:
+        at = datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).timestamp()
+        found = "before"
+        for name, started in phases:
+            if at >= started:
+                found = name
+        return found
+
     slow: list[tuple[str, str, float]] = []
+    full: list[tuple[str, float]] = []
     for p in paths:
         for line in Path(p).open():
+            if "csms.stopped" in line:
+                break  # collections at exit (everything unfrozen) keep no station waiting
+            secs = re.search(r"(?<![\w])seconds=([\d.]+)", line)
             if "gc.slow_collection" in line:
                 gen = re.search(r"\bgeneration=(\d)", line)
-                secs = re.search(r"(?<![\w])seconds=([\d.]+)", line)
                 if gen and secs:
-                    at = datetime.fromisoformat(line.split()[0].replace("Z", "+00:00"))
-                    phase = "before"
-                    for name, started in phases:
-                        if at.timestamp() >= started:
-                            phase = name
-                    slow.append((phase, gen.group(1), float(secs.group(1))))
+                    slow.append((phase_at(line), gen.group(1), float(secs.group(1))))
+            elif "gc.full_collection" in line and secs:
+                full.append((phase_at(line), float(secs.group(1))))
     by_phase: dict[str, dict[str, Any]] = {}
-    for phase, _, secs in slow:
-        entry = by_phase.setdefault(phase, {"count": 0, "max_s": 0.0, "total_s": 0.0})
+
+    def entry_for(phase: str) -> dict[str, Any]:
+        return by_phase.setdefault(phase, {"count": 0, "max_s": 0.0, "total_s": 0.0,
+                                           "by_generation": Counter(), "full_passes": 0})
+
+    for phase, gen, secs in slow:
+        entry = entry_for(phase)
         entry["count"] += 1
+        entry["by_generation"][gen] += 1
         entry["max_s"] = max(entry["max_s"], secs)
         entry["total_s"] = round(entry["total_s"] + secs, 3)
+    for phase, _ in full:
+        entry_for(phase)["full_passes"] += 1
+    for entry in by_phase.values():
+        entry["by_generation"] = dict(entry["by_generation"])
     return {"slow_collections": len(slow),
             "max_pause_s": max((s for _, _, s in slow), default=0.0),
             "slow_by_generation": dict(Counter(g for _, g, _ in slow)),
+            "full_passes": [(phase, secs) for phase, secs in full],
             "slow_by_phase": by_phase}
+
+
+def keep_logs(paths: list[str], into: Path, prefix: str) -> None:
+    into.mkdir(parents=True, exist_ok=True)
+    for p in paths:
+        shutil.copy(p, into / f"{prefix}-{Path(p).name}")
 
 
 def open_log(path: Path) -> Any:
@@ -569,7 +598,9 @@ async def start_csms(run: Run, args: argparse.Namespace) -> None:
         "[api]\nport = 0\n"
         "[log]\n"
         f'level = "{args.csms_log_level}"\n'
-        + ("" if args.gc_freeze_s is None else f"[gc]\nfreeze_interval_s = {args.gc_freeze_s}\n")
+        + "[gc]\n"
+        + ("" if args.gc_freeze_s is None else f"freeze_interval_s = {args.gc_freeze_s}\n")
+        + ("" if args.gc_full_s is None else f"full_interval_s = {args.gc_full_s}\n")
     )
     log = open_log(run.tmp / f"csms-{len(run.log_files)}.log")
     run.log_files.append(log)
@@ -749,6 +780,7 @@ async def one_size(n: int, args: argparse.Namespace, base_url: str, postmaster: 
         rows_before = await count_meter_rows(url)
 
         phases.append(("steady", time.time()))
+        rss_before = round(status_kb(run.csms.pid, "VmRSS") / 1024) if run.csms else 0
         meter = Meter(run)
         t0 = time.monotonic() + 1.0
         steady = await ask(run, {"op": "steady", "t0": t0, "duration": args.steady_s,
@@ -765,6 +797,7 @@ async def one_size(n: int, args: argparse.Namespace, base_url: str, postmaster: 
             "meter_rows_expected": ta * 5,
             "send_late_max_ms": round(1000 * max(r["send_late_max"] for r in steady), 1),
             **merged, **meter.done(),
+            "csms_rss_mb_before": rss_before,  # growth over the phase: memory kept
             "csms_rss_mb": round(status_kb(run.csms.pid, "VmRSS") / 1024) if run.csms else 0,
         }
 
@@ -809,6 +842,8 @@ async def one_size(n: int, args: argparse.Namespace, base_url: str, postmaster: 
             f.close()
         result["csms_log_errors"] = count_errors([f.name for f in run.log_files])
         result["csms_gc"] = gc_pauses([f.name for f in run.log_files], phases)
+        if args.keep_logs:
+            keep_logs([f.name for f in run.log_files], Path(args.keep_logs), name)
         admin = await asyncpg.connect(base_url)
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
@@ -908,8 +943,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="store station passwords as operator-chosen ones (scrypt) instead of"
                    " generated ones (salted SHA-256, the default of `csms stations add`)")
     p.add_argument("--csms-log-level", default="info")
+    p.add_argument("--keep-logs", metavar="DIR", help="copy the CSMS's log files here")
     p.add_argument("--gc-freeze-s", type=float,
                    help="the CSMS's [gc] freeze_interval_s (0 = CPython's default collector)")
+    p.add_argument("--gc-full-s", type=float,
+                   help="the CSMS's [gc] full_interval_s: how much garbage a full pass finds")
     p.add_argument("--json", help="also write the results to this file")
     # worker mode (internal)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

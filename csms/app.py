@@ -61,7 +61,7 @@ class Csms:
             await scheduler.start()
         await ocpp.start()
         csms = cls(config, clock, db, store, events, connections, commands, ocpp, scheduler)
-        csms.collector = Collector(config.gc)
+        csms.collector = Collector(config.gc, connections)
         csms.collector.start()
         csms.lag = LagProbe()
         csms.lag.start()

@@ -9,9 +9,10 @@ connection and die by reference counting, not by the collector.
 So every `freeze_interval_s` the survivors are frozen (`gc.freeze()`: moved out of the
 collector's view, an O(1) list splice) and automatic collections only walk what is newer.
 The price is that a reference cycle frozen before it became garbage is not reclaimed
-until the next full pass: every `full_interval_s`, or once the heap has grown
-`full_growth` times, everything is unfrozen and collected once (one long pause, logged,
-then frozen again). Why: docs/decisions/csms-gc-policy.md.
+until the next full pass: every `full_interval_s`, or once the connections closed since
+the last pass reach `full_after_closed` of those open (a closed connection is a frozen
+cycle), everything is unfrozen and collected once (one long pause, logged, then frozen
+again). Why: docs/decisions/csms-gc-policy.md.
 
 Every collection's pause is measured (`csms_gc_pause_seconds`) whether the policy is on
 or not, so an operator can see the collector in the latency tail.
@@ -30,10 +31,12 @@ import structlog
 
 from csms import metrics
 from csms.config import GcConfig
+from csms.connection import Connections
 
 log = structlog.get_logger()
 
 SLOW_PAUSE_S = 0.1  # a collection longer than this is logged
+SETTLED_CHURN = 0.01  # connections opened + closed per freeze interval, share of the open
 
 
 class PauseMeter:
@@ -73,16 +76,36 @@ PAUSES = PauseMeter()  # one per process: gc.callbacks is process-wide
 class Collector:
     """Runs the freeze / full-collection cycle as one task of the CSMS's event loop."""
 
-    def __init__(self, config: GcConfig) -> None:
+    def __init__(self, config: GcConfig, connections: Connections) -> None:
         self.config = config
+        self.connections = connections
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
         PAUSES.install()
         if self.config.freeze_interval_s > 0:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="gc-policy")
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._run(), name="gc-policy")
+            gc.callbacks.append(self._after_collection)
+
+    def _after_collection(self, phase: str, info: dict[str, Any]) -> None:
+        """Freeze right after every generation-2 collection, not only on the timer.
+
+        CPython still runs its own generation-2 collections between freezes, over
+        everything not yet frozen. In a reconnect storm that is seconds of new
+        connections, walked again at every such collection: a third of a 10,000-station
+        storm went into them. Freezing what one of them just walked (and kept) leaves the
+        next one only what is newer. The freeze is deferred to the event loop, outside
+        any collection, because a collection can run in any thread."""
+        if phase == "stop" and info["generation"] == 2 and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(gc.freeze)
 
     async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._after_collection)
+        self._loop = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -92,27 +115,37 @@ class Collector:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        last_full, baseline = loop.time(), sys.getallocatedblocks()
+        conns = self.connections
+        last_full, closed = loop.time(), conns.closed
+        churn_seen = conns.opened + conns.closed
         while True:
             await asyncio.sleep(self.config.freeze_interval_s)
-            if self._full_due(loop.time() - last_full, baseline):
+            churn = conns.opened + conns.closed - churn_seen
+            churn_seen += churn
+            if self._full_due(loop.time() - last_full, conns.closed - closed, churn):
                 self.full_collection()
-                last_full, baseline = loop.time(), sys.getallocatedblocks()
+                last_full, closed = loop.time(), conns.closed
             gc.freeze()
             metrics.gc_heap_blocks.set(sys.getallocatedblocks())
 
-    def _full_due(self, since_full_s: float, baseline: int) -> bool:
-        """Hourly, or sooner when the heap has grown `full_growth` times since the last
-        full pass: after a reconnect storm the old connections' objects are frozen garbage
-        (their websockets state is full of cycles), so memory stays bounded. The ratio
-        amortises like CPython's own rule: start-up costs a few passes, not one per freeze.
-        The heap is counted in allocator blocks (a walk over arenas, not objects:
-        `gc.get_freeze_count()` walks every frozen object)."""
+    def _full_due(self, since_full_s: float, closed: int, churn: int) -> bool:
+        """Hourly, or sooner once the connections closed since the last pass reach
+        `full_after_closed` of those open and the churn has settled.
+
+        A closed connection is the bulk of the frozen garbage (its websockets state is
+        full of cycles), so this bounds memory after a reconnect storm to a share of the
+        live heap, while start-up and steady operation, which close nothing, never pay
+        for a pass. Waiting until fewer than 1% of the connections opened or closed in
+        the last interval keeps the pass out of the storm itself and makes it one pass,
+        not one per wave of closes. (An earlier rule counted heap growth: it also fired
+        while the heap was still settling after start-up, in steady load.)"""
         cfg = self.config
         if cfg.full_interval_s > 0 and since_full_s >= cfg.full_interval_s:
             return True
-        return cfg.full_growth > 0 and sys.getallocatedblocks() >= cfg.full_growth * max(
-            baseline, 100_000)
+        open_now = len(self.connections)
+        settled = churn <= SETTLED_CHURN * open_now + 10
+        return cfg.full_after_closed > 0 and closed > 0 and settled and \
+            closed >= cfg.full_after_closed * open_now
 
     @staticmethod
     def full_collection() -> int:

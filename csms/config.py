@@ -89,13 +89,13 @@ class GcConfig:
 
     freeze_interval_s: float = 10.0
     full_interval_s: float = 3600.0
-    full_growth: float = 1.5
+    full_after_closed: float = 0.5
 
     def __post_init__(self) -> None:
         if self.freeze_interval_s < 0 or self.full_interval_s < 0:
             raise ValueError("[gc] intervals must not be negative")
-        if self.full_growth != 0 and self.full_growth <= 1:
-            raise ValueError("[gc] full_growth must be above 1 (or 0 = off)")
+        if self.full_after_closed < 0:
+            raise ValueError("[gc] full_after_closed must not be negative (0 = off)")
 
 
 @dataclass(frozen=True)

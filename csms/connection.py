@@ -267,6 +267,8 @@ class Connections:
 
     def __init__(self) -> None:
         self._by_id: dict[str, Connection] = {}
+        self.opened = 0  # connections registered since start
+        self.closed = 0  # connections ended since start, replaced ones included
 
     def get(self, station_id: str) -> Connection:
         conn = self._by_id.get(station_id)
@@ -279,13 +281,16 @@ class Connections:
 
     def add(self, conn: Connection) -> Connection | None:
         """Register `conn`; returns the connection it replaces, if any."""
+        self.opened += 1
         old = self._by_id.get(conn.station_id)
         self._by_id[conn.station_id] = conn
         metrics.connected.set(len(self._by_id))
         return old
 
     def remove(self, conn: Connection) -> bool:
-        """Unregister `conn` if it is still the current one for its station."""
+        """Unregister `conn` (called once, when it ended) if it is still the current one
+        for its station."""
+        self.closed += 1
         if self._by_id.get(conn.station_id) is conn:
             del self._by_id[conn.station_id]
             metrics.connected.set(len(self._by_id))

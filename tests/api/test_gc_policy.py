@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import re
-import sys
 import weakref
 from dataclasses import replace
 
@@ -16,6 +15,7 @@ import pytest
 
 from csms.config import Config, GcConfig
 from tests.api.conftest import Client
+from tests.e2e.conftest import StationFactory
 
 
 class Node:
@@ -74,7 +74,7 @@ async def wait_reclaimed(viewer: httpx.AsyncClient, alive: weakref.ref[Node],
 
 
 @pytest.mark.parametrize("gc_config", [GcConfig(freeze_interval_s=0.2, full_interval_s=1.5,
-                                                 full_growth=0)])
+                                                 full_after_closed=0)])
 async def test_full_pass_on_its_interval(client: Client) -> None:
     viewer = client("viewer")
     before = await full_passes(viewer)
@@ -82,17 +82,39 @@ async def test_full_pass_on_its_interval(client: Client) -> None:
 
 
 @pytest.mark.parametrize("gc_config", [GcConfig(freeze_interval_s=0.2, full_interval_s=0,
-                                                 full_growth=1.5)])
-async def test_full_pass_when_the_heap_grew(client: Client) -> None:
-    """A reconnect storm adds new connections while the old ones sit frozen as garbage:
-    the growth rule reclaims them without waiting for the hour."""
+                                                 full_after_closed=0.5)])
+async def test_full_pass_once_connections_closed(client: Client,
+                                                 make_station: StationFactory) -> None:
+    """A closed connection sits frozen as cyclic garbage: once half as many have closed
+    as are open, a full pass reclaims them without waiting for the hour. Connecting
+    stations (start-up, steady load) never cause one."""
     viewer = client("viewer")
+    leaving = await make_station("CS001")
+    await make_station("CS002")
     alive = await frozen_then_dropped(viewer)
     await asyncio.sleep(1.0)
-    assert alive() is not None  # no timer, no growth: no full pass
+    assert alive() is not None  # stations connected, none closed: no full pass
     before = await full_passes(viewer)
-    ballast = [[] for _ in range(sys.getallocatedblocks())]  # noqa: F841  (the "storm")
+    await leaving.stop()  # one closed, one open
     await wait_reclaimed(viewer, alive, before)
+
+
+def tracked(obj: object) -> bool:
+    """Still in the collector's view (not frozen)."""
+    return any(o is obj for o in gc.get_objects())
+
+
+@pytest.mark.parametrize("gc_config", [GcConfig(freeze_interval_s=3600),
+                                       GcConfig(freeze_interval_s=0)])
+async def test_survivors_of_a_full_collection_frozen(client: Client,
+                                                      gc_config: GcConfig) -> None:
+    """Between timer freezes, what a generation-2 collection walked and kept is frozen
+    at once, so the next one does not walk it again (the reconnect-storm cost)."""
+    await client("viewer").get("/metrics")  # the CSMS is up
+    survivor = Node()
+    gc.collect()
+    await asyncio.sleep(0.05)  # the freeze runs on the event loop
+    assert tracked(survivor) is (gc_config.freeze_interval_s == 0)
 
 
 async def test_collection_pauses_measured_per_generation(client: Client) -> None:
