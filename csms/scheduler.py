@@ -55,6 +55,7 @@ from csms.sessions import (
     default_shares,
     departure_for,
     evse_index,
+    falls_short,
     needed_decreases,
     next_local_time,
     profile_limit,
@@ -380,6 +381,14 @@ class SiteScheduler:
                 current = Limit.constant(self._fallback_w(evse))  # a new connection: resend
             change = compare(current, limit, now, material_w=cfg.material_change_kw * 1000.0,
                              lookahead=timedelta(seconds=cfg.lookahead_s))
+            if not change.send:
+                cap_w = 1000.0 * (evse.max_kw if session.max_power_kw is None
+                                  else min(evse.max_kw, session.max_power_kw))
+                short = falls_short(current, limit.then(self._fallback_w(evse)), now,
+                                    session.departure, session.energy_needed_kwh, cap_w,
+                                    timedelta(seconds=cfg.lookahead_s))
+                if short is not None:
+                    change = replace(change, send=True, why=short)
             if change.lower and session.id not in plan.session_ids:
                 change = replace(change, send=True)  # counted full: no row covers it
             jobs.append(Job(evse, profile, limit, change,

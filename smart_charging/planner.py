@@ -132,6 +132,20 @@ def _slot_map(old_starts: np.ndarray, new_starts: np.ndarray) -> np.ndarray:
     return idx
 
 
+def _arrival_duals(known_dual_e: np.ndarray, q_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Warm duals for new cars' energy rows and shortfall bounds.
+
+    From zeros OSQP needs 10x the iterations of a re-plan to price a new car's energy
+    (its energy-row dual is the marginal cost of its energy, a few tenths, not 0).
+    Cars already plugged in price theirs at about the same, so the new car starts at
+    their median with no shortfall (s = 0, the lower bound of 0 <= s <= target) and that
+    bound's dual from stationarity (q_s + dual_e + dual_s = 0). Starting with the
+    whole target short (s = target) starts far from the answer: most cars are served.
+    """
+    de = float(np.median(known_dual_e)) if len(known_dual_e) else 0.0
+    return np.full(len(q_s), de), np.minimum(0.0, -(q_s + de))
+
+
 class Planner:
     """Plans one site; keep one per site so warm starts carry over between calls."""
 
@@ -259,6 +273,10 @@ class Planner:
         root = grid.rows.index((grid.site.root.id, "kW")) if (
             (grid.site.root.id, "kW") in grid.rows) else None
         d_ycap = d_rows[root] if root is not None else np.zeros(T)
+        new = ~known & (grid.need_kwh > 0)
+        if new.any():  # a car the last plan did not have: see `_arrival_duals`
+            de0[new], ds0[new] = _arrival_duals(de0[known & (grid.need_kwh > 0)],
+                                                qp.q[K : K + J][new])
         n_z = qp.n_z
         v0 = np.concatenate([x0, s0, y0, np.full(n_z, float(np.max(y0, initial=0.0)))])
         d0 = np.concatenate([dx0, de0, ds0, d_rows_used, dy0, d_ycap, np.zeros(n_z * T)])

@@ -80,7 +80,7 @@ class OsqpSession:
             self._pattern = pattern
         solver = self._solver
         if warm_v is not None and warm_dual is not None:
-            solver.warm_start(x=warm_v, y=warm_dual)
+            solver.warm_start(*qp.complete_warm(warm_v, warm_dual))
         t1 = time.perf_counter()
         res = solver.solve(raise_error=False)
         t2 = time.perf_counter()

@@ -16,6 +16,8 @@ from csms.sessions import (
     compare,
     default_profile,
     default_shares,
+    energy_kwh,
+    falls_short,
     needed_decreases,
     next_local_time,
     session_for,
@@ -77,6 +79,22 @@ def test_material_changes_soon_are_sent_and_small_ones_wait() -> None:
     # where the held profile ends, the EVSE falls back to its TxDefaultProfile share
     short = Limit((NOW,), (3000.0,), NOW + HOUR / 2).then(5000.0)
     assert compare(short, steps((0, 3000.0)), NOW, **kwargs).send
+
+
+def test_a_small_increase_goes_when_the_held_profile_leaves_the_car_short() -> None:
+    held, until = steps((0, 3000.0)), NOW + HOUR
+    assert energy_kwh(held, NOW, until, 7400.0) == pytest.approx(3.0)
+    assert energy_kwh(held, NOW, until, 2000.0) == pytest.approx(2.0)  # the car's own max
+    more = steps((0, 3300.0))  # 300 W more: not material by itself ...
+    assert not compare(held, more, NOW, material_w=1000.0, lookahead=HOUR).send
+    # ... but the car leaves within the hour, needs 3.2 kWh and what it holds gives 3.0
+    kw = {"cap_w": 7400.0, "lookahead": HOUR}
+    assert "short by departure" in (falls_short(held, more, NOW, until, 3.2, **kw) or "")
+    assert falls_short(held, more, NOW, until, 3.0, **kw) is None  # it gets its need
+    assert falls_short(held, steps((0, 3005.0)), NOW, until, 3.2, **kw) is None  # no gain
+    assert falls_short(held, more, NOW, until, 3.2, 3000.0, HOUR) is None  # car takes 3 kW
+    # leaving later: a later plan can still make it up
+    assert falls_short(held, more, NOW, NOW + 3 * HOUR, 9.5, **kw) is None
 
 
 def test_small_decreases_are_sent_only_where_the_site_needs_them() -> None:

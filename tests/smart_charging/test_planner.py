@@ -65,6 +65,19 @@ def plan_hours(plan: Plan) -> np.ndarray:
                      for a, b in zip(plan.slot_starts, plan.slot_ends, strict=True)])
 
 
+def assert_same_plan(site: Site, p_kept: Plan, p_new: Plan) -> None:
+    """A plan on the kept pattern gives what a fresh, tight solve gives: each car's
+    energy, the site's power per slot (within ~5 kW: the split between slots is flat at
+    the default tolerance), and every limit held."""
+    assert p_kept.slot_starts == p_new.slot_starts and p_kept.session_ids == p_new.session_ids
+    hours = plan_hours(p_kept)
+    assert np.allclose((p_kept.planned_kw * hours).sum(axis=1),
+                       (p_new.planned_kw * hours).sum(axis=1), atol=0.05)
+    diff = p_kept.planned_kw.sum(axis=0) - p_new.planned_kw.sum(axis=0)
+    assert np.abs(diff).max() < 5.0
+    assert check_limits(site, p_kept) <= 1e-6
+
+
 def test_residential_charges_in_the_valley(residential: tuple) -> None:
     _, prices, _, plan = residential
     valley = np.array([prices.band_at(t).name == "valley" for t in plan.slot_starts])
@@ -283,13 +296,7 @@ def test_slot_boundary_keeps_the_pattern_and_the_answer() -> None:
     p_new = Planner(tight).plan(site, moved, prices, later)
     assert p_kept.pattern_kept and not p_new.pattern_kept
     assert p_kept.status == p_new.status == "solved"
-    assert p_kept.slot_starts == p_new.slot_starts and p_kept.session_ids == p_new.session_ids
-    hours = plan_hours(p_kept)
-    assert np.allclose((p_kept.planned_kw * hours).sum(axis=1),
-                       (p_new.planned_kw * hours).sum(axis=1), atol=0.05)
-    diff = p_kept.planned_kw.sum(axis=0) - p_new.planned_kw.sum(axis=0)
-    assert np.abs(diff).max() < 5.0
-    assert check_limits(site, p_kept) <= 1e-6
+    assert_same_plan(site, p_kept, p_new)
     later_dep = [*moved[:-1], replace(moved[-1], departure=moved[-1].departure
                                       + timedelta(hours=3))]
     assert not kept.plan(site, later_dep, prices, at(DAY, 19, 55)).pattern_kept
@@ -316,13 +323,7 @@ def test_departures_and_arrivals_on_kept_slots_keep_the_pattern_and_the_answer()
     assert p_kept.pattern_kept and not p_new.pattern_kept
     assert p_kept.status == p_new.status == "solved"
     assert gone.id not in p_kept.session_ids and "new-car" in p_kept.session_ids
-    assert p_kept.slot_starts == p_new.slot_starts and p_kept.session_ids == p_new.session_ids
-    hours = plan_hours(p_kept)
-    assert np.allclose((p_kept.planned_kw * hours).sum(axis=1),
-                       (p_new.planned_kw * hours).sum(axis=1), atol=0.05)
-    diff = p_kept.planned_kw.sum(axis=0) - p_new.planned_kw.sum(axis=0)
-    assert np.abs(diff).max() < 5.0
-    assert check_limits(site, p_kept) <= 1e-6
+    assert_same_plan(site, p_kept, p_new)
     # a second new car on that EVSE cannot share the lane (one energy row per lane)
     second = replace(gone, id="x", evse_id=freed.evse_id, arrival=new_car.departure)
     assert not kept.plan(site, [*changed, second], prices, now).pattern_kept
@@ -331,3 +332,42 @@ def test_departures_and_arrivals_on_kept_slots_keep_the_pattern_and_the_answer()
     thin.plan(site, sessions, prices, at(DAY, 19, 10))
     assert thin.plan(site, sessions[1:], prices, now).pattern_kept
     assert not thin.plan(site, sessions[len(sessions) // 2:], prices, now).pattern_kept
+
+
+def test_a_new_car_warm_started_gets_the_plan_a_cold_tight_solve_gives() -> None:
+    """A car plugging in is warm-started from the other cars' energy prices (no setup,
+    few iterations); OSQP may stop anywhere inside its tolerances, so the answer is held
+    against a cold solve to a tight tolerance: every car's energy, the site's profile
+    and its energy cost. (A looser tolerance, 1e-2, or a poor start for the new car, at
+    its maximum in every slot, fails this.)"""
+    site = residential_site()
+    prices = jiangsu_prices()
+    sessions = evening_sessions(site, DAY, seed=1)
+    now = at(DAY, 19, 20)
+    gone, rest = sessions[0], sessions[1:]
+    cars = [Session("new-car", gone.evse_id, now, gone.departure - timedelta(hours=1), 15.0),
+            Session("new-late", gone.evse_id, gone.departure - timedelta(minutes=50),
+                    gone.departure, 4.0)]
+    for new_car in cars:
+        warm = Planner()
+        warm.plan(site, sessions, prices, at(DAY, 19, 10))
+        warm.plan(site, rest, prices, now)
+        changed = [*rest, new_car]
+        p_warm = warm.plan(site, changed, prices, now)
+        tight = PlanSettings(warm_start=False, pattern_slots=0,
+                             solver=SolverSettings(eps_abs=1e-6, eps_rel=1e-6, max_iter=100000))
+        p_cold = Planner(tight).plan(site, changed, prices, now)
+        assert p_warm.pattern_kept and p_warm.status == p_cold.status == "solved"
+        assert p_warm.session_ids == p_cold.session_ids
+        hours = plan_hours(p_warm)
+        e_warm = (p_warm.planned_kw * hours).sum(axis=1)
+        e_cold = (p_cold.planned_kw * hours).sum(axis=1)
+        i = p_warm.session_ids.index(new_car.id)
+        assert abs(e_warm[i] - e_cold[i]) < 0.005
+        assert np.abs(e_warm - e_cold).max() < 0.01
+        site_kw = p_warm.planned_kw.sum(axis=0) - p_cold.planned_kw.sum(axis=0)
+        assert np.abs(site_kw).max() < 5.0
+        price = prices.energy_price(p_warm.slot_starts, p_warm.slot_ends)
+        cost = [float((p.planned_kw.sum(axis=0) * hours * price).sum()) for p in (p_warm, p_cold)]
+        assert cost[0] <= cost[1] * 1.002, cost
+        assert check_limits(site, p_warm) <= 1e-6
