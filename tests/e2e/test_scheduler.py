@@ -89,8 +89,13 @@ def near_boundary(t: datetime, slot_s: int = 900, margin_s: float = 2.0) -> bool
 
 @asynccontextmanager
 async def site_run(config: Config, start: datetime, station_ids: list[str],
+                   smart_charging_off: tuple[str, ...] = (),
                    **scheduler: object) -> AsyncIterator[Run]:
-    """The CSMS with the scheduler on and `station_ids` booted, sharing one clock."""
+    """The CSMS with the scheduler on and `station_ids` booted, sharing one clock.
+
+    Stations in `smart_charging_off` have SmartChargingCtrlr.Enabled false before they
+    connect, so even the TxDefaultProfile sent at boot meets it.
+    """
     clock = AcceleratedClock(start, speed=SPEED)
     options: dict[str, object] = {"interval_s": 300, "debounce_s": 10, **scheduler}
     settings = SchedulerConfig(enabled=True, sites=(str(SITE_FILE),),
@@ -106,6 +111,8 @@ async def site_run(config: Config, start: datetime, station_ids: list[str],
             spec = StationSpec(sid, evses=[EvseSpec(1, kind="AC", phases=1, max_current_a=32)],
                                meter_interval_s=60)
             run.stations[sid] = Station(spec, url=url, clock=clock)
+            if sid in smart_charging_off:
+                run.stations[sid].device_model.put("SmartChargingCtrlr", "Enabled", "false")
         await asyncio.gather(*(st.start() for st in run.stations.values()))
         sampler = asyncio.ensure_future(run.sample_power())
         yield run
@@ -182,8 +189,8 @@ async def test_a_rejected_profile_is_logged_and_its_evse_planned_as_uncontrolled
     config: Config,
 ) -> None:
     with structlog.testing.capture_logs() as logs:
-        async with site_run(config, local(17, 55), ["TS001", "TS002", "TS003"]) as run:
-            run.stations["TS001"].device_model.put("SmartChargingCtrlr", "Enabled", "false")
+        async with site_run(config, local(17, 55), ["TS001", "TS002", "TS003"],
+                            smart_charging_off=("TS001",)) as run:
             cars = [asyncio.ensure_future(run.car(sid, local(18, 0), local(18, 50), 20.0))
                     for sid in ("TS001", "TS002", "TS003")]
             await run.until(local(18, 40))
