@@ -60,6 +60,7 @@ from csms.sessions import (
     next_local_time,
     profile_limit,
     session_for,
+    slot_ceil,
     slot_peaks_kw,
     with_reservations,
     zero_profile,
@@ -292,12 +293,19 @@ class SiteScheduler:
             if mem.transaction_id != tx.transaction_id:
                 mem.transaction_id, mem.car_max_kw = tx.transaction_id, None
             connected = self.owner.connections.is_connected(evse.station_id)
+            if connected:
+                departure = departure_for(tx, self.site, now, overstay)[0]
+            else:  # offline: the transaction may have ended unseen; no overstay
+                departure = tx.departure_time or next_local_time(
+                    tx.started_at, self.site.default_departure, self.site.utc_offset)
+            free_from = slot_ceil(departure, cfg.slot_minutes)
+            if now < departure and free_from < horizon_end and evse.station_id in booted:
+                # once the car has left, the next one may charge at the idle share: plan
+                # for it from the end of that slot, so the others are not cut back then
+                # (and the car keeps its last slot whole)
+                reserved.append(Reservation(evse.id, self._allowance(evse, None),
+                                            horizon_end, "idle", start=free_from))
             if not connected or mem.rejected_tx == tx.transaction_id:
-                if connected:  # rejected: the car is there, we know when it leaves
-                    departure = departure_for(tx, self.site, now, overstay)[0]
-                else:  # offline: the transaction may have ended unseen; no overstay
-                    departure = tx.departure_time or next_local_time(
-                        tx.started_at, self.site.default_departure, self.site.utc_offset)
                 if departure > now:
                     limit = self._allowance(evse, tx.transaction_id)
                     if mem.car_max_kw is not None:
@@ -551,8 +559,9 @@ class SiteScheduler:
             "sessions": summaries,
             "reserved": [{
                 "evse_id": r.evse_id, "station_id": self.site.evse(r.evse_id).station_id,
-                "reason": r.reason, "until": r.until.isoformat(),
-                "max_kw": round(r.limit.peak(starts[0], r.until) / 1000.0, 3),
+                "reason": r.reason, "from": r.begin(starts[0]).isoformat(),
+                "until": r.until.isoformat(),
+                "max_kw": round(r.peak_kw(starts[0]), 3),
             } for r in reserved],
         }
         by_evse = {j.evse.id: j for j in jobs}

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from smart_charging import Evse, Node, Session, Site, StepSeries
-from smart_charging.model import PHASES, sample
+from smart_charging.model import PHASES, Series, sample
 
 EvseKey = tuple[str, int]  # (station identity, OCPP evseId)
 FAR_PAST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -403,22 +403,47 @@ def zero_profile(transaction_id: str, start: datetime, duration_s: int, rate_uni
 
 @dataclass(frozen=True)
 class Reservation:
-    """An EVSE the engine does not steer, and what it may draw until `until`."""
+    """An EVSE the engine does not steer, and what it may draw from `start` to `until`."""
 
     evse_id: str
     limit: Limit
     until: datetime
     reason: str  # idle | rejected | offline | uncontrolled
+    start: datetime | None = None  # None: from now
+
+    def begin(self, now: datetime) -> datetime:
+        return now if self.start is None else max(now, self.start)
 
     def series_kw(self, now: datetime) -> StepSeries:
-        points = sorted({now, *(t for t in self.limit.breakpoints() if now < t < self.until)})
+        begin = self.begin(now)
+        points = sorted({begin, *(t for t in self.limit.breakpoints() if begin < t < self.until)})
         values = [self.limit.at(t) / 1000.0 for t in points]
+        if begin > now:
+            points, values = [now, *points], [0.0, *values]
         return StepSeries((*points, self.until), (*values, 0.0))
+
+    def peak_kw(self, now: datetime) -> float:
+        return self.limit.peak(self.begin(now), self.until) / 1000.0
+
+
+def slot_ceil(t: datetime, slot_minutes: int) -> datetime:
+    """The first slot boundary at or after `t` (slots are whole multiples of their length)."""
+    step = timedelta(minutes=slot_minutes)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return epoch - ((epoch - t) // step) * step
 
 
 def _value_at(series: StepSeries, t: datetime) -> float:
     i = bisect.bisect_right(series.times, t) - 1
     return series.values[max(i, 0)]
+
+
+def _steps(series: Series, now: datetime, end: datetime) -> StepSeries:
+    return series if isinstance(series, StepSeries) else series.to_steps(now, end)
+
+
+def _scaled(series: StepSeries, factor: float) -> StepSeries:
+    return StepSeries(series.times, tuple(v * factor for v in series.values))
 
 
 def _sum(parts: list[StepSeries]) -> StepSeries:
@@ -431,35 +456,35 @@ def with_reservations(site: Site, reservations: list[Reservation], now: datetime
     """`site` with every reservation added as non-EV load on each node above its EVSE.
 
     Node load counts as balanced over three phases; a single-phase (or line-to-line)
-    EVSE loads its own phase(s) harder, so each phase limit on its path is lowered by the
-    difference (on every phase: safe, at a small cost in capacity).
+    EVSE loads its own phase(s) harder, so each node with phase limits also gets the
+    difference per phase, over time: a reservation that starts later (a car's
+    departure) costs nothing now, and reservations spread over the phases offset.
     """
     if not reservations:
         return site
     extra: dict[str, list[StepSeries]] = {}
-    extra_a: dict[str, float] = {}
+    extra_a: dict[str, dict[str, list[StepSeries]]] = {}
     for r in reservations:
         evse = site.evse(r.evse_id)
         series = r.series_kw(now)
-        peak_kw = r.limit.peak(now, r.until) / 1000.0
         for node_id in site.path_to_root(evse.node):
             node = site.node(node_id)
             extra.setdefault(node_id, []).append(series)
-            if node.phase_limit_a is not None and math.isfinite(peak_kw):
-                worst = max(evse.phase_amps_per_kw(p) for p in PHASES) * peak_kw
-                balanced = peak_kw * 1000.0 / (3 * node.voltage_ln_v)
-                extra_a[node_id] = extra_a.get(node_id, 0.0) + max(worst - balanced, 0.0)
+            if node.phase_limit_a is None or not all(map(math.isfinite, series.values)):
+                continue
+            balanced = 1000.0 / (3 * node.voltage_ln_v)
+            for p in PHASES:
+                amps = _scaled(series, evse.phase_amps_per_kw(p) - balanced)
+                extra_a.setdefault(node_id, {}).setdefault(p, []).append(amps)
     nodes: list[Node] = []
     for n in site.nodes:
         if n.id not in extra:
             nodes.append(n)
             continue
-        base: list[StepSeries] = []
-        if isinstance(n.load_kw, StepSeries):
-            base = [n.load_kw]
-        elif n.load_kw is not None:
-            base = [n.load_kw.to_steps(now, end)]
-        phase_limit = (None if n.phase_limit_a is None
-                       else max(n.phase_limit_a - extra_a.get(n.id, 0.0), 0.0))
-        nodes.append(replace(n, load_kw=_sum(base + extra[n.id]), phase_limit_a=phase_limit))
+        base = [] if n.load_kw is None else [_steps(n.load_kw, now, end)]
+        phase_load = dict(n.phase_load_a)
+        for p, parts in extra_a.get(n.id, {}).items():
+            own = phase_load.get(p)
+            phase_load[p] = _sum(parts + ([] if own is None else [_steps(own, now, end)]))
+        nodes.append(replace(n, load_kw=_sum(base + extra[n.id]), phase_load_a=phase_load))
     return replace(site, nodes=tuple(nodes))

@@ -6,8 +6,8 @@ phase, voltages in V, prices in currency per kWh, times timezone-aware.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 
@@ -131,6 +131,9 @@ class Node:
     secondary (primary amps x turns ratio). Primary line 1 carries I_L1 - I_L3 of the
     secondary line currents, line 2 I_L2 - I_L1, line 3 I_L3 - I_L2 (as Caltech's ACN
     models it); with unbalanced line-to-line loads it can bind before `phase_limit_a`.
+    `phase_load_a` is current per phase on top of the balanced share of `load_kw`:
+    unbalanced non-EV load, such as a single-phase charger the engine does not steer
+    (negative on the phases it does not use, where the balanced share over-counts it).
     """
 
     id: str
@@ -143,6 +146,7 @@ class Node:
     kind: str = "node"
     rating_kva: float | None = None
     primary_limit_a: float | None = None
+    phase_load_a: Mapping[str, Series] = field(default_factory=dict, hash=False)
 
     def limit_over(self, starts: Sequence[datetime], ends: Sequence[datetime]) -> np.ndarray:
         """The kW limit per slot: the static limit, lowered by any timed limit it overlaps."""

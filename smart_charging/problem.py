@@ -340,7 +340,9 @@ def build_grid(site: Site, sessions: Sequence[Session], prices: Prices, now: dat
         for q, coef, amps_per_load_kw, lim_a in current_rows(n, evses, site_under):
             rows.append((n.id, q))
             limits.append(np.full(len(slots), lim_a))
-            loads.append(load_kw * amps_per_load_kw)
+            unbalanced = n.phase_load_a.get(q.split("/")[0])  # phase rows only
+            loads.append(load_kw * amps_per_load_kw
+                         + sample(unbalanced, slots.starts, slots.ends, "max", 0.0))
             coefs.append(np.where(under, coef, 0.0))
     row_coef = np.array(coefs).reshape(len(rows), len(kept))
     limit = np.array(limits).reshape(len(rows), len(slots))

@@ -24,7 +24,7 @@ from csms.sessions import (
     with_reservations,
 )
 from smart_charging import Evse, Node, Site
-from smart_charging.model import sample
+from smart_charging.model import PHASES, sample
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE, _ = load_site(ROOT / "config/sites/test-small.toml")
@@ -146,9 +146,34 @@ def test_a_reservation_is_load_on_every_node_above_and_its_own_phase() -> None:
         before = sample(node.load_kw, [NOW], [NOW + HOUR], "max", 0.0)[0]
         after = sample(node.load_kw, [until], [until + HOUR], "max", 0.0)[0]
         assert (before, after) == (pytest.approx(7.36), pytest.approx(0.0))
-    # 32 A on L1, 10.7 A of it already counted as balanced load: L1 loses the rest
-    assert reserved.node("t").phase_limit_a == pytest.approx(100 - 32 + 32 / 3)
-    assert reserved.node("f").phase_limit_a is None
+    # 32 A on L1, 10.7 A of it already counted as balanced load: L1 carries the rest,
+    # and the other phases get back what the balanced count put on them
+    unbalanced = reserved.node("t").phase_load_a
+    for phase, amps in (("L1", 32 - 32 / 3), ("L2", -32 / 3), ("L3", -32 / 3)):
+        now_a, later_a = sample(unbalanced[phase], [NOW, until], [NOW + HOUR, until + HOUR],
+                                "max", 0.0)
+        assert (now_a, later_a) == (pytest.approx(amps, abs=0.05), 0.0)
+    assert reserved.node("t").phase_limit_a == 100.0
+    assert reserved.node("f").phase_load_a == {}  # no phase limits there
+
+
+def test_reservations_count_on_their_phase_only_while_they_hold() -> None:
+    """A reservation from a car's departure costs nothing before it, and reservations
+    spread over the three phases offset each other."""
+    site = Site("s", (Node("t", limit_kw=500.0, phase_limit_a=400.0),),
+                tuple(Evse(f"e{i}", "t", phases=(p,)) for i, p in
+                      enumerate(("L1", "L2", "L3") * 10)))
+    leave = NOW + 3 * HOUR
+    reserved = with_reservations(site, [
+        Reservation(e.id, Limit.constant(7360.0), NOW + 24 * HOUR, "idle", start=leave)
+        for e in site.evses], NOW, NOW + 24 * HOUR)
+    node = reserved.node("t")
+    before = sample(node.load_kw, [NOW], [leave], "max", 0.0)[0]
+    after = sample(node.load_kw, [leave], [leave + HOUR], "max", 0.0)[0]
+    assert (before, after) == (0.0, pytest.approx(30 * 7.36))
+    for phase in PHASES:
+        assert sample(node.phase_load_a[phase], [NOW, leave], [leave, leave + HOUR],
+                      "max", 0.0) == pytest.approx([0.0, 0.0], abs=1e-6)
 
 
 def test_a_driver_who_opted_out_charges_at_full_power_now() -> None:

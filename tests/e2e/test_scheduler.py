@@ -219,6 +219,33 @@ async def test_a_rejected_profile_is_logged_and_its_evse_planned_as_uncontrolled
     assert run.worst_excess_kw() <= TOLERANCE_KW  # ... and the site still holds
 
 
+async def test_the_others_keep_their_power_when_a_car_leaves(config: Config) -> None:
+    # three cars want more than the ~20 kW headroom gives; a fourth leaves at 18:40
+    async with site_run(config, local(17, 55), ["TS001", "TS002", "TS003", "TS004"]) as run:
+        leaving = asyncio.ensure_future(run.car("TS001", local(18, 0), local(18, 40), 3.0))
+        staying = [asyncio.ensure_future(run.car(sid, local(18, 0), local(21, 0), 18.0))
+                   for sid in ("TS002", "TS003", "TS004")]
+        await run.until(local(18, 37))
+        before = await run.csms.store.plans.latest(SITE.id)
+        await leaving
+        await run.until(local(18, 52))
+        after_kw = sum(run.stations[s].power_w(1) for s in ("TS002", "TS003", "TS004")) / 1000
+        for car in staying:
+            car.cancel()
+        await asyncio.gather(*staying, return_exceptions=True)
+
+    assert before is not None
+    slot = [datetime.fromisoformat(t) for t in before.inputs["slot_starts"]].index(
+        local(18, 45))
+    # planned before the departure, with TS001's idle share already set aside after it ...
+    assert before.inputs["reserved_kw"][slot] == 3.22
+    planned_kw = before.inputs["planned_ev_kw"][slot]
+    assert planned_kw > headroom_kw(local(18, 45)) - 3.22 - 1.0  # the headroom is used
+    # ... so when the car leaves, the others keep what they were planned
+    assert after_kw >= planned_kw - 0.5, (after_kw, planned_kw)
+    assert run.worst_excess_kw() <= TOLERANCE_KW
+
+
 async def test_the_stored_plan_explains_the_allocation(config: Config) -> None:
     async with site_run(config, local(17, 55), ["TS001", "TS002", "TS003"]) as run:
         late = asyncio.ensure_future(run.car("TS001", local(18, 0), local(22, 0), 9.0))
@@ -243,10 +270,15 @@ async def test_the_stored_plan_explains_the_allocation(config: Config) -> None:
     assert datetime.fromisoformat(sessions["TS002"]["departure"].replace("Z", "+00:00")) == (
         local(7, 30) + timedelta(days=1))
     assert sessions["TS002"]["energy_wanted_kwh"] == 10.0
-    # the idle charger keeps the share its TxDefaultProfile allows (14 A x 230 V)
-    assert plan.inputs["reserved"] == [{
-        "evse_id": "TS003", "station_id": "TS003", "reason": "idle",
-        "until": plan.inputs["reserved"][0]["until"], "max_kw": 3.22}]
+    # the idle charger keeps the share its TxDefaultProfile allows (14 A x 230 V), and
+    # each busy one gets that share back from its car's departure
+    reserved = {r["evse_id"]: r for r in plan.inputs["reserved"]}
+    assert reserved.keys() == {"TS001", "TS002", "TS003"}
+    assert {r["reason"] for r in reserved.values()} == {"idle"}
+    assert {r["max_kw"] for r in reserved.values()} == {3.22}
+    assert reserved["TS003"]["from"] == plan.inputs["now"]
+    assert datetime.fromisoformat(reserved["TS001"]["from"]) == local(22, 0)
+    assert datetime.fromisoformat(reserved["TS002"]["from"]) == local(7, 30) + timedelta(days=1)
     # per slot: the EVs got no more than the headroom the reservation left
     for ev, room, kept in zip(plan.inputs["planned_ev_kw"], plan.inputs["ev_headroom_kw"],
                               plan.inputs["reserved_kw"], strict=True):

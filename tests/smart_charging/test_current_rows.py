@@ -5,7 +5,17 @@ from datetime import timedelta
 
 import numpy as np
 
-from smart_charging import Evse, Node, Planner, PlanSettings, Prices, Session, Site, Wiring
+from smart_charging import (
+    Evse,
+    Node,
+    Planner,
+    PlanSettings,
+    Prices,
+    Session,
+    Site,
+    StepSeries,
+    Wiring,
+)
 from smart_charging.model import PHASES
 from smart_charging.problem import build_grid
 from tests.smart_charging.helpers import DAY, at
@@ -151,3 +161,23 @@ def test_planner_uses_the_balanced_capacity_and_stays_inside_the_exact_limits() 
     assert worst <= 100.0 + 1e-6
     # triangle bound: at most 50 A per pair when balanced, i.e. 86.6 A on each line
     assert worst > 95.0
+
+
+def test_unbalanced_load_on_a_phase_leaves_that_phase_less_for_a_while() -> None:
+    """`phase_load_a`: 30 A more on L1 for the first hour, 10 A less on L2 (a single-phase
+    load the balanced count spread over all three). A car on L1 under a 40 A phase limit
+    gets 10 A then 32 A; a car on L2 keeps its 32 A."""
+    now = at(DAY, 12)
+    hour = now + timedelta(hours=1)
+    node = Node("tx", phase_limit_a=40.0, voltage_ln_v=230.0, phase_load_a={
+        "L1": StepSeries((now, hour), (30.0, 0.0)),
+        "L2": StepSeries((now, hour), (-10.0, 0.0))})
+    evses = (Evse("on-l1", "tx", phases=("L1",)), Evse("on-l2", "tx", phases=("L2",)))
+    sessions = [Session(f"s-{e.id}", e.id, now, now + timedelta(hours=4), 50.0) for e in evses]
+    plan = Planner(PlanSettings(slot_minutes=15, horizon_slots=16)).plan(
+        Site("w", (node,), evses), sessions, Prices(), now)
+    amps = plan.power_w / 230.0
+    l1, l2 = plan.evse_ids.index("on-l1"), plan.evse_ids.index("on-l2")
+    assert np.all(amps[l1, :4] <= 10.0 + 1e-6) and amps[l1, :4].max() > 9.0
+    assert np.allclose(amps[l1, 4:], 32.0, atol=0.5)
+    assert np.allclose(amps[l2], 32.0, atol=0.5)
