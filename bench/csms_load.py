@@ -782,9 +782,20 @@ async def one_size(n: int, args: argparse.Namespace, base_url: str, postmaster: 
         phases.append(("steady", time.time()))
         rss_before = round(status_kb(run.csms.pid, "VmRSS") / 1024) if run.csms else 0
         meter = Meter(run)
-        t0 = time.monotonic() + 1.0
-        steady = await ask(run, {"op": "steady", "t0": t0, "duration": args.steady_s,
-                                 "meter_s": args.meter_interval_s}, args.steady_s + 300)
+        steady, windows = [], []
+        window_s = args.steady_s / args.steady_windows
+        for _ in range(args.steady_windows):  # back to back; one window unless soaking
+            t0 = time.monotonic() + 1.0
+            part = await ask(run, {"op": "steady", "t0": t0, "duration": window_s,
+                                   "meter_s": args.meter_interval_s}, window_s + 300)
+            steady.extend(part)
+            one = merge(part)
+            windows.append({
+                "p50_ms": one["p50_ms"], "p99_ms": one["p99_ms"], "max_ms": one["max_ms"],
+                "messages_per_s": round(one["answered"] / window_s, 1),
+                "errors": sum(one["errors"].values()),
+                "csms_rss_mb": round(status_kb(run.csms.pid, "VmRSS") / 1024) if run.csms
+                else 0})
         merged = merge(steady)
         ta = merged["by_action"].get("TransactionEvent", {}).get("n", 0)
         rows_after = await count_meter_rows(url)
@@ -800,6 +811,8 @@ async def one_size(n: int, args: argparse.Namespace, base_url: str, postmaster: 
             "csms_rss_mb_before": rss_before,  # growth over the phase: memory kept
             "csms_rss_mb": round(status_kb(run.csms.pid, "VmRSS") / 1024) if run.csms else 0,
         }
+        if len(windows) > 1:
+            result["steady"]["windows"] = windows
 
         phases.append(("burst", time.time()))
         if args.burst_s > 0:
@@ -923,6 +936,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=1, help="runs per N (quote the median)")
     p.add_argument("--workers", type=int, default=1, help="load generator processes")
     p.add_argument("--steady-s", type=float, default=120.0)
+    p.add_argument("--steady-windows", type=int, default=1,
+                   help="split the steady phase into this many windows, each reported with"
+                   " its p99 and the CSMS's RSS at its end (a soak)")
     p.add_argument("--meter-interval-s", type=float, default=60.0)
     p.add_argument("--heartbeat-s", type=int, default=300,
                    help="interval the CSMS returns in its boot answer")
