@@ -39,6 +39,25 @@ SLOW_PAUSE_S = 0.1  # a collection longer than this is logged
 SETTLED_CHURN = 0.01  # connections opened + closed per freeze interval, share of the open
 
 
+def full_due(cfg: GcConfig, since_full_s: float, closed: int, churn: int,
+             open_now: int) -> bool:
+    """Hourly, or sooner once the connections closed since the last pass reach
+    `full_after_closed` of those open and the churn has settled.
+
+    A closed connection is the bulk of the frozen garbage (its websockets state is full of
+    cycles), so this bounds memory after a reconnect storm to a share of the live heap,
+    while start-up and steady operation, which close nothing, never pay for a pass.
+    Waiting until fewer than 1% of the connections opened or closed in the last interval
+    (`churn`) keeps the pass out of the storm itself and makes it one pass, not one per
+    wave of closes. (An earlier rule counted heap growth: it also fired while the heap was
+    still settling after start-up, in steady load.)"""
+    if cfg.full_interval_s > 0 and since_full_s >= cfg.full_interval_s:
+        return True
+    settled = churn <= SETTLED_CHURN * open_now + 10
+    return (cfg.full_after_closed > 0 and closed > 0 and settled
+            and closed >= cfg.full_after_closed * open_now)
+
+
 class PauseMeter:
     """Times every collection through `gc.callbacks` (called at its start and its end).
 
@@ -122,30 +141,12 @@ class Collector:
             await asyncio.sleep(self.config.freeze_interval_s)
             churn = conns.opened + conns.closed - churn_seen
             churn_seen += churn
-            if self._full_due(loop.time() - last_full, conns.closed - closed, churn):
+            if full_due(self.config, loop.time() - last_full, conns.closed - closed, churn,
+                        len(conns)):
                 self.full_collection()
                 last_full, closed = loop.time(), conns.closed
             gc.freeze()
             metrics.gc_heap_blocks.set(sys.getallocatedblocks())
-
-    def _full_due(self, since_full_s: float, closed: int, churn: int) -> bool:
-        """Hourly, or sooner once the connections closed since the last pass reach
-        `full_after_closed` of those open and the churn has settled.
-
-        A closed connection is the bulk of the frozen garbage (its websockets state is
-        full of cycles), so this bounds memory after a reconnect storm to a share of the
-        live heap, while start-up and steady operation, which close nothing, never pay
-        for a pass. Waiting until fewer than 1% of the connections opened or closed in
-        the last interval keeps the pass out of the storm itself and makes it one pass,
-        not one per wave of closes. (An earlier rule counted heap growth: it also fired
-        while the heap was still settling after start-up, in steady load.)"""
-        cfg = self.config
-        if cfg.full_interval_s > 0 and since_full_s >= cfg.full_interval_s:
-            return True
-        open_now = len(self.connections)
-        settled = churn <= SETTLED_CHURN * open_now + 10
-        return cfg.full_after_closed > 0 and closed > 0 and settled and \
-            closed >= cfg.full_after_closed * open_now
 
     @staticmethod
     def full_collection() -> int:
