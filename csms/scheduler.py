@@ -299,10 +299,11 @@ class SiteScheduler:
                 departure = tx.departure_time or next_local_time(
                     tx.started_at, self.site.default_departure, self.site.utc_offset)
             free_from = slot_ceil(departure, cfg.slot_minutes)
-            if now < departure and free_from < horizon_end and evse.station_id in booted:
+            if free_from < horizon_end and evse.station_id in booted:
                 # once the car has left, the next one may charge at the idle share: plan
                 # for it from the end of that slot, so the others are not cut back then
-                # (and the car keeps its last slot whole)
+                # (and the car keeps its last slot whole); from now if an offline
+                # station's car is due to have left
                 reserved.append(Reservation(evse.id, self._allowance(evse, None),
                                             horizon_end, "idle", start=free_from))
             if not connected or mem.rejected_tx == tx.transaction_id:

@@ -246,6 +246,44 @@ async def test_the_others_keep_their_power_when_a_car_leaves(config: Config) -> 
     assert run.worst_excess_kw() <= TOLERANCE_KW
 
 
+async def test_an_offline_station_is_reserved_what_it_may_draw_until_it_is_back(
+    config: Config,
+) -> None:
+    """A station that drops off mid-charge keeps drawing by the profile it holds: the
+    plans reserve that until its car's departure, then its idle share, also once the
+    departure has passed; the cars the CSMS still steers get only what is left."""
+    async with site_run(config, local(17, 55), ["TS001", "TS002", "TS003"]) as run:
+        cars = [asyncio.ensure_future(run.car("TS001", local(18, 0), local(19, 0), 20.0))]
+        cars += [asyncio.ensure_future(run.car(sid, local(18, 0), local(22, 0), 25.0))
+                 for sid in ("TS002", "TS003")]
+        await run.until(local(18, 10))
+        await run.stations["TS001"].disconnect()
+        await run.until(local(18, 25))
+        while_charging = await run.csms.store.plans.latest(SITE.id)
+        await run.until(local(19, 20))
+        after_departure = await run.csms.store.plans.latest(SITE.id)
+        for car in cars:
+            car.cancel()
+        await asyncio.gather(*cars, return_exceptions=True)
+
+    assert while_charging is not None and after_departure is not None
+    assert while_charging.sessions == 2 and after_departure.sessions == 2
+    before = sorted((r["reason"], r["from"], r["until"]) for r in
+                    while_charging.inputs["reserved"] if r["evse_id"] == "TS001")
+    assert [(reason, datetime.fromisoformat(end) if reason == "offline" else
+             datetime.fromisoformat(start)) for reason, start, end in before] == [
+        ("idle", local(19, 0)), ("offline", local(19, 0))]
+    after = [r for r in after_departure.inputs["reserved"] if r["evse_id"] == "TS001"]
+    assert [(r["reason"], r["from"], r["max_kw"]) for r in after] == [
+        ("idle", after_departure.inputs["now"], 3.22)]
+    for plan in (while_charging, after_departure):
+        inputs = plan.inputs
+        assert inputs["reserved_kw"][0] > 3.2  # TS001's share is held back now ...
+        for ev, room, kept in zip(inputs["planned_ev_kw"], inputs["ev_headroom_kw"],
+                                  inputs["reserved_kw"], strict=True):
+            assert ev <= room - kept + 1e-6  # ... and the others get only the rest
+
+
 async def test_the_stored_plan_explains_the_allocation(config: Config) -> None:
     async with site_run(config, local(17, 55), ["TS001", "TS002", "TS003"]) as run:
         late = asyncio.ensure_future(run.car("TS001", local(18, 0), local(22, 0), 9.0))
