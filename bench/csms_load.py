@@ -426,6 +426,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mb(run: Run) -> int | None:
+    """The CSMS process's resident memory now (MB), None when it is not running."""
+    return round(status_kb(run.csms.pid, "VmRSS") / 1024) if run.csms else None
+
+
 def status_kb(pid: int, key: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -744,7 +749,7 @@ async def run_storm(run: Run, label: str, abort: bool, timeout: float,
         **merge(results),
         **meter.done(),
     }
-    out["csms_rss_mb"] = round(status_kb(run.csms.pid, "VmRSS") / 1024) if run.csms else None
+    out["csms_rss_mb"] = rss_mb(run)
     out.update(await verify_storm(run.url, run.n, since, firmware))
     return out
 
@@ -780,7 +785,7 @@ async def one_size(n: int, args: argparse.Namespace, base_url: str, postmaster: 
         rows_before = await count_meter_rows(url)
 
         phases.append(("steady", time.time()))
-        rss_before = round(status_kb(run.csms.pid, "VmRSS") / 1024) if run.csms else 0
+        rss_before = rss_mb(run) or 0
         meter = Meter(run)
         steady, windows = [], []
         window_s = args.steady_s / args.steady_windows
@@ -794,8 +799,7 @@ async def one_size(n: int, args: argparse.Namespace, base_url: str, postmaster: 
                 "p50_ms": one["p50_ms"], "p99_ms": one["p99_ms"], "max_ms": one["max_ms"],
                 "messages_per_s": round(one["answered"] / window_s, 1),
                 "errors": sum(one["errors"].values()),
-                "csms_rss_mb": round(status_kb(run.csms.pid, "VmRSS") / 1024) if run.csms
-                else 0})
+                "csms_rss_mb": rss_mb(run) or 0})
         merged = merge(steady)
         ta = merged["by_action"].get("TransactionEvent", {}).get("n", 0)
         rows_after = await count_meter_rows(url)
@@ -809,7 +813,7 @@ async def one_size(n: int, args: argparse.Namespace, base_url: str, postmaster: 
             "send_late_max_ms": round(1000 * max(r["send_late_max"] for r in steady), 1),
             **merged, **meter.done(),
             "csms_rss_mb_before": rss_before,  # growth over the phase: memory kept
-            "csms_rss_mb": round(status_kb(run.csms.pid, "VmRSS") / 1024) if run.csms else 0,
+            "csms_rss_mb": rss_mb(run) or 0,
         }
         if len(windows) > 1:
             result["steady"]["windows"] = windows
