@@ -16,7 +16,10 @@ from csms.frames import Payload
 from csms.store import Store
 from csms.store.devices import Variable
 
-_request_ids = itertools.count(1)
+# requestId, remoteStartId and the like are int32 at a station. Counting from the clock's
+# milliseconds (modulo int32) keeps ids from repeating across a restart of the CSMS in
+# practice, so a late notification is not matched to a newer request.
+_ID_SPACE = 2**31 - 2**24
 
 
 def _evse(evse_id: int | None, connector_id: int | None = None) -> Payload | None:
@@ -37,6 +40,11 @@ class Commands:
         self.connections = connections
         self.store = store
         self.clock = clock
+        self._request_ids = itertools.count(int(clock.now().timestamp() * 1000) % _ID_SPACE)
+
+    def next_request_id(self) -> int:
+        """A fresh id for a request's `requestId` (and `remoteStartId`)."""
+        return next(self._request_ids) % (2**31 - 1) + 1
 
     async def call(
         self, station_id: str, action: str, payload: Payload, timeout: float | None = None
@@ -52,7 +60,7 @@ class Commands:
         return await self.call(station_id, "RequestStartTransaction", _clean({
             "idToken": {"idToken": id_token, "type": token_type},
             "remoteStartId": remote_start_id if remote_start_id is not None
-            else next(_request_ids),
+            else self.next_request_id(),
             "evseId": evse_id,
             "chargingProfile": charging_profile,
         }))
@@ -93,7 +101,7 @@ class Commands:
     async def get_base_report(self, station_id: str, report_base: str = "FullInventory") -> Payload:
         return await self.call(
             station_id, "GetBaseReport",
-            {"requestId": next(_request_ids), "reportBase": report_base},
+            {"requestId": self.next_request_id(), "reportBase": report_base},
         )
 
     async def get_variables(
@@ -169,7 +177,7 @@ class Commands:
         self, station_id: str, *, evse_id: int | None = None, purpose: str | None = None,
     ) -> Payload:
         return await self.call(station_id, "GetChargingProfiles", _clean({
-            "requestId": next(_request_ids), "evseId": evse_id,
+            "requestId": self.next_request_id(), "evseId": evse_id,
             "chargingProfile": _clean({"chargingProfilePurpose": purpose}),
         }))
 

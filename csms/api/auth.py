@@ -42,6 +42,8 @@ class Permission(StrEnum):
     LIMITS = "limits:write"  # limits and demand-response events on the token's nodes
     TARIFFS = "tariffs:write"  # a site's tariff
     METRICS = "metrics"
+    # certificates, network profiles, a customer's data at a station: admin only
+    SECURITY = "security"
 
 
 ROLES: dict[str, frozenset[Permission]] = {

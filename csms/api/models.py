@@ -181,6 +181,8 @@ class SessionNeeds(Body):
 class CommandReply(Model):
     station_id: str
     action: str
+    request: dict[str, Any] = Field(
+        description="what was sent: the OCPP request, or the short body it was built from")
     reply: dict[str, Any] = Field(description="the station's answer (OCPP JSON, as sent)")
 
 

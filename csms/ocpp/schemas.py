@@ -86,3 +86,26 @@ def validate_request(action: str, payload: dict[str, Any], message_id: str | Non
 
 def validate_response(action: str, payload: dict[str, Any], message_id: str | None = None) -> None:
     _check(action, payload, True, message_id)
+
+
+@cache
+def request_schema(action: str) -> dict[str, Any]:
+    """The action's request schema with its `$ref`s resolved in place, for documents (such as
+    OpenAPI) in which the schema's own `#/definitions` cannot be reached. OCPP 2.0.1's types
+    are not recursive, so resolving terminates."""
+    path = resources.files("ocpp") / "v201" / "schemas" / f"{action}Request.json"
+    schema = json.loads(path.read_text(encoding="utf-8-sig"))
+    definitions = schema.pop("definitions", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/definitions/"):
+                return resolve(definitions[ref.removeprefix("#/definitions/")])
+            return {k: resolve(v) for k, v in node.items() if k not in ("$schema", "$id")}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
