@@ -1,0 +1,302 @@
+"""The simulated station: a `Link` to the CSMS and the `Physics` of its EVSEs, driven by a
+test or a fleet through the public surface below (plug in, present a token, unplug), with
+the transaction lifecycle (block E) that turns those events into TransactionEvents.
+
+CSMS-initiated calls are answered by the block modules through the table in `handlers`.
+Nothing here decides smart-charging policy: the station only keeps what the CSMS sets and
+lets each EV draw no more than the composite schedule allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import random
+import uuid
+from typing import Any
+
+from simulators.clock import Clock, SystemClock, to_ocpp
+from simulators.device_model import DeviceModel, standard_device_model
+from simulators.ev import EV
+from simulators.profiles import ProfileStore
+from simulators.station.handlers import HANDLERS
+from simulators.station.link import CallFailed, Link, NotConnected
+from simulators.station.model import EvseState, StationSpec, TxState
+from simulators.station.physics import Physics, _wake
+from simulators.station.smart_charging import install_remote_profile
+
+log = logging.getLogger("simulators.station")
+
+
+class Station(Link, Physics):
+    """One simulated charging station; see the package docstring for a use."""
+
+    def __init__(
+        self,
+        spec: StationSpec,
+        url: str,
+        clock: Clock | None = None,
+        ssl: Any = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.spec = spec
+        self.url = url.rstrip("/") + "/" + spec.station_id
+        self.clock: Clock = clock or SystemClock()
+        self.ssl = ssl
+        self.rng = rng or random.Random()
+        self.boot_status: str | None = None
+        self.heartbeat_interval_s = spec.heartbeat_interval_s
+        self.profiles = ProfileStore()
+        self.evses: dict[int, EvseState] = {e.evse_id: EvseState(e) for e in spec.evses}
+        self.device_model: DeviceModel = standard_device_model(
+            station_id=spec.station_id,
+            vendor=spec.vendor,
+            model=spec.model,
+            serial_number=spec.serial_number or f"SN-{spec.station_id}",
+            firmware_version=spec.firmware_version,
+            evses=[(e.evse_id, e.kind, e.phases, e.max_power_w or 0.0) for e in spec.evses],
+            meter_interval_s=spec.meter_interval_s,
+            heartbeat_interval_s=spec.heartbeat_interval_s,
+            rate_units=spec.rate_units,
+            periods_per_schedule=spec.periods_per_schedule,
+            max_stack_level=spec.max_stack_level,
+            max_entries=spec.max_entries,
+            phases3to1=spec.phases3to1,
+            password=spec.password,
+            tx_message_attempts=spec.tx_message_attempts,
+            tx_message_attempt_interval_s=spec.tx_message_attempt_interval_s,
+        )
+        # fault injection
+        self.ignore_profiles = False
+        self.drop_responses = False
+        self.response_delay_s = 0.0
+        self._init_link(
+            {action: functools.partial(handler, self) for action, handler in HANDLERS.items()}
+        )
+        self._local_list_version = 0
+
+    # ------------------------------------------------------------------ public surface
+
+    @property
+    def station_id(self) -> str:
+        return self.spec.station_id
+
+    async def status(self, evse_id: int, status: str) -> None:
+        """StatusNotification for connector 1 of `evse_id` (held until boot is Accepted)."""
+        evse = self._evse(evse_id)
+        evse.status = status
+        self.device_model.put("EVSE", "AvailabilityState", status, evse_id)
+        if self.connected and self.boot_status == "Accepted":
+            await self._send_status(evse)
+
+    async def plug_in(self, evse_id: int, ev: EV) -> None:
+        """Cable plugged in: Occupied, TransactionEvent Started, NotifyEVChargingNeeds."""
+        evse = self._evse(evse_id)
+        if evse.ev is not None:
+            raise RuntimeError(f"EVSE {evse_id} already has an EV")
+        self._advance(evse)
+        evse.ev = ev
+        await self.status(evse_id, "Occupied")
+        if evse.tx is None:
+            await self._start_transaction(evse, "CablePluggedIn")
+        else:  # started by RequestStartTransaction before the cable
+            evse.tx.charging_state = self._charging_state(evse, self._draw(evse)[0])
+            await self._tx_event(evse, "Updated", "CablePluggedIn")
+        if ev.iso15118:
+            await self._notify_charging_needs(evse)
+        self._recompute_all()
+
+    async def present_token(self, evse_id: int, token: str, token_type: str = "ISO14443") -> str:
+        """Authorize an idToken; if Accepted, authorize the transaction and start charging."""
+        evse = self._evse(evse_id)
+        id_token = {"idToken": token, "type": token_type}
+        if self.connected and self.boot_status == "Accepted":
+            try:
+                response = await self.call("Authorize", {"idToken": id_token})
+                status = response["idTokenInfo"]["status"]
+            except (NotConnected, TimeoutError):
+                status = self._offline_auth()
+        else:
+            status = self._offline_auth()
+        if status != "Accepted":
+            return status
+        if evse.tx is None:
+            await self._start_transaction(evse, "Authorized", id_token=id_token)
+        else:
+            evse.tx.id_token = id_token
+            await self._authorize_transaction(evse, "Authorized")
+        return status
+
+    async def unplug(self, evse_id: int) -> None:
+        """EV leaves: stop charging, TransactionEvent Ended, StatusNotification Available."""
+        evse = self._evse(evse_id)
+        self._advance(evse)
+        self._set_power(evse, 0.0, 0.0, 0)
+        evse.pending_remote_start = None
+        if evse.tx is not None:
+            await self._end_transaction(evse, "EVDeparted", "EVDisconnected", cable_gone=True)
+        evse.ev = None
+        self._recompute_all()  # a station-wide limit is shared by fewer EVs now
+        await self.status(evse_id, "Available" if evse.operative else "Unavailable")
+
+    def transaction_id(self, evse_id: int) -> str | None:
+        tx = self._evse(evse_id).tx
+        return tx.transaction_id if tx is not None else None
+
+    # ------------------------------------------------------------------ messages out
+
+    async def _send_status(self, evse: EvseState) -> None:
+        await self.call(
+            "StatusNotification",
+            {
+                "timestamp": to_ocpp(self.clock.now()),
+                "connectorStatus": evse.status,
+                "evseId": evse.spec.evse_id,
+                "connectorId": 1,
+            },
+        )
+
+    def _offline_auth(self) -> str:
+        if self.device_model.flag("AuthCtrlr", "LocalAuthorizeOffline"):
+            return "Accepted"
+        return "Invalid"
+
+    async def _start_transaction(
+        self,
+        evse: EvseState,
+        trigger: str,
+        id_token: dict | None = None,
+        remote_start_id: int | None = None,
+    ) -> None:
+        now = self.clock.now()
+        evse.tx = TxState(
+            transaction_id=uuid.uuid4().hex,
+            started=now,
+            id_token=id_token,
+            remote_start_id=remote_start_id,
+            charging_state="EVConnected" if evse.ev is not None else "Idle",
+            authorized=id_token is not None,
+        )
+        evse.last_update = now
+        if evse.pending_remote_start is not None:
+            install_remote_profile(self, evse)
+        tx = evse.tx
+        tx.charging_state = self._charging_state(evse, self._draw(evse)[0])
+        await self._tx_event(evse, "Started", trigger, context="Transaction.Begin")
+        evse.meter_task = self._spawn(self._meter_loop(evse, tx))
+        self._recompute_all()
+
+    async def _authorize_transaction(self, evse: EvseState, trigger: str) -> None:
+        tx = evse.tx
+        assert tx is not None
+        tx.authorized = True
+        self._advance(evse)
+        state = self._charging_state(evse, *self._draw(evse))
+        tx.charging_state = state
+        await self._tx_event(evse, "Updated", trigger)
+        self._recompute_all()
+
+    async def _end_transaction(
+        self, evse: EvseState, trigger: str, stopped_reason: str, cable_gone: bool = False
+    ) -> None:
+        tx = evse.tx
+        if tx is None or tx.ended:
+            return
+        self._advance(evse)
+        tx.ended = True
+        self._set_power(evse, 0.0, 0.0, 0)
+        tx.charging_state = "Idle" if cable_gone or evse.ev is None else "EVConnected"
+        _wake(evse)  # the meter loop sees the end and returns
+        await self._tx_event(
+            evse, "Ended", trigger, context="Transaction.End", stopped_reason=stopped_reason
+        )
+        self.profiles.end_transaction(tx.transaction_id)
+        evse.tx = None
+
+    async def _tx_event(
+        self,
+        evse: EvseState,
+        event_type: str,
+        trigger: str,
+        context: str = "Sample.Periodic",
+        stopped_reason: str | None = None,
+        with_meter: bool = True,
+    ) -> None:
+        """Queue one TransactionEvent with its seqNo and have it sent in order (E13)."""
+        tx = evse.tx
+        assert tx is not None
+        info: dict = {"transactionId": tx.transaction_id, "chargingState": tx.charging_state}
+        if stopped_reason is not None:
+            info["stoppedReason"] = stopped_reason
+        if tx.remote_start_id is not None:
+            info["remoteStartId"] = tx.remote_start_id
+        payload: dict = {
+            "eventType": event_type,
+            "timestamp": to_ocpp(self.clock.now()),
+            "triggerReason": trigger,
+            "seqNo": tx.seq_no,
+            "transactionInfo": info,
+            "evse": {"id": evse.spec.evse_id, "connectorId": 1},
+        }
+        tx.seq_no += 1
+        if tx.id_token is not None and (
+            event_type == "Started" or trigger in ("Authorized", "RemoteStart")
+        ):
+            payload["idToken"] = tx.id_token
+        if with_meter:
+            payload["meterValue"] = [self._meter_value(evse, context)]
+        if not self.connected:
+            payload["offline"] = True
+        self._enqueue(payload)
+        if not (self.connected and self.boot_status == "Accepted"):
+            return  # delivered in order after the reconnect (or boot Accepted)
+        if self._retrying:  # an earlier event waits to be sent again: this one follows it
+            self._kick_sender()
+            return
+        # return once this event had its first attempt, as a station that sends it at once
+        # would; retries go on in the background, in order
+        tried: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._first_try[id(payload)] = tried
+        try:
+            await asyncio.wait({tried, self._kick_sender()}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._first_try.pop(id(payload), None)
+
+    async def _notify_charging_needs(self, evse: EvseState) -> None:
+        ev = evse.ev
+        assert ev is not None
+        needs: dict
+        if evse.spec.kind == "DC":
+            needs = {
+                "requestedEnergyTransfer": "DC",
+                "dcChargingParameters": {
+                    "evMaxCurrent": int(ev.max_dc_power_w / 400),
+                    "evMaxVoltage": 500,
+                    "energyAmount": int(ev.energy_needed_wh),
+                    "evMaxPower": int(ev.max_dc_power_w),
+                    "stateOfCharge": int(ev.soc * 100),
+                    "evEnergyCapacity": int(ev.battery_kwh * 1000),
+                },
+            }
+        else:
+            phases = min(ev.ac_phases, evse.spec.phases)
+            needs = {
+                "requestedEnergyTransfer": {1: "AC_single_phase", 2: "AC_two_phase"}.get(
+                    phases, "AC_three_phase"
+                ),
+                "acChargingParameters": {
+                    "energyAmount": int(ev.energy_needed_wh),
+                    "evMinCurrent": int(evse.spec.min_current_a),
+                    "evMaxCurrent": int(ev.max_ac_current_a),
+                    "evMaxVoltage": int(evse.spec.voltage_v),
+                },
+            }
+        if ev.departure is not None:
+            needs["departureTime"] = to_ocpp(ev.departure)
+        try:
+            await self.call(
+                "NotifyEVChargingNeeds", {"evseId": evse.spec.evse_id, "chargingNeeds": needs}
+            )
+        except (ConnectionError, TimeoutError, CallFailed) as exc:
+            log.info("%s NotifyEVChargingNeeds failed: %s", self.station_id, exc)
