@@ -9,11 +9,14 @@ API accepts too (docs/decisions/dashboard.md).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import csv
+import io
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlencode
 
+import jinja2
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
@@ -24,7 +27,7 @@ from csms import grid
 from csms.api.auth import COOKIE, CSRF_HEADER, Caller, Permission, lookup
 from csms.api.deps import Parts, parts
 from csms.api.sites import may_see
-from csms.dashboard import views
+from csms.dashboard import i18n, views
 from smart_charging.model import Site
 
 HERE = Path(__file__).parent
@@ -35,8 +38,20 @@ COOKIE_MAX_AGE_S = 12 * 3600
 CSP = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none';"
        " form-action 'self'; frame-ancestors 'none'")
 
-templates = Jinja2Templates(directory=HERE / "templates")
+templates = Jinja2Templates(env=jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+    extensions=["jinja2.ext.i18n"]))
 router = APIRouter(include_in_schema=False)
+# The script's own words (chart legends, command answers), in the page's language.
+JS_STRINGS = (
+    i18n._("limit kW"), i18n._("load (measured)"), i18n._("load (plan)"),
+    i18n._("household"), i18n._("EV (measured)"), i18n._("EV (plan)"),
+    i18n._("reserved"), i18n._("total (measured)"), i18n._("total (plan)"),
+    i18n._("sending…"), i18n._("answered"), i18n._("failed"), i18n._("limit set"),
+    i18n._("now"),
+)
+# Query text is bounded before it is used; longer is cut, never an error page.
+Text = Annotated[str, Query(max_length=64)]
 
 
 class SignIn(Exception):
@@ -63,12 +78,27 @@ PartsDep = Annotated[Parts, Depends(parts)]
 Refresh = Annotated[int, Query(ge=1, le=300, description="seconds between chart polls")]
 
 
+def language(request: Request) -> str:
+    return i18n.choose(request.cookies.get(i18n.COOKIE),
+                       request.headers.get("accept-language"))
+
+
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
     parts_: Parts = request.app.state.parts
     zone = views.display_zone(dict(parts_.sites))
+    lang = language(request)
+    translations = i18n.translations(lang)
+    # Rendering is synchronous, so no other request renders between this and the render.
+    templates.env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
+    query = request.url.query
     response = templates.TemplateResponse(
-        request, name, {"zone": zone, "zone_name": _zone_name(zone),
-                        "offset_s": int(zone.utcoffset(None).total_seconds()), **context},
+        request, name, {
+            "zone": zone, "zone_name": _zone_name(zone),
+            "offset_s": int(zone.utcoffset(None).total_seconds()), "now": parts_.clock.now(),
+            "lang": lang, "languages": i18n.LANGUAGES,
+            "here": request.url.path + (f"?{query}" if query else ""),
+            "js_strings": {s: translations.gettext(s) for s in JS_STRINGS},
+            **context},
         status_code=status_code)
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -114,7 +144,7 @@ async def login(request: Request) -> Response:
     who = await lookup(request, token) if token else None
     if who is None:
         return render(request, "login.html", status_code=401, next=next_path,
-                      error="Unknown or revoked API token.")
+                      error="Unknown or revoked API token.")  # in views.WORDS
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(COOKIE, token, max_age=COOKIE_MAX_AGE_S, httponly=True,
                         samesite="strict", secure=request.url.scheme == "https")
@@ -128,6 +158,27 @@ async def logout(request: Request) -> Response:
     return response
 
 
+@router.get("/language")
+async def set_language(request: Request, set: str = "", next: str = "/") -> Response:
+    """The language switch: remembered in a cookie for a year (a preference, no secret)."""
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    if set in i18n.LANGUAGES:
+        response.set_cookie(i18n.COOKIE, set, max_age=365 * 86400, samesite="lax",
+                            secure=request.url.scheme == "https")
+    return response
+
+
+FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+           '<rect width="16" height="16" rx="3" fill="#1f2937"/>'
+           '<path d="M9 2 4 9h3l-1 5 5-7H8z" fill="#4ade80"/></svg>')
+
+
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    return Response(FAVICON, media_type="image/svg+xml",
+                    headers={"Cache-Control": "max-age=86400"})
+
+
 # ----------------------------------------------------------------------- pages
 
 
@@ -138,10 +189,118 @@ async def overview(request: Request, who: Visitor, parts: PartsDep,
     return render(
         request, "overview.html", who=who, refresh=refresh, reads=reads,
         sites=await views.site_cards(parts, who),
-        stations=await views.stations(parts) if reads else [],
+        counts=views.station_counts(await views.stations(parts) if reads else []),
         sessions=await views.sessions(parts) if reads else [],
         errors=await views.errors(parts, who),
     )
+
+
+@router.get("/stations")
+async def stations_page(request: Request, who: Visitor, parts: PartsDep, q: Text = "",
+                        state: Text = "", status: Text = "", site: Text = "",
+                        page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> Response:
+    if not who.may(Permission.READ):
+        return render(request, "missing.html", status_code=404, who=who,
+                      what="station list")
+    rows = await views.stations(parts)
+    query = {"q": q, "state": state, "status": status, "site": site}
+    shown, paging = views.page_of(views.filter_stations(rows, **query), page, query)
+    return render(request, "stations.html", who=who, reads=True, stations=shown,
+                  page=paging, query=query, counts=views.station_counts(rows),
+                  statuses=views.STATUS_ORDER, site_ids=sorted(parts.sites))
+
+
+@router.get("/stations/{station_id}")
+async def station_page(station_id: str, request: Request, who: Visitor,
+                       parts: PartsDep) -> Response:
+    station = await parts.store.stations.get(station_id) if who.may(Permission.READ) \
+        else None
+    if station is None:
+        return render(request, "missing.html", status_code=404, who=who,
+                      what=f"station {station_id}")
+    connectors = await parts.store.devices.connectors(station_id)
+    sessions = [s for s in await views.sessions(parts) if s.station_id == station_id]
+    return render(
+        request, "station.html", who=who, reads=True, station=station,
+        online=parts.connections.is_connected(station_id),
+        site=views.site_of_station(dict(parts.sites)).get(station_id),
+        evses=views.evse_states(connectors), connectors=connectors, sessions=sessions,
+        transactions=await parts.store.transactions.list(station_id, None, 20),
+        commands=who.may(Permission.COMMANDS), csrf_header=CSRF_HEADER)
+
+
+TRANSACTIONS_LIMIT = 500
+
+
+async def _transactions(parts: Parts, station_id: str, id_token: str, active: str,
+                        since: str, until: str, limit: int) -> list[Any]:
+    zone = views.display_zone(dict(parts.sites))
+    return await parts.store.transactions.list(
+        station_id or None, {"true": True, "false": False}.get(active), limit,
+        id_token=id_token or None, since=_day(since, zone),
+        until=_day(until, zone, next_day=True))
+
+
+def _day(value: str, zone: timezone, next_day: bool = False) -> datetime | None:
+    """A date from a form (YYYY-MM-DD, the display zone) as the start of that day (or of
+    the next); anything else is no filter."""
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=zone)
+    except ValueError:
+        return None
+    return day + timedelta(days=1) if next_day else day
+
+
+@router.get("/transactions")
+async def transactions_page(request: Request, who: Visitor, parts: PartsDep,
+                            station_id: Text = "", id_token: Text = "", active: Text = "",
+                            since: Text = "", until: Text = "") -> Response:
+    if not who.may(Permission.READ):
+        return render(request, "missing.html", status_code=404, who=who,
+                      what="transaction list")
+    query = {"station_id": station_id, "id_token": id_token, "active": active,
+             "since": since, "until": until}
+    found = await _transactions(parts, limit=TRANSACTIONS_LIMIT + 1, **query)
+    return render(request, "transactions.html", who=who, reads=True,
+                  transactions=found[:TRANSACTIONS_LIMIT], query=query,
+                  truncated=len(found) > TRANSACTIONS_LIMIT, limit=TRANSACTIONS_LIMIT,
+                  csv_query=urlencode({k: v for k, v in query.items() if v}))
+
+
+CSV_COLUMNS = ("station_id", "evse_id", "transaction_id", "id_token", "started_at",
+               "ended_at", "energy_kwh", "stopped_reason")
+
+
+@router.get("/transactions.csv")
+async def transactions_csv(who: Visitor, parts: PartsDep, station_id: Text = "",
+                           id_token: Text = "", active: Text = "", since: Text = "",
+                           until: Text = "") -> Response:
+    """The filtered transactions as CSV (UTF-8 with a BOM, so spreadsheet programs read
+    Chinese text right), times in UTC (ISO 8601)."""
+    if not who.may(Permission.READ):
+        return Response("not allowed", status_code=403)
+    found = await _transactions(parts, station_id, id_token, active, since, until, 100_000)
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for t in found:
+        writer.writerow([
+            t.station_id, t.evse_id, t.transaction_id, _csv_text(t.id_token),
+            _iso(t.started_at), _iso(t.ended_at),
+            "" if t.energy_wh is None else f"{t.energy_wh / 1000:.3f}", t.stopped_reason or ""])
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": 'attachment; filename="transactions.csv"'})
+
+
+def _iso(value: datetime | None) -> str:
+    return "" if value is None else value.astimezone(UTC).isoformat()
+
+
+def _csv_text(value: str | None) -> str:
+    """A cell a spreadsheet will not run as a formula (CSV injection)."""
+    text = value or ""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 @router.get("/sites/{site_id}")
@@ -172,9 +331,20 @@ def _limit_nodes(who: Caller, site: Site) -> list[str]:
 
 
 @router.get("/fragments/stations")
-async def stations_fragment(request: Request, who: Visitor, parts: PartsDep) -> Response:
+async def stations_fragment(request: Request, who: Visitor, parts: PartsDep, q: Text = "",
+                            state: Text = "", status: Text = "", site: Text = "",
+                            page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> Response:
+    """The stations page's table, refreshed live with its filter and page kept."""
     rows = await views.stations(parts) if who.may(Permission.READ) else []
-    return render(request, "_stations.html", stations=rows)
+    query = {"q": q, "state": state, "status": status, "site": site}
+    shown, _paging = views.page_of(views.filter_stations(rows, **query), page, query)
+    return render(request, "_stations.html", stations=shown)
+
+
+@router.get("/fragments/station-counts")
+async def station_counts_fragment(request: Request, who: Visitor, parts: PartsDep) -> Response:
+    rows = await views.stations(parts) if who.may(Permission.READ) else []
+    return render(request, "_station_counts.html", counts=views.station_counts(rows))
 
 
 @router.get("/fragments/sessions")

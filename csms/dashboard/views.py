@@ -6,18 +6,36 @@ process), while the browser's live parts use the JSON API.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from csms.api.auth import Caller, Permission
 from csms.api.deps import Parts
 from csms.api.sites import may_see
+from csms.dashboard.i18n import _
 from csms.store.devices import ConnectorStatus
 from smart_charging.model import Site
 
 # An EVSE's connectors, worst first: the one status shown for the EVSE.
-_STATUS_ORDER = ("Faulted", "Unavailable", "Occupied", "Reserved", "Available")
+STATUS_ORDER = ("Faulted", "Unavailable", "Occupied", "Reserved", "Available")
+# Words the pages show that come from OCPP or the store, marked here for the catalogue.
+WORDS = (
+    _("Faulted"), _("Unavailable"), _("Occupied"), _("Reserved"), _("Available"),
+    _("online"), _("offline"), _("Accepted"), _("Pending"), _("Rejected"),
+    _("Charging"), _("EVConnected"), _("SuspendedEV"), _("SuspendedEVSE"), _("Idle"),
+    _("limit"), _("target"), _("active"), _("scheduled"), _("ended"), _("cancelled"),
+    _("optimal"), _("fallback"), _("empty"), _("solved"), _("solved inaccurate"),
+    _("DeAuthorized"), _("EmergencyStop"), _("EnergyLimitReached"), _("EVDisconnected"),
+    _("GroundFault"), _("ImmediateReset"), _("Local"), _("LocalOutOfCredit"),
+    _("MasterPass"), _("Other"), _("OvercurrentFault"), _("PowerLoss"), _("PowerQuality"),
+    _("Reboot"), _("Remote"), _("SOCLimitReached"), _("StoppedByEV"), _("TimeLimitReached"),
+    _("Timeout"), _("Unknown or revoked API token."),
+)
+PAGE_SIZE = 50
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -58,7 +76,42 @@ class SessionRow:
 class ErrorRow:
     at: datetime
     source: str
-    text: str
+    text: str  # a catalogue message with %(name)s fields, filled from `args` once translated
+    args: dict[str, Any] = field(default_factory=dict)
+    station_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StationCounts:
+    total: int
+    online: int
+    offline: int
+    by_status: dict[str, int]  # EVSEs by their shown status, worst first
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list, and the links to its neighbours (the filter kept)."""
+
+    number: int
+    size: int
+    total: int
+    query: dict[str, str]
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+    @property
+    def first(self) -> int:
+        return min(self.total, (self.number - 1) * self.size + 1)
+
+    @property
+    def last(self) -> int:
+        return min(self.total, self.number * self.size)
+
+    def link(self, number: int) -> str:
+        return urlencode({**{k: v for k, v in self.query.items() if v}, "page": number})
 
 
 @dataclass(frozen=True)
@@ -99,10 +152,16 @@ class EvseSchedule:
     svg_path: str  # the setpoints over the horizon, for a small step chart
     max_kw: float
 
+    @property
+    def short(self) -> bool:
+        """The plan leaves this car more than 0.1 kWh short of what it needs."""
+        return (self.needed_kwh is not None
+                and (self.planned_kwh or 0.0) < self.needed_kwh - 0.1)
+
 
 def display_zone(sites: dict[str, Site]) -> timezone:
     """Times are shown in the first site's local time (UTC if there is none)."""
-    for _, site in sorted(sites.items()):
+    for _site_id, site in sorted(sites.items()):
         return timezone(site.utc_offset)
     return UTC
 
@@ -123,7 +182,7 @@ def evse_states(connectors: list[ConnectorStatus]) -> list[EvseState]:
         by_evse.setdefault(c.evse_id, []).append(c.status)
 
     def rank(status: str) -> int:
-        return _STATUS_ORDER.index(status) if status in _STATUS_ORDER else 0
+        return STATUS_ORDER.index(status) if status in STATUS_ORDER else 0
 
     return [EvseState(e, min(statuses, key=rank)) for e, statuses in sorted(by_evse.items())]
 
@@ -134,6 +193,33 @@ async def stations(parts: Parts) -> list[StationRow]:
     return [StationRow(s.id, parts.connections.is_connected(s.id), s.last_seen,
                        evse_states(connectors.get(s.id, [])), where.get(s.id))
             for s in await parts.store.stations.list()]
+
+
+def station_counts(rows: list[StationRow]) -> StationCounts:
+    online = sum(r.online for r in rows)
+    statuses = Counter(e.status for r in rows for e in r.evses)
+    order = {s: i for i, s in enumerate(STATUS_ORDER)}
+    return StationCounts(len(rows), online, len(rows) - online, dict(
+        sorted(statuses.items(), key=lambda kv: order.get(kv[0], -1))))
+
+
+def filter_stations(rows: list[StationRow], q: str = "", state: str = "", status: str = "",
+                    site: str = "") -> list[StationRow]:
+    """Stations whose id contains `q` (any case), online/offline, with an EVSE in
+    `status`, on `site`; empty criteria match all."""
+    needle = q.strip().lower()
+    return [r for r in rows
+            if (not needle or needle in r.id.lower())
+            and (not state or r.online == (state == "online"))
+            and (not status or any(e.status == status for e in r.evses))
+            and (not site or r.site == site)]
+
+
+def page_of(rows: list[T], number: int, query: dict[str, str],
+               size: int = PAGE_SIZE) -> tuple[list[T], Page]:
+    page = Page(1, size, len(rows), query)
+    page = Page(min(max(1, number), page.pages), size, len(rows), query)
+    return rows[(page.number - 1) * size:page.number * size], page
 
 
 async def sessions(parts: Parts, limit: int = 200) -> list[SessionRow]:
@@ -152,19 +238,21 @@ async def errors(parts: Parts, who: Caller, limit: int = 15) -> list[ErrorRow]:
     if who.may(Permission.READ):
         for station_id, conns in (await parts.store.devices.all_connectors()).items():
             out += [ErrorRow(c.updated_at, station_id,
-                             f"EVSE {c.evse_id} connector {c.connector_id} Faulted")
+                             _("EVSE %(evse)s connector %(connector)s Faulted"),
+                             {"evse": c.evse_id, "connector": c.connector_id}, station_id)
                     for c in conns if c.status == "Faulted"]
     for site in visible_sites(parts, who):
         for p in await parts.store.plans.troubled(site.id, limit):
-            problems = []
+            source = f"site {site.id}"
             if p.fallback_used:
-                problems.append(f"fallback plan ({p.fallback_reason or 'no reason'})")
+                out.append(ErrorRow(p.planned_at, source, _("fallback plan (%(reason)s)"),
+                                    {"reason": p.fallback_reason or "-"}))
             if p.profiles_rejected:
-                problems.append(f"{p.profiles_rejected} profile(s) rejected")
+                out.append(ErrorRow(p.planned_at, source, _("%(n)s profile(s) rejected"),
+                                    {"n": p.profiles_rejected}))
             if p.profiles_failed:
-                problems.append(f"{p.profiles_failed} profile(s) not delivered")
-            if problems:
-                out.append(ErrorRow(p.planned_at, f"site {site.id}", "; ".join(problems)))
+                out.append(ErrorRow(p.planned_at, source, _("%(n)s profile(s) not delivered"),
+                                    {"n": p.profiles_failed}))
     return sorted(out, key=lambda e: e.at, reverse=True)[:limit]
 
 

@@ -75,13 +75,18 @@ async def test_overview_shows_the_running_sites_stations_and_a_live_chart(
     page: Page, run: Run
 ) -> None:
     await sign_in(page, await add_token(run.csms, "admin"), "/?refresh=1")
+    await expect(page.locator(".counts")).to_contain_text(f"{len(STATIONS)} online")
+    await chart_updates(page, "test-small")
+    # the cars arrive at 18:00 on the accelerated clock
+    await expect(page.locator("table.sessions tbody tr")).to_have_count(len(STATIONS),
+                                                                      timeout=20_000)
+    await snapshot(page, "overview")
+
+    await page.click(".counts a[href='/stations?state=online']")
     for sid in STATIONS:
         row = page.locator(f"tr[data-station={sid}]")
         await expect(row).to_contain_text("online")
         await expect(row).to_contain_text("test-small")
-    await chart_updates(page, "test-small")
-    await expect(page.locator("table.sessions tbody tr")).to_have_count(len(STATIONS))
-    await snapshot(page, "overview")
 
     await page.goto("/sites/test-small?refresh=1")
     await chart_updates(page, "test-small")
@@ -121,7 +126,7 @@ async def test_a_temporary_limit_set_through_the_form_changes_the_plan(
         await page.fill("#limit-form input[name=kw]", str(LIMIT_KW))
         await page.fill("#limit-form input[name=minutes]", "120")
         await page.click("#limit-form button[type=submit]")
-        await expect(page.locator("#limit-result")).to_contain_text(f"Limit of {LIMIT_KW:g} kW")
+        await expect(page.locator("#limit-result")).to_contain_text(f"{LIMIT_KW:g} kW")
         event = page.locator("table.events tbody tr").first  # the events table shows it
         await expect(event).to_contain_text("active")
         await expect(event).to_contain_text(f"{LIMIT_KW:.1f}")
@@ -144,3 +149,61 @@ async def test_a_temporary_limit_set_through_the_form_changes_the_plan(
     else:
         pytest.fail("the chart did not draw the new plan")
     await snapshot(page, "site-limited")
+
+
+PAGES = ["/", "/stations", "/stations/TS001", "/transactions", "/sites/test-small"]
+
+
+async def test_every_page_fits_a_phone(browser: Browser, run: Run) -> None:
+    """At 390 px wide no page scrolls sideways (wide tables scroll inside their box)."""
+    assert run.csms.api is not None
+    context = await browser.new_context(
+        base_url=f"http://127.0.0.1:{run.csms.api.port}",
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
+    page = await context.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        await page.goto("/login")
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+        await sign_in(page, await add_token(run.csms, "admin"), "/")
+        for path in PAGES:
+            await page.goto(path)
+            await page.wait_for_load_state("networkidle")
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, (path, width)
+            await snapshot(page, "phone" + path.replace("/", "-"))
+    finally:
+        await context.close()
+
+
+async def test_a_command_from_the_station_page_reaches_the_station(
+    page: Page, run: Run
+) -> None:
+    await sign_in(page, await add_token(run.csms, "operator"), "/stations/TS002")
+    station = run.stations["TS002"]
+    before = list(station.received_calls).count("TriggerMessage")
+    form = page.locator("form[data-command=trigger-message]")
+    await form.locator("select[name=requested_message]").select_option("Heartbeat")
+    await form.locator("button[type=submit]").click()
+    result = page.locator("#command-result")
+    await expect(result).to_contain_text("answered")
+    await expect(result).to_contain_text('"status":"Accepted"')
+    assert list(station.received_calls).count("TriggerMessage") == before + 1
+
+    form = page.locator("form[data-command=unlock-connector]")
+    await form.locator("input[name=evse_id]").fill("9")  # no such EVSE: the station says so
+    await form.locator("button[type=submit]").click()
+    await expect(result).to_contain_text("unlock-connector")
+
+
+async def test_the_language_switch(page: Page, run: Run) -> None:
+    await sign_in(page, await add_token(run.csms, "viewer"), "/stations")
+    await expect(page.locator("h1")).to_have_text("Stations")
+    await page.click("header .languages a[lang=zh-CN]")
+    await expect(page.locator("h1")).to_have_text("充电桩")
+    await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    assert page.url.endswith("/stations")
+    await page.goto("/sites/test-small")  # the choice is kept, and the script speaks it too
+    await expect(page.locator(".u-legend")).to_contain_text("居民负荷")
+    await page.click("header .languages a[lang=en]")
+    await expect(page.locator("h1")).to_contain_text("Site test-small")

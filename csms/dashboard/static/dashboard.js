@@ -8,6 +8,9 @@
   const refreshMs = Math.max(1, Number(body.dataset.refresh || 5)) * 1000;
   const offsetS = Number(body.dataset.utcOffset || 0); // the display zone (site local time)
   const HOUR = 3600;
+  // the page's language: its words for what the script writes (base.html, #i18n)
+  const WORDS = JSON.parse((document.getElementById("i18n") || {}).textContent || "{}");
+  const t = (s) => WORDS[s] || s;
 
   async function getJSON(url) {
     const r = await fetch(url, { headers: { Accept: "application/json" } });
@@ -37,22 +40,26 @@
   // ------------------------------------------------------------------ charts
 
   const stepped = () => uPlot.paths.stepped({ align: 1 });
-  const LIMIT = { label: "limit kW", stroke: "#b91c1c", width: 2, paths: stepped() };
+  const LIMIT = { label: t("limit kW"), stroke: "#b91c1c", width: 2, paths: stepped() };
   const SERIES = {
     overview: [
       LIMIT,
-      { label: "load (measured)", stroke: "#1d4ed8", fill: "rgba(29,78,216,.12)", width: 1.5 },
-      { label: "load (plan)", stroke: "#1d4ed8", dash: [6, 4], width: 1.5, paths: stepped() },
+      { label: t("load (measured)"), stroke: "#1d4ed8", fill: "rgba(29,78,216,.12)", width: 1.5 },
+      { label: t("load (plan)"), stroke: "#1d4ed8", dash: [6, 4], width: 1.5, paths: stepped() },
     ],
     detail: [
       LIMIT,
-      { label: "household", stroke: "#6b7280", fill: "rgba(107,114,128,.15)", width: 1, paths: stepped() },
-      { label: "EV (measured)", stroke: "#16a34a", fill: "rgba(22,163,74,.12)", width: 1.5 },
-      { label: "EV (plan)", stroke: "#16a34a", dash: [6, 4], width: 1.5, paths: stepped() },
-      { label: "total (measured)", stroke: "#1d4ed8", width: 1.5 },
-      { label: "total (plan)", stroke: "#1d4ed8", dash: [6, 4], width: 1.5, paths: stepped() },
+      { label: t("household"), stroke: "#6b7280", fill: "rgba(107,114,128,.15)", width: 1, paths: stepped() },
+      { label: t("EV (measured)"), stroke: "#16a34a", fill: "rgba(22,163,74,.12)", width: 1.5 },
+      { label: t("EV (plan)"), stroke: "#16a34a", dash: [6, 4], width: 1.5, paths: stepped() },
+      // capacity held for chargers the plan cannot steer: apart from the plan, not in it
+      { label: t("reserved"), stroke: "#b45309", dash: [2, 3], width: 1.5, paths: stepped() },
+      { label: t("total (measured)"), stroke: "#1d4ed8", width: 1.5 },
+      { label: t("total (plan)"), stroke: "#1d4ed8", dash: [6, 4], width: 1.5, paths: stepped() },
     ],
   };
+  // a legend value: empty (not "--") where the cursor is off the chart or a series has none
+  const kw = (u, v) => (v == null ? "" : v.toFixed(1));
 
   // One x axis for the measured past and the planned future; null where a series has none.
   function columns(load, plan, mode, lo, hi) {
@@ -77,7 +84,8 @@
         const r = row(x);
         r.planLimit = inp.limit_kw[i];
         r.planHousehold = inp.household_kw[i];
-        r.evPlan = (inp.planned_ev_kw[i] || 0) + (inp.reserved_kw[i] || 0);
+        r.evPlan = inp.planned_ev_kw[i] || 0;
+        r.reserved = inp.reserved_kw[i] || 0;
       });
     }
     const xs = [...rows.keys()].filter((x) => x >= lo - HOUR && x <= hi).sort((a, b) => a - b);
@@ -85,14 +93,14 @@
     const sum = (a, b) => (a == null || b == null ? null : a + b);
     const limit = pick((r) => (r.planLimit != null ? r.planLimit : r.limit));
     const measured = pick((r) => sum(r.household, r.ev));
-    const planned = pick((r) => sum(r.planHousehold, r.evPlan));
+    const planned = pick((r) => sum(sum(r.planHousehold, r.evPlan), r.reserved));
     if (mode === "overview") return [xs, limit, measured, planned];
     return [xs, limit, pick((r) => (r.household != null ? r.household : r.planHousehold)),
-      pick((r) => r.ev), pick((r) => r.evPlan), measured, planned];
+      pick((r) => r.ev), pick((r) => r.evPlan), pick((r) => r.reserved), measured, planned];
   }
 
   function makeChart(el, state) {
-    const series = [{ value: (u, v) => (v == null ? "--" : hhmm(v)) }, ...SERIES[el.dataset.mode].map((s) => ({ ...s, spanGaps: true }))];
+    const series = [{ value: (u, v) => (v == null ? "" : hhmm(v)) }, ...SERIES[el.dataset.mode].map((s) => ({ ...s, spanGaps: true, value: kw }))];
     const opts = {
       width: Math.max(300, el.clientWidth), height: el.dataset.mode === "detail" ? 320 : 220,
       tzDate: zoned,
@@ -148,10 +156,10 @@
       const i = Math.max(0, starts.length - 2); // the last full bucket
       const loadKw = (load.data.household_kw[i] || 0) + load.data.ev_kw[i];
       const lim = load.data.limit_kw[i];
-      let text = `now ${loadKw.toFixed(1)} kW` + (lim != null ? ` of ${lim.toFixed(1)} kW` : "")
-        + ` (EV ${load.data.ev_kw[i].toFixed(1)} kW)`;
+      let text = `${t("now")} ${loadKw.toFixed(1)}` + (lim != null ? ` / ${lim.toFixed(1)}` : "")
+        + ` kW (EV ${load.data.ev_kw[i].toFixed(1)} kW)`;
       if (plan.ok) {
-        text += ` · last plan ${hhmm(secs(plan.data.planned_at))} (${plan.data.status}, ${plan.data.sessions} sessions)`;
+        text += ` · ${hhmm(secs(plan.data.planned_at))} ${t(plan.data.status)}, ${plan.data.sessions}`;
       }
       stat.textContent = text;
     }
@@ -203,11 +211,11 @@
       const kw = Number(fd.get("kw"));
       const minutes = Number(fd.get("minutes"));
       out.className = "";
-      out.textContent = "Sending…";
+      out.textContent = t("sending…");
       // the CSMS clock may run faster than the browser's (the demo): ask it the time
-      const t = await getJSON(`/api/sites/${site}/load?hours=0.01&step_s=60`);
-      if (!t.ok) { out.className = "bad"; out.textContent = `Could not read the CSMS clock (${t.status}).`; return; }
-      const end = new Date(Date.parse(t.data.now) + minutes * 60000).toISOString();
+      const clock = await getJSON(`/api/sites/${site}/load?hours=0.01&step_s=60`);
+      if (!clock.ok) { out.className = "bad"; out.textContent = `CSMS clock: ${clock.status}`; return; }
+      const end = new Date(Date.parse(clock.data.now) + minutes * 60000).toISOString();
       const r = await fetch(`/api/sites/${site}/events`, {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json",
@@ -217,7 +225,7 @@
       const answer = await r.json().catch(() => ({}));
       if (r.ok) {
         out.className = "ok";
-        out.textContent = `Limit of ${kw} kW on ${fd.get("node")} until ${hhmm(secs(end))} set.`;
+        out.textContent = `${t("limit set")}: ${kw} kW, ${fd.get("node")}, → ${hhmm(secs(end))}`;
         form.dataset.sent = String(Number(form.dataset.sent || 0) + 1);
         pollCharts();
         setTimeout(pollCharts, 1000);
@@ -229,5 +237,42 @@
         out.textContent = `Refused (${r.status}): ${why || r.statusText}`;
       }
     });
+  }
+
+  // ------------------------------------------------------------------ station commands
+
+  const commands = document.getElementById("commands");
+  if (commands) {
+    const out = document.getElementById("command-result");
+    const station = encodeURIComponent(commands.dataset.station);
+    commands.querySelectorAll("form[data-command]").forEach((f) => f.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const body = {};
+      for (const [k, v] of new FormData(f)) {
+        if (v === "") continue; // left out: the command's default
+        const input = f.elements[k];
+        body[k] = input.type === "number" ? Number(v) : (v === "true" || v === "false" ? v === "true" : v);
+      }
+      out.className = "";
+      out.textContent = t("sending…");
+      const r = await fetch(`/api/stations/${station}/commands/${f.dataset.command}`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json",
+          [commands.dataset.csrfHeader]: "dashboard" },
+        body: JSON.stringify(body),
+      });
+      const answer = await r.json().catch(() => ({}));
+      out.dataset.command = f.dataset.command;
+      if (r.ok) {
+        out.className = "ok";
+        out.textContent = `${f.dataset.command}: ${t("answered")} ${JSON.stringify(answer.reply)}`;
+        setTimeout(refreshFragments, 1000);
+      } else {
+        const d = answer.detail;
+        const why = Array.isArray(d) ? d.map((e) => `${(e.loc || []).slice(-1)}: ${e.msg}`).join("; ") : d;
+        out.className = "bad";
+        out.textContent = `${f.dataset.command}: ${t("failed")} (${r.status}) ${why || r.statusText}`;
+      }
+    }));
   }
 })();

@@ -1,0 +1,196 @@
+"""The pages an operator works from, over plain HTTP: the station list (search, filters,
+paging, counts), a station's page, transaction history with CSV export, the language
+(Simplified Chinese or English) and the catalogue that every shown string must be in."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from babel.messages.pofile import read_po
+
+from csms.app import Csms
+from csms.dashboard import catalogue, i18n
+from simulators.ev import EV
+from tests.dashboard.conftest import add_token
+from tests.e2e.conftest import StationFactory
+from tests.support import eventually
+
+TEMPLATES = Path(catalogue.HERE) / "templates"
+
+
+@pytest.fixture
+async def http(csms: Csms) -> AsyncIterator[httpx.AsyncClient]:
+    assert csms.api is not None
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{csms.api.port}",
+                                 timeout=15.0) as client:
+        yield client
+
+
+async def sign_in(http: httpx.AsyncClient, csms: Csms, role: str = "operator") -> None:
+    answer = await http.post("/login", data={"token": await add_token(csms, role)})
+    assert answer.status_code == 303
+
+
+def rows(html: str) -> list[str]:
+    return re.findall(r'<tr data-station="([^"]+)"', html)
+
+
+async def test_the_station_list_searches_filters_pages_and_counts(
+    csms: Csms, http: httpx.AsyncClient, make_station: StationFactory
+) -> None:
+    for i in range(62):
+        await csms.store.stations.add(f"ST{i:03d}", None, csms.clock.now())
+    station = await make_station("LIVE01")
+    await station.status(1, "Faulted")
+    await sign_in(http, csms)
+
+    first = await http.get("/stations")
+    assert first.status_code == 200
+    assert len(rows(first.text)) == 50 and "63 stations" in first.text
+    assert "1 online" in first.text and "62 offline" in first.text
+    assert 'rel="next"' in first.text and 'rel="prev"' not in first.text
+    second = await http.get("/stations?page=2")
+    assert len(rows(second.text)) == 13 and 'rel="prev"' in second.text
+    assert set(rows(first.text)).isdisjoint(rows(second.text))
+    assert (await http.get("/stations?page=99")).status_code == 200  # the last page
+
+    assert rows((await http.get("/stations?q=st00")).text) == [f"ST00{i}" for i in range(10)]
+    assert rows((await http.get("/stations?state=online")).text) == ["LIVE01"]
+
+    async def faulted() -> list[str]:
+        return rows((await http.get("/stations?status=Faulted")).text)
+
+    assert await eventually(faulted) == ["LIVE01"]
+    assert "1 Faulted" in (await http.get("/fragments/station-counts")).text
+    filtered = await http.get("/fragments/stations?q=live")
+    assert rows(filtered.text) == ["LIVE01"]
+    long = await http.get("/stations?q=" + "x" * 500)
+    assert long.status_code == 422  # bounded, not searched
+
+    overview = await http.get("/")
+    assert 'href="/stations?state=offline"' in overview.text
+    assert "<tr data-station" not in overview.text  # counts on the overview, not 63 rows
+
+
+async def test_a_station_page_shows_its_evses_sessions_and_commands_by_role(
+    csms: Csms, http: httpx.AsyncClient, make_station: StationFactory
+) -> None:
+    station = await make_station("CS001")
+    await station.plug_in(1, EV())
+    transaction_id = station.transaction_id(1)
+    assert transaction_id
+    await sign_in(http, csms, "operator")
+
+    async def page() -> str | None:
+        text = (await http.get("/stations/CS001")).text
+        return text if transaction_id in text and "status-occupied" in text else None
+
+    text = await eventually(page)
+    assert 'id="commands"' in text and 'data-command="reset"' in text
+    assert f"<option>{transaction_id}</option>" in text  # stop charging offers it
+    assert 'href="/transactions?station_id=CS001"' in text
+
+    await sign_in(http, csms, "viewer")
+    viewer = await http.get("/stations/CS001")
+    assert viewer.status_code == 200 and 'id="commands"' not in viewer.text
+    assert (await http.get("/stations/NOPE")).status_code == 404
+    await sign_in(http, csms, "grid")
+    assert (await http.get("/stations/CS001")).status_code == 404  # no station data
+
+
+async def test_transaction_history_filters_and_exports_csv(
+    csms: Csms, http: httpx.AsyncClient, make_station: StationFactory
+) -> None:
+    one = await make_station("CS001")
+    two = await make_station("CS002")
+    await one.plug_in(1, EV())
+    await two.plug_in(1, EV())
+    await two.unplug(1)
+    await sign_in(http, csms)
+
+    async def both() -> str | None:
+        text = (await http.get("/transactions")).text
+        return text if text.count("<tr data-transaction") == 2 else None
+
+    assert await eventually(both)
+    running = await http.get("/transactions?active=true")
+    assert running.text.count("<tr data-transaction") == 1 and "CS001" in running.text
+    assert (await http.get("/transactions?station_id=CS002")).text.count(
+        "<tr data-transaction") == 1
+    assert (await http.get("/transactions?since=not-a-date")).status_code == 200
+
+    exported = await http.get("/transactions.csv?station_id=CS002")
+    assert exported.status_code == 200
+    assert exported.headers["content-type"].startswith("text/csv")
+    table = list(csv.reader(io.StringIO(exported.text.removeprefix("\ufeff"))))
+    assert table[0][:3] == ["station_id", "evse_id", "transaction_id"]
+    assert len(table) == 2 and table[1][0] == "CS002" and table[1][5]  # ended
+
+
+async def test_the_language_follows_the_browser_and_the_switch(
+    csms: Csms, http: httpx.AsyncClient
+) -> None:
+    await sign_in(http, csms)
+    chinese = await http.get("/", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
+    assert '<html lang="zh-CN">' in chinese.text and "总览" in chinese.text
+    assert "最近的错误" in chinese.text and "Recent errors" not in chinese.text
+    english = await http.get("/", headers={"Accept-Language": "en-GB,en;q=0.9"})
+    assert '<html lang="en">' in english.text and "Recent errors" in english.text
+    assert "总览" not in english.text
+    taiwan = await http.get("/", headers={"Accept-Language": "zh-TW"})
+    assert '<html lang="en">' in taiwan.text  # only Simplified Chinese is offered
+
+    switched = await http.get("/language?set=zh-CN&next=/stations")
+    assert switched.status_code == 303 and switched.headers["location"] == "/stations"
+    page = await http.get("/stations", headers={"Accept-Language": "en"})
+    assert "充电桩" in page.text  # the switch wins over the browser
+    assert (await http.get("/language?set=zh-CN&next=//evil.example")).headers[
+        "location"] == "/"
+    login = await http.get("/login")
+    assert "请粘贴 API 令牌" in login.text  # the first screen says how to get a token
+
+
+async def test_favicon(http: httpx.AsyncClient) -> None:
+    icon = await http.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg")
+
+
+def test_every_marked_string_is_translated() -> None:
+    """Fails when a page gains a string that the zh-CN catalogue lacks
+    (run `python -m csms.dashboard.catalogue`, then translate)."""
+    with open(catalogue.po_path("zh-CN"), "rb") as f:
+        chinese = {m.id: m.string for m in read_po(f) if m.id}
+    marked = {m.id for m in catalogue.extract() if m.id}
+    assert len(marked) > 150
+    untranslated = sorted(m for m in marked if not chinese.get(m))
+    assert untranslated == []
+
+
+def test_no_template_shows_unmarked_text() -> None:
+    """Text a template shows must be inside {% trans %} or _(): what is left once the
+    markers, expressions, tags and markup are taken away may hold no words."""
+    allowed = re.compile(r"^(kW|kWh|EVSE|ocpp-csms|CSMS)$")
+    for path in TEMPLATES.glob("*.html"):
+        source = path.read_text(encoding="utf-8")
+        text = re.sub(r"{%-? *trans.*?endtrans *-?%}", " ", source, flags=re.S)
+        text = re.sub(r"{{.*?}}|{%.*?%}|{#.*?#}", " ", text, flags=re.S)
+        text = re.sub(r"<(script|style)\b.*?</\1>", " ", text, flags=re.S)
+        text = re.sub(r"<code>.*?</code>", " ", text, flags=re.S)  # commands, not words
+        text = re.sub(r"<[^>]*>", " ", text, flags=re.S)
+        words = [w for w in re.findall(r"[A-Za-z][A-Za-z'\u2019-]+", text) if not allowed.match(w)]
+        assert words == [], (path.name, words)
+
+
+def test_the_language_choice() -> None:
+    assert i18n.choose(None, "zh-CN,zh;q=0.9") == "zh-CN"
+    assert i18n.choose(None, "fr;q=1, zh;q=0.5, en;q=0.7") == "en"
+    assert i18n.choose(None, "fr, zh-Hans;q=0.2") == "zh-CN"
+    assert i18n.choose("en", "zh-CN") == "en"
+    assert i18n.choose("xx", None) == "en"
+    assert i18n.choose(None, "zh;q=abc," * 1000) == "en"  # bounded, malformed ignored
