@@ -252,6 +252,8 @@ LABELS = {
     "engine-before": "engine, default settings of before issue 12 (no learnt departures, "
                      "no Clarabel backup)",
     "engine-nolearn": "engine, default settings without learnt departures",
+    "engine-completion": "engine, default settings with completion 20",
+    "engine-completion80": "engine, default settings with completion 80",
     "engine-oracle": "engine, default settings, told the real departures (reference only)",
 }
 # Before issue 12 the bench ran a workplace garage with hand-picked weights: nothing to
@@ -268,6 +270,10 @@ def _run(args: tuple) -> dict:
             PLAN, weights=GARAGE_WEIGHTS))
     if name == "engine-before":
         return run_one(name, start, days, settings=BEFORE)
+    if name.startswith("engine-completion"):
+        c = float(name.removeprefix("engine-completion") or 20)
+        return run_one(name, start, days, learn=True, settings=replace(
+            PLAN, weights=Weights(completion=c)))
     return run_one(name, start, days, oracle=name == "engine-oracle",
                    learn=name in ("engine-default",), settings=PLAN)
 

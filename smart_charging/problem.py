@@ -58,6 +58,10 @@ class Weights:
     # costs this share of the shortfall weight times that probability: 1 prices it at
     # its expected loss; nothing without a learnt departure model
     departure_risk: float = 1.0
+    # sessions completed, after energy: a session's completion is worth this much, spread
+    # over the kWh it still needs (so a car close to full is finished first when
+    # energy is short); nothing changes where every car can be served
+    completion: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -483,7 +487,7 @@ def build_qp(grid: Grid, weights: Weights, demand_charge_per_kw: float = 0.0,
     # so a huge fairness weight does not skew OSQP's scaling
     p_x = np.where(grid.cap_kw > 0, 2 * w.fairness * dt[grid.pair_slot]
                    / np.maximum(grid.cap_kw, 1e-3), 0.0) + w.regulariser
-    q_s = w.shortfall * prio
+    q_s = w.shortfall * prio + w.completion / np.maximum(grid.target_kwh, 1.0)
     p_s = 2 * w.shortfall_quadratic / np.maximum(grid.target_kwh, 1.0) + w.regulariser
     # flatness where there is no target to follow (a NaN target means none in that slot)
     has_target = np.zeros(T, dtype=bool) if track is None else np.isfinite(track)
