@@ -61,7 +61,7 @@ class Weights:
     # sessions completed, after energy: a session's completion is worth this much, spread
     # over the kWh it still needs (so a car close to full is finished first when
     # energy is short); nothing changes where every car can be served
-    completion: float = 0.0
+    completion: float = 20.0
 
 
 @dataclass(frozen=True)

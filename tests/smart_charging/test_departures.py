@@ -41,3 +41,29 @@ def test_planner_front_loads_where_drivers_leave_early() -> None:
     assert early > 1.5 * trusting.power_w[:, first_2h].sum()
     # and it still delivers everything the estimate allows
     assert np.allclose(wary.energy_planned_kwh, 12.0, atol=0.3)
+
+
+def test_completion_finishes_the_cars_closest_to_full_when_energy_is_short() -> None:
+    # 11 kW (48 A) for two hours, 22 kWh, for cars wanting 1, 2, 4, 8 and 16 kWh: with
+    # the completion term the plan finishes the four smallest; energy alone (the concave
+    # term) shares the shortfall out and finishes none
+    from dataclasses import replace
+
+    from smart_charging import PlanSettings, Weights
+
+    node = Node("t", limit_kw=48 * 0.23)
+    site = Site("s", (node,), tuple(Evse(f"e{i}", "t") for i in range(5)))
+    now = at(DAY, 9)
+    sessions = [Session(f"s{i}", f"e{i}", now, now + timedelta(hours=2), 2.0 ** i)
+                for i in range(5)]
+    base = PlanSettings()
+    on = Planner(base).plan(site, sessions, Prices(), now)
+    off = Planner(replace(base, weights=Weights(completion=0.0))).plan(
+        site, sessions, Prices(), now)
+    hours = np.array([(b - a).total_seconds() / 3600 for a, b in zip(
+        on.slot_starts, on.slot_ends, strict=True)])
+
+    def done(p):
+        return int(((p.planned_kw * hours).sum(axis=1) >= p.energy_needed_kwh - 0.05).sum())
+    assert done(on) == 4 and done(off) == 0
+    assert on.energy_planned_kwh.sum() >= off.energy_planned_kwh.sum() - 0.3

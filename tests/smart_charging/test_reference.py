@@ -55,6 +55,7 @@ def reference(grid, w: Weights, gone: np.ndarray | None) -> np.ndarray:
     objective = (
         (cost + risk) @ x
         + w.shortfall * cp.sum(s)
+        + w.completion * cp.sum(cp.multiply(1 / np.maximum(grid.target_kwh, 1.0), s))
         + w.shortfall_quadratic * cp.sum(cp.multiply(1 / np.maximum(grid.target_kwh, 1.0),
                                                      cp.square(s)))
         + cp.sum(cp.multiply(fair, cp.square(x)))
