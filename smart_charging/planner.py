@@ -28,7 +28,7 @@ from smart_charging.problem import (
     make_slots,
     pair_gone,
 )
-from smart_charging.setpoints import Rounding, round_setpoints
+from smart_charging.setpoints import SHORT_KWH, Rounding, round_setpoints
 from smart_charging.solve import (
     OsqpSession,
     SolverSettings,
@@ -192,7 +192,9 @@ class Planner:
             grid = build_grid(site, sessions, prices, now, st.slot_minutes, st.horizon_slots)
         full = emb.full if emb is not None else grid
         gone = pair_gone(full, departures, now) if departures is not None else None
-        qp = build_qp(full, st.weights, prices.demand_charge_per_kw, target_kw, gone=gone)
+        # the completion term only where energy is short (see `_with_completion`)
+        qp = build_qp(full, replace(st.weights, completion=0.0), prices.demand_charge_per_kw,
+                      target_kw, gone=gone)
         build_seconds = time.perf_counter() - t0
 
         fallback_reason: str | None = None
@@ -219,6 +221,21 @@ class Planner:
                     solve_seconds += res.setup_seconds + res.solve_seconds
                 if not res.ok:
                     res = replace(res, status=f"{first.status}; then {res.status}")
+            if res.ok and st.weights.completion > 0 and float(np.max(
+                    res.v[qp.n_x : qp.n_x + qp.n_s], initial=0.0)) > SHORT_KWH:
+                # energy is short: re-solve with the completion term, warm from this answer.
+                # Not always on: its per-session prices moved with every re-plan and
+                # doubled OSQP's iterations where every car is served anyway
+                qp = build_qp(full, st.weights, prices.demand_charge_per_kw, target_kw,
+                              gone=gone)
+                second = self._osqp.solve(qp, res.v, res.dual)
+                solve_seconds += second.setup_seconds + second.solve_seconds
+                if not second.ok:
+                    self.osqp_failures[second.status] += 1
+                    second = solve_interior(qp, time_limit_s=st.solver.time_limit_s)
+                    solve_seconds += second.setup_seconds + second.solve_seconds
+                if second.ok:
+                    res = second
             solver_used = "clarabel" if res.status.startswith("clarabel") else "osqp"
             status, iterations = res.status, res.iterations
             if res.ok:

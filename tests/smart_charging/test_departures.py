@@ -66,4 +66,5 @@ def test_completion_finishes_the_cars_closest_to_full_when_energy_is_short() -> 
     def done(p):
         return int(((p.planned_kw * hours).sum(axis=1) >= p.energy_needed_kwh - 0.05).sum())
     assert done(on) == 4 and done(off) == 0
-    assert on.energy_planned_kwh.sum() >= off.energy_planned_kwh.sum() - 0.3
+    # for (almost) the same energy: it only decides who gets it
+    assert (on.planned_kw * hours).sum() >= (off.planned_kw * hours).sum() - 0.1
