@@ -248,9 +248,10 @@ LABELS = {
     "llf": "acnportal least laxity first",
     "uncontrolled": "acnportal uncontrolled (full pilot, limits ignored)",
     "engine": "engine, garage weights (flatness 0, early 0.2), no learnt departures",
-    "engine-default": "engine, default settings (learnt departures, Clarabel backup)",
+    "engine-default": "engine, default settings (learnt departures, Clarabel backup, fill, "
+                      "completion when short)",
     "engine-before": "engine, default settings of before issue 12 (no learnt departures, "
-                     "no Clarabel backup)",
+                     "no Clarabel backup, no fill, no completion)",
     "engine-nolearn": "engine, default settings without learnt departures",
     "engine-completion": "engine, default settings with completion 20",
     "engine-completion80": "engine, default settings with completion 80",
@@ -260,7 +261,9 @@ LABELS = {
 # flatten for, and energy sooner worth more. Kept for comparison; the default is learnt.
 GARAGE_WEIGHTS = Weights(flatness=0.0, early=0.2)
 PLAN = PlanSettings(slot_minutes=15, horizon_slots=96)
-BEFORE = replace(PLAN, solver=replace(PLAN.solver, interior_backup=False))
+BEFORE = replace(PLAN, solver=replace(PLAN.solver, interior_backup=False),
+                 rounding=replace(PLAN.rounding, fill_short=False),
+                 weights=Weights(completion=0.0))
 
 
 def _run(args: tuple) -> dict:
