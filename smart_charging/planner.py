@@ -8,6 +8,7 @@ a good first guess) and the OSQP workspace to reuse when only numbers changed.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -15,11 +16,26 @@ from datetime import datetime
 import numpy as np
 
 from smart_charging.baselines import equal_share
+from smart_charging.departures import DepartureModel
 from smart_charging.model import Prices, Session, Site, StepSeries
 from smart_charging.pattern import Embedded, Pattern, embed
-from smart_charging.problem import Grid, Qp, Weights, build_grid, build_qp, make_slots
-from smart_charging.setpoints import Rounding, round_setpoints
-from smart_charging.solve import OsqpSession, SolverSettings, project, violations
+from smart_charging.problem import (
+    Grid,
+    Qp,
+    Weights,
+    build_grid,
+    build_qp,
+    make_slots,
+    pair_gone,
+)
+from smart_charging.setpoints import SHORT_KWH, Rounding, round_setpoints
+from smart_charging.solve import (
+    OsqpSession,
+    SolverSettings,
+    project,
+    solve_interior,
+    violations,
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,7 @@ class Plan:
     fallback_used: bool
     fallback_reason: str | None
     pattern_kept: bool = False  # solved on the last plan's sparsity pattern (no new setup)
+    solver: str = ""  # "osqp", "clarabel" (OSQP failed, the interior point solved) or ""
 
     def schedule_for(self, evse_id: str) -> EvseSchedule:
         """The setpoints of the session on `evse_id`; KeyError if it has none."""
@@ -154,10 +171,16 @@ class Planner:
         self._osqp = OsqpSession(self.settings.solver)
         self._warm: _Warm | None = None
         self._pattern: Pattern | None = None
+        # plans where OSQP did not solve, by its status; plans on the equal-share
+        # fallback (every solver failed), by the statuses: for the caller to log/export
+        self.osqp_failures: Counter[str] = Counter()
+        self.fallbacks: Counter[str] = Counter()
 
     def plan(self, site: Site, sessions: Sequence[Session], prices: Prices, now: datetime,
-             target_kw: StepSeries | None = None) -> Plan:
-        """Plan from `now`; `target_kw` is a site EV power curve to follow (DR dispatch)."""
+             target_kw: StepSeries | None = None,
+             departures: DepartureModel | None = None) -> Plan:
+        """Plan from `now`; `target_kw` is a site EV power curve to follow (DR dispatch);
+        `departures` how the site's drivers really leave against their estimates."""
         st = self.settings
         t0 = time.perf_counter()
         end = self._kept_end(now)
@@ -168,24 +191,52 @@ class Planner:
         if emb is None and end is not None:  # a new pattern anyway: take the full horizon
             grid = build_grid(site, sessions, prices, now, st.slot_minutes, st.horizon_slots)
         full = emb.full if emb is not None else grid
-        qp = build_qp(full, st.weights, prices.demand_charge_per_kw, target_kw)
+        gone = pair_gone(full, departures, now) if departures is not None else None
+        # the completion term only where energy is short (see `_with_completion`)
+        qp = build_qp(full, replace(st.weights, completion=0.0), prices.demand_charge_per_kw,
+                      target_kw, gone=gone)
         build_seconds = time.perf_counter() - t0
 
         fallback_reason: str | None = None
+        solver_used = ""
         status, iterations, solve_seconds = "no sessions", 0, 0.0
         x = np.zeros(grid.n_pairs)
         if grid.n_pairs:
             warm_v, warm_d = self._warm_vectors(full, qp) if st.warm_start else (None, None)
             res = self._osqp.solve(qp, warm_v, warm_d)
             solve_seconds = res.setup_seconds + res.solve_seconds
-            # retries before the fallback: cold (a bad warm start), then unscaled (OSQP's
-            # scaling can stall on tiny end-of-night problems)
-            retries = ([{}] if warm_v is not None else []) + [{"scaling": 0}]
-            for kwargs in retries:
-                if res.ok:
-                    break
-                res = self._osqp.solve(qp, **kwargs)
-                solve_seconds += res.setup_seconds + res.solve_seconds
+            if not res.ok:  # OSQP's cause, kept for the count whatever rescues the plan
+                self.osqp_failures[res.status] += 1
+                # the same problem by an interior-point method (scaling-insensitive), then
+                # OSQP cold (a bad warm start) and unscaled (tiny end-of-night problems)
+                first = res
+                if st.solver.interior_backup:
+                    res = solve_interior(qp, time_limit_s=st.solver.time_limit_s)
+                    solve_seconds += res.setup_seconds + res.solve_seconds
+                retries = ([{}] if warm_v is not None else []) + [{"scaling": 0}]
+                for kwargs in retries:
+                    if res.ok:
+                        break
+                    res = self._osqp.solve(qp, **kwargs)
+                    solve_seconds += res.setup_seconds + res.solve_seconds
+                if not res.ok:
+                    res = replace(res, status=f"{first.status}; then {res.status}")
+            if res.ok and st.weights.completion > 0 and float(np.max(
+                    res.v[qp.n_x : qp.n_x + qp.n_s], initial=0.0)) > SHORT_KWH:
+                # energy is short: re-solve with the completion term, warm from this answer.
+                # Not always on: its per-session prices moved with every re-plan and
+                # doubled OSQP's iterations where every car is served anyway
+                qp = build_qp(full, st.weights, prices.demand_charge_per_kw, target_kw,
+                              gone=gone)
+                second = self._osqp.solve(qp, res.v, res.dual)
+                solve_seconds += second.setup_seconds + second.solve_seconds
+                if not second.ok:
+                    self.osqp_failures[second.status] += 1
+                    second = solve_interior(qp, time_limit_s=st.solver.time_limit_s)
+                    solve_seconds += second.setup_seconds + second.solve_seconds
+                if second.ok:
+                    res = second
+            solver_used = "clarabel" if res.status.startswith("clarabel") else "osqp"
             status, iterations = res.status, res.iterations
             if res.ok:
                 v = res.v[: qp.n_x]
@@ -193,6 +244,7 @@ class Planner:
                 self._remember(full, qp, res.v, res.dual)
             else:
                 fallback_reason = f"solver status {status} after {iterations} iterations"
+                self.fallbacks[status] += 1
                 x = project(grid, equal_share(grid))
                 self._warm = None
         if emb is None:
@@ -203,7 +255,7 @@ class Planner:
             raise AssertionError(f"setpoints exceed a limit by {worst}")
         plan = self._to_plan(grid, x, sp.power_kw, sp.current_a, status, iterations,
                              solve_seconds, build_seconds, fallback_reason)
-        return replace(plan, pattern_kept=emb is not None)
+        return replace(plan, pattern_kept=emb is not None, solver=solver_used)
 
     # ----------------------------------------------------------------- warm start
 

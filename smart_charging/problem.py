@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import ConvexHull
 
+from smart_charging.departures import DepartureModel
 from smart_charging.model import (
     PHASES,
     Evse,
@@ -53,6 +54,14 @@ class Weights:
     early: float = 0.001
     opted_out_delay: float = 2.0
     regulariser: float = 1e-6
+    # a kWh planned where history says the car has probably left (`departures.py`)
+    # costs this share of the shortfall weight times that probability: 1 prices it at
+    # its expected loss; nothing without a learnt departure model
+    departure_risk: float = 1.0
+    # sessions completed, after energy: a session's completion is worth this much, spread
+    # over the kWh it still needs (so a car close to full is finished first when
+    # energy is short); nothing changes where every car can be served
+    completion: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -444,8 +453,11 @@ def group_sums(grid: Grid, min_size: int = GROUP_MIN) -> GroupSums:
 
 
 def build_qp(grid: Grid, weights: Weights, demand_charge_per_kw: float = 0.0,
-             target_kw: StepSeries | None = None, sums: GroupSums | None = None) -> Qp:
-    """Assemble the sparse QP; see docs/decisions/engine-rules.md for the terms."""
+             target_kw: StepSeries | None = None, sums: GroupSums | None = None,
+             gone: np.ndarray | None = None) -> Qp:
+    """Assemble the sparse QP; see docs/decisions/engine-rules.md for the terms.
+
+    `gone`: per pair, the probability that its car has left by then (`pair_gone`)."""
     w = weights
     K, J, T = grid.n_pairs, len(grid.sessions), len(grid.slots)
     dt = grid.slots.hours
@@ -468,11 +480,14 @@ def build_qp(grid: Grid, weights: Weights, demand_charge_per_kw: float = 0.0,
     delay = np.where(opted[grid.pair_session],
                      np.minimum(w.opted_out_delay * t_k, w.shortfall / 2), w.early * t_k)
     q_x = grid.pair_hours * (w.cost * grid.price[grid.pair_slot] + delay)
+    if gone is not None:
+        q_x = q_x + grid.pair_hours * w.shortfall * w.departure_risk * prio[
+            grid.pair_session] * gone
     # a pair with cap 0 is fixed at 0 (e.g. dead in a kept pattern): only the regulariser,
     # so a huge fairness weight does not skew OSQP's scaling
     p_x = np.where(grid.cap_kw > 0, 2 * w.fairness * dt[grid.pair_slot]
                    / np.maximum(grid.cap_kw, 1e-3), 0.0) + w.regulariser
-    q_s = w.shortfall * prio
+    q_s = w.shortfall * prio + w.completion / np.maximum(grid.target_kwh, 1.0)
     p_s = 2 * w.shortfall_quadratic / np.maximum(grid.target_kwh, 1.0) + w.regulariser
     # flatness where there is no target to follow (a NaN target means none in that slot)
     has_target = np.zeros(T, dtype=bool) if track is None else np.isfinite(track)
@@ -552,3 +567,23 @@ def build_qp(grid: Grid, weights: Weights, demand_charge_per_kw: float = 0.0,
     A = sp.vstack(blocks, format="csc")
     return Qp(P, q, A, np.concatenate(los), np.concatenate(his), K, J, n_y, n_z, used, n_g,
               sum_of_pairs)
+
+
+def pair_gone(grid: Grid, model: DepartureModel, now: datetime) -> np.ndarray:
+    """Per pair, the probability its car has left by the middle of the slot, given it
+    is still plugged in at `now` (0 for a car that has not arrived yet)."""
+    out = np.zeros(grid.n_pairs)
+    if grid.n_pairs == 0:
+        return out
+    mid = np.array([(a + (b - a) / 2).timestamp() for a, b in zip(
+        grid.slots.starts, grid.slots.ends, strict=True)])
+    t_now = now.timestamp()
+    for j, s in enumerate(grid.sessions):
+        k = np.nonzero(grid.pair_session == j)[0]
+        if len(k) == 0:
+            continue
+        arr, dep = s.arrival.timestamp(), s.departure.timestamp()
+        g = model.gone_probability(arr, dep, mid[grid.pair_slot[k]])
+        g_now = float(model.gone_probability(arr, dep, np.array([max(t_now, arr)]))[0])
+        out[k] = np.clip((g - g_now) / max(1.0 - g_now, 0.05), 0.0, 1.0)
+    return out

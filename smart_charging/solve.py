@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import clarabel
 import numpy as np
 import osqp
+import scipy.sparse as sp
 
 from smart_charging.problem import Grid, Qp
 
@@ -27,6 +29,8 @@ class SolverSettings:
     time_limit_s: float = 10.0
     polish: bool = False
     adaptive_rho: bool = True
+    # before the equal-share fallback, solve the same QP with Clarabel (interior point)
+    interior_backup: bool = True
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,47 @@ class OsqpSession:
             self._solver, self._pattern = None, None  # never reuse a workspace that failed
             self._rho = 0.1
         return SolveResult(v, dual, status, ok, int(res.info.iter), t1 - t0, t2 - t1, reused)
+
+
+def solve_interior(qp: Qp, max_iter: int = 200, time_limit_s: float = 10.0) -> SolveResult:
+    """Solve the same QP with Clarabel, an interior-point method: slower per problem
+    than a warm OSQP re-plan but indifferent to scaling, so it is what runs before the
+    equal-share fallback when OSQP stops on its iteration limit or "solved inaccurate".
+
+    Clarabel's form is A v + s = b with s in a cone: equal rows go to the zero cone,
+    finite upper and lower bounds each to a non-negative row.
+    """
+    t0 = time.perf_counter()
+    A = sp.csr_matrix(qp.A)
+    lo, hi = qp.lo, qp.hi
+    eq = np.isfinite(lo) & np.isfinite(hi) & (np.abs(hi - lo) <= 1e-12)
+    up = np.isfinite(hi) & ~eq
+    dn = np.isfinite(lo) & ~eq
+    A_c = sp.vstack([A[eq], A[up], -A[dn]], format="csc")
+    b = np.concatenate([hi[eq], hi[up], -lo[dn]])
+    cones = [clarabel.ZeroConeT(int(eq.sum())), clarabel.NonnegativeConeT(int(up.sum() + dn.sum()))]
+    settings = clarabel.DefaultSettings()
+    settings.verbose = False
+    settings.max_iter = max_iter
+    settings.time_limit = time_limit_s
+    P = sp.triu(qp.P, format="csc")
+    solver = clarabel.DefaultSolver(P, np.asarray(qp.q, dtype=float), A_c, b, cones, settings)
+    t1 = time.perf_counter()
+    sol = solver.solve()
+    t2 = time.perf_counter()
+    v = np.asarray(sol.x, dtype=float)
+    z = np.asarray(sol.z, dtype=float)
+    # duals back in OSQP's convention (one signed multiplier per row of A)
+    dual = np.zeros(len(lo))
+    n_eq, n_up = int(eq.sum()), int(up.sum())
+    dual[eq] = z[:n_eq]
+    dual[up] += z[n_eq : n_eq + n_up]
+    dual[dn] -= z[n_eq + n_up :]
+    status = str(sol.status)
+    # AlmostSolved: reduced accuracy, still far inside what `project` then makes exact
+    ok = status in ("Solved", "AlmostSolved") and bool(np.isfinite(v).all())
+    return SolveResult(v, dual, f"clarabel {status}", ok, int(sol.iterations), t1 - t0, t2 - t1,
+                       False)
 
 
 def project(grid: Grid, x: np.ndarray) -> np.ndarray:

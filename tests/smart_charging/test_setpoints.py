@@ -7,6 +7,7 @@ from smart_charging import (
     Evse,
     Node,
     Prices,
+    Rounding,
     Session,
     Site,
     build_grid,
@@ -55,13 +56,39 @@ def test_rounding_does_not_break_a_tight_limit() -> None:
 
 
 def test_low_plan_alternates_instead_of_starving() -> None:
-    # 3 A planned for 2 h: below the 6 A minimum every slot, but the energy is kept
-    g = _grid(100.0, 1)
+    # 3 A planned for 2 h, all the car needs: below the 6 A minimum every slot, but
+    # the energy is kept
+    g = _grid(100.0, 1, energy=3.0 * 0.23 * 2.0)
     x = np.full(g.n_pairs, 3.0 * 0.23)
     sp = round_setpoints(g, x)
     assert set(np.unique(sp.value)) == {0.0, 6.0}
     delivered = (sp.power_kw * g.pair_hours).sum()
     assert delivered == pytest.approx((x * g.pair_hours).sum(), abs=0.2)
+
+
+def test_idle_room_goes_to_short_cars_earliest_departure_first() -> None:
+    # 4 cars planned at 8 A under a 11.5 kW (50 A) limit, all short of their energy:
+    # rounding alone sends 32 A and leaves 18 A idle; the fill gives it to the cars
+    # leaving first, in whole amps, and no row breaks
+    node = Node("t", limit_kw=50 * 0.23)
+    site = Site("s", (node,), tuple(Evse(f"e{i}", "t") for i in range(4)))
+    now = at(DAY, 1)
+    sessions = [Session(f"s{i}", f"e{i}", now, now + timedelta(hours=2 + i), 30.0)
+                for i in range(4)]
+    g = build_grid(site, sessions, Prices(), now, 15, 20)
+    x = np.full(g.n_pairs, 8.0 * 0.23)
+    off = round_setpoints(g, x, Rounding(fill_short=False))
+    on = round_setpoints(g, x, Rounding())
+    first = g.pair_slot == 0
+    assert off.value[first].sum() == 32.0
+    amps = on.value[first][np.argsort(g.pair_session[first])]
+    assert amps.sum() == 50.0 and list(amps) == [26.0, 8.0, 8.0, 8.0]
+    assert violations(g, on.power_kw) <= 1e-9
+    # a car the plan serves in full gets nothing extra: no shifting against the plan
+    full = build_grid(site, [Session("a", "e0", now, now + timedelta(hours=2), 1.0)],
+                      Prices(), now, 15, 8)
+    xa = np.where(full.pair_slot == 0, 0.0, 1.0 / 1.75)
+    assert round_setpoints(full, xa).value[full.pair_slot == 0].sum() == 0.0
 
 
 def test_rate_unit_watts_rounds_to_whole_watts_and_dc_has_no_current() -> None:
@@ -72,7 +99,7 @@ def test_rate_unit_watts_rounds_to_whole_watts_and_dc_has_no_current() -> None:
     assert sp.value.max() >= 3333.0
     dc = _grid(200.0, 2, evse_kw={"wiring": Wiring.DC, "max_power_kw": 50.0,
                                   "min_power_kw": 5.0, "phases": ("L1", "L2", "L3"),
-                                  "rate_unit": "W"})
+                                  "rate_unit": "W"}, energy=40.0)  # the plan's energy
     sp = round_setpoints(dc, np.full(dc.n_pairs, 20.0))
     assert np.isnan(sp.current_a).all()
     assert np.allclose(sp.power_kw, 20.0)
@@ -136,7 +163,8 @@ def test_coarse_current_step_is_respected_and_safe() -> None:
     assert set(np.unique(sp.current_a)) <= {0.0, 8.0, 16.0, 24.0, 32.0}
     assert violations(g, sp.power_kw) <= 1e-9
     flat = project(g, np.full(g.n_pairs, 10 * 0.23))  # 10 A everywhere
-    got = g.delivered_kwh(round_setpoints(g, flat).power_kw)
+    # the carry rule alone (these cars are short of 50 kWh: the fill would top up slot 0)
+    got = g.delivered_kwh(round_setpoints(g, flat, Rounding(fill_short=False)).power_kw)
     assert np.allclose(got, g.delivered_kwh(flat), atol=8 * 0.23 * 0.25 + 1e-9)
 
 
