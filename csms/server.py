@@ -207,7 +207,8 @@ class OcppServer:
             return
         ctx = StationContext(station_id, boot_status=self._admitted.pop(ws, None))
         conn = Connection(ctx, ws, self.router, call_timeout=self.config.call_timeout_s,
-                          on_seen=self.presence.seen, ping_interval=self.config.ping_interval_s)
+                          on_seen=self.presence.seen, ping_interval=self.config.ping_interval_s,
+                          max_message_bytes=self.config.max_message_bytes)
         old = self.connections.add(conn)
         if old is not None:
             log.info("station.replaced", station_id=station_id)
