@@ -4,19 +4,19 @@ The one place that knows the wire format. A frame that cannot be parsed raises `
 carrying the error code the spec names and, when one could be read, the message id, so the
 connection can answer with a CALLERROR and keep going.
 
-The parser also holds the line on what JSON text can smuggle past a schema (see
-docs/decisions/csms-input-bounds.md): NaN, Infinity and numbers no double holds, integers
-of more than 20 digits, nesting deeper than `MAX_DEPTH`, and strings holding NUL or a lone
-UTF-16 surrogate (no PostgreSQL text or UTF-8 can store them). Each is a FormatViolation.
+JSON the CSMS cannot hold (csms/jsontext.py: NaN, Infinity, numbers no double holds,
+integers of more than 20 digits, nesting deeper than `MAX_DEPTH`, strings holding NUL or
+a lone UTF-16 surrogate) is a FormatViolation. See docs/decisions/csms-input-bounds.md.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from csms import jsontext
 
 CALL = 2
 CALLRESULT = 3
@@ -24,9 +24,7 @@ CALLERROR = 4
 MAX_MESSAGE_ID_LENGTH = 36
 # The deepest OCPP 2.0.1 payload nests about 8 levels (NotifyEVChargingSchedule); the
 # rest is headroom for customData and DataTransfer's free-form data.
-MAX_DEPTH = 32
-MAX_INT_DIGITS = 20  # beyond any int64; the schemas then bound integers to int32
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+MAX_DEPTH = jsontext.MAX_DEPTH
 _HEAD_ID = re.compile(r'^\s*\[\s*\d+\s*,\s*"([^"\\]{1,36})"')
 
 Payload = dict[str, Any]
@@ -72,25 +70,13 @@ def parse(text: str | bytes) -> Frame:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise FrameError("RpcFrameworkError", f"not valid UTF-8: {exc}") from None
-    problems: list[str] = []
     try:
-        data = json.loads(
-            text,
-            parse_constant=lambda name: problems.append(f"{name} is not a JSON number"),
-            parse_float=lambda s: _finite(s, problems),
-            parse_int=lambda s: _integer(s, problems),
-        )
-    except RecursionError:
-        raise FrameError("FormatViolation", f"nested deeper than {MAX_DEPTH} levels",
-                         _head_id(text)) from None
+        data = jsontext.loads(text, MAX_DEPTH)
+    except jsontext.Unholdable as exc:
+        raise FrameError("FormatViolation", exc.problem,
+                         _message_id(exc.data) or _head_id(text)) from None
     except ValueError as exc:
         raise FrameError("RpcFrameworkError", f"not valid JSON: {exc}") from None
-    if not problems and (
-        "\\u" in text or text.count("[") + text.count("{") > MAX_DEPTH
-    ):
-        problems.extend(_unholdable(data))
-    if problems:
-        raise FrameError("FormatViolation", problems[0][:200], _message_id(data))
     if not isinstance(data, list) or len(data) < 3:
         raise FrameError("RpcFrameworkError", "an OCPP-J frame is a JSON array of 3 to 5 items")
     type_id, message_id = data[0], data[1]
@@ -114,47 +100,10 @@ def parse(text: str | bytes) -> Frame:
     raise FrameError("MessageTypeNotSupported", f"message type {type_id!r} is unknown", message_id)
 
 
-def _finite(text: str, problems: list[str]) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        problems.append(f"{text[:40]} is beyond what a double holds")
-        return 0.0
-    return value
-
-
-def _integer(text: str, problems: list[str]) -> int:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        problems.append(f"an integer of {len(text)} digits")
-        return 0
-    return int(text)
-
-
-def _unholdable(data: Any) -> list[str]:
-    """Nesting deeper than MAX_DEPTH, or a string (key or value) no UTF-8 text can store.
-    Iterative: the point is to refuse what recursion would choke on."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = [*item.keys(), *item.values()]
-        elif isinstance(item, list):
-            children = item
-        elif isinstance(item, str):
-            if _UNSTORABLE.search(item):
-                return ["a string holds NUL or a lone UTF-16 surrogate"]
-            continue
-        else:
-            continue
-        if depth > MAX_DEPTH:
-            return [f"nested deeper than {MAX_DEPTH} levels"]
-        stack.extend((child, depth + 1) for child in children)
-    return []
-
-
 def _message_id(data: Any) -> str | None:
     if isinstance(data, list) and len(data) > 1 and isinstance(data[1], str) \
             and 0 < len(data[1]) <= MAX_MESSAGE_ID_LENGTH \
-            and not _UNSTORABLE.search(data[1]):
+            and not jsontext.unstorable(data[1]):
         return data[1]
     return None
 
@@ -162,7 +111,7 @@ def _message_id(data: Any) -> str | None:
 def _head_id(text: str) -> str | None:
     """The message id of a frame json could not finish parsing, read from its start."""
     match = _HEAD_ID.match(text)
-    return match.group(1) if match and not _UNSTORABLE.search(match.group(1)) else None
+    return match.group(1) if match and not jsontext.unstorable(match.group(1)) else None
 
 
 def dump(frame: Frame) -> str:
