@@ -143,6 +143,13 @@ class Connection:
         try:
             frame = frames.parse(raw)
         except FrameError as exc:
+            pending = self._pending
+            if pending and exc.message_id == pending[0] and not pending[2].done():
+                # the answer to our CALL, unusable: fail the call now (no CALLERROR answers
+                # a CALLRESULT), rather than let it time out
+                metrics.errors.labels(exc.code).inc()
+                pending[2].set_result(CallError(exc.message_id, exc.code, exc.description))
+                return
             await self._refuse(exc, raw)
             return
         if isinstance(frame, Call):

@@ -195,3 +195,27 @@ async def test_an_oversized_frame_closes_with_1009_and_no_handler_crash(
     assert not csms.connections.is_connected("BIG")
     crashes = [r for r in caplog.records if r.exc_info]
     assert not crashes, [r.getMessage() for r in crashes]
+
+
+async def test_an_unusable_answer_to_a_csms_call_fails_it_at_once(csms: Csms, url: str) -> None:
+    """A station's CALLRESULT holding NaN fails the CSMS's CALL with FormatViolation now,
+    not after the call timeout, and the station is not sent a CALLERROR for it."""
+    import websockets
+
+    from csms.connection import CallFailed
+
+    await csms.store.stations.add("RAW", None, csms.clock.now())
+    async with websockets.connect(f"{url}/RAW", subprotocols=["ocpp2.0.1"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps([2, "b", "BootNotification", {
+            "reason": "PowerUp", "chargingStation": {"model": "m", "vendorName": "v"}}]))
+        assert json.loads(await ws.recv())[0] == 3
+        call = asyncio.create_task(csms.commands.call("RAW", "ClearCache", {}, timeout=30))
+        request = json.loads(await ws.recv())
+        started = time.perf_counter()
+        await ws.send(f'[3, "{request[1]}", {{"status": NaN}}]')
+        with pytest.raises(CallFailed) as failed:
+            await call
+        assert failed.value.code == "FormatViolation"
+        assert time.perf_counter() - started < 2.0
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.recv(), 0.3)  # nothing sent back for it
