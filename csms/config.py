@@ -20,6 +20,16 @@ class ServerConfig:
     auto_register: bool = False
     call_timeout_s: float = 30.0
     ping_interval_s: float = 60.0
+    max_connections: int = 100_000  # sockets, handshaking or open; above: HTTP 503
+    max_handshakes: int = 2_000  # handshakes in progress at once; above: HTTP 503
+    auth_free_failures: int = 5  # failed logins per station id / address before a lockout
+    auth_lockout_max_s: float = 300.0  # the lockout doubles from 1 s up to this
+
+    def __post_init__(self) -> None:
+        if self.max_connections < 1 or self.max_handshakes < 1:
+            raise ValueError("[server] max_connections and max_handshakes must be positive")
+        if self.auth_free_failures < 0 or self.auth_lockout_max_s < 0:
+            raise ValueError("[server] auth_free_failures, auth_lockout_max_s: not negative")
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,10 @@ class Connection:
         call_timeout: float,
         on_seen: Callable[[str], None],
         ping_interval: float = 0.0,
+        max_message_bytes: int | None = None,
     ) -> None:
         self.ctx = ctx
+        self.max_message_bytes = max_message_bytes  # what the server refuses above (1009)
         self.ping_interval = ping_interval
         self.station_id = ctx.station_id
         self.ws = ws
@@ -106,7 +108,7 @@ class Connection:
         except ConnectionClosed as exc:
             if 1009 in {frame.code for frame in (exc.rcvd, exc.sent) if frame}:
                 metrics.errors.labels("MessageTooBig").inc()
-                self.log.warning("frame.too_large", limit=self.ws.max_size)
+                self.log.warning("frame.too_large", limit=self.max_message_bytes)
         finally:
             worker.cancel()
             for task in self._tasks:
@@ -141,6 +143,13 @@ class Connection:
         try:
             frame = frames.parse(raw)
         except FrameError as exc:
+            pending = self._pending
+            if pending and exc.message_id == pending[0] and not pending[2].done():
+                # the answer to our CALL, unusable: fail the call now (no CALLERROR answers
+                # a CALLRESULT), rather than let it time out
+                metrics.errors.labels(exc.code).inc()
+                pending[2].set_result(CallError(exc.message_id, exc.code, exc.description))
+                return
             await self._refuse(exc, raw)
             return
         if isinstance(frame, Call):

@@ -3,18 +3,29 @@
 The one place that knows the wire format. A frame that cannot be parsed raises `FrameError`
 carrying the error code the spec names and, when one could be read, the message id, so the
 connection can answer with a CALLERROR and keep going.
+
+JSON the CSMS cannot hold (csms/jsontext.py: NaN, Infinity, numbers no double holds,
+integers of more than 20 digits, nesting deeper than `MAX_DEPTH`, strings holding NUL or
+a lone UTF-16 surrogate) is a FormatViolation. See docs/decisions/csms-input-bounds.md.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from csms import jsontext
 
 CALL = 2
 CALLRESULT = 3
 CALLERROR = 4
 MAX_MESSAGE_ID_LENGTH = 36
+# The deepest OCPP 2.0.1 payload nests about 8 levels (NotifyEVChargingSchedule); the
+# rest is headroom for customData and DataTransfer's free-form data.
+MAX_DEPTH = jsontext.MAX_DEPTH
+_HEAD_ID = re.compile(r'^\s*\[\s*\d+\s*,\s*"([^"\\]{1,36})"')
 
 Payload = dict[str, Any]
 
@@ -54,9 +65,17 @@ class FrameError(Exception):
 
 
 def parse(text: str | bytes) -> Frame:
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FrameError("RpcFrameworkError", f"not valid UTF-8: {exc}") from None
     try:
-        data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = jsontext.loads(text, MAX_DEPTH)
+    except jsontext.Unholdable as exc:
+        raise FrameError("FormatViolation", exc.problem,
+                         _message_id(exc.data) or _head_id(text)) from None
+    except ValueError as exc:
         raise FrameError("RpcFrameworkError", f"not valid JSON: {exc}") from None
     if not isinstance(data, list) or len(data) < 3:
         raise FrameError("RpcFrameworkError", "an OCPP-J frame is a JSON array of 3 to 5 items")
@@ -79,6 +98,20 @@ def parse(text: str | bytes) -> Frame:
         details = data[4] if len(data) == 5 and isinstance(data[4], dict) else {}
         return CallError(message_id, str(data[2]), str(data[3]), details)
     raise FrameError("MessageTypeNotSupported", f"message type {type_id!r} is unknown", message_id)
+
+
+def _message_id(data: Any) -> str | None:
+    if isinstance(data, list) and len(data) > 1 and isinstance(data[1], str) \
+            and 0 < len(data[1]) <= MAX_MESSAGE_ID_LENGTH \
+            and not jsontext.unstorable(data[1]):
+        return data[1]
+    return None
+
+
+def _head_id(text: str) -> str | None:
+    """The message id of a frame json could not finish parsing, read from its start."""
+    match = _HEAD_ID.match(text)
+    return match.group(1) if match and not jsontext.unstorable(match.group(1)) else None
 
 
 def dump(frame: Frame) -> str:

@@ -19,6 +19,9 @@ def configure(level: str = "info", json: bool = False, file: TextIO | None = Non
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            # JSON cannot carry exc_info: render the traceback into the line (the console
+            # renderer prints it itself)
+            *([structlog.processors.format_exc_info] if json else []),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

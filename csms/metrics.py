@@ -12,6 +12,11 @@ handle_latency = Histogram("csms_handle_seconds", "Time to answer a station's CA
 connected = Gauge("csms_connected_stations", "Stations connected now")
 refused = Counter("csms_handshakes_refused_total", "Refused WebSocket handshakes, by reason",
                   ["reason"])
+auth_failures = Counter("csms_auth_failures_total", "Failed station logins, by reason "
+                        "(unknown_station, no_credentials, wrong_password, throttled)",
+                        ["reason"])
+over_capacity = Counter("csms_handshakes_over_capacity_total", "Handshakes answered 503: "
+                        "too many connections or handshakes at once", ["limit"])
 plans = Counter("csms_plans_total", "Scheduler plans, by site and outcome (solved, fallback, "
                 "error)", ["site", "outcome"])
 plan_seconds = Histogram("csms_plan_seconds", "Time to plan a site (engine, in a thread)",

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import ssl
+import time
 import weakref
 from datetime import datetime
 from http import HTTPStatus
@@ -26,6 +27,7 @@ from csms.clock import Clock
 from csms.config import ServerConfig
 from csms.connection import Connection, Connections, Router, StationContext
 from csms.events import EventBus, StationConnected, StationDisconnected
+from csms.handshake_limits import AuthThrottle, raise_open_file_limit
 from csms.passwords import PasswordChecker, hash_password
 from csms.store import Store
 
@@ -66,6 +68,11 @@ def basic_credentials(request: Request) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     return (username, password) if sep else None
+
+
+def _address(ws: ServerConnection) -> str:
+    peer = ws.remote_address
+    return str(peer[0]) if peer else "?"
 
 
 class Presence:
@@ -115,10 +122,15 @@ class OcppServer:
         # the handshake's station row, for the connection it admitted (one query, not two)
         self._admitted: weakref.WeakKeyDictionary[ServerConnection, str | None] = \
             weakref.WeakKeyDictionary()
+        self.throttle = AuthThrottle(config.auth_free_failures,
+                                     max_s=config.auth_lockout_max_s)
+        self._handshaking = 0  # handshakes in progress (process_request running)
         self._server: Server | None = None
         self._presence_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        soft, hard = raise_open_file_limit()
+        log.info("ocpp.open_file_limit", soft=soft, hard=hard)
         ssl_context = None
         if self.config.tls_cert:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -155,6 +167,16 @@ class OcppServer:
     # -- handshake -------------------------------------------------------------------------
 
     async def _handshake(self, ws: ServerConnection, request: Request) -> Response | None:
+        """The caps first (cheap, no database), then the handshake's rules."""
+        if (refusal := self._over_capacity(ws)) is not None:
+            return refusal
+        self._handshaking += 1
+        try:
+            return await self._admit(ws, request)
+        finally:
+            self._handshaking -= 1
+
+    async def _admit(self, ws: ServerConnection, request: Request) -> Response | None:
         station_id = station_identity(request.path)
         if station_id is None:
             return self._refuse(ws, HTTPStatus.NOT_FOUND, "no_identity",
@@ -163,6 +185,8 @@ class OcppServer:
             return self._refuse(ws, HTTPStatus.BAD_REQUEST, "no_subprotocol",
                                 f"no supported subprotocol: this CSMS speaks {SUBPROTOCOL}",
                                 station_id)
+        if (locked := self._locked(ws, station_id)) is not None:
+            return locked
         credentials = basic_credentials(request)
         admission = await self.store.stations.admission(station_id)
         if admission is None:
@@ -180,6 +204,7 @@ class OcppServer:
                 return self._unauthorized(ws, station_id, "no_credentials")
             if not await self.passwords.check(station_id, credentials[1], stored):
                 return self._unauthorized(ws, station_id, "wrong_password")
+            self.throttle.succeeded(station_id, _address(ws), time.monotonic())
         self._admitted[ws] = admission.boot_status
         return None
 
@@ -193,10 +218,52 @@ class OcppServer:
         return ws.respond(status, text + "\n")
 
     def _unauthorized(self, ws: ServerConnection, station_id: str, reason: str) -> Response:
+        self._auth_failed(ws, station_id, reason)
         response = self._refuse(ws, HTTPStatus.UNAUTHORIZED, reason,
                                 "unknown station or wrong credentials", station_id)
         response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
         return response
+
+    # -- limits (csms/handshake_limits.py) ------------------------------------------------
+
+    def _over_capacity(self, ws: ServerConnection) -> Response | None:
+        """503 at the caps on connections (open, or in their handshake) and on handshakes in
+        progress. A socket that sends no request costs until websockets' open_timeout."""
+        sockets = self._handshaking + (len(self._server.all_connections) if self._server else 0)
+        if sockets >= self.config.max_connections:
+            limit = "connections"
+        elif self._handshaking >= self.config.max_handshakes:
+            limit = "handshakes"
+        else:
+            return None
+        metrics.over_capacity.labels(limit).inc()
+        response = self._refuse(ws, HTTPStatus.SERVICE_UNAVAILABLE, f"too_many_{limit}",
+                                "the CSMS is at capacity: try again later")
+        response.headers["Retry-After"] = "30"
+        return response
+
+    def _locked(self, ws: ServerConnection, station_id: str) -> Response | None:
+        """429 while this station id or source address is locked after failed logins."""
+        address = _address(ws)
+        wait = self.throttle.locked_for(station_id, address, time.monotonic())
+        if wait <= 0:
+            return None
+        metrics.auth_failures.labels("throttled").inc()
+        log.warning("auth.throttled", station_id=station_id, address=address,
+                    retry_after_s=round(wait, 1))
+        response = self._refuse(ws, HTTPStatus.TOO_MANY_REQUESTS, "throttled",
+                                "too many failed logins: try again later", station_id)
+        response.headers["Retry-After"] = str(max(1, round(wait)))
+        return response
+
+    def _auth_failed(self, ws: ServerConnection, station_id: str, reason: str) -> None:
+        address = _address(ws)
+        known = reason != "unknown_station"  # unknown ids would only fill the table
+        failures = self.throttle.failed(station_id if known else None, address,
+                                        time.monotonic())
+        metrics.auth_failures.labels(reason).inc()
+        log.warning("auth.failed", station_id=station_id, address=address, reason=reason,
+                    failures_from_address=failures)
 
     # -- connected -------------------------------------------------------------------------
 
@@ -207,7 +274,8 @@ class OcppServer:
             return
         ctx = StationContext(station_id, boot_status=self._admitted.pop(ws, None))
         conn = Connection(ctx, ws, self.router, call_timeout=self.config.call_timeout_s,
-                          on_seen=self.presence.seen, ping_interval=self.config.ping_interval_s)
+                          on_seen=self.presence.seen, ping_interval=self.config.ping_interval_s,
+                          max_message_bytes=self.config.max_message_bytes)
         old = self.connections.add(conn)
         if old is not None:
             log.info("station.replaced", station_id=station_id)

@@ -18,6 +18,7 @@ from csms.api import (
     commands,
     events,
     grid,
+    guard,
     metrics,
     sessions,
     site_load,
@@ -57,6 +58,7 @@ def build_app(parts: Parts) -> FastAPI:
         swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
     )
     app.state.parts = parts
+    guard.install(app)  # hostile input is a 422, never a 500 (csms/api/guard.py)
     for module in (stations, tokens, transactions, sessions, commands, sites, site_load,
                    grid, tariffs, events, metrics):
         app.include_router(module.router)

@@ -169,7 +169,7 @@ class SessionNeeds(Body):
         None, description="when the car leaves (with a time zone)"
     )
     energy_wanted_wh: float | None = Field(
-        None, gt=0, le=1_000_000, description="energy to add by departure"
+        None, gt=0, le=1_000_000, allow_inf_nan=False, description="energy to add by departure"
     )
     charge_now: bool = Field(
         False, description="opt out of ordered charging: charge at full power now"

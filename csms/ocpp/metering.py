@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from csms.clock import parse_ocpp
 from csms.connection import StationContext
 from csms.events import PowerSampled
-from csms.frames import Payload
+from csms.frames import FrameError, Payload
 from csms.ocpp.deps import Deps
+from csms.ocpp.schemas import DECIMAL_LIMIT
 from csms.store.meter import MeterRow
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
@@ -19,16 +20,22 @@ _KILO_UNITS = {"kWh": "Wh", "kW": "W", "kvarh": "varh", "kvar": "var", "kVA": "V
 def meter_rows(
     station_id: str, evse_id: int, transaction_id: str | None, meter_values: list[Payload]
 ) -> list[MeterRow]:
-    """One row per sampled value, with kilo-units and multipliers folded into the value."""
+    """One row per sampled value, with kilo-units and multipliers folded into the value.
+
+    The schema has bounded the value (+-1e12) and the multiplier (+-12); the folded value
+    must stay within the same physical bound (PropertyConstraintViolation)."""
     rows = []
     for meter_value in meter_values:
         ts = parse_ocpp(meter_value["timestamp"])
         for sampled in meter_value["sampledValue"]:
             unit_of_measure = sampled.get("unitOfMeasure") or {}
             unit = unit_of_measure.get("unit")
-            value = float(sampled["value"]) * 10 ** unit_of_measure.get("multiplier", 0)
+            value = float(sampled["value"]) * 10.0 ** unit_of_measure.get("multiplier", 0)
             if unit in _KILO_UNITS:
                 value, unit = value * 1000, _KILO_UNITS[unit]
+            if not -DECIMAL_LIMIT <= value <= DECIMAL_LIMIT:
+                raise FrameError("PropertyConstraintViolation",
+                                 f"sampled value {value:.3g} {unit or ''} is beyond 1e12")
             measurand = sampled.get("measurand", ENERGY_REGISTER)
             if unit is None and measurand.startswith("Energy.Active"):
                 unit = "Wh"

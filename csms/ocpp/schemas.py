@@ -8,21 +8,28 @@ Every payload is first checked by a validator `fastjsonschema` compiled from the
 (about 20x faster than `jsonschema`, which was a third of the CSMS's CPU under load). Only a
 payload it refuses goes through `jsonschema`, which stays the authority: it names the
 error, and a payload it accepts is accepted.
+
+Both check a bounded copy of the official schema (`bounded`): OCPP's integer is 32 bits,
+every decimal a station sends is within +-1e12, a meter's multiplier within +-12 (the CSMS
+computes 10^multiplier) and every `date-time` is an RFC 3339 time in years 1970-2999 that
+Python and PostgreSQL both hold. Out of range is PropertyConstraintViolation, a malformed
+time FormatViolation. The bounds: docs/decisions/csms-input-bounds.md.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import fastjsonschema
-from jsonschema import Draft4Validator
+from jsonschema import Draft4Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
-from ocpp.messages import MessageType, get_validator
 
+from csms.clock import parse_ocpp
 from csms.frames import FrameError
 
 VERSION = "2.0.1"
@@ -33,7 +40,62 @@ _CODES = {
     "minItems": "OccurrenceConstraintViolation",
     "maxItems": "OccurrenceConstraintViolation",
     "additionalProperties": "FormatViolation",
+    "format": "FormatViolation",
 }
+
+INT32 = (-(2**31), 2**31 - 1)  # OCPP 2.0.1 Part 2, 2.1: integer is 32 bits
+DECIMAL_LIMIT = 1e12  # beyond any power, energy, current or price a station reports
+MULTIPLIER = (-12, 12)  # UnitOfMeasure.multiplier: an exponent of 10
+YEARS = (1970, 2999)  # a station with an unset clock says 1970; Python stops at 9999
+_DATE_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def is_date_time(value: object) -> bool:
+    """An RFC 3339 date-time (as OCPP wants) that parse_ocpp reads and PostgreSQL stores."""
+    if not isinstance(value, str):
+        return True  # the type keyword speaks for other types
+    if len(value) > 40 or not _DATE_TIME.match(value):
+        return False
+    try:
+        return YEARS[0] <= parse_ocpp(value).year <= YEARS[1]
+    except (ValueError, OverflowError):
+        return False
+
+
+_FORMATS = FormatChecker(formats=())
+_FORMATS.checks("date-time")(is_date_time)
+
+
+def _bound(node: Any) -> None:
+    """Add the CSMS's bounds to a schema, in place (see the module's docstring)."""
+    if isinstance(node, dict):
+        kind = node.get("type")
+        if kind == "integer":
+            node.setdefault("minimum", INT32[0])
+            node.setdefault("maximum", INT32[1])
+        elif kind == "number":
+            node.setdefault("minimum", -DECIMAL_LIMIT)
+            node.setdefault("maximum", DECIMAL_LIMIT)
+        for value in node.values():
+            _bound(value)
+    elif isinstance(node, list):
+        for value in node:
+            _bound(value)
+
+
+@cache
+def bounded(action: str, response: bool) -> dict[str, Any]:
+    """The official schema of `action` with the CSMS's bounds added."""
+    name = f"{action}{'Response' if response else 'Request'}.json"
+    path = resources.files("ocpp") / "v201" / "schemas" / name
+    schema = json.loads(path.read_text(encoding="utf-8-sig"))
+    unit = schema.get("definitions", {}).get("UnitOfMeasureType")
+    if unit:
+        unit["properties"]["multiplier"].update(minimum=MULTIPLIER[0], maximum=MULTIPLIER[1])
+    _bound(schema)
+    return schema
 
 
 @cache
@@ -45,19 +107,17 @@ def known_actions() -> frozenset[str]:
     )
 
 
+@cache
 def _validator(action: str, response: bool) -> Draft4Validator:
-    kind = MessageType.CallResult if response else MessageType.Call
-    return get_validator(kind, action, VERSION)
+    return Draft4Validator(bounded(action, response), format_checker=_FORMATS)
 
 
 @cache
 def _fast(action: str, response: bool) -> Callable[[Any], Any]:
-    name = f"{action}{'Response' if response else 'Request'}.json"
-    path = resources.files("ocpp") / "v201" / "schemas" / name
     return fastjsonschema.compile(
-        json.loads(path.read_text(encoding="utf-8-sig")),
+        bounded(action, response),
         use_default=False,  # never write schema defaults into a payload we store
-        use_formats=False,  # as jsonschema's Draft4Validator, which checks no formats
+        formats={"date-time": is_date_time},
         detailed_exceptions=False,
     )
 

@@ -1,7 +1,8 @@
 """Block E, transactions: TransactionEvent (E01-E15).
 
-Meter values are written first (idempotent on their own key), then the event (idempotent on
-transactionId + seqNo): a crash between the two loses nothing, since the station resends.
+An event and its meter values are stored in one database transaction, keyed on
+transactionId + seqNo: a crash stores neither (the station resends), and a replayed seqNo
+changes nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ class TransactionEvent:
         if evse_id:
             ctx.transaction_evse[transaction_id] = evse_id
         rows = meter_rows(ctx.station_id, evse_id or 0, transaction_id, req.get("meterValue", []))
-        await store.meter.write(rows)
         low, high = energy_range(rows)
         id_token = req.get("idToken")
         event = TransactionEventRecord(
@@ -51,7 +51,7 @@ class TransactionEvent:
             energy_max_wh=high,
             payload=req,
         )
-        if await store.transactions.record_event(ctx.station_id, event, now):
+        if await store.transactions.record_event(ctx.station_id, event, now, rows):
             publish_power(self.deps, rows)
             self.deps.events.publish(TransactionChanged(
                 ctx.station_id, transaction_id, evse_id, event.event_type,

@@ -3,8 +3,10 @@
 A reconnect storm or thousands of meter values per minute would otherwise cost one round
 trip (and one socket write, the CSMS's largest cost in a storm) per station. With group
 commit each caller awaits `write()`; one task writes everything queued meanwhile, so a
-handler still only answers after its data is stored, and a failure reaches every caller
-of that batch. Group read does the same for lookups by key.
+handler still only answers after its data is stored. Handlers validate rows before they
+queue them; should a batch fail all the same, its callers' rows are written again one
+caller at a time, so only the caller whose rows fail hears of it (one station's bad row
+never fails another station's write). Group read does the same for lookups by key.
 """
 
 from __future__ import annotations
@@ -14,11 +16,23 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+import asyncpg
 import structlog
 
 log = structlog.get_logger()
 
 T = TypeVar("T")
+
+# Errors a row's content causes (a value PostgreSQL refuses, one asyncpg cannot encode):
+# worth retrying the batch's callers apart. Others (a lost connection) fail every caller.
+ROW_ERRORS = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.exceptions.ProgramLimitExceededError,
+    ValueError,
+    TypeError,
+    OverflowError,
+)
 
 
 class GroupCommit(Generic[T]):
@@ -64,21 +78,43 @@ class GroupCommit(Generic[T]):
                     entry = self._queue.popleft()
                     batch.append(entry)
                     count += len(entry[0])
-                items = [item for entries, _ in batch for item in entries]
-                try:
-                    await self.flush(items)
-                except Exception as exc:  # every caller of the batch hears of it
-                    log.error("store.batch_failed", writer=self.name, items=len(items),
-                              error=str(exc))
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    continue
-                self.batches += 1
-                self.items_written += len(items)
+                await self._flush_batch(batch)
+
+    async def _flush_batch(self, batch: list[tuple[Sequence[T], asyncio.Future[None]]]) -> None:
+        items = [item for entries, _ in batch for item in entries]
+        try:
+            await self.flush(items)
+        except Exception as exc:
+            if len(batch) == 1:
+                log.error("store.batch_failed", writer=self.name, items=len(items),
+                          error=str(exc))
+                self._settle(batch[0][1], exc)
+                return
+            if not isinstance(exc, ROW_ERRORS):  # e.g. the database is down: all fail alike
+                log.error("store.batch_failed", writer=self.name, items=len(items),
+                          error=str(exc))
                 for _, fut in batch:
-                    if not fut.done():
-                        fut.set_result(None)
+                    self._settle(fut, exc)
+                return
+            log.warning("store.batch_split", writer=self.name, callers=len(batch),
+                        error=str(exc))
+            half = len(batch) // 2  # halves: a few round trips find the guilty caller
+            await self._flush_batch(batch[:half])
+            await self._flush_batch(batch[half:])
+            return
+        self.batches += 1
+        self.items_written += len(items)
+        for _, fut in batch:
+            self._settle(fut, None)
+
+    @staticmethod
+    def _settle(fut: asyncio.Future[None], exc: Exception | None) -> None:
+        if fut.done():
+            return
+        if exc is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(exc)
 
 
 K = TypeVar("K")

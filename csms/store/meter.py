@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -52,9 +53,16 @@ class MeterWriter:
         await self._batches.close()
 
     async def _insert(self, rows: list[MeterRow]) -> None:
-        cols = list(zip(*[
-            (r.station_id, r.evse_id, r.ts, r.measurand, r.phase, r.location, r.context,
-             r.transaction_id, r.value, r.unit)
-            for r in rows
-        ], strict=True))
-        await self.pool.execute(_INSERT, *[list(c) for c in cols])
+        await insert_rows(self.pool, rows)
+
+
+async def insert_rows(db: asyncpg.Pool | asyncpg.Connection | Any, rows: list[MeterRow]) -> None:
+    """Insert `rows` in one statement, on a pool or inside a caller's transaction."""
+    if not rows:
+        return
+    cols = list(zip(*[
+        (r.station_id, r.evse_id, r.ts, r.measurand, r.phase, r.location, r.context,
+         r.transaction_id, r.value, r.unit)
+        for r in rows
+    ], strict=True))
+    await db.execute(_INSERT, *[list(c) for c in cols])

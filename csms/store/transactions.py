@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from csms.store.meter import MeterRow, insert_rows
+
 
 @dataclass(frozen=True)
 class TransactionEventRecord:
@@ -108,9 +110,12 @@ class TransactionRepo:
         self.pool = pool
 
     async def record_event(
-        self, station_id: str, event: TransactionEventRecord, now: datetime
+        self, station_id: str, event: TransactionEventRecord, now: datetime,
+        meter_rows: list[MeterRow] | None = None,
     ) -> bool:
-        """Apply one TransactionEvent. False when it was already applied (a replay)."""
+        """Apply one TransactionEvent and its meter values in one database transaction, so
+        it is stored whole or not at all. False when it was already applied: a replayed
+        seqNo changes nothing, its meter values included."""
         async with self.pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetchval(
                 "INSERT INTO transaction_events (station_id, transaction_id, seq_no, event_type,"
@@ -123,6 +128,7 @@ class TransactionRepo:
             )
             if not inserted:
                 return False
+            await insert_rows(conn, meter_rows or [])
             await conn.execute(
                 _UPSERT,
                 station_id, event.transaction_id, event.evse_id, event.connector_id,
