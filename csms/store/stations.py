@@ -26,12 +26,13 @@ class StationRecord:
     last_seen: datetime | None
     report_complete_at: datetime | None
     has_password: bool
+    security_profile: int | None = None
 
 
 _COLUMNS = (
     "id, created_at, vendor, model, serial_number, firmware_version, boot_status, last_boot_at,"
     " online, connected_at, disconnected_at, last_seen, report_complete_at,"
-    " password_hash IS NOT NULL AS has_password"
+    " password_hash IS NOT NULL AS has_password, security_profile"
 )
 
 
@@ -43,6 +44,7 @@ Boot = tuple[str, str, str, str | None, str | None, str, str, datetime]
 class Admission:
     password_hash: str | None
     boot_status: str | None
+    security_profile: int | None = None  # the lowest profile it may connect with (A05)
 
 
 class StationRepo:
@@ -84,10 +86,32 @@ class StationRepo:
 
     async def _read_admissions(self, station_ids: list[str]) -> dict[str, Admission]:
         rows = await self.pool.fetch(
-            "SELECT id, password_hash, boot_status FROM stations WHERE id = ANY($1::text[])",
+            "SELECT id, password_hash, boot_status, security_profile FROM stations"
+            " WHERE id = ANY($1::text[])",
             station_ids,
         )
-        return {r["id"]: Admission(r["password_hash"], r["boot_status"]) for r in rows}
+        return {r["id"]: Admission(r["password_hash"], r["boot_status"], r["security_profile"])
+                for r in rows}
+
+    async def set_security_profile(self, station_id: str, profile: int | None) -> bool:
+        """The operator sets the lowest profile a station may connect with (A05)."""
+        result = await self.pool.execute(
+            "UPDATE stations SET security_profile = $2 WHERE id = $1", station_id, profile)
+        return result.endswith(" 1")
+
+    async def raise_security_profile(self, station_id: str, profile: int) -> bool:
+        """After a connection with `profile`: never accept a lower one again (A05). True
+        when the stored profile went up."""
+        result = await self.pool.execute(
+            "UPDATE stations SET security_profile = $2 WHERE id = $1"
+            " AND (security_profile IS NULL OR security_profile < $2)", station_id, profile)
+        return result.endswith(" 1")
+
+    async def set_password_hash(self, station_id: str, password_hash: str) -> bool:
+        """A new Basic auth password (A01): from now on the only one accepted."""
+        result = await self.pool.execute(
+            "UPDATE stations SET password_hash = $2 WHERE id = $1", station_id, password_hash)
+        return result.endswith(" 1")
 
     async def record_boot(
         self,
