@@ -17,6 +17,7 @@ from csms.config import Config
 from csms.passwords import hash_password
 from simulators.station import ConnectionRefused, Station, StationSpec
 from tests.e2e.test_handshake import basic
+from tests.support import eventually
 
 PASSWORD = "tls-station-secret-1"
 
@@ -211,3 +212,41 @@ async def test_A05_a_station_marked_profile_2_is_refused_without_tls(
         await station.start()
     assert refusal.value.status_code == 401
     await station.stop()
+
+
+async def test_A05_upgrade_from_profile_2_to_3_with_a_certificate_the_csms_signed(
+    tls_csms: Csms, certificate_authority: trustme.CA
+) -> None:
+    """A02 then A05: a profile 2 station gets its certificate from the CSMS's CA over the
+    wire, connects with it (profile 3), and from then on its password no longer opens."""
+    from simulators.station.security import request_certificate
+
+    csms = tls_csms
+    await csms.store.stations.add("SP304", hash_password(PASSWORD), csms.clock.now())
+    url = f"wss://127.0.0.1:{csms.ocpp.port}/ocpp"
+    station = Station(StationSpec("SP304", password=PASSWORD), url=url,
+                      ssl=trusting(certificate_authority))
+    await station.start()
+    try:
+        assert (await csms.store.stations.get("SP304")).security_profile == 2  # type: ignore[union-attr]
+        assert (await request_certificate(station))["status"] == "Accepted"
+
+        async def delivered() -> bool:
+            return bool(station.certificates.chain)
+
+        await eventually(delivered)
+        station.spec = replace(station.spec, password=None)  # profile 3: no Basic auth
+        await station.disconnect()
+        await station.reconnect()
+        assert station.connected
+        record = await csms.store.stations.get("SP304")
+        assert record is not None and record.security_profile == 3
+    finally:
+        await station.stop()
+
+    fallback = Station(StationSpec("SP304", password=PASSWORD), url=url,
+                       ssl=trusting(certificate_authority))
+    with pytest.raises(ConnectionRefused) as refusal:
+        await fallback.start()
+    assert refusal.value.status_code == 401
+    await fallback.stop()
