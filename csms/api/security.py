@@ -41,8 +41,9 @@ class PasswordRotation(Model):
 
 
 class SecurityProfileSet(Body):
-    profile: int = Field(ge=0, le=3, strict=True, description="0 no auth (development), 1 Basic auth, "
-                         "2 Basic auth over TLS, 3 TLS with a client certificate")
+    profile: int = Field(
+        ge=0, le=3, strict=True, description="0 no auth (development), 1 Basic auth, "
+        "2 Basic auth over TLS, 3 TLS with a client certificate")
 
 
 class SecurityProfile(Model):
