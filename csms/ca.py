@@ -13,6 +13,7 @@ are read and written by `load_or_create`, the certificates stored by the caller.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -108,6 +109,41 @@ class CertificateAuthority:
                                     serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption()).decode()
         return key_pem, issued
+
+    def issue_server(self, hostnames: list[str], now: datetime, *, rsa_key: bool
+                     ) -> tuple[str, str]:
+        """A TLS server certificate for the CSMS itself (key PEM, chain PEM), so stations
+        need one root, this CA, as their CSMSRootCertificate. RSA serves the A00.FR.318
+        TLS_RSA suites, EC the ECDHE-ECDSA ones."""
+        key: SigningKey = (rsa.generate_private_key(65537, 2048) if rsa_key
+                           else ec.generate_private_key(ec.SECP256R1()))
+        names: list[x509.GeneralName] = []
+        for host in hostnames:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])]))
+            .issuer_name(self.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - CLOCK_SKEW)
+            .not_valid_after(min(now + timedelta(days=self.days),
+                                 self.certificate.not_valid_after_utc))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                self.key.public_key()), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()).decode()
+        return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode() + self.root_pem
 
     def _issue(self, subject: x509.Name, public_key: ec.EllipticCurvePublicKey |
                rsa.RSAPublicKey, station_id: str, now: datetime) -> IssuedCertificate:
