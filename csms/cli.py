@@ -224,6 +224,11 @@ def _stations(args: argparse.Namespace, config: Config) -> Callable[[Store], Awa
             print(f"{'added' if created else 'updated'} station {args.station_id}")
             if password:
                 print(f"password: {password}")
+            station = await store.stations.get(args.station_id)
+            if station is not None and (station.security_profile or 0) >= 3:
+                print(f"note: {args.station_id} is on Security Profile 3 and connects only "
+                      "with its certificate (A05); an admin lowers it with PUT "
+                      "/api/stations/ID/security-profile", file=sys.stderr)
         elif args.action == "remove":
             if not await store.stations.remove(args.station_id):
                 print(f"error: no station {args.station_id}", file=sys.stderr)

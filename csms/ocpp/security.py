@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
 
@@ -26,6 +27,9 @@ from csms.store import Store
 log = structlog.get_logger()
 
 STATION_CERTIFICATE = "ChargingStationCertificate"
+# A station renews its certificate a few times a year; more CSRs than this in a day is a
+# fault or an attack, and each one costs a signature and a stored row.
+MAX_CSRS_PER_DAY = 10
 
 # OCPP 2.0.1 Part 2, appendix "Security events": the ones marked critical, which a station
 # must deliver (queued while offline) and an operator should see at once.
@@ -51,13 +55,18 @@ class SignCertificate:
         if kind != STATION_CERTIFICATE or ca is None:
             return _rejected("NotSupported", f"this CSMS signs only {STATION_CERTIFICATE}s")
         now = self.deps.clock.now()
+        store = self.deps.store
+        if await store.certificates.issued_since(ctx.station_id, now - timedelta(days=1)) \
+                >= MAX_CSRS_PER_DAY:
+            log.warning("certificate.too_many_csrs", station_id=ctx.station_id)
+            return _rejected("TooManyRequests",
+                             f"at most {MAX_CSRS_PER_DAY} certificates a day per station")
         try:
             issued = await asyncio.to_thread(ca.sign_csr, req["csr"], ctx.station_id, now)
         except CsrRejected as exc:
             log.warning("certificate.csr_rejected", station_id=ctx.station_id,
                         reason=exc.reason, detail=exc.detail)
             return _rejected(exc.reason, exc.detail)
-        store = self.deps.store
         await store.certificates.add(issued, source="csr", status="Issued", now=now)
         ctx.after(lambda: send_certificate(ctx, store, issued))
         log.info("certificate.issued", station_id=ctx.station_id, serial=issued.serial,

@@ -43,6 +43,12 @@ class CertificateRepo:
             issued.not_before, issued.not_after, issued.pem, now, source, status,
         )
 
+    async def issued_since(self, station_id: str, since: datetime) -> int:
+        count: int = await self.pool.fetchval(
+            "SELECT count(*) FROM station_certificates WHERE station_id = $1"
+            " AND issued_at >= $2", station_id, since)
+        return count
+
     async def set_status(self, serial: str, status: str) -> None:
         await self.pool.execute(
             "UPDATE station_certificates SET status = $2 WHERE serial = $1", serial, status)

@@ -180,3 +180,18 @@ async def test_A04_security_event_with_a_bad_timestamp_gets_format_violation(
         await station.call("SecurityEventNotification",
                            {"type": "InvalidMessages", "timestamp": "yesterday"})
     assert failed.value.code == "FormatViolation"
+
+
+async def test_A03_csrs_beyond_the_daily_cap_are_rejected(
+    csms: Csms, make_station: StationFactory
+) -> None:
+    from csms.ocpp.security import MAX_CSRS_PER_DAY
+
+    station = await make_station("CS001")
+    for _ in range(MAX_CSRS_PER_DAY):
+        assert (await station.call("SignCertificate", {"csr": csr_pem("CS001")}))[
+            "status"] == "Accepted"
+    reply = await station.call("SignCertificate", {"csr": csr_pem("CS001")})
+    assert (reply["status"], reply["statusInfo"]["reasonCode"]) == ("Rejected",
+                                                                     "TooManyRequests")
+    assert len(await csms.store.certificates.list("CS001")) == MAX_CSRS_PER_DAY
