@@ -226,9 +226,10 @@ class OcppServer:
             if profile < required:
                 return self._unauthorized(ws, station_id, "profile_downgrade")
         if profile > required or admission.security_profile is None:
-            if await self.store.stations.raise_security_profile(station_id, profile):
+            await self.store.stations.raise_security_profile(station_id, profile)
+            if profile > required:
                 log.info("station.security_profile_raised", station_id=station_id,
-                         profile=profile)
+                         profile=profile, was=admission.security_profile)
         return None
 
     def _refuse(

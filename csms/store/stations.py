@@ -54,6 +54,8 @@ class StationRepo:
         self._states: GroupCommit[tuple[str, bool, datetime]] = GroupCommit(
             self._write_states, "station-states")
         self._boots: GroupCommit[Boot] = GroupCommit(self._write_boots, "station-boots")
+        self._profiles: GroupCommit[tuple[str, int]] = GroupCommit(
+            self._write_profiles, "station-profiles")
         self._admissions: GroupRead[str, Admission] = GroupRead(
             self._read_admissions, "station-admissions")
 
@@ -99,13 +101,21 @@ class StationRepo:
             "UPDATE stations SET security_profile = $2 WHERE id = $1", station_id, profile)
         return result.endswith(" 1")
 
-    async def raise_security_profile(self, station_id: str, profile: int) -> bool:
-        """After a connection with `profile`: never accept a lower one again (A05). True
-        when the stored profile went up."""
-        result = await self.pool.execute(
-            "UPDATE stations SET security_profile = $2 WHERE id = $1"
-            " AND (security_profile IS NULL OR security_profile < $2)", station_id, profile)
-        return result.endswith(" 1")
+    async def raise_security_profile(self, station_id: str, profile: int) -> None:
+        """After a connection with `profile`: never accept a lower one again (A05).
+        Group-committed: after an upgrade, a reconnect storm raises thousands at once."""
+        await self._profiles.write([(station_id, profile)])
+
+    async def _write_profiles(self, raised: list[tuple[str, int]]) -> None:
+        highest: dict[str, int] = {}
+        for station_id, profile in raised:
+            highest[station_id] = max(profile, highest.get(station_id, profile))
+        await self.pool.execute(
+            "UPDATE stations s SET security_profile = u.profile"
+            " FROM unnest($1::text[], $2::smallint[]) AS u(id, profile)"
+            " WHERE s.id = u.id AND (s.security_profile IS NULL OR s.security_profile < u.profile)",
+            list(highest), list(highest.values()),
+        )
 
     async def set_password_hash(self, station_id: str, password_hash: str) -> bool:
         """A new Basic auth password (A01): from now on the only one accepted."""
@@ -156,6 +166,7 @@ class StationRepo:
     async def close(self) -> None:
         await self._states.close()
         await self._boots.close()
+        await self._profiles.close()
 
     async def _write_states(self, changes: list[tuple[str, bool, datetime]]) -> None:
         """A storm's connects and disconnects in two statements. Connects go first, so a
