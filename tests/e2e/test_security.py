@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,9 +41,9 @@ def tls_config(config: Config, tmp_path: Path, certificate_authority: trustme.CA
 
 
 @pytest.fixture
-async def tls_csms(tls_config: Config) -> Csms:
+async def tls_csms(tls_config: Config) -> AsyncIterator[Csms]:
     csms = await Csms.start(tls_config)
-    yield csms  # type: ignore[misc]
+    yield csms
     await csms.stop()
 
 
