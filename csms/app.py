@@ -11,6 +11,9 @@ import structlog
 from csms.api.app import build_app
 from csms.api.deps import Parts
 from csms.api.server import ApiServer
+from csms.ca import CertificateAuthority
+from csms.ca import load_or_create as load_ca
+from csms.certificates import CertificateRenewal
 from csms.clock import Clock, SystemClock
 from csms.collector import Collector
 from csms.commands import Commands
@@ -43,24 +46,31 @@ class Csms:
     api: ApiServer | None = None
     collector: Collector | None = None
     lag: LagProbe | None = None
+    ca: CertificateAuthority | None = None
+    renewal: CertificateRenewal | None = None
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Csms:
         clock = clock or SystemClock()
+        ca = station_ca(config, clock)  # first: a bad CA file stops the start
         db = await open_database(config.database.url, Path(config.database.data_dir))
         store = Store(db.pool)
         await store.stations.mark_all_offline(clock.now())
         events = EventBus()
         connections = Connections()
-        router = Router(routes(Deps(store, clock, events, config.boot)))
-        ocpp = OcppServer(config.server, store, clock, router, connections, events)
+        router = Router(routes(Deps(store, clock, events, config.boot, ca=ca)))
+        ocpp = OcppServer(config.server, store, clock, router, connections, events,
+                          client_cas=client_cas(config, ca))
         commands = Commands(connections, store, clock)
         scheduler = None
         if config.scheduler.enabled:  # sites load first: a bad site file stops the start
             scheduler = Scheduler(config.scheduler, store, commands, connections, events, clock)
             await scheduler.start()
         await ocpp.start()
-        csms = cls(config, clock, db, store, events, connections, commands, ocpp, scheduler)
+        csms = cls(config, clock, db, store, events, connections, commands, ocpp, scheduler,
+                   ca=ca)
+        csms.renewal = CertificateRenewal(config.security, store, commands, connections, clock)
+        csms.renewal.start()
         csms.collector = Collector(config.gc, connections)
         csms.collector.start()
         csms.lag = LagProbe()
@@ -74,6 +84,8 @@ class Csms:
             await self.api.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
+        if self.renewal is not None:
+            await self.renewal.stop()
         await self.ocpp.stop()
         await self.store.close()
         await self.db.close()
@@ -89,7 +101,7 @@ class Csms:
         parts = Parts(self.clock, self.store, self.events, self.connections, self.commands,
                       ApiTokenRepo(self.store.pool), sites=sites,
                       tariffs=load_catalog(self.config.scheduler) if self.scheduler else
-                      TariffCatalog())
+                      TariffCatalog(), ca=self.ca)
         api = ApiServer(self.config.api, build_app(parts), parts.stopping)
         try:
             await api.start()
@@ -97,3 +109,17 @@ class Csms:
             await self.stop()
             raise
         self.api = api
+
+
+def station_ca(config: Config, clock: Clock) -> CertificateAuthority:
+    """The CA that signs station certificates: the operator's, or the CSMS's own (made in
+    the data folder on the first start)."""
+    sec = config.security
+    return load_ca(sec.ca_cert, sec.ca_key, config.ca_dir(), clock.now(),
+                   organization=sec.organization, days=sec.certificate_days)
+
+
+def client_cas(config: Config, ca: CertificateAuthority) -> list[str]:
+    """The CAs whose station certificates a TLS connection accepts (Security Profile 3)."""
+    extra = config.server.tls_client_ca
+    return [ca.root_pem] + ([Path(extra).read_text()] if extra else [])

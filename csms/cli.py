@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from csms import log as logging_setup
 from csms.api.auth import ROLES, new_token
-from csms.app import Csms
+from csms.app import Csms, station_ca
 from csms.clock import SystemClock
 from csms.config import Config, load
 from csms.passwords import generate_password, hash_password
@@ -59,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: generate one and print it)")
     pw.add_argument("--no-password", action="store_true",
                     help="accept this station without authentication (development only)")
+    pw.add_argument("--certificate", metavar="DIR",
+                    help="Security Profile 3: write a key and a certificate for the station, "
+                    "signed by the CSMS's CA, and the CSMS root to DIR; the station may then "
+                    "connect only with its certificate")
     for name in ("list", "remove"):
         p = ssub.add_parser(name, help=f"{name} stations")
         _common(p)
@@ -93,6 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     arm = asub.add_parser("remove", help="revoke an API token")
     _common(arm)
     arm.add_argument("name")
+    ca = sub.add_parser("ca", help="the CSMS's certificate authority (Security Profile 3)")
+    csub = ca.add_subparsers(dest="action", required=True)
+    server_cert = csub.add_parser(
+        "server-cert", help="issue the CSMS's TLS certificates (RSA and EC) from its CA, so "
+        "stations trust one root")
+    _common(server_cert)
+    server_cert.add_argument("hostnames", nargs="+", metavar="HOST",
+                             help="names and addresses stations connect to")
+    server_cert.add_argument("--out", required=True, metavar="DIR")
     _add_installed_commands(sub)
     return parser
 
@@ -141,10 +155,62 @@ async def _serve(config: Config) -> int:
     return 0
 
 
-def _stations(args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
+def _write(folder: Path, name: str, text: str, private: bool = False) -> Path:
+    """A file in `folder` (made if missing); a private one (a key) readable by its owner
+    only from the start."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if private:
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+async def _equip_for_profile_3(store: Store, config: Config, station_id: str, out: str) -> int:
+    """`stations add ID --certificate DIR`: what a station needs for Security Profile 3."""
+    clock = SystemClock()
+    ca = station_ca(config, clock)
+    key_pem, issued = ca.issue_station(station_id, clock.now())
+    if await store.stations.get(station_id) is None:
+        await store.stations.add(station_id, None, clock.now())
+        print(f"added station {station_id}")
+    await store.stations.set_security_profile(station_id, 3)
+    await store.certificates.add(issued, source="cli", status="Accepted", now=clock.now())
+    folder = Path(out)
+    key = _write(folder, f"{station_id}.key", key_pem, private=True)
+    cert = _write(folder, f"{station_id}.pem", issued.chain_pem)
+    root = _write(folder, "csms-root.pem", ca.root_pem)
+    print(f"station {station_id}: Security Profile 3, certificate serial {issued.serial}, "
+          f"valid until {issued.not_after.isoformat(timespec='seconds')}")
+    print(f"key: {key}\ncertificate: {cert}\nCSMS root: {root}")
+    return 0
+
+
+def _ca(args: argparse.Namespace, config: Config) -> int:
+    clock = SystemClock()
+    ca = station_ca(config, clock)
+    folder = Path(args.out)
+    for kind, rsa_key in (("rsa", True), ("ec", False)):
+        key_pem, chain_pem = ca.issue_server(args.hostnames, clock.now(), rsa_key=rsa_key)
+        _write(folder, f"server-{kind}.key", key_pem, private=True)
+        _write(folder, f"server-{kind}.pem", chain_pem)
+    root = _write(folder, "csms-root.pem", ca.root_pem)
+    print(f"wrote {folder}/server-rsa.pem, server-rsa.key, server-ec.pem, server-ec.key")
+    print("[server] tls_cert/tls_key: the RSA pair; tls_cert_2/tls_key_2: the EC pair")
+    print(f"stations trust {root} (InstallCertificate CSMSRootCertificate)")
+    return 0
+
+
+def _stations(args: argparse.Namespace, config: Config) -> Callable[[Store], Awaitable[int]]:
     now = SystemClock().now()
 
     async def job(store: Store) -> int:
+        if args.action == "add" and args.certificate:
+            return await _equip_for_profile_3(store, config, args.station_id, args.certificate)
         if args.action == "add":
             password, hashed = None, None
             if args.password:
@@ -158,17 +224,24 @@ def _stations(args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
             print(f"{'added' if created else 'updated'} station {args.station_id}")
             if password:
                 print(f"password: {password}")
+            station = await store.stations.get(args.station_id)
+            if station is not None and (station.security_profile or 0) >= 3:
+                print(f"note: {args.station_id} is on Security Profile 3 and connects only "
+                      "with its certificate (A05); an admin lowers it with PUT "
+                      "/api/stations/ID/security-profile", file=sys.stderr)
         elif args.action == "remove":
             if not await store.stations.remove(args.station_id):
                 print(f"error: no station {args.station_id}", file=sys.stderr)
                 return 1
             print(f"removed station {args.station_id}")
         else:
-            print(f"{'station':<24} {'online':<7} {'boot':<9} {'auth':<9} last seen")
+            print(f"{'station':<24} {'online':<7} {'boot':<9} {'auth':<11} last seen")
             for s in await store.stations.list():
                 seen = s.last_seen.isoformat(timespec="seconds") if s.last_seen else "-"
+                auth = "certificate" if s.security_profile == 3 else \
+                    "password" if s.has_password else "none"
                 print(f"{s.id:<24} {'yes' if s.online else 'no':<7} {s.boot_status or '-':<9} "
-                      f"{'password' if s.has_password else 'none':<9} {seen}")
+                      f"{auth:<11} {seen}")
         return 0
 
     return job
@@ -245,7 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_serve(config))
     if args.command == "migrate":
         return asyncio.run(_with_store(config, _migrated))
-    jobs = {"stations": _stations, "tokens": _tokens, "api-tokens": _api_tokens}
+    if args.command == "ca":
+        return _ca(args, config)
+    if args.command == "stations":
+        return asyncio.run(_with_store(config, _stations(args, config)))
+    jobs = {"tokens": _tokens, "api-tokens": _api_tokens}
     job = jobs[args.command](args)
     return asyncio.run(_with_store(config, job))
 

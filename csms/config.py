@@ -17,6 +17,9 @@ class ServerConfig:
     max_message_bytes: int = 65_536
     tls_cert: str = ""
     tls_key: str = ""
+    tls_cert_2: str = ""  # a second certificate of the other key type (RSA / ECDSA)
+    tls_key_2: str = ""
+    tls_client_ca: str = ""  # PEM file: CAs besides the CSMS's own that sign station certs
     auto_register: bool = False
     call_timeout_s: float = 30.0
     ping_interval_s: float = 60.0
@@ -30,6 +33,29 @@ class ServerConfig:
             raise ValueError("[server] max_connections and max_handshakes must be positive")
         if self.auth_free_failures < 0 or self.auth_lockout_max_s < 0:
             raise ValueError("[server] auth_free_failures, auth_lockout_max_s: not negative")
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """Block A: the CSMS's certificate authority for station certificates (Security
+    Profile 3, A02/A03) and when to renew them (csms/ca.py, csms/certificates.py)."""
+
+    ca_cert: str = ""  # the operator's CA (PEM); empty: the CSMS's own, made in ca_dir
+    ca_key: str = ""
+    ca_dir: str = ""  # empty: "ca" beside database.data_dir (data/ca)
+    organization: str = ""  # O= a station's CSR must carry (empty: not checked)
+    certificate_days: int = 365
+    renew_before_days: float = 30.0
+    renew_check_interval_s: float = 3600.0  # 0: no renewal check
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.certificate_days <= 3650:
+            raise ValueError("[security] certificate_days must be 1 to 3650")
+        if self.renew_before_days < 0 or self.renew_check_interval_s < 0:
+            raise ValueError("[security] renew_before_days and renew_check_interval_s must "
+                             "not be negative")
+        if bool(self.ca_cert) != bool(self.ca_key):
+            raise ValueError("[security] ca_cert and ca_key go together")
 
 
 @dataclass(frozen=True)
@@ -117,6 +143,11 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     gc: GcConfig = field(default_factory=GcConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+
+    def ca_dir(self) -> str:
+        """Where the CSMS's own CA lives: configured, or beside the database folder."""
+        return self.security.ca_dir or str(Path(self.database.data_dir).parent / "ca")
 
 
 def _section(cls: type[Any], data: dict[str, Any], name: str) -> Any:

@@ -79,9 +79,20 @@ class SiteSettingsChanged:
     at: datetime
 
 
+@dataclass(frozen=True)
+class SecurityEventReported:
+    """A station reported a security event (A04); `critical` per the spec's list."""
+
+    station_id: str
+    type: str
+    critical: bool
+    tech_info: str | None
+    at: datetime
+
+
 Event = (
     StationConnected | StationDisconnected | TransactionChanged | ChargingNeedsChanged
-    | PowerSampled | GridEventChanged | SiteSettingsChanged
+    | PowerSampled | GridEventChanged | SiteSettingsChanged | SecurityEventReported
 )
 
 

@@ -2,7 +2,9 @@
 
 Handshake (OCPP 2.0.1 Part 4 and block A): the identity is the last path segment; the station
 must offer the `ocpp2.0.1` subprotocol (else HTTP 400, with the reason); Security Profile 1/2
-Basic auth with username = identity (else HTTP 401). Unknown stations are refused unless
+Basic auth with username = identity (else HTTP 401); Security Profile 3 a client certificate
+whose CN is the identity (another station's certificate: HTTP 403). A station never connects
+with a lower profile than it has used (A05: HTTP 401). Unknown stations are refused unless
 auto-registration is on. A second connection for an identity replaces the first.
 """
 
@@ -14,6 +16,7 @@ import binascii
 import ssl
 import time
 import weakref
+from collections.abc import Sequence
 from datetime import datetime
 from http import HTTPStatus
 from urllib.parse import unquote, urlsplit
@@ -22,7 +25,7 @@ import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from csms import metrics
+from csms import metrics, tls
 from csms.clock import Clock
 from csms.config import ServerConfig
 from csms.connection import Connection, Connections, Router, StationContext
@@ -30,6 +33,7 @@ from csms.events import EventBus, StationConnected, StationDisconnected
 from csms.handshake_limits import AuthThrottle, raise_open_file_limit
 from csms.passwords import PasswordChecker, hash_password
 from csms.store import Store
+from csms.store.stations import Admission
 
 log = structlog.get_logger()
 
@@ -110,8 +114,10 @@ class OcppServer:
         router: Router,
         connections: Connections,
         events: EventBus,
+        client_cas: Sequence[str] = (),
     ) -> None:
         self.config = config
+        self.client_cas = list(client_cas)  # PEM texts: CAs of station certificates (SP3)
         self.store = store
         self.clock = clock
         self.router = router
@@ -131,10 +137,7 @@ class OcppServer:
     async def start(self) -> None:
         soft, hard = raise_open_file_limit()
         log.info("ocpp.open_file_limit", soft=soft, hard=hard)
-        ssl_context = None
-        if self.config.tls_cert:
-            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ssl_context.load_cert_chain(self.config.tls_cert, self.config.tls_key or None)
+        ssl_context = self._ssl_context()
         self._server = await serve(
             self._handle,
             self.config.host,
@@ -149,6 +152,16 @@ class OcppServer:
         self._presence_task = asyncio.create_task(self.presence.run(), name="presence")
         log.info("ocpp.listening", host=self.config.host, port=self.port,
                  tls=ssl_context is not None)
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        """Security Profiles 2 and 3: wss:// when a certificate is configured (csms/tls.py)."""
+        c = self.config
+        if not c.tls_cert:
+            return None
+        certificates = [(c.tls_cert, c.tls_key)]
+        if c.tls_cert_2:
+            certificates.append((c.tls_cert_2, c.tls_key_2))
+        return tls.server_context(certificates, self.client_cas)
 
     @property
     def port(self) -> int:
@@ -198,14 +211,50 @@ class OcppServer:
             log.warning("station.auto_registered", station_id=station_id)
             self._admitted[ws] = None
             return None
-        stored = admission.password_hash
-        if stored is not None:  # None: provisioned without a password (profile 0)
-            if credentials is None or credentials[0] != station_id:
-                return self._unauthorized(ws, station_id, "no_credentials")
-            if not await self.passwords.check(station_id, credentials[1], stored):
-                return self._unauthorized(ws, station_id, "wrong_password")
-            self.throttle.succeeded(station_id, _address(ws), time.monotonic())
+        refused = await self._authenticate(ws, station_id, credentials, admission)
+        if refused is not None:
+            return refused
         self._admitted[ws] = admission.boot_status
+        return None
+
+    async def _authenticate(
+        self, ws: ServerConnection, station_id: str, credentials: tuple[str, str] | None,
+        admission: Admission,
+    ) -> Response | None:
+        """Security Profiles 1-3 (A00) and the no-downgrade rule (A05): None if admitted.
+
+        A client certificate (it chained to a trusted CA in the TLS handshake) must name this
+        station as CN, and then is the station's credential (profile 3). Without one, the
+        password is checked (profile 1, or 2 over TLS). The connection's profile must not
+        be below the station's stored one; a higher one becomes the stored one.
+        """
+        required = admission.security_profile or 0
+        certificate = tls.peer_certificate(ws.transport)
+        if certificate is not None:
+            if certificate.common_name != station_id:
+                log.warning("handshake.certificate_mismatch", station_id=station_id,
+                            certificate_cn=certificate.common_name)
+                return self._refuse(ws, HTTPStatus.FORBIDDEN, "certificate_mismatch",
+                                    "the client certificate is not this station's", station_id)
+            profile = 3
+        else:
+            if required >= 3:
+                return self._unauthorized(ws, station_id, "profile_downgrade")
+            stored = admission.password_hash
+            if stored is not None:  # None: provisioned without a password (profile 0)
+                if credentials is None or credentials[0] != station_id:
+                    return self._unauthorized(ws, station_id, "no_credentials")
+                if not await self.passwords.check(station_id, credentials[1], stored):
+                    return self._unauthorized(ws, station_id, "wrong_password")
+                self.throttle.succeeded(station_id, _address(ws), time.monotonic())
+            profile = 0 if stored is None else 2 if tls.is_tls(ws.transport) else 1
+            if profile < required:
+                return self._unauthorized(ws, station_id, "profile_downgrade")
+        if profile > required or admission.security_profile is None:
+            await self.store.stations.raise_security_profile(station_id, profile)
+            if profile > required:
+                log.info("station.security_profile_raised", station_id=station_id,
+                         profile=profile, was=admission.security_profile)
         return None
 
     def _refuse(

@@ -75,6 +75,8 @@ class Variable:
                 return all(v in allowed for v in value.split(",") if v)
         except ValueError:
             return False
+        if self.name == "BasicAuthPassword":  # passwordString: 16 to 40 characters (A00)
+            return 16 <= len(value) <= 40
         return len(value) <= 2500
 
 
@@ -246,6 +248,7 @@ def standard_device_model(
     add("SecurityCtrlr", "Identity", station_id)
     add("SecurityCtrlr", "SecurityProfile", 1 if password else 0, "integer")
     add("SecurityCtrlr", "BasicAuthPassword", password or "", "string", WRITE_ONLY)
+    add("SecurityCtrlr", "OrganizationName", vendor, "string", READ_WRITE)
     add("AuthCtrlr", "Enabled", True, b, READ_WRITE)
     add("AuthCtrlr", "AuthorizeRemoteStart", False, b, READ_WRITE)
     add("AuthCtrlr", "LocalAuthorizeOffline", True, b, READ_WRITE)

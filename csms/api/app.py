@@ -20,6 +20,7 @@ from csms.api import (
     grid,
     guard,
     metrics,
+    security,
     sessions,
     site_load,
     sites,
@@ -60,7 +61,7 @@ def build_app(parts: Parts) -> FastAPI:
     app.state.parts = parts
     guard.install(app)  # hostile input is a 422, never a 500 (csms/api/guard.py)
     for module in (stations, tokens, transactions, sessions, commands, sites, site_load,
-                   grid, tariffs, events, metrics):
+                   grid, tariffs, events, metrics, security):
         app.include_router(module.router)
 
     @app.exception_handler(CommandFailed)

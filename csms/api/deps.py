@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
+from csms.ca import CertificateAuthority
 from csms.clock import Clock
 from csms.commands import Commands
 from csms.connection import Connections
@@ -34,6 +35,7 @@ class Parts:
     sites: Mapping[str, Site] = field(default_factory=dict)  # the sites the scheduler plans
     tariffs: TariffCatalog = field(default_factory=TariffCatalog)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)  # set: live feeds end
+    ca: CertificateAuthority | None = None  # signs station certificates (block A)
 
 
 def parts(request: Request) -> Parts:

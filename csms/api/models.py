@@ -53,6 +53,8 @@ class Station(Model):
     last_seen: datetime | None
     report_complete_at: datetime | None = Field(description="device model fully reported")
     has_password: bool
+    security_profile: int | None = Field(
+        None, description="the lowest security profile the station may connect with (A05)")
 
 
 class Connector(Model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from csms.ca import CertificateAuthority
 from csms.clock import Clock
 from csms.config import BootConfig
 from csms.events import EventBus
@@ -16,3 +17,4 @@ class Deps:
     clock: Clock
     events: EventBus
     boot: BootConfig
+    ca: CertificateAuthority | None = None  # signs station CSRs (A02/A03)

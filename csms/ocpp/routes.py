@@ -12,7 +12,14 @@ from collections.abc import Awaitable, Callable
 
 from csms.connection import StationContext
 from csms.frames import Call, FrameError, Payload
-from csms.ocpp import authorization, availability, metering, provisioning, smart_charging
+from csms.ocpp import (
+    authorization,
+    availability,
+    metering,
+    provisioning,
+    security,
+    smart_charging,
+)
 from csms.ocpp import transactions as tx
 from csms.ocpp.deps import Deps
 from csms.ocpp.records import Record
@@ -44,8 +51,8 @@ def routes(deps: Deps) -> dict[str, Handler]:
         "ClearedChargingLimit": Record(deps, "ClearedChargingLimit"),
         "ReportChargingProfiles": Record(deps, "ReportChargingProfiles"),
         # A security
-        "SecurityEventNotification": Record(deps, "SecurityEventNotification"),
-        "SignCertificate": Record(deps, "SignCertificate", {"status": "Rejected"}),
+        "SecurityEventNotification": security.SecurityEventNotification(deps),
+        "SignCertificate": security.SignCertificate(deps),
         # L firmware
         "FirmwareStatusNotification": Record(deps, "FirmwareStatusNotification"),
         "PublishFirmwareStatusNotification": Record(deps, "PublishFirmwareStatusNotification"),

@@ -26,12 +26,13 @@ class StationRecord:
     last_seen: datetime | None
     report_complete_at: datetime | None
     has_password: bool
+    security_profile: int | None = None
 
 
 _COLUMNS = (
     "id, created_at, vendor, model, serial_number, firmware_version, boot_status, last_boot_at,"
     " online, connected_at, disconnected_at, last_seen, report_complete_at,"
-    " password_hash IS NOT NULL AS has_password"
+    " password_hash IS NOT NULL AS has_password, security_profile"
 )
 
 
@@ -43,6 +44,7 @@ Boot = tuple[str, str, str, str | None, str | None, str, str, datetime]
 class Admission:
     password_hash: str | None
     boot_status: str | None
+    security_profile: int | None = None  # the lowest profile it may connect with (A05)
 
 
 class StationRepo:
@@ -52,6 +54,8 @@ class StationRepo:
         self._states: GroupCommit[tuple[str, bool, datetime]] = GroupCommit(
             self._write_states, "station-states")
         self._boots: GroupCommit[Boot] = GroupCommit(self._write_boots, "station-boots")
+        self._profiles: GroupCommit[tuple[str, int]] = GroupCommit(
+            self._write_profiles, "station-profiles")
         self._admissions: GroupRead[str, Admission] = GroupRead(
             self._read_admissions, "station-admissions")
 
@@ -84,10 +88,40 @@ class StationRepo:
 
     async def _read_admissions(self, station_ids: list[str]) -> dict[str, Admission]:
         rows = await self.pool.fetch(
-            "SELECT id, password_hash, boot_status FROM stations WHERE id = ANY($1::text[])",
+            "SELECT id, password_hash, boot_status, security_profile FROM stations"
+            " WHERE id = ANY($1::text[])",
             station_ids,
         )
-        return {r["id"]: Admission(r["password_hash"], r["boot_status"]) for r in rows}
+        return {r["id"]: Admission(r["password_hash"], r["boot_status"], r["security_profile"])
+                for r in rows}
+
+    async def set_security_profile(self, station_id: str, profile: int | None) -> bool:
+        """The operator sets the lowest profile a station may connect with (A05)."""
+        result = await self.pool.execute(
+            "UPDATE stations SET security_profile = $2 WHERE id = $1", station_id, profile)
+        return result.endswith(" 1")
+
+    async def raise_security_profile(self, station_id: str, profile: int) -> None:
+        """After a connection with `profile`: never accept a lower one again (A05).
+        Group-committed: after an upgrade, a reconnect storm raises thousands at once."""
+        await self._profiles.write([(station_id, profile)])
+
+    async def _write_profiles(self, raised: list[tuple[str, int]]) -> None:
+        highest: dict[str, int] = {}
+        for station_id, profile in raised:
+            highest[station_id] = max(profile, highest.get(station_id, profile))
+        await self.pool.execute(
+            "UPDATE stations s SET security_profile = u.profile"
+            " FROM unnest($1::text[], $2::smallint[]) AS u(id, profile)"
+            " WHERE s.id = u.id AND (s.security_profile IS NULL OR s.security_profile < u.profile)",
+            list(highest), list(highest.values()),
+        )
+
+    async def set_password_hash(self, station_id: str, password_hash: str) -> bool:
+        """A new Basic auth password (A01): from now on the only one accepted."""
+        result = await self.pool.execute(
+            "UPDATE stations SET password_hash = $2 WHERE id = $1", station_id, password_hash)
+        return result.endswith(" 1")
 
     async def record_boot(
         self,
@@ -132,6 +166,7 @@ class StationRepo:
     async def close(self) -> None:
         await self._states.close()
         await self._boots.close()
+        await self._profiles.close()
 
     async def _write_states(self, changes: list[tuple[str, bool, datetime]]) -> None:
         """A storm's connects and disconnects in two statements. Connects go first, so a

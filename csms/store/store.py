@@ -11,6 +11,7 @@ from csms.store.grid import GridRepo
 from csms.store.meter import MeterWriter
 from csms.store.notifications import NotificationRepo
 from csms.store.plans import PlanRepo
+from csms.store.security import CertificateRepo, SecurityEventRepo
 from csms.store.stations import StationRepo
 from csms.store.tokens import TokenRepo
 from csms.store.transactions import TransactionRepo
@@ -27,6 +28,8 @@ class Store:
     meter: MeterWriter = field(init=False)
     plans: PlanRepo = field(init=False)
     grid: GridRepo = field(init=False)
+    certificates: CertificateRepo = field(init=False)
+    security_events: SecurityEventRepo = field(init=False)
 
     def __post_init__(self) -> None:
         self.stations = StationRepo(self.pool)
@@ -37,6 +40,8 @@ class Store:
         self.meter = MeterWriter(self.pool)
         self.plans = PlanRepo(self.pool)
         self.grid = GridRepo(self.pool)
+        self.certificates = CertificateRepo(self.pool)
+        self.security_events = SecurityEventRepo(self.pool)
 
     async def close(self) -> None:
         await self.meter.close()

@@ -24,6 +24,7 @@ from simulators.station.handlers import HANDLERS
 from simulators.station.link import CallFailed, Link, NotConnected
 from simulators.station.model import EvseState, StationSpec, TxState
 from simulators.station.physics import Physics, _wake
+from simulators.station.security import CertificateStore
 from simulators.station.smart_charging import install_remote_profile
 
 log = logging.getLogger("simulators.station")
@@ -75,6 +76,7 @@ class Station(Link, Physics):
             {action: functools.partial(handler, self) for action, handler in HANDLERS.items()}
         )
         self._local_list_version = 0
+        self.certificates = CertificateStore()  # its own certificate and trusted roots (A)
 
     # ------------------------------------------------------------------ public surface
 

@@ -18,6 +18,7 @@ from simulators.station import (
     availability,
     data_transfer,
     provisioning,
+    security,
     smart_charging,
     transactions,
 )
@@ -51,6 +52,11 @@ HANDLERS: dict[str, StationHandler] = {
     "ClearChargingProfile": smart_charging.clear_charging_profile,
     "GetChargingProfiles": smart_charging.get_charging_profiles,
     "GetCompositeSchedule": smart_charging.get_composite_schedule,
+    # A security (and the certificate messages of M)
+    "CertificateSigned": security.certificate_signed,
+    "InstallCertificate": security.install_certificate,
+    "GetInstalledCertificateIds": security.get_installed_certificate_ids,
+    "DeleteCertificate": security.delete_certificate,
     # P data transfer
     "DataTransfer": data_transfer.data_transfer,
 }

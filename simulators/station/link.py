@@ -173,10 +173,17 @@ class Link:
 
     # ------------------------------------------------------------------ connection
 
+    def _basic_auth_password(self) -> str | None:
+        """SecurityCtrlr.BasicAuthPassword as last set (A01: a new one is used from the next
+        connection on); none for a station without one (profile 3, or no auth)."""
+        if self.spec.password is None:
+            return None
+        return self.device_model.value("SecurityCtrlr", "BasicAuthPassword") or None
+
     async def _connect(self) -> None:
         headers = {}
-        if self.spec.password is not None:
-            raw = f"{self.station_id}:{self.spec.password}".encode()
+        if (password := self._basic_auth_password()) is not None:
+            raw = f"{self.station_id}:{password}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
         try:
             ws = await connect(

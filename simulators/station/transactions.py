@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from simulators.station import security
 from simulators.station.replies import Reply
 from simulators.station.smart_charging import install_remote_profile
 
@@ -95,7 +96,11 @@ async def trigger_message(station: Station, req: dict) -> Reply:
                 station._advance(e)
                 await station._tx_event(e, "Updated", "Trigger", context="Trigger")
 
+    async def sign_certificate() -> None:
+        await security.request_certificate(station)
+
     actions = {
+        "SignChargingStationCertificate": sign_certificate,  # A02
         "BootNotification": boot,
         "Heartbeat": heartbeat,
         "StatusNotification": status,
