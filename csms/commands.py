@@ -13,6 +13,7 @@ from typing import Any
 from csms.clock import Clock
 from csms.connection import Connections
 from csms.frames import Payload
+from csms.ocpp.message_limits import SPLITTABLE, Limits, join_replies, parse_limit, split_request
 from csms.store import Store
 from csms.store.devices import Variable
 
@@ -49,7 +50,27 @@ class Commands:
     async def call(
         self, station_id: str, action: str, payload: Payload, timeout: float | None = None
     ) -> Payload:
-        return await self.connections.get(station_id).call(action, payload, timeout)
+        """One CALL, or several where the station's message limits ask for it (B06.FR.05):
+        a request whose items exceed `ItemsPerMessage...`/`BytesPerMessage...` is sent in
+        parts, one after the other, and the answers joined."""
+        connection = self.connections.get(station_id)
+        if action in SPLITTABLE:
+            parts = split_request(action, payload, await self.message_limits(station_id, action))
+            if len(parts) > 1:
+                replies = [await connection.call(action, part, timeout) for part in parts]
+                return join_replies(action, replies)
+        return await connection.call(action, payload, timeout)
+
+    async def message_limits(self, station_id: str, action: str) -> Limits:
+        """The station's reported per-message limits for `action` (none if unreported)."""
+        spec = SPLITTABLE[action]
+        found: dict[str, str | None] = {}
+        for v in await self.store.devices.variables(station_id, spec.component):
+            if (v.attribute_type == "Actual" and v.evse_id == 0 and not v.component_instance
+                    and not v.variable_instance):
+                found[v.variable] = v.value
+        return Limits(items=parse_limit(found.get(spec.items_variable)),
+                      bytes=parse_limit(found.get(spec.bytes_variable)))
 
     # F remote control
     async def request_start_transaction(
