@@ -120,10 +120,25 @@ class Commands:
         return await self.call(station_id, "Reset", _clean({"type": type, "evseId": evse_id}))
 
     async def get_base_report(self, station_id: str, report_base: str = "FullInventory") -> Payload:
-        return await self.call(
-            station_id, "GetBaseReport",
-            {"requestId": self.next_request_id(), "reportBase": report_base},
-        )
+        """B07; the request and its answer are stored, NotifyReport parts complete it."""
+        request = {"requestId": self.next_request_id(), "reportBase": report_base}
+        reply = await self.call(station_id, "GetBaseReport", request)
+        await self.store.reports.add(station_id, request["requestId"], "base", request,
+                                     reply["status"], self.clock.now())
+        return reply
+
+    async def get_report(
+        self, station_id: str, *, criteria: list[str] | None = None,
+        component_variables: list[Payload] | None = None,
+    ) -> Payload:
+        """B08: a custom report (by component criteria and/or component variables)."""
+        request = _clean({"requestId": self.next_request_id(),
+                          "componentCriteria": criteria or None,
+                          "componentVariable": component_variables or None})
+        reply = await self.call(station_id, "GetReport", request)
+        await self.store.reports.add(station_id, request["requestId"], "custom", request,
+                                     reply["status"], self.clock.now())
+        return reply
 
     async def get_variables(
         self, station_id: str, items: list[tuple[str, str]] | list[Payload]

@@ -19,6 +19,7 @@ from csms.api import (
     events,
     grid,
     metrics,
+    reports,
     sessions,
     site_load,
     sites,
@@ -58,7 +59,7 @@ def build_app(parts: Parts) -> FastAPI:
     )
     app.state.parts = parts
     for module in (stations, tokens, transactions, sessions, commands, sites, site_load,
-                   grid, tariffs, events, metrics):
+                   grid, tariffs, events, metrics, reports):
         app.include_router(module.router)
 
     @app.exception_handler(CommandFailed)

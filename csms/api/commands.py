@@ -24,6 +24,7 @@ from fastapi import APIRouter, Body, HTTPException, status
 from pydantic import BaseModel
 
 from csms.api import models as m
+from csms.api import reports
 from csms.api.auth import Permission, require
 from csms.api.deps import Parts, PartsDep, not_found
 from csms.commands import Commands
@@ -123,8 +124,10 @@ COMMANDS: tuple[Command, ...] = (
             _get_variables),
     Command("SetVariables", "write variables of the device model (B05)", m.SetVariables,
             _set_variables),
-    Command("GetBaseReport", "ask for a base report of the device model (B07)"),
-    Command("GetReport", "ask for a custom report of the device model (B08)"),
+    Command("GetBaseReport", "ask for a base report of the device model (B07)",
+            after=reports.record_report),
+    Command("GetReport", "ask for a custom report of the device model (B08)",
+            after=reports.record_report),
     Command("SetNetworkProfile", "store a network connection profile (B09)",
             permission=SECURITY),
     # G availability

@@ -11,6 +11,7 @@ from csms.store.grid import GridRepo
 from csms.store.meter import MeterWriter
 from csms.store.notifications import NotificationRepo
 from csms.store.plans import PlanRepo
+from csms.store.reports import ReportRepo
 from csms.store.stations import StationRepo
 from csms.store.tokens import TokenRepo
 from csms.store.transactions import TransactionRepo
@@ -27,6 +28,7 @@ class Store:
     meter: MeterWriter = field(init=False)
     plans: PlanRepo = field(init=False)
     grid: GridRepo = field(init=False)
+    reports: ReportRepo = field(init=False)
 
     def __post_init__(self) -> None:
         self.stations = StationRepo(self.pool)
@@ -37,6 +39,7 @@ class Store:
         self.meter = MeterWriter(self.pool)
         self.plans = PlanRepo(self.pool)
         self.grid = GridRepo(self.pool)
+        self.reports = ReportRepo(self.pool)
 
     async def close(self) -> None:
         await self.meter.close()
