@@ -13,7 +13,14 @@ from typing import Any
 from csms.clock import Clock
 from csms.connection import Connections
 from csms.frames import Payload
-from csms.ocpp.message_limits import SPLITTABLE, Limits, join_replies, parse_limit, split_request
+from csms.ocpp.message_limits import (
+    SPLIT_BY_FLOW,
+    SPLITTABLE,
+    Limits,
+    join_replies,
+    parse_limit,
+    split_request,
+)
 from csms.store import Store
 from csms.store.devices import Variable
 
@@ -34,6 +41,24 @@ def _evse(evse_id: int | None, connector_id: int | None = None) -> Payload | Non
 
 def _clean(payload: dict[str, Any]) -> Payload:
     return {k: v for k, v in payload.items() if v is not None}
+
+
+def _variable_key(item: Payload) -> tuple[Any, ...]:
+    component, variable = item["component"], item["variable"]
+    evse = component.get("evse") or {}
+    return (component["name"], component.get("instance", ""), evse.get("id", 0),
+            evse.get("connectorId", 0), variable["name"], variable.get("instance", ""),
+            item.get("attributeType", "Actual"))
+
+
+def _variable(result: Payload, value: str | None) -> Variable:
+    """A Get/SetVariables result as a device model row."""
+    name, instance, evse_id, connector_id, variable, v_instance, attribute = (
+        _variable_key(result))
+    return Variable(component=name, component_instance=instance, evse_id=evse_id,
+                    connector_id=connector_id, variable=variable,
+                    variable_instance=v_instance, attribute_type=attribute, value=value,
+                    mutability=None, data_type=None, unit=None)
 
 
 class Commands:
@@ -63,7 +88,7 @@ class Commands:
 
     async def message_limits(self, station_id: str, action: str) -> Limits:
         """The station's reported per-message limits for `action` (none if unreported)."""
-        spec = SPLITTABLE[action]
+        spec = SPLITTABLE.get(action) or SPLIT_BY_FLOW[action]
         found: dict[str, str | None] = {}
         for v in await self.store.devices.variables(station_id, spec.component):
             if (v.attribute_type == "Actual" and v.evse_id == 0 and not v.component_instance
@@ -152,20 +177,8 @@ class Commands:
         ]
         reply = await self.call(station_id, "GetVariables", {"getVariableData": data})
         results: list[Payload] = reply["getVariableResult"]
-        accepted = [
-            Variable(
-                component=r["component"]["name"],
-                component_instance=r["component"].get("instance", ""),
-                evse_id=(r["component"].get("evse") or {}).get("id", 0),
-                connector_id=(r["component"].get("evse") or {}).get("connectorId", 0),
-                variable=r["variable"]["name"],
-                variable_instance=r["variable"].get("instance", ""),
-                attribute_type=r.get("attributeType", "Actual"),
-                value=r.get("attributeValue"),
-                mutability=None, data_type=None, unit=None,
-            )
-            for r in results if r["attributeStatus"] == "Accepted"
-        ]
+        accepted = [_variable(r, r.get("attributeValue")) for r in results
+                    if r["attributeStatus"] == "Accepted"]
         await self.store.devices.upsert_variables(station_id, accepted, self.clock.now())
         return results
 
@@ -178,7 +191,15 @@ class Commands:
             for i in items
         ]
         reply = await self.call(station_id, "SetVariables", {"setVariableData": data})
-        return list(reply["setVariableResult"])
+        results = list(reply["setVariableResult"])
+        # what the station accepted is its value now: keep the device model current
+        sent = {_variable_key(d): d.get("attributeValue") for d in data}
+        accepted = [
+            _variable(r, sent.get(_variable_key(r))) for r in results
+            if r.get("attributeStatus") == "Accepted" and _variable_key(r) in sent
+        ]
+        await self.store.devices.upsert_variables(station_id, accepted, self.clock.now())
+        return results
 
     # G availability
     async def change_availability(

@@ -18,6 +18,7 @@ from csms.api import (
     commands,
     events,
     grid,
+    local_lists,
     metrics,
     reports,
     sessions,
@@ -59,7 +60,7 @@ def build_app(parts: Parts) -> FastAPI:
     )
     app.state.parts = parts
     for module in (stations, tokens, transactions, sessions, commands, sites, site_load,
-                   grid, tariffs, events, metrics, reports):
+                   grid, tariffs, events, metrics, reports, local_lists):
         app.include_router(module.router)
 
     @app.exception_handler(CommandFailed)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from csms.api.models import Body, Model
+from csms.api.models import STATION_ID, Body, Model
 
 
 class BootHold(Body):
@@ -37,3 +37,31 @@ class Report(Model):
     last_seq_no: int | None
     completed_at: datetime | None
 
+
+
+class LocalListSync(Body):
+    """D01: which stations to bring up to the token table; `full` forces a Full update."""
+
+    station_id: str | None = Field(None, pattern=STATION_ID,
+                                   description="one station; left out: every connected one")
+    full: bool = False
+
+
+class LocalListSyncResult(Model):
+    station_id: str
+    update: Literal["Full", "Differential", "None"]
+    status: str = Field(description="the station's answer (Accepted, Failed, "
+                        "VersionMismatch), UpToDate, or why nothing was sent (Offline, "
+                        "Timeout, CallError <code>)")
+    version: int | None = Field(description="the list version the station holds now")
+    entries: int
+    messages: int
+
+
+class LocalListState(Model):
+    station_id: str
+    version: int | None = Field(description="the version the CSMS last sent and the "
+                                "station accepted; null: unknown (the next sync is Full)")
+    synced_at: datetime | None
+    token_table_version: int = Field(description="the newest change to the token table")
+    up_to_date: bool

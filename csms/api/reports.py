@@ -1,8 +1,9 @@
 """B02/B03 boot holds and B07/B08 device model reports.
 
 Reports are asked for with the command routes (`.../commands/get-base-report`,
-`.../commands/get-report`); their `after` hook, `record_report`, stores each request with
-the station's answer, and the NotifyReport parts complete it. Here they are read back.
+`.../commands/get-report`); their `after` hook (command_hooks.record_report) stores each
+request with the station's answer, and the NotifyReport parts complete it. Here they are
+read back.
 """
 
 from __future__ import annotations
@@ -12,21 +13,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from csms.api.auth import Permission, require
-from csms.api.deps import Parts, PartsDep, not_found
+from csms.api.deps import PartsDep, not_found
 from csms.api.provisioning_models import BootHold, BootHoldState, Report
-from csms.frames import Payload
 
 router = APIRouter(prefix="/api/stations/{station_id}", tags=["provisioning"])
 
 RequestId = Annotated[int, Path(ge=0, le=2**31 - 1)]
-
-
-async def record_report(parts: Parts, station_id: str, request: Payload,
-                        reply: Payload) -> None:
-    """The command table's hook for GetBaseReport and GetReport."""
-    kind = "base" if "reportBase" in request else "custom"
-    await parts.store.reports.add(station_id, int(request["requestId"]), kind, request,
-                                  str(reply.get("status")), parts.clock.now())
 
 
 @router.get("/reports", dependencies=[require(Permission.READ)],

@@ -44,6 +44,14 @@ SPLITTABLE: Mapping[str, Splittable] = {
 }
 
 
+# Split by a flow that knows how to join the parts (a local list: first Full, then
+# Differential parts, each with its own version), not by Commands.call.
+SPLIT_BY_FLOW: Mapping[str, Splittable] = {
+    "SendLocalList": Splittable("LocalAuthListCtrlr", "ItemsPerMessage", "BytesPerMessage",
+                                "localAuthorizationList", ""),
+}
+
+
 @dataclass(frozen=True)
 class Limits:
     items: int | None = None
@@ -62,7 +70,7 @@ def parse_limit(value: str | None) -> int | None:
 def split_request(action: str, payload: Payload, limits: Limits) -> list[Payload]:
     """`payload` as one or more requests, each within `limits`. An item that alone
     exceeds the byte limit goes alone (the station answers for it)."""
-    spec = SPLITTABLE[action]
+    spec = SPLITTABLE.get(action) or SPLIT_BY_FLOW[action]
     items = payload.get(spec.request_list)
     if not isinstance(items, list) or (limits.items is None and limits.bytes is None):
         return [payload]

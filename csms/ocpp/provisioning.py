@@ -32,11 +32,13 @@ class BootNotification:
     deps: Deps
     # requestIds for the base reports it asks for: seeded from the clock, so a restart
     # does not reuse the ids of reports stored before it
-    _ids: Iterator[int] = field(init=False, repr=False)
+    _ids: list[Iterator[int]] = field(init=False, repr=False, default_factory=list)
 
-    def __post_init__(self) -> None:
-        seed = int(self.deps.clock.now().timestamp() * 1000) % _ID_SPACE
-        object.__setattr__(self, "_ids", itertools.count(seed))
+    def _next_request_id(self) -> int:
+        if not self._ids:
+            self._ids.append(itertools.count(
+                int(self.deps.clock.now().timestamp() * 1000) % _ID_SPACE))
+        return next(self._ids[0]) % _ID_SPACE + 1
 
     async def __call__(self, ctx: StationContext, req: Payload) -> Payload:
         store, now = self.deps.store, self.deps.clock.now()
@@ -84,7 +86,7 @@ class BootNotification:
                 log.warning("boot.report_refused", station_id=ctx.station_id,
                             status=newest.status)
                 return "Accepted"
-        request_id = next(self._ids) % _ID_SPACE + 1
+        request_id = self._next_request_id()
         ctx.after(lambda: _request_base_report(self.deps, ctx, request_id))  # B02
         return "Pending"
 

@@ -113,6 +113,13 @@ class TokenRepo:
         )
         return int(value or 0)
 
+    async def reserve_versions(self, n: int) -> list[int]:
+        """n fresh versions, above every change so far (a local list sent in n parts)."""
+        rows = await self.pool.fetch(
+            "SELECT nextval('id_token_versions') AS v FROM generate_series(1, $1)", n
+        )
+        return sorted(int(r["v"]) for r in rows)
+
     async def changes_since(self, version: int) -> tuple[list[IdToken], list[tuple[str, str]]]:
         """Tokens added or changed after `version`, and tokens removed after it."""
         changed = await self.pool.fetch(

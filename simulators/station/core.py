@@ -20,6 +20,7 @@ from simulators.clock import Clock, SystemClock, to_ocpp
 from simulators.device_model import DeviceModel, standard_device_model
 from simulators.ev import EV
 from simulators.profiles import ProfileStore
+from simulators.station.authorization import LocalAuth, master_pass_group, may_stop
 from simulators.station.handlers import HANDLERS
 from simulators.station.link import CallFailed, Link, NotConnected
 from simulators.station.model import EvseState, StationSpec, TxState
@@ -74,7 +75,7 @@ class Station(Link, Physics):
         self._init_link(
             {action: functools.partial(handler, self) for action, handler in HANDLERS.items()}
         )
-        self._local_list_version = 0
+        self.local_auth = LocalAuth()
 
     # ------------------------------------------------------------------ public surface
 
@@ -111,22 +112,47 @@ class Station(Link, Physics):
         """Authorize an idToken; if Accepted, authorize the transaction and start charging."""
         evse = self._evse(evse_id)
         id_token = {"idToken": token, "type": token_type}
-        if self.connected and self.boot_status == "Accepted":
-            try:
-                response = await self.call("Authorize", {"idToken": id_token})
-                status = response["idTokenInfo"]["status"]
-            except (NotConnected, TimeoutError):
-                status = self._offline_auth()
-        else:
-            status = self._offline_auth()
+        info = await self._authorize(id_token)
+        status = info["status"]
         if status != "Accepted":
+            return status
+        token_group = (info.get("groupIdToken") or {}).get("idToken")
+        master = master_pass_group(self)
+        if master and token_group == master:  # C16: stops every transaction, starts none
+            for running in self.evses.values():
+                if running.tx is not None and running.tx.authorized:
+                    running.tx.stop_id_token = id_token
+                    await self._end_transaction(running, "StopAuthorized", "MasterPass")
+            return status
+        if evse.tx is not None and evse.tx.authorized:  # C09: a token stops its transaction
+            tx = evse.tx
+            if not may_stop(self, tx.transaction_id, tx.id_token, id_token, info):
+                return "NotAllowed"
+            tx.stop_id_token = id_token
+            await self._end_transaction(evse, "StopAuthorized", "Local")
             return status
         if evse.tx is None:
             await self._start_transaction(evse, "Authorized", id_token=id_token)
         else:
             evse.tx.id_token = id_token
             await self._authorize_transaction(evse, "Authorized")
+        if evse.tx is not None:
+            self.local_auth.tx_groups[evse.tx.transaction_id] = token_group
         return status
+
+    async def _authorize(self, id_token: dict) -> dict:
+        """The idTokenInfo for a token: from the CSMS (C01, then cached), else from the
+        local list or the cache, else by AuthCtrlr.LocalAuthorizeOffline."""
+        if self.connected and self.boot_status == "Accepted":
+            try:
+                response = await self.call("Authorize", {"idToken": id_token})
+                info: dict = response["idTokenInfo"]
+                self.local_auth.remember(self, id_token, info)
+                return info
+            except (NotConnected, TimeoutError):
+                pass
+        known = self.local_auth.offline_info(self, id_token, self.clock.now())
+        return known if known is not None else {"status": self._offline_auth()}
 
     async def unplug(self, evse_id: int) -> None:
         """EV leaves: stop charging, TransactionEvent Ended, StatusNotification Available."""
@@ -244,6 +270,8 @@ class Station(Link, Physics):
             event_type == "Started" or trigger in ("Authorized", "RemoteStart")
         ):
             payload["idToken"] = tx.id_token
+        if trigger == "StopAuthorized" and tx.stop_id_token is not None:
+            payload["idToken"] = tx.stop_id_token  # who stopped it (C09, C16)
         if with_meter:
             payload["meterValue"] = [self._meter_value(evse, context)]
         if not self.connected:

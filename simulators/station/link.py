@@ -249,6 +249,9 @@ class Link:
             return
         try:
             response, after = await handler(frame.payload)
+        except ocppj.FrameError as exc:  # a request the handler refuses with a CALLERROR
+            await self._reply(ws, ocppj.encode_error(frame.message_id, exc.code, exc.description))
+            return
         except Exception as exc:  # a bug here must not kill the connection
             log.exception("handler %s failed", frame.action)
             await self._reply(ws, ocppj.encode_error(frame.message_id, "InternalError", str(exc)))

@@ -5,18 +5,29 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from simulators.clock import to_ocpp
+from simulators.ocppj import FrameError
 from simulators.station.replies import Reply
 
 if TYPE_CHECKING:
     from simulators.station.core import Station
 
 
+def _within(station: Station, items: list, variable: str) -> None:
+    """B05/B06: a request with more items than the station takes per message is refused."""
+    limit = int(station.device_model.number("DeviceDataCtrlr", variable))
+    if len(items) > limit:
+        raise FrameError("OccurrenceConstraintViolation",
+                         f"{len(items)} items, {variable} is {limit}")
+
+
 async def get_variables(station: Station, req: dict) -> Reply:
+    _within(station, req["getVariableData"], "ItemsPerMessageGetVariables")
     results = [station.device_model.get_variable(r) for r in req["getVariableData"]]
     return {"getVariableResult": results}, None
 
 
 async def set_variables(station: Station, req: dict) -> Reply:
+    _within(station, req["setVariableData"], "ItemsPerMessageSetVariables")
     results = [station.device_model.set_variable(r) for r in req["setVariableData"]]
     station._start_aligned_meter()
     return {"setVariableResult": results}, None
