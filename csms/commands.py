@@ -8,6 +8,7 @@ StationOffline, CallFailed (with the CALLERROR code), TimeoutError.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Any
 
 from csms.clock import Clock
@@ -59,6 +60,17 @@ def _variable(result: Payload, value: str | None) -> Variable:
                     connector_id=connector_id, variable=variable,
                     variable_instance=v_instance, attribute_type=attribute, value=value,
                     mutability=None, data_type=None, unit=None)
+
+
+PRIORITY = ("OCPPCommCtrlr", "NetworkConfigurationPriority")
+
+
+@dataclass
+class NetworkProfileOutcome:
+    status: str  # SetNetworkProfile
+    priority: str | None = None  # the NetworkConfigurationPriority asked for
+    priority_status: str | None = None  # SetVariables' answer for it
+    reset_status: str | None = None
 
 
 class Commands:
@@ -164,6 +176,31 @@ class Commands:
         await self.store.reports.add(station_id, request["requestId"], "custom", request,
                                      reply["status"], self.clock.now())
         return reply
+
+    async def set_network_profile(
+        self, station_id: str, slot: int, connection_data: Payload, *, first: bool = True,
+        reset: bool = False,
+    ) -> NetworkProfileOutcome:
+        """B09/B10: store a connection profile in a slot; if accepted, put the slot first
+        (or last) in OCPPCommCtrlr.NetworkConfigurationPriority; optionally Reset OnIdle
+        so the station reconnects with it. Each step runs only if the one before was
+        accepted."""
+        reply = await self.call(station_id, "SetNetworkProfile", {
+            "configurationSlot": slot, "connectionData": connection_data})
+        outcome = NetworkProfileOutcome(str(reply["status"]))
+        if outcome.status != "Accepted":
+            return outcome
+        current = await self.get_variables(station_id, [PRIORITY])
+        held = current[0].get("attributeValue") if current[0]["attributeStatus"] == (
+            "Accepted") else None
+        slots = [s.strip() for s in (held or "").split(",") if s.strip() and s.strip() != str(slot)]
+        slots = [str(slot), *slots] if first else [*slots, str(slot)]
+        outcome.priority = ",".join(slots)
+        [result] = await self.set_variables(station_id, [(*PRIORITY, outcome.priority)])
+        outcome.priority_status = str(result["attributeStatus"])
+        if reset and outcome.priority_status in ("Accepted", "RebootRequired"):
+            outcome.reset_status = str((await self.reset(station_id, "OnIdle"))["status"])
+        return outcome
 
     async def get_variables(
         self, station_id: str, items: list[tuple[str, str]] | list[Payload]

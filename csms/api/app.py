@@ -20,6 +20,7 @@ from csms.api import (
     grid,
     local_lists,
     metrics,
+    network_profiles,
     reports,
     sessions,
     site_load,
@@ -60,7 +61,8 @@ def build_app(parts: Parts) -> FastAPI:
     )
     app.state.parts = parts
     for module in (stations, tokens, transactions, sessions, commands, sites, site_load,
-                   grid, tariffs, events, metrics, reports, local_lists):
+                   grid, tariffs, events, metrics, reports, local_lists,
+                   network_profiles):
         app.include_router(module.router)
 
     @app.exception_handler(CommandFailed)

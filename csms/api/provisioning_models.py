@@ -4,9 +4,9 @@ local authorization lists."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from csms.api.models import STATION_ID, Body, Model
 
@@ -65,3 +65,48 @@ class LocalListState(Model):
     synced_at: datetime | None
     token_table_version: int = Field(description="the newest change to the token table")
     up_to_date: bool
+
+
+ProfileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+
+
+class NetworkProfileBody(Body):
+    """B09: an OCPP NetworkConnectionProfileType (camelCase, checked against the schema)."""
+
+    connection_data: dict[str, Any] = Field(
+        description="ocppVersion, ocppTransport, ocppCsmsUrl, messageTimeout, "
+        "securityProfile, ocppInterface (and apn / vpn)")
+
+
+class NetworkProfileOut(Model):
+    name: str
+    connection_data: dict[str, Any]
+    updated_at: datetime
+
+
+class NetworkProfileSend(Body):
+    """B09/B10: put a stored profile in a station's slot, make it first (or last) in its
+    NetworkConfigurationPriority, and optionally reset the station so it takes it."""
+
+    profile: ProfileName
+    slot: int = Field(ge=0, le=1000, description="configurationSlot")
+    first: bool = True
+    reset: bool = False
+
+
+class NetworkProfileSent(Model):
+    station_id: str
+    slot: int
+    profile: str
+    status: str = Field(description="the station's SetNetworkProfile answer")
+    priority: str | None = Field(description="NetworkConfigurationPriority asked for")
+    priority_status: str | None
+    reset_status: str | None
+
+
+class StationNetworkProfile(Model):
+    slot: int
+    profile: str
+    status: str
+    priority: str | None
+    sent_at: datetime

@@ -9,6 +9,7 @@ import asyncpg
 from csms.store.devices import DeviceRepo
 from csms.store.grid import GridRepo
 from csms.store.meter import MeterWriter
+from csms.store.network_profiles import NetworkProfileRepo
 from csms.store.notifications import NotificationRepo
 from csms.store.plans import PlanRepo
 from csms.store.reports import ReportRepo
@@ -29,6 +30,7 @@ class Store:
     plans: PlanRepo = field(init=False)
     grid: GridRepo = field(init=False)
     reports: ReportRepo = field(init=False)
+    network_profiles: NetworkProfileRepo = field(init=False)
 
     def __post_init__(self) -> None:
         self.stations = StationRepo(self.pool)
@@ -40,6 +42,7 @@ class Store:
         self.plans = PlanRepo(self.pool)
         self.grid = GridRepo(self.pool)
         self.reports = ReportRepo(self.pool)
+        self.network_profiles = NetworkProfileRepo(self.pool)
 
     async def close(self) -> None:
         await self.meter.close()

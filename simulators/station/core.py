@@ -76,6 +76,7 @@ class Station(Link, Physics):
             {action: functools.partial(handler, self) for action, handler in HANDLERS.items()}
         )
         self.local_auth = LocalAuth()
+        self.network_slots: dict[int, dict] = {}  # B09: connection profiles by slot
 
     # ------------------------------------------------------------------ public surface
 

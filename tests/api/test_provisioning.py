@@ -164,3 +164,119 @@ async def test_B07_base_report_is_stored_with_its_parts_until_complete(
     assert [r["request_id"] for r in listed.json()] == [request_id]
     assert (await client("viewer").get("/api/stations/CS001/reports/1")).status_code == 404
     assert (await client("viewer").get("/api/stations/CS001/reports/-1")).status_code == 422
+
+
+async def test_B08_custom_report_by_criteria_and_component_variables(
+    csms: Csms, client: Client, make_station: StationFactory
+) -> None:
+    await make_station("CS001")
+    operator = client("operator")
+    asked = await operator.post("/api/stations/CS001/commands/get-report", json={
+        "componentCriteria": ["Enabled"],
+        "componentVariable": [{"component": {"name": "SmartChargingCtrlr"}},
+                              {"component": {"name": "AuthCtrlr"},
+                               "variable": {"name": "MasterPassGroupId"}}]})
+    assert asked.status_code == 200, asked.text
+    assert asked.json()["reply"]["status"] == "Accepted"
+    request_id = asked.json()["request"]["requestId"]
+
+    async def complete() -> dict | None:
+        body = (await client("viewer").get(f"/api/stations/CS001/reports/{request_id}")).json()
+        return body if body.get("status") == "Complete" else None
+
+    report = await eventually(complete)
+    assert report["kind"] == "custom"
+    assert report["request"]["componentCriteria"] == ["Enabled"]
+    names = {(v.component, v.variable)
+             for v in await csms.store.devices.variables("CS001", "AuthCtrlr")}
+    assert ("AuthCtrlr", "MasterPassGroupId") in names
+    smart = [v for v in await csms.store.devices.variables("CS001", "SmartChargingCtrlr")]
+    assert report["items"] == len(smart) + 1
+
+    nothing = await operator.post("/api/stations/CS001/commands/get-report", json={
+        "componentVariable": [{"component": {"name": "NoSuchCtrlr"}}]})
+    nothing_id = nothing.json()["request"]["requestId"]
+    assert nothing.json()["reply"]["status"] == "EmptyResultSet"
+    stored = (await client("viewer").get(f"/api/stations/CS001/reports/{nothing_id}")).json()
+    assert stored["status"] == "EmptyResultSet" and stored["parts"] == 0
+
+
+PROFILE = {"ocppVersion": "OCPP20", "ocppTransport": "JSON",
+           "ocppCsmsUrl": "wss://csms.example.net:443/ocpp", "messageTimeout": 30,
+           "securityProfile": 2, "ocppInterface": "Wired0"}
+
+
+async def test_B09_B10_network_profile_stored_sent_prioritised_and_reset(
+    csms: Csms, client: Client, make_station: StationFactory
+) -> None:
+    station = await make_station("CS001")
+    admin, operator = client("admin"), client("operator")
+    assert (await operator.put("/api/network-profiles/backup",
+                               json={"connection_data": PROFILE})).status_code == 403
+    bad = await admin.put("/api/network-profiles/backup",
+                          json={"connection_data": {**PROFILE, "ocppVersion": "OCPP99"}})
+    assert bad.status_code == 422
+    made = await admin.put("/api/network-profiles/backup", json={"connection_data": PROFILE})
+    assert made.status_code == 201 and made.json()["connection_data"] == PROFILE
+    assert (await admin.put("/api/network-profiles/backup",
+                            json={"connection_data": PROFILE})).status_code == 200
+    assert [p["name"] for p in (await admin.get("/api/network-profiles")).json()] == ["backup"]
+    assert (await admin.post("/api/stations/CS001/network-profiles",
+                             json={"profile": "nope", "slot": 2})).status_code == 404
+
+    sent = await admin.post("/api/stations/CS001/network-profiles",
+                            json={"profile": "backup", "slot": 2, "reset": True})
+    assert sent.status_code == 200, sent.text
+    body = sent.json()
+    assert (body["status"], body["priority"], body["priority_status"]) == (
+        "Accepted", "2,1", "Accepted")
+    assert body["reset_status"] == "Accepted"
+    assert station.network_slots[2] == PROFILE
+    assert station.device_model.value("OCPPCommCtrlr", "NetworkConfigurationPriority") == "2,1"
+
+    async def rebooted() -> bool:  # B10: the reset makes it reconnect and boot again
+        record = await csms.store.stations.get("CS001")
+        return bool(record and record.boot_status == "Accepted" and station.connects >= 2)
+
+    await eventually(rebooted)
+    listed = (await admin.get("/api/stations/CS001/network-profiles")).json()
+    assert [(r["slot"], r["profile"], r["status"]) for r in listed] == [(2, "backup", "Accepted")]
+
+    # a downgrade below the profile in use is refused by the station, and nothing follows
+    station.device_model.put("SecurityCtrlr", "SecurityProfile", "3")
+    refused = (await admin.post("/api/stations/CS001/network-profiles",
+                                json={"profile": "backup", "slot": 3})).json()
+    assert (refused["status"], refused["priority"], refused["reset_status"]) == (
+        "Rejected", None, None)
+    assert 3 not in station.network_slots
+    assert (await admin.delete("/api/network-profiles/backup")).status_code == 204
+
+
+async def test_B12_reset_one_evse_keeps_the_station_running(
+    csms: Csms, client: Client, make_station: StationFactory
+) -> None:
+    from simulators.station import EvseSpec
+
+    station = await make_station("CS001", evses=[EvseSpec(1), EvseSpec(2)])
+    await csms.store.tokens.add("TOK", "ISO14443", csms.clock.now())
+    assert await station.present_token(2, "TOK") == "Accepted"
+    tx_id = station.transaction_id(2)
+    operator = client("operator")
+
+    idle = await operator.post("/api/stations/CS001/commands/reset",
+                               json={"type": "OnIdle", "evse_id": 2})
+    assert idle.json()["reply"]["status"] == "Scheduled"  # a transaction runs there
+    assert (await operator.post("/api/stations/CS001/commands/reset",
+                                json={"type": "Immediate", "evse_id": 9})).json()[
+        "reply"]["status"] == "Rejected"
+    now = await operator.post("/api/stations/CS001/commands/reset",
+                              json={"type": "Immediate", "evse_id": 2})
+    assert now.json()["reply"]["status"] == "Accepted"
+
+    async def ended() -> bool:
+        tx = await csms.store.transactions.get("CS001", str(tx_id))
+        return tx is not None and tx.stopped_reason == "ImmediateReset"
+
+    await eventually(ended)
+    assert station.connects == 1  # the station did not restart
+    await station.call("Heartbeat", {})
