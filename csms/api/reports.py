@@ -18,7 +18,7 @@ from csms.api.provisioning_models import BootHold, BootHoldState, Report
 
 router = APIRouter(prefix="/api/stations/{station_id}", tags=["provisioning"])
 
-RequestId = Annotated[int, Path(ge=0, le=2**31 - 1)]
+RequestId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1)]
 
 
 @router.get("/reports", dependencies=[require(Permission.READ)],

@@ -37,13 +37,24 @@ def _record(row: asyncpg.Record) -> ReportRequest:
     return ReportRequest(**data)
 
 
+_INT64 = range(-(2**63), 2**63)
+_INT32 = range(-(2**31), 2**31)
+
+
+def trackable(request_id: int, seq_no: int = 0) -> bool:
+    """Whether the ids fit the columns: the schema bounds neither, a station may send any."""
+    return request_id in _INT64 and seq_no in _INT32
+
+
 class ReportRepo:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
     async def add(self, station_id: str, request_id: int, kind: str, request: dict[str, Any],
                   status: str, now: datetime) -> None:
-        """Record a request and the station's answer to it."""
+        """Record a request and the station's answer to it (ids beyond 64 bits are not)."""
+        if not trackable(request_id):
+            return
         await self.pool.execute(
             f"INSERT INTO report_requests ({_COLUMNS})"
             " VALUES ($1, $2, $3, $4::jsonb, $5, $6, 0, 0, NULL, NULL)"
@@ -59,7 +70,9 @@ class ReportRepo:
                        tbc: bool, now: datetime) -> ReportRequest | None:
         """Count one NotifyReport part; the last (tbc=false) completes the request. A part
         for a request the CSMS did not record (asked before a restart, or by the station
-        itself) is recorded as a base report."""
+        itself) is recorded as a base report. Ids beyond the columns are not tracked."""
+        if not trackable(request_id, seq_no) or not 0 <= items < 2**31:
+            return None
         row = await self.pool.fetchrow(
             f"INSERT INTO report_requests ({_COLUMNS})"
             " VALUES ($1, $2, 'base', '{}'::jsonb, 'Accepted', $6, 1, $4, $3,"

@@ -13,7 +13,7 @@ ALTER TABLE stations
 -- B07/B08: one row per GetBaseReport / GetReport, assembled from its NotifyReport parts.
 CREATE TABLE report_requests (
     station_id   text NOT NULL REFERENCES stations ON DELETE CASCADE,
-    request_id   integer NOT NULL,
+    request_id   bigint NOT NULL,
     kind         text NOT NULL CHECK (kind IN ('base', 'custom')),
     request      jsonb NOT NULL,
     status       text NOT NULL,        -- the station's answer, then Complete
