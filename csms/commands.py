@@ -96,7 +96,27 @@ class Commands:
             if len(parts) > 1:
                 replies = [await connection.call(action, part, timeout) for part in parts]
                 return join_replies(action, replies)
+        if action == "GetReport" and payload.get("componentVariable"):
+            parts = split_request(action, payload, await self.message_limits(station_id, action))
+            if len(parts) > 1:
+                return await self._report_in_parts(station_id, parts, timeout)
         return await connection.call(action, payload, timeout)
+
+    async def _report_in_parts(
+        self, station_id: str, parts: list[Payload], timeout: float | None
+    ) -> Payload:
+        """B08 within ItemsPerMessageGetReport: one GetReport per part, each with its own
+        requestId (the first keeps the one asked for) and stored as a report of its own;
+        Accepted if any part was."""
+        connection = self.connections.get(station_id)
+        statuses = []
+        for i, part in enumerate(parts):
+            request = part if i == 0 else {**part, "requestId": self.next_request_id()}
+            reply = await connection.call("GetReport", request, timeout)
+            statuses.append(str(reply["status"]))
+            await self.store.reports.add(station_id, request["requestId"], "custom", request,
+                                         statuses[-1], self.clock.now())
+        return {"status": "Accepted" if "Accepted" in statuses else statuses[0]}
 
     async def message_limits(self, station_id: str, action: str) -> Limits:
         """The station's reported per-message limits for `action` (none if unreported)."""

@@ -49,6 +49,8 @@ SPLITTABLE: Mapping[str, Splittable] = {
 SPLIT_BY_FLOW: Mapping[str, Splittable] = {
     "SendLocalList": Splittable("LocalAuthListCtrlr", "ItemsPerMessage", "BytesPerMessage",
                                 "localAuthorizationList", ""),
+    "GetReport": Splittable("DeviceDataCtrlr", "ItemsPerMessageGetReport",
+                            "BytesPerMessageGetReport", "componentVariable", ""),
 }
 
 

@@ -76,12 +76,16 @@ def _meets(station: Station, component: tuple[str, int | None, int | None],
 async def get_report(station: Station, req: dict) -> Reply:
     """B08: the variables of the components that meet every criterion, narrowed to the
     component variables asked for; nothing found is EmptyResultSet."""
+    wanted = req.get("componentVariable")
+    limit = int(station.device_model.number("DeviceDataCtrlr", "ItemsPerMessageGetReport"))
+    if wanted and len(wanted) > limit:
+        raise FrameError("OccurrenceConstraintViolation",
+                         f"{len(wanted)} componentVariable, ItemsPerMessageGetReport is {limit}")
     data = station.device_model.report("FullInventory")
     criteria = req.get("componentCriteria") or []
     if criteria:
         data = [d for d in data
                 if all(_meets(station, _component_key(d["component"]), c) for c in criteria)]
-    wanted = req.get("componentVariable")
     if wanted:
         def asked(d: dict) -> bool:
             for w in wanted:

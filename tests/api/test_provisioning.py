@@ -280,3 +280,29 @@ async def test_B12_reset_one_evse_keeps_the_station_running(
     await eventually(ended)
     assert station.connects == 1  # the station did not restart
     await station.call("Heartbeat", {})
+
+
+async def test_B08_get_report_is_split_by_items_per_message_get_report(
+    csms: Csms, client: Client, make_station: StationFactory
+) -> None:
+    station = await make_station("CS001")
+    station.device_model.put("DeviceDataCtrlr", "ItemsPerMessageGetReport", "2")
+    await _report_limits(csms, "CS001")
+    station.received_calls.clear()
+    wanted = [{"component": {"name": "SmartChargingCtrlr"}, "variable": {"name": n}}
+              for n in ("RateUnit", "PeriodsPerSchedule", "Entries")]
+    asked = await client("operator").post("/api/stations/CS001/commands/get-report",
+                                          json={"componentVariable": wanted})
+    assert asked.status_code == 200, asked.text
+    assert asked.json()["reply"]["status"] == "Accepted"
+    assert list(station.received_calls).count("GetReport") == 2
+
+    async def both_complete() -> list[dict] | None:
+        listed = (await client("viewer").get("/api/stations/CS001/reports")).json()
+        custom = [r for r in listed if r["kind"] == "custom"]
+        done = len(custom) == 2 and all(r["status"] == "Complete" for r in custom)
+        return custom if done else None
+
+    custom = await eventually(both_complete)
+    assert sorted(r["items"] for r in custom) == [1, 2]
+    assert asked.json()["request"]["requestId"] in {r["request_id"] for r in custom}
