@@ -271,6 +271,7 @@ def standard_device_model(
     )
     add("TxCtrlr", "EVConnectionTimeOut", 120, "integer", READ_WRITE, unit="s")
     add("TxCtrlr", "StopTxOnEVSideDisconnect", True, b)
+    add("TxCtrlr", "StopTxOnInvalidId", True, b, READ_WRITE)
     add("SampledDataCtrlr", "Enabled", True, b, READ_WRITE)
     add(
         "SampledDataCtrlr",

@@ -61,6 +61,10 @@ class TransactionEvent:
             ctx.transaction_evse.pop(transaction_id, None)
         if id_token:
             info = await id_token_info(store.tokens, id_token, now)
+            if info["status"] == "Unknown" and info_remote_start(req):
+                # F01/F02: the CSMS asked for this start with this token; an Unknown here
+                # would have a station with StopTxOnInvalidId end it at once (E05)
+                info = {"status": "Accepted"}
             if info["status"] == "Accepted" and _authorizes_start(req) and (
                 await is_master_pass(self.deps, ctx.station_id, info)
             ):
@@ -78,3 +82,8 @@ class TransactionEvent:
 def _authorizes_start(req: Payload) -> bool:
     """Whether the event's idToken is the one a transaction is started (authorized) with."""
     return req["eventType"] == "Started" or req["triggerReason"] in ("Authorized", "RemoteStart")
+
+
+def info_remote_start(req: Payload) -> bool:
+    """Whether the station says the transaction was started by RequestStartTransaction."""
+    return req["transactionInfo"].get("remoteStartId") is not None

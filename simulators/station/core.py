@@ -141,6 +141,21 @@ class Station(Link, Physics):
             self.local_auth.tx_groups[evse.tx.transaction_id] = token_group
         return status
 
+    def _transaction_answered(self, payload: dict, response: dict) -> None:
+        """E05: a token the CSMS does not accept ends its running transaction, with
+        TxCtrlr.StopTxOnInvalidId (else the transaction goes on, as the spec allows)."""
+        info = response.get("idTokenInfo")
+        if info is None or info["status"] == "Accepted" or payload["eventType"] == "Ended":
+            return
+        if "idToken" in payload:
+            self.local_auth.remember(self, payload["idToken"], info)
+        if not self.device_model.flag("TxCtrlr", "StopTxOnInvalidId"):
+            return
+        tx_id = payload["transactionInfo"]["transactionId"]
+        for evse in self.evses.values():
+            if evse.tx is not None and evse.tx.transaction_id == tx_id and not evse.tx.ended:
+                self._spawn(self._end_transaction(evse, "Deauthorized", "DeAuthorized"))
+
     async def _authorize(self, id_token: dict) -> dict:
         """The idTokenInfo for a token: from the CSMS (C01, then cached), else from the
         local list or the cache, else by AuthCtrlr.LocalAuthorizeOffline."""

@@ -411,6 +411,9 @@ class Link:
             if self._queue and self._queue[0] is payload:
                 self._queue.popleft()
 
+    def _transaction_answered(self, payload: dict, response: dict) -> None:
+        """What the station does with the CSMS's answer (the station decides; see core)."""
+
     async def _deliver(self, payload: dict) -> bool:
         """One TransactionEvent with the E13 retries: a CALLERROR or no answer while
         connected is a failure to process; send it again after MessageAttemptInterval x the
@@ -420,7 +423,8 @@ class Link:
         while True:
             attempt += 1
             try:
-                await self.call("TransactionEvent", payload)
+                response = await self.call("TransactionEvent", payload)
+                self._transaction_answered(payload, response)
                 return True
             except NotConnected:
                 return False

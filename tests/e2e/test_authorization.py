@@ -149,3 +149,19 @@ async def test_C10_C11_C12_the_cache_authorizes_offline_until_cleared(
     station.device_model.put("AuthCacheCtrlr", "Enabled", "false")
     reply = await csms.commands.clear_cache("CS001")
     assert reply["status"] == "Rejected"  # no cache to clear
+
+
+async def test_E05_a_token_the_csms_does_not_accept_ends_the_transaction(
+    csms: Csms, make_station: StationFactory
+) -> None:
+    """Started offline with a token the station could not check; once the CSMS answers
+    the queued event Unknown, the station (StopTxOnInvalidId) ends it DeAuthorized."""
+    station = await make_station("CS001")
+    await station.disconnect()
+    assert await station.present_token(1, "STRANGER") == "Accepted"  # LocalAuthorizeOffline
+    tx_id = station.transaction_id(1)
+    assert tx_id is not None
+    await station.reconnect()
+    tx = await _tx_ended(csms, "CS001", tx_id)
+    assert tx.stopped_reason == "DeAuthorized"
+    assert station.transaction_id(1) is None
