@@ -210,14 +210,13 @@ class Commands:
         outcome = NetworkProfileOutcome(str(reply["status"]))
         if outcome.status != "Accepted":
             return outcome
-        current = await self.get_variables(station_id, [PRIORITY])
-        held = current[0].get("attributeValue") if current[0]["attributeStatus"] == (
-            "Accepted") else None
-        slots = [s.strip() for s in (held or "").split(",") if s.strip() and s.strip() != str(slot)]
+        held = next((r.get("attributeValue") or "" for r in await self.get_variables(
+            station_id, [PRIORITY]) if r["attributeStatus"] == "Accepted"), "")
+        slots = [s.strip() for s in held.split(",") if s.strip() and s.strip() != str(slot)]
         slots = [str(slot), *slots] if first else [*slots, str(slot)]
         outcome.priority = ",".join(slots)
-        [result] = await self.set_variables(station_id, [(*PRIORITY, outcome.priority)])
-        outcome.priority_status = str(result["attributeStatus"])
+        results = await self.set_variables(station_id, [(*PRIORITY, outcome.priority)])
+        outcome.priority_status = str(results[0]["attributeStatus"]) if results else "Missing"
         if reset and outcome.priority_status in ("Accepted", "RebootRequired"):
             outcome.reset_status = str((await self.reset(station_id, "OnIdle"))["status"])
         return outcome

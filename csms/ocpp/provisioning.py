@@ -59,7 +59,7 @@ class BootNotification:
         ctx.boot_status = status
         interval = self.deps.boot.heartbeat_interval_s
         if status != "Accepted":
-            interval = self.deps.boot.retry_interval_s  # B02.FR.?/B03: boot again after it
+            interval = self.deps.boot.retry_interval_s  # B02/B03: boot again after it
         return {"currentTime": to_ocpp(now), "interval": interval, "status": status}
 
     async def _decide(
