@@ -25,6 +25,7 @@ from simulators.station.handlers import HANDLERS
 from simulators.station.link import CallFailed, Link, NotConnected
 from simulators.station.model import EvseState, StationSpec, TxState
 from simulators.station.physics import Physics, _wake
+from simulators.station.provisioning import run_scheduled_resets
 from simulators.station.smart_charging import install_remote_profile
 
 log = logging.getLogger("simulators.station")
@@ -77,6 +78,8 @@ class Station(Link, Physics):
         )
         self.local_auth = LocalAuth()
         self.network_slots: dict[int, dict] = {}  # B09: connection profiles by slot
+        # B11/B12: OnIdle resets answered Scheduled, done once idle (None: the station)
+        self.scheduled_resets: set[int | None] = set()
 
     # ------------------------------------------------------------------ public surface
 
@@ -255,6 +258,8 @@ class Station(Link, Physics):
         )
         self.profiles.end_transaction(tx.transaction_id)
         evse.tx = None
+        if self.scheduled_resets:
+            self._spawn(run_scheduled_resets(self))
 
     async def _tx_event(
         self,

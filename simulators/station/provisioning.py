@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from simulators.clock import to_ocpp
@@ -127,6 +128,7 @@ async def reset(station: Station, req: dict) -> Reply:
         return await _reset_evse(station, req["evseId"], req["type"])
     busy = any(e.tx is not None for e in station.evses.values())
     if req["type"] == "OnIdle" and busy:
+        station.scheduled_resets.add(None)
         return {"status": "Scheduled"}, None
 
     async def restart() -> None:
@@ -143,13 +145,37 @@ async def _reset_evse(station: Station, evse_id: int, type_: str) -> Reply:
     if evse is None:
         return rejected("UnknownEvse", f"no EVSE {evse_id}"), None
     if type_ == "OnIdle" and evse.tx is not None:
+        station.scheduled_resets.add(evse_id)
         return {"status": "Scheduled"}, None
 
     async def restart() -> None:
         if evse.tx is not None:
             await station._end_transaction(evse, "ResetCommand", "ImmediateReset")
-        before = evse.status
-        await station.status(evse_id, "Unavailable")
-        await station.status(evse_id, before if before != "Unavailable" else "Available")
+        await _restart_evse(station, evse_id)
 
     return {"status": "Accepted"}, restart
+
+
+async def _restart_evse(station: Station, evse_id: int) -> None:
+    evse = station.evses[evse_id]
+    before = evse.status
+    await station.status(evse_id, "Unavailable")
+    await station.status(evse_id, before if before != "Unavailable" else "Available")
+
+
+async def run_scheduled_resets(station: Station) -> None:
+    """B11/B12: a reset answered Scheduled happens once its transactions have ended."""
+    await asyncio.sleep(0)  # let the step that ended the transaction send what follows it
+    for _ in range(200):  # ... and have it answered (2 s at most), as a station would
+        if not station._pending:
+            break
+        await asyncio.sleep(0.01)
+    for target in sorted(station.scheduled_resets, key=lambda t: -1 if t is None else t):
+        if target is None:
+            if all(e.tx is None for e in station.evses.values()):
+                station.scheduled_resets.clear()
+                await station._reboot()
+                return
+        elif station.evses[target].tx is None:
+            station.scheduled_resets.discard(target)
+            await _restart_evse(station, target)

@@ -306,3 +306,25 @@ async def test_B08_get_report_is_split_by_items_per_message_get_report(
     custom = await eventually(both_complete)
     assert sorted(r["items"] for r in custom) == [1, 2]
     assert asked.json()["request"]["requestId"] in {r["request_id"] for r in custom}
+
+
+async def test_B11_an_on_idle_reset_waits_for_the_transaction_to_end(
+    csms: Csms, client: Client, make_station: StationFactory
+) -> None:
+    from simulators.ev import EV
+
+    station = await make_station("CS001")
+    await csms.store.tokens.add("TOK", "ISO14443", csms.clock.now())
+    await station.plug_in(1, EV())
+    assert await station.present_token(1, "TOK") == "Accepted"
+    reply = await client("operator").post("/api/stations/CS001/commands/reset",
+                                          json={"type": "OnIdle"})
+    assert reply.json()["reply"]["status"] == "Scheduled"
+    assert station.connects == 1  # charging goes on
+    await station.unplug(1)
+
+    async def rebooted() -> bool:
+        record = await csms.store.stations.get("CS001")
+        return station.connects == 2 and bool(record and record.boot_status == "Accepted")
+
+    await eventually(rebooted)
