@@ -256,7 +256,7 @@ def _tokens(args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
                                    group_id=args.group)
             print(f"token {args.id_token} ({args.type}) {args.status}")
         elif args.action == "remove":
-            if not await store.tokens.remove(args.id_token, args.type):
+            if not await store.tokens.remove(args.id_token, args.type, now):
                 print(f"error: no token {args.id_token}", file=sys.stderr)
                 return 1
             print(f"removed token {args.id_token}")

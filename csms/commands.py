@@ -8,11 +8,20 @@ StationOffline, CallFailed (with the CALLERROR code), TimeoutError.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Any
 
 from csms.clock import Clock
 from csms.connection import Connections
 from csms.frames import Payload
+from csms.ocpp.message_limits import (
+    SPLIT_BY_FLOW,
+    SPLITTABLE,
+    Limits,
+    join_replies,
+    parse_limit,
+    split_request,
+)
 from csms.store import Store
 from csms.store.devices import Variable
 
@@ -35,6 +44,35 @@ def _clean(payload: dict[str, Any]) -> Payload:
     return {k: v for k, v in payload.items() if v is not None}
 
 
+def _variable_key(item: Payload) -> tuple[Any, ...]:
+    component, variable = item["component"], item["variable"]
+    evse = component.get("evse") or {}
+    return (component["name"], component.get("instance", ""), evse.get("id", 0),
+            evse.get("connectorId", 0), variable["name"], variable.get("instance", ""),
+            item.get("attributeType", "Actual"))
+
+
+def _variable(result: Payload, value: str | None) -> Variable:
+    """A Get/SetVariables result as a device model row."""
+    name, instance, evse_id, connector_id, variable, v_instance, attribute = (
+        _variable_key(result))
+    return Variable(component=name, component_instance=instance, evse_id=evse_id,
+                    connector_id=connector_id, variable=variable,
+                    variable_instance=v_instance, attribute_type=attribute, value=value,
+                    mutability=None, data_type=None, unit=None)
+
+
+PRIORITY = ("OCPPCommCtrlr", "NetworkConfigurationPriority")
+
+
+@dataclass
+class NetworkProfileOutcome:
+    status: str  # SetNetworkProfile
+    priority: str | None = None  # the NetworkConfigurationPriority asked for
+    priority_status: str | None = None  # SetVariables' answer for it
+    reset_status: str | None = None
+
+
 class Commands:
     def __init__(self, connections: Connections, store: Store, clock: Clock) -> None:
         self.connections = connections
@@ -49,7 +87,47 @@ class Commands:
     async def call(
         self, station_id: str, action: str, payload: Payload, timeout: float | None = None
     ) -> Payload:
-        return await self.connections.get(station_id).call(action, payload, timeout)
+        """One CALL, or several where the station's message limits ask for it (B06.FR.05):
+        a request whose items exceed `ItemsPerMessage...`/`BytesPerMessage...` is sent in
+        parts, one after the other, and the answers joined."""
+        connection = self.connections.get(station_id)
+        if action in SPLITTABLE:
+            parts = split_request(action, payload, await self.message_limits(station_id, action))
+            if len(parts) > 1:
+                replies = [await connection.call(action, part, timeout) for part in parts]
+                return join_replies(action, replies)
+        if action == "GetReport" and payload.get("componentVariable"):
+            parts = split_request(action, payload, await self.message_limits(station_id, action))
+            if len(parts) > 1:
+                return await self._report_in_parts(station_id, parts, timeout)
+        return await connection.call(action, payload, timeout)
+
+    async def _report_in_parts(
+        self, station_id: str, parts: list[Payload], timeout: float | None
+    ) -> Payload:
+        """B08 within ItemsPerMessageGetReport: one GetReport per part, each with its own
+        requestId (the first keeps the one asked for) and stored as a report of its own;
+        Accepted if any part was."""
+        connection = self.connections.get(station_id)
+        statuses = []
+        for i, part in enumerate(parts):
+            request = part if i == 0 else {**part, "requestId": self.next_request_id()}
+            reply = await connection.call("GetReport", request, timeout)
+            statuses.append(str(reply["status"]))
+            await self.store.reports.add(station_id, request["requestId"], "custom", request,
+                                         statuses[-1], self.clock.now())
+        return {"status": "Accepted" if "Accepted" in statuses else statuses[0]}
+
+    async def message_limits(self, station_id: str, action: str) -> Limits:
+        """The station's reported per-message limits for `action` (none if unreported)."""
+        spec = SPLITTABLE.get(action) or SPLIT_BY_FLOW[action]
+        found: dict[str, str | None] = {}
+        for v in await self.store.devices.variables(station_id, spec.component):
+            if (v.attribute_type == "Actual" and v.evse_id == 0 and not v.component_instance
+                    and not v.variable_instance):
+                found[v.variable] = v.value
+        return Limits(items=parse_limit(found.get(spec.items_variable)),
+                      bytes=parse_limit(found.get(spec.bytes_variable)))
 
     # F remote control
     async def request_start_transaction(
@@ -99,10 +177,49 @@ class Commands:
         return await self.call(station_id, "Reset", _clean({"type": type, "evseId": evse_id}))
 
     async def get_base_report(self, station_id: str, report_base: str = "FullInventory") -> Payload:
-        return await self.call(
-            station_id, "GetBaseReport",
-            {"requestId": self.next_request_id(), "reportBase": report_base},
-        )
+        """B07; the request and its answer are stored, NotifyReport parts complete it."""
+        request = {"requestId": self.next_request_id(), "reportBase": report_base}
+        reply = await self.call(station_id, "GetBaseReport", request)
+        await self.store.reports.add(station_id, request["requestId"], "base", request,
+                                     reply["status"], self.clock.now())
+        return reply
+
+    async def get_report(
+        self, station_id: str, *, criteria: list[str] | None = None,
+        component_variables: list[Payload] | None = None,
+    ) -> Payload:
+        """B08: a custom report (by component criteria and/or component variables)."""
+        request = _clean({"requestId": self.next_request_id(),
+                          "componentCriteria": criteria or None,
+                          "componentVariable": component_variables or None})
+        reply = await self.call(station_id, "GetReport", request)
+        await self.store.reports.add(station_id, request["requestId"], "custom", request,
+                                     reply["status"], self.clock.now())
+        return reply
+
+    async def set_network_profile(
+        self, station_id: str, slot: int, connection_data: Payload, *, first: bool = True,
+        reset: bool = False,
+    ) -> NetworkProfileOutcome:
+        """B09/B10: store a connection profile in a slot; if accepted, put the slot first
+        (or last) in OCPPCommCtrlr.NetworkConfigurationPriority; optionally Reset OnIdle
+        so the station reconnects with it. Each step runs only if the one before was
+        accepted."""
+        reply = await self.call(station_id, "SetNetworkProfile", {
+            "configurationSlot": slot, "connectionData": connection_data})
+        outcome = NetworkProfileOutcome(str(reply["status"]))
+        if outcome.status != "Accepted":
+            return outcome
+        held = next((r.get("attributeValue") or "" for r in await self.get_variables(
+            station_id, [PRIORITY]) if r["attributeStatus"] == "Accepted"), "")
+        slots = [s.strip() for s in held.split(",") if s.strip() and s.strip() != str(slot)]
+        slots = [str(slot), *slots] if first else [*slots, str(slot)]
+        outcome.priority = ",".join(slots)
+        results = await self.set_variables(station_id, [(*PRIORITY, outcome.priority)])
+        outcome.priority_status = str(results[0]["attributeStatus"]) if results else "Missing"
+        if reset and outcome.priority_status in ("Accepted", "RebootRequired"):
+            outcome.reset_status = str((await self.reset(station_id, "OnIdle"))["status"])
+        return outcome
 
     async def get_variables(
         self, station_id: str, items: list[tuple[str, str]] | list[Payload]
@@ -116,20 +233,8 @@ class Commands:
         ]
         reply = await self.call(station_id, "GetVariables", {"getVariableData": data})
         results: list[Payload] = reply["getVariableResult"]
-        accepted = [
-            Variable(
-                component=r["component"]["name"],
-                component_instance=r["component"].get("instance", ""),
-                evse_id=(r["component"].get("evse") or {}).get("id", 0),
-                connector_id=(r["component"].get("evse") or {}).get("connectorId", 0),
-                variable=r["variable"]["name"],
-                variable_instance=r["variable"].get("instance", ""),
-                attribute_type=r.get("attributeType", "Actual"),
-                value=r.get("attributeValue"),
-                mutability=None, data_type=None, unit=None,
-            )
-            for r in results if r["attributeStatus"] == "Accepted"
-        ]
+        accepted = [_variable(r, r.get("attributeValue")) for r in results
+                    if r["attributeStatus"] == "Accepted"]
         await self.store.devices.upsert_variables(station_id, accepted, self.clock.now())
         return results
 
@@ -142,7 +247,15 @@ class Commands:
             for i in items
         ]
         reply = await self.call(station_id, "SetVariables", {"setVariableData": data})
-        return list(reply["setVariableResult"])
+        results = list(reply["setVariableResult"])
+        # what the station accepted is its value now: keep the device model current
+        sent = {_variable_key(d): d.get("attributeValue") for d in data}
+        accepted = [
+            _variable(r, sent.get(_variable_key(r))) for r in results
+            if r.get("attributeStatus") == "Accepted" and _variable_key(r) in sent
+        ]
+        await self.store.devices.upsert_variables(station_id, accepted, self.clock.now())
+        return results
 
     # G availability
     async def change_availability(

@@ -63,6 +63,15 @@ class BootConfig:
     heartbeat_interval_s: int = 300
     retry_interval_s: int = 30
     pending_until_reported: bool = False
+    # B02: a station held Pending for its report is accepted at its first boot after this
+    # many seconds, report or not (0: wait for the report for ever)
+    pending_timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_interval_s < 1 or self.retry_interval_s < 1:
+            raise ValueError("[boot] intervals must be at least 1 s")
+        if self.pending_timeout_s < 0:
+            raise ValueError("[boot] pending_timeout_s must not be negative (0 = no bound)")
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,18 @@ class Capabilities:
     periods: int = 24
 
 
+def rate_unit_for(evse: Evse, caps: Capabilities) -> str | None:
+    """The unit of an EVSE's profiles: the site file's choice, else A, else W, among those
+    the station reports. An AC station that reports none we can use still gets amps, the
+    unit every station takes; a DC EVSE is planned in W only (its plan has no current)."""
+    if not evse.is_ac:
+        return "W" if "W" in caps.rate_units else None
+    for unit in (evse.rate_unit, "A", "W"):
+        if unit in caps.rate_units:
+            return unit
+    return "A"
+
+
 @dataclass
 class Held:
     """A profile a station accepted, and over which connection."""
@@ -439,12 +451,7 @@ class SiteScheduler:
             job.outcome = "pending"
 
     def _unit(self, evse: Evse, caps: Capabilities) -> str | None:
-        if not evse.is_ac:
-            return "W" if "W" in caps.rate_units else None
-        for unit in (evse.rate_unit, "A", "W"):
-            if unit in caps.rate_units:
-                return unit
-        return None
+        return rate_unit_for(evse, caps)
 
     async def _send(self, jobs: list[Job]) -> None:
         """Profiles that allow more right away go last, once every decrease has landed;

@@ -253,6 +253,9 @@ def standard_device_model(
     add("AuthCtrlr", "AuthorizeRemoteStart", False, b, READ_WRITE)
     add("AuthCtrlr", "LocalAuthorizeOffline", True, b, READ_WRITE)
     add("AuthCtrlr", "OfflineTxForUnknownIdEnabled", True, b, READ_WRITE)
+    add("AuthCtrlr", "MasterPassGroupId", "", "string", READ_WRITE)
+    add("AuthCacheCtrlr", "Enabled", True, b, READ_WRITE)
+    add("AuthCacheCtrlr", "Available", True, b)
     add(
         "TxCtrlr",
         "TxStartPoint",
@@ -271,6 +274,7 @@ def standard_device_model(
     )
     add("TxCtrlr", "EVConnectionTimeOut", 120, "integer", READ_WRITE, unit="s")
     add("TxCtrlr", "StopTxOnEVSideDisconnect", True, b)
+    add("TxCtrlr", "StopTxOnInvalidId", True, b, READ_WRITE)
     add("SampledDataCtrlr", "Enabled", True, b, READ_WRITE)
     add(
         "SampledDataCtrlr",
@@ -311,6 +315,9 @@ def standard_device_model(
     add("ReservationCtrlr", "Enabled", False, b)
     add("LocalAuthListCtrlr", "Enabled", True, b, READ_WRITE)
     add("LocalAuthListCtrlr", "Entries", 0, "integer")
+    add("LocalAuthListCtrlr", "Available", True, b)
+    add("LocalAuthListCtrlr", "ItemsPerMessage", 100, "integer")
+    add("LocalAuthListCtrlr", "BytesPerMessage", 16384, "integer")
     for evse_id, kind, phases, max_w in evses:
         dm.add(
             Variable(

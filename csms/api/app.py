@@ -19,7 +19,10 @@ from csms.api import (
     events,
     grid,
     guard,
+    local_lists,
     metrics,
+    network_profiles,
+    reports,
     security,
     sessions,
     site_load,
@@ -61,7 +64,8 @@ def build_app(parts: Parts) -> FastAPI:
     app.state.parts = parts
     guard.install(app)  # hostile input is a 422, never a 500 (csms/api/guard.py)
     for module in (stations, tokens, transactions, sessions, commands, sites, site_load,
-                   grid, tariffs, events, metrics, security):
+                   grid, tariffs, events, metrics, security, reports, local_lists,
+                   network_profiles):
         app.include_router(module.router)
 
     @app.exception_handler(CommandFailed)

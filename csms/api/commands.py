@@ -23,6 +23,7 @@ import structlog
 from fastapi import APIRouter, Body, HTTPException, status
 from pydantic import BaseModel
 
+from csms.api import command_hooks
 from csms.api import models as m
 from csms.api.auth import Permission, require
 from csms.api.deps import Parts, PartsDep, not_found
@@ -123,8 +124,10 @@ COMMANDS: tuple[Command, ...] = (
             _get_variables),
     Command("SetVariables", "write variables of the device model (B05)", m.SetVariables,
             _set_variables),
-    Command("GetBaseReport", "ask for a base report of the device model (B07)"),
-    Command("GetReport", "ask for a custom report of the device model (B08)"),
+    Command("GetBaseReport", "ask for a base report of the device model (B07)",
+            after=command_hooks.record_report),
+    Command("GetReport", "ask for a custom report of the device model (B08)",
+            after=command_hooks.record_report),
     Command("SetNetworkProfile", "store a network connection profile (B09)",
             permission=SECURITY),
     # G availability
@@ -133,7 +136,9 @@ COMMANDS: tuple[Command, ...] = (
                 sid, b.operational, b.evse_id, b.connector_id)),
     # C / D authorization
     Command("ClearCache", "clear the station's authorization cache (C11)"),
-    Command("SendLocalList", "send the local authorization list (D01)"),
+    Command("SendLocalList", "send a local authorization list by hand (D01; "
+            "POST /api/local-lists/sync keeps it in step with the token table)",
+            after=command_hooks.forget_local_list_version),
     Command("GetLocalListVersion", "read the local authorization list version (D02)"),
     # K smart charging
     Command("SetChargingProfile", "install a charging profile (K01)", m.SetChargingProfile,

@@ -61,5 +61,5 @@ async def put_id_token(
                dependencies=[require(Permission.ID_TOKENS)],
                responses={404: {"description": "no such token"}})
 async def delete_id_token(type: TokenType, id_token: str, parts: PartsDep) -> None:
-    if not await parts.store.tokens.remove(id_token, type):
+    if not await parts.store.tokens.remove(id_token, type, parts.clock.now()):
         raise not_found(f"id token {type}/{id_token}")

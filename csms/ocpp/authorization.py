@@ -1,16 +1,35 @@
-"""Block C, authorization: Authorize (C01) and the idTokenInfo other answers carry."""
+"""Block C, authorization: Authorize (C01) and the idTokenInfo other answers carry.
+
+One place builds an idTokenInfo from the token table, for Authorize, TransactionEvent
+answers and local list entries alike: the status now, the group (C09: `groupIdToken`, as
+the group's own row in the table when there is one) and how long a station may cache it
+(`cacheExpiryDateTime`: the token's expiry, C10).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
+from csms.clock import to_ocpp
 from csms.connection import StationContext
 from csms.frames import Payload
 from csms.ocpp.deps import Deps
-from csms.store.tokens import TokenRepo
+from csms.store.tokens import IdToken, TokenRepo
 
 NO_AUTH_TYPES = ("NoAuthorization", "Central")
+MASTER_PASS = ("AuthCtrlr", "MasterPassGroupId")
+
+
+def token_info(token: IdToken, now: datetime, group: IdToken | None = None) -> Payload:
+    """The idTokenInfo for a known token; `group`: the token its group id names, if any."""
+    info: Payload = {"status": token.status_at(now)}
+    if token.group_id:
+        info["groupIdToken"] = {
+            "idToken": token.group_id, "type": group.type if group is not None else "Central"}
+    if token.expires_at is not None and info["status"] == "Accepted":
+        info["cacheExpiryDateTime"] = to_ocpp(token.expires_at)
+    return info
 
 
 async def id_token_info(tokens: TokenRepo, id_token: Payload, now: datetime) -> Payload:
@@ -20,10 +39,19 @@ async def id_token_info(tokens: TokenRepo, id_token: Payload, now: datetime) -> 
     token = await tokens.get(id_token["idToken"], id_token["type"])
     if token is None:
         return {"status": "Unknown"}
-    info: Payload = {"status": token.status_at(now)}
-    if token.group_id:
-        info["groupIdToken"] = {"idToken": token.group_id, "type": "Central"}
-    return info
+    group = await tokens.group_token(token.group_id) if token.group_id else None
+    return token_info(token, now, group)
+
+
+async def is_master_pass(deps: Deps, station_id: str, info: Payload) -> bool:
+    """C16: whether the token's group is the station's AuthCtrlr.MasterPassGroupId."""
+    group = (info.get("groupIdToken") or {}).get("idToken")
+    if not group:
+        return False
+    for v in await deps.store.devices.variables(station_id, MASTER_PASS[0]):
+        if v.variable == MASTER_PASS[1] and v.attribute_type == "Actual" and v.value:
+            return v.value == group
+    return False
 
 
 @dataclass(frozen=True)

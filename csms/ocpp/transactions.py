@@ -13,7 +13,7 @@ from csms.clock import parse_ocpp
 from csms.connection import StationContext
 from csms.events import TransactionChanged
 from csms.frames import Payload
-from csms.ocpp.authorization import id_token_info
+from csms.ocpp.authorization import id_token_info, is_master_pass
 from csms.ocpp.deps import Deps
 from csms.ocpp.metering import energy_range, meter_rows, publish_power
 from csms.store.transactions import TransactionEventRecord
@@ -60,7 +60,16 @@ class TransactionEvent:
         if event.event_type == "Ended":
             ctx.transaction_evse.pop(transaction_id, None)
         if id_token:
-            return {"idTokenInfo": await id_token_info(store.tokens, id_token, now)}
+            info = await id_token_info(store.tokens, id_token, now)
+            if info["status"] == "Unknown" and info_remote_start(req):
+                # F01/F02: the CSMS asked for this start with this token; an Unknown here
+                # would have a station with StopTxOnInvalidId end it at once (E05)
+                info = {"status": "Accepted"}
+            if info["status"] == "Accepted" and _authorizes_start(req) and (
+                await is_master_pass(self.deps, ctx.station_id, info)
+            ):
+                info = {**info, "status": "Invalid"}  # C16: it may stop, never start
+            return {"idTokenInfo": info}
         return {}
 
     async def _evse_of(self, ctx: StationContext, transaction_id: str) -> int | None:
@@ -68,3 +77,13 @@ class TransactionEvent:
             return ctx.transaction_evse[transaction_id]
         known = await self.deps.store.transactions.get(ctx.station_id, transaction_id)
         return known.evse_id if known else None
+
+
+def _authorizes_start(req: Payload) -> bool:
+    """Whether the event's idToken is the one a transaction is started (authorized) with."""
+    return req["eventType"] == "Started" or req["triggerReason"] in ("Authorized", "RemoteStart")
+
+
+def info_remote_start(req: Payload) -> bool:
+    """Whether the station says the transaction was started by RequestStartTransaction."""
+    return req["transactionInfo"].get("remoteStartId") is not None

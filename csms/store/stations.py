@@ -27,12 +27,17 @@ class StationRecord:
     report_complete_at: datetime | None
     has_password: bool
     security_profile: int | None = None
+    boot_hold: str | None = None  # B02/B03: Pending or Rejected by an operator
+    pending_since: datetime | None = None
+    local_list_version: int | None = None
+    local_list_synced_at: datetime | None = None
 
 
 _COLUMNS = (
     "id, created_at, vendor, model, serial_number, firmware_version, boot_status, last_boot_at,"
     " online, connected_at, disconnected_at, last_seen, report_complete_at,"
-    " password_hash IS NOT NULL AS has_password, security_profile"
+    " password_hash IS NOT NULL AS has_password, security_profile, boot_hold, pending_since,"
+    " local_list_version, local_list_synced_at"
 )
 
 
@@ -154,6 +159,28 @@ class StationRepo:
     async def set_report_complete(self, station_id: str, now: datetime) -> None:
         await self.pool.execute(
             "UPDATE stations SET report_complete_at = $2 WHERE id = $1", station_id, now
+        )
+
+    async def set_boot_hold(self, station_id: str, hold: str | None) -> bool:
+        """Hold the station's boots at Pending or Rejected (None: the configured rules).
+        False when there is no such station."""
+        result = await self.pool.execute(
+            "UPDATE stations SET boot_hold = $2 WHERE id = $1", station_id, hold
+        )
+        return result.endswith(" 1")
+
+    async def set_pending_since(self, station_id: str, since: datetime | None) -> None:
+        """When the station's boot was first answered Pending (None once Accepted)."""
+        await self.pool.execute(
+            "UPDATE stations SET pending_since = $2 WHERE id = $1", station_id, since
+        )
+
+    async def set_local_list_version(
+        self, station_id: str, version: int | None, now: datetime
+    ) -> None:
+        await self.pool.execute(
+            "UPDATE stations SET local_list_version = $2, local_list_synced_at = $3"
+            " WHERE id = $1", station_id, version, now,
         )
 
     async def set_connected(self, station_id: str, now: datetime) -> None:

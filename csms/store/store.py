@@ -9,8 +9,10 @@ import asyncpg
 from csms.store.devices import DeviceRepo
 from csms.store.grid import GridRepo
 from csms.store.meter import MeterWriter
+from csms.store.network_profiles import NetworkProfileRepo
 from csms.store.notifications import NotificationRepo
 from csms.store.plans import PlanRepo
+from csms.store.reports import ReportRepo
 from csms.store.security import CertificateRepo, SecurityEventRepo
 from csms.store.stations import StationRepo
 from csms.store.tokens import TokenRepo
@@ -30,6 +32,8 @@ class Store:
     grid: GridRepo = field(init=False)
     certificates: CertificateRepo = field(init=False)
     security_events: SecurityEventRepo = field(init=False)
+    reports: ReportRepo = field(init=False)
+    network_profiles: NetworkProfileRepo = field(init=False)
 
     def __post_init__(self) -> None:
         self.stations = StationRepo(self.pool)
@@ -42,6 +46,8 @@ class Store:
         self.grid = GridRepo(self.pool)
         self.certificates = CertificateRepo(self.pool)
         self.security_events = SecurityEventRepo(self.pool)
+        self.reports = ReportRepo(self.pool)
+        self.network_profiles = NetworkProfileRepo(self.pool)
 
     async def close(self) -> None:
         await self.meter.close()

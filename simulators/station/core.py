@@ -20,10 +20,12 @@ from simulators.clock import Clock, SystemClock, to_ocpp
 from simulators.device_model import DeviceModel, standard_device_model
 from simulators.ev import EV
 from simulators.profiles import ProfileStore
+from simulators.station.authorization import LocalAuth, master_pass_group, may_stop
 from simulators.station.handlers import HANDLERS
 from simulators.station.link import CallFailed, Link, NotConnected
 from simulators.station.model import EvseState, StationSpec, TxState
 from simulators.station.physics import Physics, _wake
+from simulators.station.provisioning import run_scheduled_resets
 from simulators.station.security import CertificateStore
 from simulators.station.smart_charging import install_remote_profile
 
@@ -75,8 +77,11 @@ class Station(Link, Physics):
         self._init_link(
             {action: functools.partial(handler, self) for action, handler in HANDLERS.items()}
         )
-        self._local_list_version = 0
         self.certificates = CertificateStore()  # its own certificate and trusted roots (A)
+        self.local_auth = LocalAuth()
+        self.network_slots: dict[int, dict] = {}  # B09: connection profiles by slot
+        # B11/B12: OnIdle resets answered Scheduled, done once idle (None: the station)
+        self.scheduled_resets: set[int | None] = set()
 
     # ------------------------------------------------------------------ public surface
 
@@ -113,22 +118,62 @@ class Station(Link, Physics):
         """Authorize an idToken; if Accepted, authorize the transaction and start charging."""
         evse = self._evse(evse_id)
         id_token = {"idToken": token, "type": token_type}
-        if self.connected and self.boot_status == "Accepted":
-            try:
-                response = await self.call("Authorize", {"idToken": id_token})
-                status = response["idTokenInfo"]["status"]
-            except (NotConnected, TimeoutError):
-                status = self._offline_auth()
-        else:
-            status = self._offline_auth()
+        info = await self._authorize(id_token)
+        status = info["status"]
         if status != "Accepted":
+            return status
+        token_group = (info.get("groupIdToken") or {}).get("idToken")
+        master = master_pass_group(self)
+        if master and token_group == master:  # C16: stops every transaction, starts none
+            for running in self.evses.values():
+                if running.tx is not None and running.tx.authorized:
+                    running.tx.stop_id_token = id_token
+                    await self._end_transaction(running, "StopAuthorized", "MasterPass")
+            return status
+        if evse.tx is not None and evse.tx.authorized:  # C09: a token stops its transaction
+            tx = evse.tx
+            if not may_stop(self, tx.transaction_id, tx.id_token, id_token, info):
+                return "NotAllowed"
+            tx.stop_id_token = id_token
+            await self._end_transaction(evse, "StopAuthorized", "Local")
             return status
         if evse.tx is None:
             await self._start_transaction(evse, "Authorized", id_token=id_token)
         else:
             evse.tx.id_token = id_token
             await self._authorize_transaction(evse, "Authorized")
+        if evse.tx is not None:
+            self.local_auth.tx_groups[evse.tx.transaction_id] = token_group
         return status
+
+    def _transaction_answered(self, payload: dict, response: dict) -> None:
+        """E05: a token the CSMS does not accept ends its running transaction, with
+        TxCtrlr.StopTxOnInvalidId (else the transaction goes on, as the spec allows)."""
+        info = response.get("idTokenInfo")
+        if info is None or info["status"] == "Accepted" or payload["eventType"] == "Ended":
+            return
+        if "idToken" in payload:
+            self.local_auth.remember(self, payload["idToken"], info)
+        if not self.device_model.flag("TxCtrlr", "StopTxOnInvalidId"):
+            return
+        tx_id = payload["transactionInfo"]["transactionId"]
+        for evse in self.evses.values():
+            if evse.tx is not None and evse.tx.transaction_id == tx_id and not evse.tx.ended:
+                self._spawn(self._end_transaction(evse, "Deauthorized", "DeAuthorized"))
+
+    async def _authorize(self, id_token: dict) -> dict:
+        """The idTokenInfo for a token: from the CSMS (C01, then cached), else from the
+        local list or the cache, else by AuthCtrlr.LocalAuthorizeOffline."""
+        if self.connected and self.boot_status == "Accepted":
+            try:
+                response = await self.call("Authorize", {"idToken": id_token})
+                info: dict = response["idTokenInfo"]
+                self.local_auth.remember(self, id_token, info)
+                return info
+            except (NotConnected, TimeoutError):
+                pass
+        known = self.local_auth.offline_info(self, id_token, self.clock.now())
+        return known if known is not None else {"status": self._offline_auth()}
 
     async def unplug(self, evse_id: int) -> None:
         """EV leaves: stop charging, TransactionEvent Ended, StatusNotification Available."""
@@ -215,6 +260,8 @@ class Station(Link, Physics):
         )
         self.profiles.end_transaction(tx.transaction_id)
         evse.tx = None
+        if self.scheduled_resets:
+            self._spawn(run_scheduled_resets(self))
 
     async def _tx_event(
         self,
@@ -246,6 +293,8 @@ class Station(Link, Physics):
             event_type == "Started" or trigger in ("Authorized", "RemoteStart")
         ):
             payload["idToken"] = tx.id_token
+        if trigger == "StopAuthorized" and tx.stop_id_token is not None:
+            payload["idToken"] = tx.stop_id_token  # who stopped it (C09, C16)
         if with_meter:
             payload["meterValue"] = [self._meter_value(evse, context)]
         if not self.connected:

@@ -34,6 +34,8 @@ HANDLERS: dict[str, StationHandler] = {
     "GetVariables": provisioning.get_variables,
     "SetVariables": provisioning.set_variables,
     "GetBaseReport": provisioning.get_base_report,
+    "GetReport": provisioning.get_report,
+    "SetNetworkProfile": provisioning.set_network_profile,
     "Reset": provisioning.reset,
     # C, D authorization
     "ClearCache": authorization.clear_cache,

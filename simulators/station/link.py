@@ -256,6 +256,9 @@ class Link:
             return
         try:
             response, after = await handler(frame.payload)
+        except ocppj.FrameError as exc:  # a request the handler refuses with a CALLERROR
+            await self._reply(ws, ocppj.encode_error(frame.message_id, exc.code, exc.description))
+            return
         except Exception as exc:  # a bug here must not kill the connection
             log.exception("handler %s failed", frame.action)
             await self._reply(ws, ocppj.encode_error(frame.message_id, "InternalError", str(exc)))
@@ -415,6 +418,9 @@ class Link:
             if self._queue and self._queue[0] is payload:
                 self._queue.popleft()
 
+    def _transaction_answered(self, payload: dict, response: dict) -> None:
+        """What the station does with the CSMS's answer (the station decides; see core)."""
+
     async def _deliver(self, payload: dict) -> bool:
         """One TransactionEvent with the E13 retries: a CALLERROR or no answer while
         connected is a failure to process; send it again after MessageAttemptInterval x the
@@ -424,7 +430,8 @@ class Link:
         while True:
             attempt += 1
             try:
-                await self.call("TransactionEvent", payload)
+                response = await self.call("TransactionEvent", payload)
+                self._transaction_answered(payload, response)
                 return True
             except NotConnected:
                 return False

@@ -66,6 +66,7 @@ class TxState:
     charging_state: str = "EVConnected"
     authorized: bool = False
     ended: bool = False
+    stop_id_token: dict | None = None  # the token that stopped it (StopAuthorized)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 
@@ -134,3 +135,67 @@ async def test_reconnect_replaces_the_old_connection(
     reply = await second.call("Heartbeat", {})
     assert "currentTime" in reply
     assert (record := await csms.store.stations.get("CS001")) and record.online
+
+
+BOOT = ('[2,"b{n}","BootNotification",{{"reason":"PowerUp",'
+        '"chargingStation":{{"model":"m","vendorName":"v"}}}}]')
+
+
+async def _boot(ws: websockets.ClientConnection, n: int) -> str:
+    await ws.send(BOOT.format(n=n))
+    frame = json.loads(await ws.recv())
+    assert frame[:2] == [3, f"b{n}"], frame
+    return str(frame[2]["status"])
+
+
+async def _answer_base_report(ws: websockets.ClientConnection, status: str) -> None:
+    frame = json.loads(await ws.recv())
+    assert frame[0] == 2 and frame[2] == "GetBaseReport", frame
+    await ws.send(json.dumps([3, frame[1], {"status": status}]))
+
+
+@pytest.mark.parametrize(("answer", "wait_s"), [("Accepted", 1.2), ("NotSupported", 0.0)])
+async def test_B02_pending_boot_ends_without_a_report(
+    config: Config, answer: str, wait_s: float
+) -> None:
+    """A station held Pending for its report but sending none is accepted at its first
+    boot after `pending_timeout_s`, or at once when it refused the report request."""
+    config = replace(config, boot=replace(config.boot, pending_until_reported=True,
+                                          retry_interval_s=1, pending_timeout_s=1.0))
+    csms = await Csms.start(config)
+    try:
+        await csms.store.stations.add("CS001", None, csms.clock.now())
+        url = f"ws://127.0.0.1:{csms.ocpp.port}/ocpp/CS001"
+        async with websockets.connect(url, subprotocols=["ocpp2.0.1"]) as ws:  # type: ignore[list-item]
+            assert await _boot(ws, 1) == "Pending"
+            await _answer_base_report(ws, answer)
+
+            async def answer_stored() -> bool:
+                newest = await csms.store.reports.newest_base("CS001")
+                return newest is not None and newest.status == answer
+
+            await eventually(answer_stored)
+            if wait_s:  # still Pending before the bound; the CSMS asks again
+                assert await _boot(ws, 2) == "Pending"
+                await _answer_base_report(ws, answer)
+                await asyncio.sleep(wait_s)
+            assert await _boot(ws, 3) == "Accepted"
+            record = await csms.store.stations.get("CS001")
+            assert record is not None and record.boot_status == "Accepted"
+            assert record.pending_since is None and record.report_complete_at is None
+    finally:
+        await csms.stop()
+
+
+async def test_B07_a_report_with_ids_beyond_the_columns_is_answered_and_not_tracked(
+    csms: Csms, make_station: StationFactory
+) -> None:
+    station = await make_station("CS001")
+    part = {"generatedAt": "2026-12-04T10:00:00Z", "tbc": False, "reportData": [{
+        "component": {"name": "Big"}, "variable": {"name": "Ids"},
+        "variableAttribute": [{"value": "1"}]}]}
+    for request_id, seq_no in ((2**70, 0), (5, 2**40), (-(2**70), -1)):
+        assert await station.call("NotifyReport", {
+            **part, "requestId": request_id, "seqNo": seq_no}) == {}
+    assert await csms.store.reports.list("CS001") == []
+    assert [v.value for v in await csms.store.devices.variables("CS001", "Big")] == ["1"]
