@@ -16,6 +16,7 @@ from csms.collector import Collector
 from csms.commands import Commands
 from csms.config import Config
 from csms.connection import Connections
+from csms.cost_updates import CostUpdates
 from csms.events import EventBus
 from csms.lag import LagProbe
 from csms.ocpp.deps import Deps
@@ -43,6 +44,7 @@ class Csms:
     api: ApiServer | None = None
     collector: Collector | None = None
     lag: LagProbe | None = None
+    cost_updates: CostUpdates | None = None
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Csms:
@@ -65,6 +67,10 @@ class Csms:
         csms.collector.start()
         csms.lag = LagProbe()
         csms.lag.start()
+        if config.billing.cost_updated_interval_s > 0:
+            csms.cost_updates = CostUpdates(store, commands, connections, clock,
+                                            config.billing.cost_updated_interval_s)
+            csms.cost_updates.start()
         if config.api.enabled:
             await csms._start_api()
         return csms
@@ -74,6 +80,8 @@ class Csms:
             await self.api.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
+        if self.cost_updates is not None:
+            await self.cost_updates.stop()
         await self.ocpp.stop()
         await self.store.close()
         await self.db.close()

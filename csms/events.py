@@ -79,9 +79,20 @@ class SiteSettingsChanged:
     at: datetime
 
 
+@dataclass(frozen=True)
+class ReservationChanged:
+    """A reservation was made, answered, cancelled, expired, removed or used (block H)."""
+
+    station_id: str
+    reservation_id: int
+    evse_id: int | None
+    status: str
+    at: datetime
+
+
 Event = (
     StationConnected | StationDisconnected | TransactionChanged | ChargingNeedsChanged
-    | PowerSampled | GridEventChanged | SiteSettingsChanged
+    | PowerSampled | GridEventChanged | SiteSettingsChanged | ReservationChanged
 )
 
 

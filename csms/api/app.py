@@ -16,9 +16,11 @@ from fastapi_offline import FastAPIOffline
 
 from csms.api import (
     commands,
+    driver_tariffs,
     events,
     grid,
     metrics,
+    reservations,
     sessions,
     site_load,
     sites,
@@ -59,6 +61,8 @@ def build_app(parts: Parts) -> FastAPI:
     app.state.parts = parts
     for module in (stations, tokens, transactions, sessions, commands, sites, site_load,
                    grid, tariffs, events, metrics):
+        app.include_router(module.router)
+    for module in (reservations, driver_tariffs):  # blocks H and I
         app.include_router(module.router)
 
     @app.exception_handler(CommandFailed)

@@ -12,7 +12,14 @@ from collections.abc import Awaitable, Callable
 
 from csms.connection import StationContext
 from csms.frames import Call, FrameError, Payload
-from csms.ocpp import authorization, availability, metering, provisioning, smart_charging
+from csms.ocpp import (
+    authorization,
+    availability,
+    metering,
+    provisioning,
+    reservation,
+    smart_charging,
+)
 from csms.ocpp import transactions as tx
 from csms.ocpp.deps import Deps
 from csms.ocpp.records import Record
@@ -56,7 +63,7 @@ def routes(deps: Deps) -> dict[str, Handler]:
         "NotifyCustomerInformation": Record(deps, "NotifyCustomerInformation"),
         # O display, H reservation
         "NotifyDisplayMessages": Record(deps, "NotifyDisplayMessages"),
-        "ReservationStatusUpdate": Record(deps, "ReservationStatusUpdate"),
+        "ReservationStatusUpdate": reservation.ReservationStatusUpdate(deps),
         # M ISO 15118 certificates
         "Get15118EVCertificate": Record(
             deps, "Get15118EVCertificate", {"status": "Failed", "exiResponse": ""}

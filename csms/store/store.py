@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from csms.store.devices import DeviceRepo
+from csms.store.driver_tariffs import DriverTariffRepo
 from csms.store.grid import GridRepo
 from csms.store.meter import MeterWriter
 from csms.store.notifications import NotificationRepo
 from csms.store.plans import PlanRepo
+from csms.store.reservations import ReservationRepo
 from csms.store.stations import StationRepo
 from csms.store.tokens import TokenRepo
 from csms.store.transactions import TransactionRepo
@@ -27,6 +29,8 @@ class Store:
     meter: MeterWriter = field(init=False)
     plans: PlanRepo = field(init=False)
     grid: GridRepo = field(init=False)
+    reservations: ReservationRepo = field(init=False)
+    driver_tariffs: DriverTariffRepo = field(init=False)
 
     def __post_init__(self) -> None:
         self.stations = StationRepo(self.pool)
@@ -37,6 +41,8 @@ class Store:
         self.meter = MeterWriter(self.pool)
         self.plans = PlanRepo(self.pool)
         self.grid = GridRepo(self.pool)
+        self.reservations = ReservationRepo(self.pool)
+        self.driver_tariffs = DriverTariffRepo(self.pool)
 
     async def close(self) -> None:
         await self.meter.close()
