@@ -101,10 +101,12 @@ async def transaction_event_cost(store: Store, station_id: str, req: Payload,
         return {}
     transaction_id = req["transactionInfo"]["transactionId"]
     ended = req["eventType"] == "Ended"
-    if not ended and not await shows_cost(store, station_id):
+    shown = ended or await shows_cost(store, station_id)
+    if not shown and "idToken" not in req:
         return {}
+    # priced when the token comes, shown or not: that fixes the session's tariff
     cost = await price_transaction(store, station_id, transaction_id, timestamp, now)
-    if cost is None:
+    if cost is None or not shown:
         return {}
     text = final_text(cost) if ended else running_text(cost)
     return {"totalCost": as_number(cost.total), "updatedPersonalMessage": message(text)}
