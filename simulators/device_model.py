@@ -305,7 +305,15 @@ def standard_device_model(
     add("DeviceDataCtrlr", "ItemsPerMessageGetReport", 20, "integer")
     add("DeviceDataCtrlr", "ItemsPerMessageGetVariables", 50, "integer")
     add("DeviceDataCtrlr", "ItemsPerMessageSetVariables", 50, "integer")
-    add("ReservationCtrlr", "Enabled", False, b)
+    add("ReservationCtrlr", "Enabled", True, b, READ_WRITE)
+    add("ReservationCtrlr", "Available", True, b)
+    add("ReservationCtrlr", "NonEvseSpecific", True, b, READ_WRITE)
+    # one instance per variable name here: the Cost instances (running cost shown)
+    add("TariffCostCtrlr", "Enabled", False, b, READ_WRITE, instance="Cost")
+    add("TariffCostCtrlr", "Available", True, b, instance="Cost")
+    add("TariffCostCtrlr", "Currency", "CNY", "string", READ_WRITE)
+    add("TariffCostCtrlr", "TotalCostFallbackMessage", "Cost will be shown in the app",
+        "string", READ_WRITE)
     add("LocalAuthListCtrlr", "Enabled", True, b, READ_WRITE)
     add("LocalAuthListCtrlr", "Entries", 0, "integer")
     for evse_id, kind, phases, max_w in evses:

@@ -20,6 +20,7 @@ from simulators.clock import Clock, SystemClock, to_ocpp
 from simulators.device_model import DeviceModel, standard_device_model
 from simulators.ev import EV
 from simulators.profiles import ProfileStore
+from simulators.station import reservation, tariff_cost
 from simulators.station.handlers import HANDLERS
 from simulators.station.link import CallFailed, Link, NotConnected
 from simulators.station.model import EvseState, StationSpec, TxState
@@ -75,6 +76,9 @@ class Station(Link, Physics):
             {action: functools.partial(handler, self) for action, handler in HANDLERS.items()}
         )
         self._local_list_version = 0
+        self.reservations: dict[int, reservation.Reservation] = {}  # block H
+        self.costs: dict[str, float] = {}  # block I: the newest cost shown per transaction
+        self.display: list[str] = []  # block I: tariff and cost texts shown, newest last
 
     # ------------------------------------------------------------------ public surface
 
@@ -108,23 +112,32 @@ class Station(Link, Physics):
         self._recompute_all()
 
     async def present_token(self, evse_id: int, token: str, token_type: str = "ISO14443") -> str:
-        """Authorize an idToken; if Accepted, authorize the transaction and start charging."""
+        """Authorize an idToken; if Accepted, authorize the transaction and start charging.
+        "Reserved" (not an authorization status): the EVSE is held for another driver."""
         evse = self._evse(evse_id)
         id_token = {"idToken": token, "type": token_type}
+        group = None
         if self.connected and self.boot_status == "Accepted":
             try:
                 response = await self.call("Authorize", {"idToken": id_token})
                 status = response["idTokenInfo"]["status"]
+                group = response["idTokenInfo"].get("groupIdToken")
+                tariff_cost.on_authorize(self, response["idTokenInfo"])
             except (NotConnected, TimeoutError):
                 status = self._offline_auth()
         else:
             status = self._offline_auth()
         if status != "Accepted":
             return status
+        allowed, reservation_id = reservation.claim(self, evse, id_token, group)
+        if not allowed:
+            return "Reserved"
         if evse.tx is None:
-            await self._start_transaction(evse, "Authorized", id_token=id_token)
+            await self._start_transaction(evse, "Authorized", id_token=id_token,
+                                          reservation_id=reservation_id)
         else:
             evse.tx.id_token = id_token
+            evse.tx.reservation_id = reservation_id
             await self._authorize_transaction(evse, "Authorized")
         return status
 
@@ -139,12 +152,16 @@ class Station(Link, Physics):
         evse.ev = None
         self._recompute_all()  # a station-wide limit is shared by fewer EVs now
         await self.status(evse_id, "Available" if evse.operative else "Unavailable")
+        await reservation.refresh(self)  # still reserved: Reserved again
 
     def transaction_id(self, evse_id: int) -> str | None:
         tx = self._evse(evse_id).tx
         return tx.transaction_id if tx is not None else None
 
     # ------------------------------------------------------------------ messages out
+
+    def _on_transaction_event_reply(self, event: dict, reply: dict) -> None:
+        tariff_cost.on_transaction_event(self, event, reply)  # block I: show the cost
 
     async def _send_status(self, evse: EvseState) -> None:
         await self.call(
@@ -168,6 +185,7 @@ class Station(Link, Physics):
         trigger: str,
         id_token: dict | None = None,
         remote_start_id: int | None = None,
+        reservation_id: int | None = None,
     ) -> None:
         now = self.clock.now()
         evse.tx = TxState(
@@ -177,6 +195,7 @@ class Station(Link, Physics):
             remote_start_id=remote_start_id,
             charging_state="EVConnected" if evse.ev is not None else "Idle",
             authorized=id_token is not None,
+            reservation_id=reservation_id,
         )
         evse.last_update = now
         if evse.pending_remote_start is not None:
@@ -244,6 +263,8 @@ class Station(Link, Physics):
             event_type == "Started" or trigger in ("Authorized", "RemoteStart")
         ):
             payload["idToken"] = tx.id_token
+            if tx.reservation_id is not None:
+                payload["reservationId"] = tx.reservation_id
         if with_meter:
             payload["meterValue"] = [self._meter_value(evse, context)]
         if not self.connected:

@@ -370,6 +370,9 @@ class Link:
         await self._connect()
         await self._boot("RemoteReset")
 
+    def _on_transaction_event_reply(self, event: dict, reply: dict) -> None:
+        """What the station does with the CSMS's answer to a TransactionEvent (see Station)."""
+
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -417,7 +420,8 @@ class Link:
         while True:
             attempt += 1
             try:
-                await self.call("TransactionEvent", payload)
+                reply = await self.call("TransactionEvent", payload)
+                self._on_transaction_event_reply(payload, reply)
                 return True
             except NotConnected:
                 return False

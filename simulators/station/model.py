@@ -66,6 +66,7 @@ class TxState:
     charging_state: str = "EVConnected"
     authorized: bool = False
     ended: bool = False
+    reservation_id: int | None = None  # the reservation it used (H03)
 
 
 @dataclass
