@@ -13,7 +13,7 @@ from datetime import datetime
 
 import structlog
 
-from csms.clock import Clock, to_ocpp
+from csms.clock import Clock, parse_ocpp, to_ocpp
 from csms.commands import Commands
 from csms.connection import CallFailed, StationOffline
 from csms.events import EventBus, ReservationChanged
@@ -124,6 +124,43 @@ class Reservations:
                  status=status, reason=reason)
         self.events.publish(ReservationChanged(r.station_id, r.id, r.evse_id, status, now))
         return updated
+
+
+async def record_reserve_now(store: Store, clock: Clock, events: EventBus, station_id: str,
+                             request: Payload, reply: Payload) -> None:
+    """After a raw ReserveNow command: keep the books as if it went through `create`."""
+    status = reply.get("status")
+    evse_id = request.get("evseId")
+    if status not in ANSWERS or not 0 < request["id"] <= 2_147_483_647 or (
+            evse_id is not None and not 0 < evse_id <= 2_147_483_647):
+        return
+    group = request.get("groupIdToken") or {}
+    now = clock.now()
+    r = await store.reservations.adopt(
+        request["id"], station_id, evse_id=evse_id,
+        connector_type=request.get("connectorType"),
+        id_token=request["idToken"]["idToken"], token_type=request["idToken"]["type"],
+        group_id_token=group.get("idToken"), group_token_type=group.get("type"),
+        expires_at=parse_ocpp(request["expiryDateTime"]), status=status,
+        created_by="ReserveNow command", now=now)
+    if r is None:
+        log.warning("reservation.id_taken", reservation_id=request["id"],
+                    station_id=station_id)
+        return
+    events.publish(ReservationChanged(station_id, r.id, r.evse_id, status, now))
+
+
+async def record_cancel_reservation(store: Store, clock: Clock, events: EventBus,
+                                    station_id: str, request: Payload, reply: Payload
+                                    ) -> None:
+    """After a raw CancelReservation command: the reservation ends as with `cancel`."""
+    status = "Cancelled" if reply.get("status") == "Accepted" else "Removed"
+    now = clock.now()
+    r = await store.reservations.set_status(
+        request["reservationId"], status, now, only_from=("Accepted", "Requested", "Failed"),
+        station_id=station_id, reason=f"CancelReservation command {reply.get('status')}")
+    if r is not None:
+        events.publish(ReservationChanged(station_id, r.id, r.evse_id, status, now))
 
 
 def _failure(exc: Exception) -> tuple[str, str | None]:

@@ -69,6 +69,38 @@ class ReservationRepo:
         )
         return Reservation(**dict(row))
 
+    async def adopt(self, reservation_id: int, station_id: str, *, evse_id: int | None,
+                    connector_type: str | None, id_token: str, token_type: str,
+                    group_id_token: str | None, group_token_type: str | None,
+                    expires_at: datetime, status: str, created_by: str, now: datetime
+                    ) -> Reservation | None:
+        """A reservation made with a raw ReserveNow (its id chosen by the caller): stored,
+        or replacing the one of that id on the same station (as the station does); None
+        when the id belongs to another station's reservation. Later ids stay above it."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "INSERT INTO reservations (id, station_id, evse_id, connector_type, id_token,"
+                " token_type, group_id_token, group_token_type, expires_at, status,"
+                " status_reason, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4,"
+                " $5, $6, $7, $8, $9, $10, 'ReserveNow command', $11, $12, $12)"
+                " ON CONFLICT (id) DO UPDATE SET evse_id = EXCLUDED.evse_id,"
+                " connector_type = EXCLUDED.connector_type, id_token = EXCLUDED.id_token,"
+                " token_type = EXCLUDED.token_type, group_id_token = EXCLUDED.group_id_token,"
+                " group_token_type = EXCLUDED.group_token_type,"
+                " expires_at = EXCLUDED.expires_at, status = EXCLUDED.status,"
+                " status_reason = EXCLUDED.status_reason, updated_at = EXCLUDED.updated_at,"
+                " ended_at = NULL, transaction_id = NULL"
+                " WHERE reservations.station_id = EXCLUDED.station_id"
+                f" RETURNING {_COLUMNS}",
+                reservation_id, station_id, evse_id, connector_type, id_token, token_type,
+                group_id_token, group_token_type, expires_at, status, created_by, now,
+            )
+            await conn.execute(
+                "SELECT setval(pg_get_serial_sequence('reservations', 'id'),"
+                " GREATEST($1, (SELECT last_value FROM reservations_id_seq)))",
+                reservation_id)
+        return Reservation(**dict(row)) if row else None
+
     async def get(self, reservation_id: int) -> Reservation | None:
         row = await self.pool.fetchrow(
             f"SELECT {_COLUMNS} FROM reservations WHERE id = $1", reservation_id)

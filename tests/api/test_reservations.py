@@ -267,3 +267,25 @@ async def test_H04_reservation_status_update_for_an_unknown_reservation_is_answe
     assert reply == {}
     kept = await csms.store.notifications.list("CS001", "ReservationStatusUpdate")
     assert kept[0].payload["reservationId"] == 4242
+
+
+async def test_H01_H02_raw_commands_keep_the_stored_reservations(
+    csms: Csms, client: Client, make_station: StationFactory
+) -> None:
+    station = await make_station("CS001", evses=TWO_EVSES)
+    operator = client("operator")
+    expires = (csms.clock.now() + timedelta(hours=1)).isoformat()
+    raw = await operator.post("/api/stations/CS001/commands/reserve-now", json={
+        "id": 500, "evseId": 2, "expiryDateTime": expires,
+        "idToken": {"idToken": "RES-9", "type": "ISO14443"}})
+    assert raw.status_code == 200 and raw.json()["reply"]["status"] == "Accepted"
+    stored = (await client("viewer").get("/api/reservations/500")).json()
+    assert stored["status"] == "Accepted" and stored["evse_id"] == 2
+    assert stored["id_token"] == "RES-9" and stored["created_by"] == "ReserveNow command"
+    assert 500 in station.reservations
+    later = await _reserve(operator, _body(csms, evse_id=1))
+    assert later["id"] > 500  # ids the CSMS picks stay clear of the caller's
+    cancel = await operator.post("/api/stations/CS001/commands/cancel-reservation",
+                                 json={"reservationId": 500})
+    assert cancel.json()["reply"]["status"] == "Accepted"
+    assert (await client("viewer").get("/api/reservations/500")).json()["status"] == "Cancelled"
