@@ -19,6 +19,7 @@ from csms.collector import Collector
 from csms.commands import Commands
 from csms.config import Config
 from csms.connection import Connections
+from csms.cost_updates import CostUpdates
 from csms.events import EventBus
 from csms.lag import LagProbe
 from csms.ocpp.deps import Deps
@@ -48,6 +49,7 @@ class Csms:
     lag: LagProbe | None = None
     ca: CertificateAuthority | None = None
     renewal: CertificateRenewal | None = None
+    cost_updates: CostUpdates | None = None
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Csms:
@@ -75,6 +77,10 @@ class Csms:
         csms.collector.start()
         csms.lag = LagProbe()
         csms.lag.start()
+        if config.billing.cost_updated_interval_s > 0:
+            csms.cost_updates = CostUpdates(store, commands, connections, clock,
+                                            config.billing.cost_updated_interval_s)
+            csms.cost_updates.start()
         if config.api.enabled:
             await csms._start_api()
         return csms
@@ -86,6 +92,8 @@ class Csms:
             await self.scheduler.stop()
         if self.renewal is not None:
             await self.renewal.stop()
+        if self.cost_updates is not None:
+            await self.cost_updates.stop()
         await self.ocpp.stop()
         await self.store.close()
         await self.db.close()

@@ -144,6 +144,17 @@ class GcConfig:
 
 
 @dataclass(frozen=True)
+class BillingConfig:
+    """Cost shown to drivers (block I; csms/cost_updates.py)."""
+
+    cost_updated_interval_s: float = 300.0  # CostUpdated to stations showing cost; 0 = off
+
+    def __post_init__(self) -> None:
+        if self.cost_updated_interval_s < 0:
+            raise ValueError("[billing] cost_updated_interval_s must not be negative")
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     boot: BootConfig = field(default_factory=BootConfig)
@@ -152,6 +163,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     gc: GcConfig = field(default_factory=GcConfig)
+    billing: BillingConfig = field(default_factory=BillingConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def ca_dir(self) -> str:

@@ -87,12 +87,23 @@ class SecurityEventReported:
     type: str
     critical: bool
     tech_info: str | None
+
+
+@dataclass(frozen=True)
+class ReservationChanged:
+    """A reservation was made, answered, cancelled, expired, removed or used (block H)."""
+
+    station_id: str
+    reservation_id: int
+    evse_id: int | None
+    status: str
     at: datetime
 
 
 Event = (
     StationConnected | StationDisconnected | TransactionChanged | ChargingNeedsChanged
     | PowerSampled | GridEventChanged | SiteSettingsChanged | SecurityEventReported
+    | ReservationChanged
 )
 
 

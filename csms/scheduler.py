@@ -37,6 +37,7 @@ from csms.events import (
     EventBus,
     GridEventChanged,
     PowerSampled,
+    ReservationChanged,
     SiteSettingsChanged,
     StationConnected,
     StationDisconnected,
@@ -293,14 +294,19 @@ class SiteScheduler:
         sessions: list[Session] = []
         summaries: list[dict[str, Any]] = []
         reserved: list[Reservation] = []
+        held_for_driver = await self._held_for_drivers(now)
         for evse in self.site.evses:
             mem = self.memory[evse.id]
             tx = active.get(evse.id)
             if tx is None:
                 mem.transaction_id, mem.car_max_kw, mem.rejected_tx = None, None, None
-                if evse.station_id in booted:
+                until = held_for_driver.get(evse.id)
+                if until is not None:  # block H: a car is expected, as at an idle charger
                     reserved.append(Reservation(evse.id, self._allowance(evse, None),
-                                                horizon_end, "idle"))
+                                                min(until, horizon_end), "reserved"))
+                if evse.station_id in booted and (until is None or until < horizon_end):
+                    reserved.append(Reservation(evse.id, self._allowance(evse, None),
+                                                horizon_end, "idle", start=until))
                 continue
             if mem.transaction_id != tx.transaction_id:
                 mem.transaction_id, mem.car_max_kw = tx.transaction_id, None
@@ -349,6 +355,16 @@ class SiteScheduler:
                       sessions=len(sessions), reserved=len(reserved), status=plan.status,
                       sent=record.profiles_sent, rejected=record.profiles_rejected)
         return plan_id
+
+    async def _held_for_drivers(self, now: datetime) -> dict[str, datetime]:
+        """Site EVSEs a station holds for a driver (an Accepted reservation of that EVSE,
+        block H), and until when."""
+        out: dict[str, datetime] = {}
+        for r in await self.owner.store.reservations.active(self.station_ids, now):
+            evse = self.by_key.get((r.station_id, r.evse_id or 0))
+            if evse is not None:
+                out[evse.id] = max(out.get(evse.id, r.expires_at), r.expires_at)
+        return out
 
     async def _active_transactions(self) -> dict[str, SessionFacts]:
         """The newest running transaction per site EVSE (an older one left open is stale)."""
@@ -757,6 +773,8 @@ class Scheduler:
                 site.trigger(f"transaction {event.event_type.lower()}")
         elif isinstance(event, ChargingNeedsChanged):
             site.trigger("charging needs")
+        elif isinstance(event, ReservationChanged):
+            site.trigger(f"reservation {event.status.lower()}")
         elif isinstance(event, StationConnected):
             self._caps.pop(event.station_id, None)
             self._spawn(self._after_boot(site, event.station_id))

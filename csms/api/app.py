@@ -16,6 +16,7 @@ from fastapi_offline import FastAPIOffline
 
 from csms.api import (
     commands,
+    driver_tariffs,
     events,
     grid,
     guard,
@@ -23,6 +24,7 @@ from csms.api import (
     metrics,
     network_profiles,
     reports,
+    reservations,
     security,
     sessions,
     site_load,
@@ -66,6 +68,8 @@ def build_app(parts: Parts) -> FastAPI:
     for module in (stations, tokens, transactions, sessions, commands, sites, site_load,
                    grid, tariffs, events, metrics, security, reports, local_lists,
                    network_profiles):
+        app.include_router(module.router)
+    for module in (reservations, driver_tariffs):  # blocks H and I
         app.include_router(module.router)
 
     @app.exception_handler(CommandFailed)

@@ -31,6 +31,7 @@ from csms.commands import Commands
 from csms.connection import CallFailed, StationOffline
 from csms.frames import FrameError, Payload
 from csms.ocpp.schemas import request_schema
+from csms.reservations import record_cancel_reservation, record_reserve_now
 
 log = structlog.get_logger()
 
@@ -153,8 +154,13 @@ COMMANDS: tuple[Command, ...] = (
                 sid, b.evse_id, b.duration_s, b.charging_rate_unit)),
     Command("GetChargingProfiles", "ask for a report of installed charging profiles (K09)"),
     # H reservation
-    Command("ReserveNow", "reserve an EVSE or any EVSE for an id token (H01/H02)"),
-    Command("CancelReservation", "cancel a reservation (H03)"),
+    Command("ReserveNow", "reserve an EVSE or any EVSE for an id token (H01; the "
+            "reservation is stored as with POST /api/reservations)",
+            after=lambda p, sid, req, rep: record_reserve_now(
+                p.store, p.clock, p.events, sid, req, rep)),
+    Command("CancelReservation", "cancel a reservation (H02; the stored one ends too)",
+            after=lambda p, sid, req, rep: record_cancel_reservation(
+                p.store, p.clock, p.events, sid, req, rep)),
     # I tariff and cost
     Command("CostUpdated", "tell the station a transaction's running cost (I04)"),
     # L firmware

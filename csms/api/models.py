@@ -9,6 +9,7 @@ station's own OCPP answer is passed through as the station sent it (camelCase).
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -147,6 +148,11 @@ class Transaction(Model):
     energy_wanted_wh: float | None
     charge_now: bool
     needs_source: str | None = Field(description="who stated the needs: ev (ISO 15118) or api")
+    cost: Decimal | None = Field(None, description="what the driver pays under their driver "
+                                 "tariff: so far while running, final once ended; null "
+                                 "when no tariff applies")
+    currency: str | None = None
+    cost_final: bool = False
 
 
 class MeterValue(Model):

@@ -9,16 +9,25 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
 from csms.api.auth import Permission, require
-from csms.api.deps import PartsDep, not_found
+from csms.api.deps import Parts, PartsDep, not_found
 from csms.api.models import MeterValue, Transaction, TransactionDetail
+from csms.store.driver_tariffs import TransactionCost
 from csms.store.transactions import Transaction as TransactionRecord
 
 router = APIRouter(prefix="/api/transactions", tags=["transactions"],
                    dependencies=[require(Permission.READ)])
 
 
-def transaction_out(tx: TransactionRecord) -> Transaction:
-    return Transaction.model_validate(asdict(tx) | {"active": tx.ended_at is None})
+def transaction_out(tx: TransactionRecord, cost: TransactionCost | None = None) -> Transaction:
+    priced = {} if cost is None else {"cost": cost.cost, "currency": cost.currency,
+                                      "cost_final": cost.final}
+    return Transaction.model_validate(asdict(tx) | {"active": tx.ended_at is None} | priced)
+
+
+async def with_costs(parts: Parts, found: list[TransactionRecord]) -> list[Transaction]:
+    costs = await parts.store.driver_tariffs.costs(
+        [(t.station_id, t.transaction_id) for t in found])
+    return [transaction_out(t, costs.get((t.station_id, t.transaction_id))) for t in found]
 
 
 @router.get("")
@@ -37,7 +46,7 @@ async def list_transactions(
     found = await parts.store.transactions.list(
         station_id, active, limit, id_token=id_token, since=since, until=until
     )
-    return [transaction_out(t) for t in found]
+    return await with_costs(parts, found)
 
 
 @router.get("/{station_id}/{transaction_id}",
@@ -50,6 +59,6 @@ async def get_transaction(
         raise not_found(f"transaction {transaction_id} on station {station_id}")
     values = await parts.store.transactions.meter_values(station_id, transaction_id)
     return TransactionDetail.model_validate(
-        transaction_out(tx).model_dump()
+        (await with_costs(parts, [tx]))[0].model_dump()
         | {"meter_values": [MeterValue.model_validate(v) for v in values]}
     )

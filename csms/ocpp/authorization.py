@@ -14,6 +14,7 @@ from datetime import datetime
 from csms.clock import to_ocpp
 from csms.connection import StationContext
 from csms.frames import Payload
+from csms.ocpp.cost import tariff_message
 from csms.ocpp.deps import Deps
 from csms.store.tokens import IdToken, TokenRepo
 
@@ -60,4 +61,6 @@ class Authorize:
 
     async def __call__(self, ctx: StationContext, req: Payload) -> Payload:
         info = await id_token_info(self.deps.store.tokens, req["idToken"], self.deps.clock.now())
+        if info["status"] == "Accepted":  # I01: the driver's tariff
+            info |= await tariff_message(self.deps.store, req["idToken"])
         return {"idTokenInfo": info}

@@ -17,6 +17,7 @@ from csms.ocpp import (
     availability,
     metering,
     provisioning,
+    reservation,
     security,
     smart_charging,
 )
@@ -63,7 +64,7 @@ def routes(deps: Deps) -> dict[str, Handler]:
         "NotifyCustomerInformation": Record(deps, "NotifyCustomerInformation"),
         # O display, H reservation
         "NotifyDisplayMessages": Record(deps, "NotifyDisplayMessages"),
-        "ReservationStatusUpdate": Record(deps, "ReservationStatusUpdate"),
+        "ReservationStatusUpdate": reservation.ReservationStatusUpdate(deps),
         # M ISO 15118 certificates
         "Get15118EVCertificate": Record(
             deps, "Get15118EVCertificate", {"status": "Failed", "exiResponse": ""}

@@ -14,8 +14,10 @@ from csms.connection import StationContext
 from csms.events import TransactionChanged
 from csms.frames import Payload
 from csms.ocpp.authorization import id_token_info, is_master_pass
+from csms.ocpp.cost import transaction_event_cost
 from csms.ocpp.deps import Deps
 from csms.ocpp.metering import energy_range, meter_rows, publish_power
+from csms.ocpp.reservation import reservation_used
 from csms.store.transactions import TransactionEventRecord
 
 
@@ -59,6 +61,10 @@ class TransactionEvent:
             ))
         if event.event_type == "Ended":
             ctx.transaction_evse.pop(transaction_id, None)
+        if req.get("reservationId") is not None:
+            await reservation_used(store, self.deps.events, ctx.station_id,
+                                   req["reservationId"], transaction_id, now)
+        reply = await transaction_event_cost(store, ctx.station_id, req, event.timestamp, now)
         if id_token:
             info = await id_token_info(store.tokens, id_token, now)
             if info["status"] == "Unknown" and info_remote_start(req):
@@ -69,8 +75,8 @@ class TransactionEvent:
                 await is_master_pass(self.deps, ctx.station_id, info)
             ):
                 info = {**info, "status": "Invalid"}  # C16: it may stop, never start
-            return {"idTokenInfo": info}
-        return {}
+            reply["idTokenInfo"] = info
+        return reply
 
     async def _evse_of(self, ctx: StationContext, transaction_id: str) -> int | None:
         if transaction_id in ctx.transaction_evse:

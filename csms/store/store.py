@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from csms.store.devices import DeviceRepo
+from csms.store.driver_tariffs import DriverTariffRepo
 from csms.store.grid import GridRepo
 from csms.store.meter import MeterWriter
 from csms.store.network_profiles import NetworkProfileRepo
 from csms.store.notifications import NotificationRepo
 from csms.store.plans import PlanRepo
 from csms.store.reports import ReportRepo
+from csms.store.reservations import ReservationRepo
 from csms.store.security import CertificateRepo, SecurityEventRepo
 from csms.store.stations import StationRepo
 from csms.store.tokens import TokenRepo
@@ -34,6 +36,8 @@ class Store:
     security_events: SecurityEventRepo = field(init=False)
     reports: ReportRepo = field(init=False)
     network_profiles: NetworkProfileRepo = field(init=False)
+    reservations: ReservationRepo = field(init=False)
+    driver_tariffs: DriverTariffRepo = field(init=False)
 
     def __post_init__(self) -> None:
         self.stations = StationRepo(self.pool)
@@ -48,6 +52,8 @@ class Store:
         self.security_events = SecurityEventRepo(self.pool)
         self.reports = ReportRepo(self.pool)
         self.network_profiles = NetworkProfileRepo(self.pool)
+        self.reservations = ReservationRepo(self.pool)
+        self.driver_tariffs = DriverTariffRepo(self.pool)
 
     async def close(self) -> None:
         await self.meter.close()

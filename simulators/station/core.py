@@ -20,6 +20,7 @@ from simulators.clock import Clock, SystemClock, to_ocpp
 from simulators.device_model import DeviceModel, standard_device_model
 from simulators.ev import EV
 from simulators.profiles import ProfileStore
+from simulators.station import reservation, tariff_cost
 from simulators.station.authorization import LocalAuth, master_pass_group, may_stop
 from simulators.station.handlers import HANDLERS
 from simulators.station.link import CallFailed, Link, NotConnected
@@ -82,6 +83,9 @@ class Station(Link, Physics):
         self.network_slots: dict[int, dict] = {}  # B09: connection profiles by slot
         # B11/B12: OnIdle resets answered Scheduled, done once idle (None: the station)
         self.scheduled_resets: set[int | None] = set()
+        self.reservations: dict[int, reservation.Reservation] = {}  # block H
+        self.costs: dict[str, float] = {}  # block I: the newest cost shown per transaction
+        self.display: list[str] = []  # block I: tariff and cost texts shown, newest last
 
     # ------------------------------------------------------------------ public surface
 
@@ -115,7 +119,8 @@ class Station(Link, Physics):
         self._recompute_all()
 
     async def present_token(self, evse_id: int, token: str, token_type: str = "ISO14443") -> str:
-        """Authorize an idToken; if Accepted, authorize the transaction and start charging."""
+        """Authorize an idToken; if Accepted, authorize the transaction and start charging.
+        "Reserved" (not an authorization status): the EVSE is held for another driver."""
         evse = self._evse(evse_id)
         id_token = {"idToken": token, "type": token_type}
         info = await self._authorize(id_token)
@@ -137,10 +142,16 @@ class Station(Link, Physics):
             tx.stop_id_token = id_token
             await self._end_transaction(evse, "StopAuthorized", "Local")
             return status
+        allowed, reservation_id = reservation.claim(self, evse, id_token,
+                                                    info.get("groupIdToken"))
+        if not allowed:
+            return "Reserved"
         if evse.tx is None:
-            await self._start_transaction(evse, "Authorized", id_token=id_token)
+            await self._start_transaction(evse, "Authorized", id_token=id_token,
+                                          reservation_id=reservation_id)
         else:
             evse.tx.id_token = id_token
+            evse.tx.reservation_id = reservation_id
             await self._authorize_transaction(evse, "Authorized")
         if evse.tx is not None:
             self.local_auth.tx_groups[evse.tx.transaction_id] = token_group
@@ -148,7 +159,9 @@ class Station(Link, Physics):
 
     def _transaction_answered(self, payload: dict, response: dict) -> None:
         """E05: a token the CSMS does not accept ends its running transaction, with
-        TxCtrlr.StopTxOnInvalidId (else the transaction goes on, as the spec allows)."""
+        TxCtrlr.StopTxOnInvalidId (else the transaction goes on, as the spec allows); and
+        the running cost shown to the driver (block I)."""
+        tariff_cost.on_transaction_event(self, payload, response)
         info = response.get("idTokenInfo")
         if info is None or info["status"] == "Accepted" or payload["eventType"] == "Ended":
             return
@@ -169,6 +182,7 @@ class Station(Link, Physics):
                 response = await self.call("Authorize", {"idToken": id_token})
                 info: dict = response["idTokenInfo"]
                 self.local_auth.remember(self, id_token, info)
+                tariff_cost.on_authorize(self, info)  # block I: the tariff shown
                 return info
             except (NotConnected, TimeoutError):
                 pass
@@ -186,6 +200,7 @@ class Station(Link, Physics):
         evse.ev = None
         self._recompute_all()  # a station-wide limit is shared by fewer EVs now
         await self.status(evse_id, "Available" if evse.operative else "Unavailable")
+        await reservation.refresh(self)  # still reserved: Reserved again
 
     def transaction_id(self, evse_id: int) -> str | None:
         tx = self._evse(evse_id).tx
@@ -215,6 +230,7 @@ class Station(Link, Physics):
         trigger: str,
         id_token: dict | None = None,
         remote_start_id: int | None = None,
+        reservation_id: int | None = None,
     ) -> None:
         now = self.clock.now()
         evse.tx = TxState(
@@ -224,6 +240,7 @@ class Station(Link, Physics):
             remote_start_id=remote_start_id,
             charging_state="EVConnected" if evse.ev is not None else "Idle",
             authorized=id_token is not None,
+            reservation_id=reservation_id,
         )
         evse.last_update = now
         if evse.pending_remote_start is not None:
@@ -293,6 +310,8 @@ class Station(Link, Physics):
             event_type == "Started" or trigger in ("Authorized", "RemoteStart")
         ):
             payload["idToken"] = tx.id_token
+            if tx.reservation_id is not None:
+                payload["reservationId"] = tx.reservation_id
         if trigger == "StopAuthorized" and tx.stop_id_token is not None:
             payload["idToken"] = tx.stop_id_token  # who stopped it (C09, C16)
         if with_meter:

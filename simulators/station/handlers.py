@@ -18,8 +18,10 @@ from simulators.station import (
     availability,
     data_transfer,
     provisioning,
+    reservation,
     security,
     smart_charging,
+    tariff_cost,
     transactions,
 )
 from simulators.station.replies import Reply
@@ -49,6 +51,11 @@ HANDLERS: dict[str, StationHandler] = {
     "TriggerMessage": transactions.trigger_message,
     # G availability
     "ChangeAvailability": availability.change_availability,
+    # H reservation
+    "ReserveNow": reservation.reserve_now,
+    "CancelReservation": reservation.cancel_reservation,
+    # I tariff and cost
+    "CostUpdated": tariff_cost.cost_updated,
     # K smart charging
     "SetChargingProfile": smart_charging.set_charging_profile,
     "ClearChargingProfile": smart_charging.clear_charging_profile,

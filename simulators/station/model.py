@@ -67,6 +67,7 @@ class TxState:
     authorized: bool = False
     ended: bool = False
     stop_id_token: dict | None = None  # the token that stopped it (StopAuthorized)
+    reservation_id: int | None = None  # the reservation it used (H03)
 
 
 @dataclass

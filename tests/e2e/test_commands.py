@@ -181,7 +181,8 @@ async def test_callerror_from_the_station_comes_back_with_its_code(
 ) -> None:
     await make_station("CS001")
     with pytest.raises(CallFailed) as failed:  # a CSMS-to-station action the sim lacks
-        await csms.commands.call("CS001", "CancelReservation", {"reservationId": 1})
+        await csms.commands.call("CS001", "PublishFirmware", {
+            "location": "https://example.test/fw.bin", "checksum": "0" * 32, "requestId": 1})
     assert failed.value.code in ("NotImplemented", "NotSupported")
 
 

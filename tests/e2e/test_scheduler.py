@@ -16,6 +16,7 @@ import structlog
 from csms.app import Csms
 from csms.clock import AcceleratedClock
 from csms.config import Config, SchedulerConfig
+from csms.reservations import ReservationRequest, Reservations
 from csms.scheduler import load_site
 from csms.store.plans import PlanRecord
 from simulators.ev import EV
@@ -348,3 +349,36 @@ async def test_plans_older_than_keep_plans_days_are_pruned_on_the_csms_clock(
     assert old_id not in ids
     assert recent_id in ids
     assert len(ids) >= 3  # the scheduler's own plans stay
+
+
+async def test_H_a_reserved_evse_is_held_as_for_an_idle_charger_until_the_reservation_ends(
+    config: Config,
+) -> None:
+    async with site_run(config, local(17, 55), ["TS001", "TS002"]) as run:
+        desk = Reservations(run.csms.store, run.csms.commands, run.clock, run.csms.events)
+        # TS002 never booted as far as the CSMS knows: an idle charger is not held there,
+        # a reserved one is (a car is expected)
+        await run.csms.db.pool.execute(
+            "UPDATE stations SET last_boot_at = NULL WHERE id = 'TS002'")
+        ends = local(19, 0)
+        made = await desk.create(ReservationRequest(
+            "TS002", 1, "TOK-TS002", "ISO14443", ends), by="test")
+        assert made.status == "Accepted"
+        await run.until(local(18, 40))
+        during = await run.csms.store.plans.latest(SITE.id)
+        triggers = {r["trigger"] for r in await run.csms.db.pool.fetch(
+            "SELECT trigger FROM plans")}
+        await run.until(local(19, 30))
+        after = await run.csms.store.plans.latest(SITE.id)
+
+    assert during is not None and any("reservation accepted" in t for t in triggers), triggers
+    held = {r["evse_id"]: r for r in during.inputs["reserved"]}
+    assert held["TS002"]["reason"] == "reserved" and held["TS001"]["reason"] == "idle"
+    assert held["TS002"]["max_kw"] == held["TS001"]["max_kw"] > 0
+    assert datetime.fromisoformat(held["TS002"]["until"]) == ends
+    slot = int((ends - during.planned_at).total_seconds() // 900)
+    both = during.inputs["reserved_kw"][0]
+    assert both == round(2 * held["TS001"]["max_kw"], 3)  # held now, as an idle charger
+    assert during.inputs["reserved_kw"][slot + 1] == held["TS001"]["max_kw"]  # not after
+    assert after is not None
+    assert "TS002" not in {r["evse_id"] for r in after.inputs["reserved"]}

@@ -369,7 +369,8 @@ async def test_misc_csms_calls_and_errors(peer, stations):
         "status"
     ] == "Accepted"
     assert (await peer.result("GetLocalListVersion", {}))["versionNumber"] == 3
-    assert await peer.call("CancelReservation", {"reservationId": 1}) == ("error", "NotImplemented")
+    assert await peer.call("CancelReservation", {"reservationId": 1}) == (
+        "result", {"status": "Rejected"})  # H02: no such reservation
     assert await peer.call("Reset", {"kind": "Soft"}) == ("error", "FormatViolation")
     assert st.connected
 
