@@ -79,9 +79,35 @@ class SiteSettingsChanged:
     at: datetime
 
 
+@dataclass(frozen=True)
+class FirmwareStatusChanged:
+    """A station reported progress on a firmware update (FirmwareStatusNotification)."""
+
+    station_id: str
+    request_id: int
+    status: str
+    outcome: str  # in_progress | installed | failed | cancelled
+    at: datetime
+
+
+@dataclass(frozen=True)
+class StationAlert:
+    """A station reported an event (NotifyEvent), stored as an alert."""
+
+    station_id: str
+    alert_id: int
+    severity: int | None  # the monitor's severity (0 danger ... 9 debug), if known
+    component: str
+    variable: str
+    actual_value: str
+    cleared: bool
+    at: datetime
+
+
 Event = (
     StationConnected | StationDisconnected | TransactionChanged | ChargingNeedsChanged
-    | PowerSampled | GridEventChanged | SiteSettingsChanged
+    | PowerSampled | GridEventChanged | SiteSettingsChanged | FirmwareStatusChanged
+    | StationAlert
 )
 
 

@@ -12,7 +12,15 @@ from collections.abc import Awaitable, Callable
 
 from csms.connection import StationContext
 from csms.frames import Call, FrameError, Payload
-from csms.ocpp import authorization, availability, metering, provisioning, smart_charging
+from csms.ocpp import (
+    authorization,
+    availability,
+    diagnostics,
+    firmware,
+    metering,
+    provisioning,
+    smart_charging,
+)
 from csms.ocpp import transactions as tx
 from csms.ocpp.deps import Deps
 from csms.ocpp.records import Record
@@ -47,13 +55,13 @@ def routes(deps: Deps) -> dict[str, Handler]:
         "SecurityEventNotification": Record(deps, "SecurityEventNotification"),
         "SignCertificate": Record(deps, "SignCertificate", {"status": "Rejected"}),
         # L firmware
-        "FirmwareStatusNotification": Record(deps, "FirmwareStatusNotification"),
+        "FirmwareStatusNotification": firmware.FirmwareStatusNotification(deps),
         "PublishFirmwareStatusNotification": Record(deps, "PublishFirmwareStatusNotification"),
         # N diagnostics
-        "LogStatusNotification": Record(deps, "LogStatusNotification"),
-        "NotifyEvent": Record(deps, "NotifyEvent"),
-        "NotifyMonitoringReport": Record(deps, "NotifyMonitoringReport"),
-        "NotifyCustomerInformation": Record(deps, "NotifyCustomerInformation"),
+        "LogStatusNotification": diagnostics.LogStatusNotification(deps),
+        "NotifyEvent": diagnostics.NotifyEvent(deps),
+        "NotifyMonitoringReport": diagnostics.NotifyMonitoringReport(deps),
+        "NotifyCustomerInformation": diagnostics.NotifyCustomerInformation(deps),
         # O display, H reservation
         "NotifyDisplayMessages": Record(deps, "NotifyDisplayMessages"),
         "ReservationStatusUpdate": Record(deps, "ReservationStatusUpdate"),

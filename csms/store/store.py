@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from csms.store.customers import CustomerRepo
 from csms.store.devices import DeviceRepo
+from csms.store.diagnostics import AlertRepo, LogRepo, MonitoringRepo
+from csms.store.firmware import FirmwareRepo
 from csms.store.grid import GridRepo
 from csms.store.meter import MeterWriter
 from csms.store.notifications import NotificationRepo
@@ -27,6 +30,11 @@ class Store:
     meter: MeterWriter = field(init=False)
     plans: PlanRepo = field(init=False)
     grid: GridRepo = field(init=False)
+    firmware: FirmwareRepo = field(init=False)
+    logs: LogRepo = field(init=False)
+    monitoring: MonitoringRepo = field(init=False)
+    alerts: AlertRepo = field(init=False)
+    customers: CustomerRepo = field(init=False)
 
     def __post_init__(self) -> None:
         self.stations = StationRepo(self.pool)
@@ -37,6 +45,11 @@ class Store:
         self.meter = MeterWriter(self.pool)
         self.plans = PlanRepo(self.pool)
         self.grid = GridRepo(self.pool)
+        self.firmware = FirmwareRepo(self.pool)
+        self.logs = LogRepo(self.pool)
+        self.monitoring = MonitoringRepo(self.pool)
+        self.alerts = AlertRepo(self.pool)
+        self.customers = CustomerRepo(self.pool)
 
     async def close(self) -> None:
         await self.meter.close()
