@@ -16,7 +16,9 @@ from csms.collector import Collector
 from csms.commands import Commands
 from csms.config import Config
 from csms.connection import Connections
+from csms.diagnostics import Diagnostics
 from csms.events import EventBus
+from csms.firmware import FirmwareUpdates
 from csms.lag import LagProbe
 from csms.ocpp.deps import Deps
 from csms.ocpp.routes import Router, routes
@@ -43,6 +45,8 @@ class Csms:
     api: ApiServer | None = None
     collector: Collector | None = None
     lag: LagProbe | None = None
+    firmware: FirmwareUpdates | None = None
+    diagnostics: Diagnostics | None = None
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Csms:
@@ -61,6 +65,10 @@ class Csms:
             await scheduler.start()
         await ocpp.start()
         csms = cls(config, clock, db, store, events, connections, commands, ocpp, scheduler)
+        csms.firmware = FirmwareUpdates(store, commands, clock, events,
+                                        config.firmware.rollout_tick_s)
+        csms.firmware.start()
+        csms.diagnostics = Diagnostics(store, commands, clock, config.diagnostics)
         csms.collector = Collector(config.gc, connections)
         csms.collector.start()
         csms.lag = LagProbe()
@@ -74,6 +82,8 @@ class Csms:
             await self.api.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
+        if self.firmware is not None:
+            await self.firmware.stop()
         await self.ocpp.stop()
         await self.store.close()
         await self.db.close()
@@ -89,7 +99,7 @@ class Csms:
         parts = Parts(self.clock, self.store, self.events, self.connections, self.commands,
                       ApiTokenRepo(self.store.pool), sites=sites,
                       tariffs=load_catalog(self.config.scheduler) if self.scheduler else
-                      TariffCatalog())
+                      TariffCatalog(), firmware=self.firmware, diagnostics=self.diagnostics)
         api = ApiServer(self.config.api, build_app(parts), parts.stopping)
         try:
             await api.start()
@@ -97,3 +107,5 @@ class Csms:
             await self.stop()
             raise
         self.api = api
+        if self.diagnostics is not None:
+            self.diagnostics.serve_uploads_at(self.config.api.host, api.port)

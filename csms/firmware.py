@@ -65,9 +65,11 @@ class FirmwareUpdates:
         """Store the update, send UpdateFirmware, record the answer. Never raises for the
         station's failures: they are the update's status (NoAnswer, Offline, CallError)."""
         repo = self.store.firmware
-        made = await repo.add_update(station_id, firmware, retries, retry_interval_s,
-                                     created_by, self.clock.now(), rollout_id)
-        request = update_firmware_request(made.id, firmware, retries, retry_interval_s)
+        made = await repo.add_update(station_id, self.commands.next_request_id(), firmware,
+                                     retries, retry_interval_s, created_by, self.clock.now(),
+                                     rollout_id)
+        request = update_firmware_request(made.request_id, firmware, retries,
+                                          retry_interval_s)
         try:
             reply = await self.commands.call(station_id, "UpdateFirmware", request)
         except StationOffline:
@@ -90,7 +92,7 @@ class FirmwareUpdates:
             if status == "AcceptedCanceled":
                 await repo.cancel_others(station_id, made.id, self.clock.now())
         assert result is not None
-        log.info("firmware.update", station_id=station_id, request_id=made.id,
+        log.info("firmware.update", station_id=station_id, request_id=made.request_id,
                  status=result.status, rollout_id=rollout_id)
         return result
 

@@ -16,7 +16,9 @@ from fastapi_offline import FastAPIOffline
 
 from csms.api import (
     commands,
+    diagnostics,
     events,
+    firmware,
     grid,
     metrics,
     sessions,
@@ -58,7 +60,7 @@ def build_app(parts: Parts) -> FastAPI:
     )
     app.state.parts = parts
     for module in (stations, tokens, transactions, sessions, commands, sites, site_load,
-                   grid, tariffs, events, metrics):
+                   grid, tariffs, events, metrics, firmware, diagnostics):
         app.include_router(module.router)
 
     @app.exception_handler(CommandFailed)

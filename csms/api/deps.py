@@ -16,7 +16,9 @@ from fastapi import Depends, HTTPException, Request, status
 from csms.clock import Clock
 from csms.commands import Commands
 from csms.connection import Connections
+from csms.diagnostics import Diagnostics
 from csms.events import EventBus
+from csms.firmware import FirmwareUpdates
 from csms.store import Store
 from csms.store.api_tokens import ApiTokenRepo
 from csms.tariffs import TariffCatalog
@@ -34,6 +36,8 @@ class Parts:
     sites: Mapping[str, Site] = field(default_factory=dict)  # the sites the scheduler plans
     tariffs: TariffCatalog = field(default_factory=TariffCatalog)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)  # set: live feeds end
+    firmware: FirmwareUpdates | None = None  # updates and rollouts (block L)
+    diagnostics: Diagnostics | None = None  # logs, monitors, customer data (block N)
 
 
 def parts(request: Request) -> Parts:

@@ -41,6 +41,7 @@ class StationPart:
 @dataclass(frozen=True)
 class CustomerRequest:
     id: int
+    request_id: int
     subject_hash: str
     id_token: str | None
     token_type: str | None
@@ -100,45 +101,50 @@ class CustomerRepo:
                 "earlier_requests_deleted": _count(requests)}
 
     async def add(
-        self, *, id_token: str | None, token_type: str | None,
+        self, *, request_id: int, id_token: str | None, token_type: str | None,
         customer_identifier: str | None, report: bool, clear: bool,
         csms_export: dict[str, Any] | None, csms_cleared: dict[str, int] | None,
         station_ids: list[str], created_by: str, now: datetime,
     ) -> int:
         keep = not clear  # a clearing request keeps no copy of who it was about
         async with self.pool.acquire() as conn, conn.transaction():
-            request_id: int = await conn.fetchval(
+            row_id: int = await conn.fetchval(
                 "INSERT INTO customer_requests (subject_hash, id_token, token_type,"
                 " customer_identifier, report, clear, csms_export, csms_cleared, created_by,"
-                " created_at) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9, $10)"
-                " RETURNING id",
+                " created_at, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb,"
+                " $9, $10, $11) RETURNING id",
                 subject_hash(id_token, token_type, customer_identifier),
                 id_token if keep else None, token_type if keep else None,
                 customer_identifier if keep else None, report, clear,
                 None if csms_export is None else json.dumps(csms_export),
                 None if csms_cleared is None else json.dumps(csms_cleared),
-                created_by, now)
+                created_by, now, request_id)
             await conn.executemany(
-                "INSERT INTO customer_request_stations (request_id, station_id, updated_at)"
-                " VALUES ($1, $2, $3)", [(request_id, sid, now) for sid in station_ids])
-        return request_id
+                "INSERT INTO customer_request_stations (customer_request_id, station_id,"
+                " updated_at) VALUES ($1, $2, $3)", [(row_id, sid, now) for sid in station_ids])
+        return row_id
 
-    async def set_reply(self, request_id: int, station_id: str, status: str | None,
+    async def set_reply(self, customer_request_id: int, station_id: str, status: str | None,
                         reason: str | None, now: datetime) -> None:
         """The station's CustomerInformation answer; only Accepted is followed by data."""
         await self.pool.execute(
             "UPDATE customer_request_stations SET reply_status = $3, reply_reason = $4,"
             " complete = complete OR $3 IS DISTINCT FROM 'Accepted', updated_at = $5"
-            " WHERE request_id = $1 AND station_id = $2",
-            request_id, station_id, status, reason, now)
+            " WHERE customer_request_id = $1 AND station_id = $2",
+            customer_request_id, station_id, status, reason, now)
 
     async def add_part(self, station_id: str, request_id: int, seq_no: int, data: str,
                        tbc: bool, now: datetime) -> bool:
-        """A NotifyCustomerInformation part (a repeated seqNo replaces its text)."""
+        """A NotifyCustomerInformation part, filed under the newest request to this station
+        with that requestId (a repeated seqNo replaces its text)."""
         result = await self.pool.execute(
             "UPDATE customer_request_stations SET"
             " chunks = chunks || jsonb_build_object($3::text, $4::text),"
-            " complete = NOT $5, updated_at = $6 WHERE request_id = $2 AND station_id = $1",
+            " complete = NOT $5, updated_at = $6 WHERE station_id = $1"
+            " AND customer_request_id = (SELECT s.customer_request_id"
+            " FROM customer_request_stations s JOIN customer_requests r"
+            " ON r.id = s.customer_request_id WHERE s.station_id = $1 AND r.request_id = $2"
+            " ORDER BY r.id DESC LIMIT 1)",
             station_id, request_id, str(seq_no), data, tbc, now)
         return _count(result) == 1
 
@@ -149,7 +155,8 @@ class CustomerRepo:
             return None
         parts = await self.pool.fetch(
             "SELECT station_id, reply_status, reply_reason, chunks, complete, updated_at"
-            " FROM customer_request_stations WHERE request_id = $1 ORDER BY station_id",
+            " FROM customer_request_stations WHERE customer_request_id = $1"
+            " ORDER BY station_id",
             request_id)
         data = dict(row)
         for name in ("csms_export", "csms_cleared"):

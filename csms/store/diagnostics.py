@@ -22,6 +22,7 @@ def _event(status: str, at: datetime, **extra: Any) -> str:
 class LogRequest:
     id: int
     station_id: str
+    request_id: int
     log_type: str
     oldest_at: datetime | None
     latest_at: datetime | None
@@ -58,17 +59,17 @@ class LogRepo:
         self.pool = pool
 
     async def add(
-        self, station_id: str, log_type: str, oldest_at: datetime | None,
+        self, station_id: str, request_id: int, log_type: str, oldest_at: datetime | None,
         latest_at: datetime | None, retries: int | None, retry_interval_s: int | None,
         token_hash: bytes, token_expires_at: datetime, created_by: str, now: datetime,
     ) -> LogRequest:
         row = await self.pool.fetchrow(
-            "INSERT INTO log_requests (station_id, log_type, oldest_at, latest_at, retries,"
-            " retry_interval_s, token_hash, token_expires_at, status, history, created_by,"
-            " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'Requested',"
-            f" $9::jsonb, $10, $11, $11) RETURNING {_LOG}",
+            "INSERT INTO log_requests (station_id, request_id, log_type, oldest_at, latest_at,"
+            " retries, retry_interval_s, token_hash, token_expires_at, status, history,"
+            " created_by, created_at, updated_at) VALUES ($1, $12, $2, $3, $4, $5, $6, $7, $8,"
+            f" 'Requested', $9::jsonb, $10, $11, $11) RETURNING {_LOG}",
             station_id, log_type, oldest_at, latest_at, retries, retry_interval_s, token_hash,
-            token_expires_at, _event("Requested", now), created_by, now)
+            token_expires_at, _event("Requested", now), created_by, now, request_id)
         return _log(row)
 
     async def set_reply(
@@ -88,20 +89,21 @@ class LogRepo:
     async def report_status(
         self, station_id: str, request_id: int | None, status: str, now: datetime
     ) -> LogRequest | None:
-        """A LogStatusNotification; without a requestId it applies to the station's newest
-        request. The file's own arrival decides Uploaded: a notification does not undo it."""
-        if request_id is None:
-            request_id = await self.pool.fetchval(
-                "SELECT id FROM log_requests WHERE station_id = $1 ORDER BY id DESC LIMIT 1",
-                station_id)
-            if request_id is None:
-                return None
+        """A LogStatusNotification, on the station's newest request with that requestId
+        (without one: its newest request). The file's own arrival decides Uploaded: a
+        notification does not undo it."""
+        log_id = await self.pool.fetchval(
+            "SELECT id FROM log_requests WHERE station_id = $1"
+            " AND ($2::int IS NULL OR request_id = $2) ORDER BY id DESC LIMIT 1",
+            station_id, request_id)
+        if log_id is None:
+            return None
         row = await self.pool.fetchrow(
             "UPDATE log_requests SET"
             " status = CASE WHEN uploaded_at IS NULL THEN $3 ELSE status END,"
             " history = history || $4::jsonb, updated_at = $5"
             f" WHERE station_id = $1 AND id = $2 RETURNING {_LOG}",
-            station_id, request_id, status, _event(status, now), now)
+            station_id, log_id, status, _event(status, now), now)
         return None if row is None else _log(row)
 
     async def may_upload(self, request_id: int, token_hash: bytes, now: datetime) -> bool:
@@ -171,6 +173,7 @@ _MONITOR = ", ".join(f.name for f in fields(Monitor))
 class MonitoringReport:
     id: int
     station_id: str
+    request_id: int
     criteria: dict[str, Any]
     reply_status: str | None
     parts: int
@@ -228,11 +231,12 @@ class MonitoringRepo:
             " AND monitor_id = ANY($2)", station_id, monitor_ids)
         return {r["monitor_id"]: r["severity"] for r in rows}
 
-    async def add_report(self, station_id: str, criteria: dict[str, Any],
+    async def add_report(self, station_id: str, request_id: int, criteria: dict[str, Any],
                          now: datetime) -> MonitoringReport:
         row = await self.pool.fetchrow(
-            "INSERT INTO monitoring_reports (station_id, criteria, created_at)"
-            " VALUES ($1, $2::jsonb, $3) RETURNING *", station_id, json.dumps(criteria), now)
+            "INSERT INTO monitoring_reports (station_id, request_id, criteria, created_at)"
+            " VALUES ($1, $2, $3::jsonb, $4) RETURNING *",
+            station_id, request_id, json.dumps(criteria), now)
         return _report(row)
 
     async def set_report_reply(self, report_id: int, status: str,
@@ -253,7 +257,8 @@ class MonitoringRepo:
             "UPDATE monitoring_reports SET parts = parts + 1,"
             " monitors = monitors || $3::jsonb, complete = NOT $4,"
             " completed_at = CASE WHEN $4 THEN NULL ELSE $5 END"
-            " WHERE station_id = $1 AND id = $2 RETURNING *",
+            " WHERE id = (SELECT id FROM monitoring_reports WHERE station_id = $1"
+            " AND request_id = $2 ORDER BY id DESC LIMIT 1) RETURNING *",
             station_id, request_id, json.dumps(monitors), tbc, now)
         return None if row is None else _report(row)
 

@@ -42,6 +42,7 @@ class Firmware:
 class FirmwareUpdate:
     id: int
     station_id: str
+    request_id: int
     rollout_id: int | None
     location: str
     retrieve_at: datetime
@@ -90,7 +91,7 @@ class RolloutStation:
         return Target(self.station_id, self.position, self.attempts, phase, self.updated_at)
 
 
-_UPDATE = ("id, station_id, rollout_id, location, retrieve_at, install_at, retries,"
+_UPDATE = ("id, station_id, request_id, rollout_id, location, retrieve_at, install_at, retries,"
            " retry_interval_s, signature IS NOT NULL AS signed, reply_status, reply_reason,"
            " status, outcome, history, created_by, created_at, updated_at")
 
@@ -122,7 +123,7 @@ class FirmwareRepo:
     # ----------------------------------------------------------------- updates
 
     async def add_update(
-        self, station_id: str, firmware: Firmware, retries: int | None,
+        self, station_id: str, request_id: int, firmware: Firmware, retries: int | None,
         retry_interval_s: int | None, created_by: str, now: datetime,
         rollout_id: int | None = None,
     ) -> FirmwareUpdate:
@@ -130,14 +131,15 @@ class FirmwareRepo:
         also counted as the station's next attempt."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "INSERT INTO firmware_updates (station_id, rollout_id, location, retrieve_at,"
-                " install_at, retries, retry_interval_s, signature, signing_certificate,"
-                " status, outcome, history, created_by, created_at, updated_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'Requested', 'in_progress',"
-                f" $10::jsonb, $11, $12, $12) RETURNING {_UPDATE}",
+                "INSERT INTO firmware_updates (station_id, request_id, rollout_id, location,"
+                " retrieve_at, install_at, retries, retry_interval_s, signature,"
+                " signing_certificate, status, outcome, history, created_by, created_at,"
+                " updated_at) VALUES ($1, $13, $2, $3, $4, $5, $6, $7, $8, $9, 'Requested',"
+                f" 'in_progress', $10::jsonb, $11, $12, $12) RETURNING {_UPDATE}",
                 station_id, rollout_id, firmware.location, firmware.retrieve_at,
                 firmware.install_at, retries, retry_interval_s, firmware.signature,
-                firmware.signing_certificate, _event("Requested", now), created_by, now)
+                firmware.signing_certificate, _event("Requested", now), created_by, now,
+                request_id)
             if rollout_id is not None:
                 await conn.execute(
                     "UPDATE firmware_rollout_stations SET attempts = attempts + 1,"
@@ -172,22 +174,23 @@ class FirmwareRepo:
         self, station_id: str, request_id: int | None, status: str, outcome: Outcome,
         now: datetime,
     ) -> FirmwareUpdate | None:
-        """A FirmwareStatusNotification: applied to the update with that requestId (or,
-        without one, the station's newest update in progress). Only an update in progress
-        changes: a late notification does not reopen a finished one. None: no such update."""
-        if request_id is None:
-            request_id = await self.pool.fetchval(
-                "SELECT id FROM firmware_updates WHERE station_id = $1"
-                " AND outcome = 'in_progress' ORDER BY id DESC LIMIT 1", station_id)
-            if request_id is None:
-                return None
+        """A FirmwareStatusNotification: applied to the station's newest update with that
+        requestId (or, without one, its newest update in progress). Only an update in
+        progress changes: a late notification does not reopen a finished one. None: no
+        such update."""
+        update_id = await self.pool.fetchval(
+            "SELECT id FROM firmware_updates WHERE station_id = $1"
+            " AND ($2::int IS NULL AND outcome = 'in_progress' OR request_id = $2)"
+            " ORDER BY id DESC LIMIT 1", station_id, request_id)
+        if update_id is None:
+            return None
         row = await self.pool.fetchrow(
             "UPDATE firmware_updates SET"
             " status = CASE WHEN outcome = 'in_progress' THEN $3 ELSE status END,"
             " outcome = CASE WHEN outcome = 'in_progress' THEN $4 ELSE outcome END,"
             " history = history || $5::jsonb, updated_at = $6"
             f" WHERE station_id = $1 AND id = $2 RETURNING {_UPDATE}",
-            station_id, request_id, status, outcome, _event(status, now), now)
+            station_id, update_id, status, outcome, _event(status, now), now)
         return None if row is None else _update(row)
 
     async def fail_stalled(self, update_id: int, now: datetime) -> None:

@@ -20,6 +20,9 @@ from simulators.clock import Clock, SystemClock, to_ocpp
 from simulators.device_model import DeviceModel, standard_device_model
 from simulators.ev import EV
 from simulators.profiles import ProfileStore
+from simulators.station import diagnostics
+from simulators.station.diagnostics import DiagnosticsState
+from simulators.station.firmware import FirmwareState
 from simulators.station.handlers import HANDLERS
 from simulators.station.link import CallFailed, Link, NotConnected
 from simulators.station.model import EvseState, StationSpec, TxState
@@ -75,8 +78,15 @@ class Station(Link, Physics):
             {action: functools.partial(handler, self) for action, handler in HANDLERS.items()}
         )
         self._local_list_version = 0
+        self.firmware = FirmwareState()  # block L: images, faults, statuses sent
+        self.diagnostics = DiagnosticsState()  # block N: monitors, log uploads
+        diagnostics.install(self)
 
     # ------------------------------------------------------------------ public surface
+
+    async def report_value(self, component: str, variable: str, value: float) -> int:
+        """A measured value: NotifyEvent for each monitor it crosses (N07)."""
+        return await diagnostics.report_value(self, component, variable, value)
 
     @property
     def station_id(self) -> str:

@@ -17,6 +17,8 @@ from simulators.station import (
     authorization,
     availability,
     data_transfer,
+    diagnostics,
+    firmware,
     provisioning,
     smart_charging,
     transactions,
@@ -51,6 +53,16 @@ HANDLERS: dict[str, StationHandler] = {
     "ClearChargingProfile": smart_charging.clear_charging_profile,
     "GetChargingProfiles": smart_charging.get_charging_profiles,
     "GetCompositeSchedule": smart_charging.get_composite_schedule,
+    # L firmware
+    "UpdateFirmware": firmware.update_firmware,
+    # N diagnostics
+    "GetLog": diagnostics.get_log,
+    "SetVariableMonitoring": diagnostics.set_variable_monitoring,
+    "ClearVariableMonitoring": diagnostics.clear_variable_monitoring,
+    "GetMonitoringReport": diagnostics.get_monitoring_report,
+    "SetMonitoringBase": diagnostics.set_monitoring_base,
+    "SetMonitoringLevel": diagnostics.set_monitoring_level,
+    "CustomerInformation": diagnostics.customer_information,
     # P data transfer
     "DataTransfer": data_transfer.data_transfer,
 }

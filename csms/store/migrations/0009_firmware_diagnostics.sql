@@ -1,6 +1,7 @@
 -- Block L (firmware) and block N (diagnostics): the CSMS-initiated flows that take a while
--- and report back, kept as status resources. Each request's id is the requestId sent to the
--- station, so a notification finds its request with (station_id, request_id).
+-- and report back, kept as status resources. `request_id` is the requestId sent to the
+-- station (Commands.next_request_id), so a notification finds its request with
+-- (station_id, request_id): the newest such row.
 
 -- L: a rollout of one firmware image over many stations, at most `max_concurrent` at once.
 CREATE TABLE firmware_rollouts (
@@ -29,8 +30,9 @@ CREATE TABLE firmware_rollout_stations (
 
 -- One UpdateFirmware sent to one station (L01/L02) and what became of it.
 CREATE TABLE firmware_updates (
-    id                  bigserial PRIMARY KEY,   -- the requestId
+    id                  bigserial PRIMARY KEY,
     station_id          text NOT NULL,
+    request_id          integer NOT NULL,
     rollout_id          bigint REFERENCES firmware_rollouts ON DELETE SET NULL,
     location            text NOT NULL,
     retrieve_at         timestamptz NOT NULL,
@@ -48,12 +50,13 @@ CREATE TABLE firmware_updates (
     created_at          timestamptz NOT NULL,
     updated_at          timestamptz NOT NULL
 );
-CREATE INDEX firmware_updates_station ON firmware_updates (station_id, id DESC);
+CREATE INDEX firmware_updates_station ON firmware_updates (station_id, request_id, id DESC);
 
 -- N01: a GetLog request, its one-time upload token (SHA-256 only) and the uploaded file.
 CREATE TABLE log_requests (
-    id               bigserial PRIMARY KEY,   -- the requestId
+    id               bigserial PRIMARY KEY,
     station_id       text NOT NULL,
+    request_id       integer NOT NULL,
     log_type         text NOT NULL,
     oldest_at        timestamptz,
     latest_at        timestamptz,
@@ -74,7 +77,7 @@ CREATE TABLE log_requests (
     created_at       timestamptz NOT NULL,
     updated_at       timestamptz NOT NULL
 );
-CREATE INDEX log_requests_station ON log_requests (station_id, id DESC);
+CREATE INDEX log_requests_station ON log_requests (station_id, request_id, id DESC);
 
 -- N02-N06: the variable monitors a station has, as set through the CSMS or reported.
 CREATE TABLE variable_monitors (
@@ -97,8 +100,9 @@ CREATE TABLE variable_monitors (
 
 -- N05: a GetMonitoringReport and the NotifyMonitoringReport parts that answer it.
 CREATE TABLE monitoring_reports (
-    id           bigserial PRIMARY KEY,   -- the requestId
+    id           bigserial PRIMARY KEY,
     station_id   text NOT NULL,
+    request_id   integer NOT NULL,
     criteria     jsonb NOT NULL,          -- the request's filters, as sent
     reply_status text,
     parts        integer NOT NULL DEFAULT 0,
@@ -107,6 +111,7 @@ CREATE TABLE monitoring_reports (
     created_at   timestamptz NOT NULL,
     completed_at timestamptz
 );
+CREATE INDEX monitoring_reports_station ON monitoring_reports (station_id, request_id, id DESC);
 
 -- N07/N08: NotifyEvent's events, as alerts an operator lists.
 CREATE TABLE alerts (
@@ -138,7 +143,8 @@ CREATE INDEX alerts_station ON alerts (station_id, received_at DESC);
 -- N09/N10: one customer's data, asked of (and/or cleared on) stations and the CSMS itself.
 -- A request to clear keeps no copy of the token: only its SHA-256 (subject_hash).
 CREATE TABLE customer_requests (
-    id                  bigserial PRIMARY KEY,  -- the requestId
+    id                  bigserial PRIMARY KEY,
+    request_id          integer NOT NULL,       -- sent to every station asked
     subject_hash        text NOT NULL,
     id_token            text,
     token_type          text,
@@ -152,12 +158,12 @@ CREATE TABLE customer_requests (
 );
 
 CREATE TABLE customer_request_stations (
-    request_id   bigint NOT NULL REFERENCES customer_requests ON DELETE CASCADE,
+    customer_request_id bigint NOT NULL REFERENCES customer_requests ON DELETE CASCADE,
     station_id   text NOT NULL,
     reply_status text,
     reply_reason text,
     chunks       jsonb NOT NULL DEFAULT '{}',  -- NotifyCustomerInformation data by seqNo
     complete     boolean NOT NULL DEFAULT false,
     updated_at   timestamptz NOT NULL,
-    PRIMARY KEY (request_id, station_id)
+    PRIMARY KEY (customer_request_id, station_id)
 );
