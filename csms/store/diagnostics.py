@@ -245,7 +245,8 @@ class MonitoringRepo:
         row = await self.pool.fetchrow(
             "UPDATE monitoring_reports SET reply_status = $2,"
             " complete = complete OR $2 <> 'Accepted',"
-            " completed_at = CASE WHEN $2 <> 'Accepted' THEN $3 ELSE completed_at END"
+            " completed_at = CASE WHEN $2 <> 'Accepted' THEN $3::timestamptz"
+            " ELSE completed_at END"
             " WHERE id = $1 RETURNING *", report_id, status, now)
         return None if row is None else _report(row)
 
@@ -256,7 +257,7 @@ class MonitoringRepo:
         row = await self.pool.fetchrow(
             "UPDATE monitoring_reports SET parts = parts + 1,"
             " monitors = monitors || $3::jsonb, complete = NOT $4,"
-            " completed_at = CASE WHEN $4 THEN NULL ELSE $5 END"
+            " completed_at = CASE WHEN $4 THEN NULL ELSE $5::timestamptz END"
             " WHERE id = (SELECT id FROM monitoring_reports WHERE station_id = $1"
             " AND request_id = $2 ORDER BY id DESC LIMIT 1) RETURNING *",
             station_id, request_id, json.dumps(monitors), tbc, now)
