@@ -185,9 +185,6 @@ UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"description": "larger than [diagnostics] max_upload_bytes"}}
 
 
-@router.api_route(UPLOAD_PATH + "/{log_id}/{token}", methods=["PUT", "POST"],
-                  status_code=status.HTTP_201_CREATED, tags=["diagnostics uploads"],
-                  responses=UPLOAD_RESPONSES)
 async def upload_log(log_id: RowId, token: Token, request: Request,
                      parts: PartsDep) -> UploadOut:
     """Where a station uploads the log it was asked for (the GetLog `remoteLocation`): the
@@ -196,14 +193,20 @@ async def upload_log(log_id: RowId, token: Token, request: Request,
     return await _upload(log_id, token, None, request, parts)
 
 
-@router.api_route(UPLOAD_PATH + "/{log_id}/{token}/{filename}", methods=["PUT", "POST"],
-                  status_code=status.HTTP_201_CREATED, tags=["diagnostics uploads"],
-                  responses=UPLOAD_RESPONSES)
 async def upload_log_named(log_id: RowId, token: Token,
                            filename: Annotated[str, Path(max_length=255)], request: Request,
                            parts: PartsDep) -> UploadOut:
     """The same, for a station that appends its file name to the `remoteLocation`."""
     return await _upload(log_id, token, filename, request, parts)
+
+
+for _method in ("PUT", "POST"):
+    for _suffix, _endpoint in (("", upload_log), ("/{filename}", upload_log_named)):
+        router.add_api_route(
+            UPLOAD_PATH + "/{log_id}/{token}" + _suffix, _endpoint, methods=[_method],
+            status_code=status.HTTP_201_CREATED, tags=["diagnostics uploads"],
+            responses=UPLOAD_RESPONSES,
+            operation_id=f"{_endpoint.__name__}_{_method.lower()}")
 
 
 # ------------------------------------------------------------------- N02-N06 monitoring
