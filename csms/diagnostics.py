@@ -183,11 +183,14 @@ class Diagnostics:
         forgotten."""
         reply = await self.commands.call(station_id, "ClearVariableMonitoring",
                                          {"id": monitor_ids})
-        results: list[Payload] = reply["clearMonitoringResult"]
-        gone = [r["id"] for r in results if r["status"] in ("Accepted", "NotFound")]
+        await self.forget_cleared(station_id, reply)
+        return list(reply["clearMonitoringResult"])
+
+    async def forget_cleared(self, station_id: str, reply: Payload) -> None:
+        gone = [r["id"] for r in reply["clearMonitoringResult"]
+                if r["status"] in ("Accepted", "NotFound")]
         if gone:
             await self.store.monitoring.delete(station_id, gone)
-        return results
 
     async def request_monitoring_report(
         self, station_id: str, criteria: list[str] | None,

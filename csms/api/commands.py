@@ -28,6 +28,7 @@ from csms.api.auth import Permission, require
 from csms.api.deps import Parts, PartsDep, not_found
 from csms.commands import Commands
 from csms.connection import CallFailed, StationOffline
+from csms.diagnostics import Diagnostics
 from csms.frames import FrameError, Payload
 from csms.ocpp.schemas import request_schema
 
@@ -99,6 +100,12 @@ async def _set_variables(c: Commands, sid: str, b: m.SetVariables) -> Payload:
         sid, [_variable_data(v) for v in b.variables])}
 
 
+def _diagnostics(parts: Parts) -> Diagnostics:
+    """The monitors a station accepted or cleared through a command stay known (N04/N06)."""
+    assert parts.diagnostics is not None
+    return parts.diagnostics
+
+
 SECURITY = Permission.SECURITY
 
 COMMANDS: tuple[Command, ...] = (
@@ -161,8 +168,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("GetMonitoringReport", "ask for a report of variable monitors (N02)"),
     Command("SetMonitoringBase", "set the monitoring base (N03)"),
     Command("SetMonitoringLevel", "set the monitoring severity level (N05)"),
-    Command("SetVariableMonitoring", "set variable monitors (N04)"),
-    Command("ClearVariableMonitoring", "clear variable monitors (N06)"),
+    Command("SetVariableMonitoring", "set variable monitors (N04)",
+            after=lambda parts, sid, req, reply: _diagnostics(parts).keep_accepted(
+                sid, req["setMonitoringData"], reply["setMonitoringResult"])),
+    Command("ClearVariableMonitoring", "clear variable monitors (N06)",
+            after=lambda parts, sid, req, reply: _diagnostics(parts).forget_cleared(
+                sid, reply)),
     Command("CustomerInformation", "report or clear one customer's data at the station "
             "(N09/N10)", permission=SECURITY),
     # O display messages

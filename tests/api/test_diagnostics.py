@@ -294,3 +294,23 @@ async def test_N09_N10_customer_information_is_exported_then_erased(
                 {**who, "report": False, "clear": False},
                 {**who, "token_type": "Passport"}):
         assert (await admin.post("/api/customer-information", json=bad)).status_code == 422
+
+
+async def test_N04_N06_monitors_set_through_the_command_route_stay_known(
+    csms: Csms, client: Client, make_station: StationFactory
+) -> None:
+    await make_station("CS001")
+    operator, viewer = client("operator"), client("viewer")
+    reply = await operator.post("/api/stations/CS001/commands/set-variable-monitoring", json={
+        "setMonitoringData": [{"value": 5, "type": "Delta", "severity": 4,
+                               "component": {"name": "ChargingStation"},
+                               "variable": {"name": "SupplyPhases"}}]})
+    assert reply.status_code == 200, reply.text
+    monitor_id = reply.json()["reply"]["setMonitoringResult"][0]["id"]
+    known = (await viewer.get("/api/stations/CS001/monitors")).json()
+    assert [(m["monitor_id"], m["value"], m["type"]) for m in known] == [
+        (monitor_id, 5, "Delta")]
+    cleared = await operator.post("/api/stations/CS001/commands/clear-variable-monitoring",
+                                  json={"id": [monitor_id]})
+    assert cleared.status_code == 200, cleared.text
+    assert (await viewer.get("/api/stations/CS001/monitors")).json() == []
