@@ -15,11 +15,12 @@ import contextlib
 
 import structlog
 
-from csms.clock import Clock, to_ocpp
+from csms.clock import Clock, parse_ocpp, to_ocpp
 from csms.commands import Commands
 from csms.connection import CallFailed, StationOffline
 from csms.events import EventBus, FirmwareStatusChanged
 from csms.frames import FrameError, Payload
+from csms.ocpp.bounds import INT32_MAX
 from csms.rollout import ACCEPTED_REPLIES, RolloutPolicy, next_step
 from csms.store import Store
 from csms.store.firmware import Firmware, FirmwareUpdate, Rollout
@@ -95,6 +96,32 @@ class FirmwareUpdates:
         log.info("firmware.update", station_id=station_id, request_id=made.request_id,
                  status=result.status, rollout_id=rollout_id)
         return result
+
+    async def track(self, station_id: str, request: Payload, reply: Payload) -> None:
+        """An UpdateFirmware sent through the command route: kept as an update like any
+        other, so its FirmwareStatusNotifications are applied to it."""
+        def int32(value: object) -> int | None:
+            return value if isinstance(value, int) and 0 <= value <= INT32_MAX else None
+
+        request_id = int32(request["requestId"])
+        if request_id is None:  # not one a notification can name back
+            return
+        fw = request["firmware"]
+        install = fw.get("installDateTime")
+        firmware = Firmware(fw["location"], parse_ocpp(fw["retrieveDateTime"]),
+                            parse_ocpp(install) if install else None, fw.get("signature"),
+                            fw.get("signingCertificate"))
+        repo, now = self.store.firmware, self.clock.now()
+        made = await repo.add_update(station_id, request_id, firmware,
+                                     int32(request.get("retries")),
+                                     int32(request.get("retryInterval")), "command", now)
+        status = str(reply["status"])
+        accepted = status in ACCEPTED_REPLIES
+        await repo.set_reply(made.id, status, (reply.get("statusInfo") or {}).get("reasonCode"),
+                             "Accepted" if accepted else status,
+                             "in_progress" if accepted else "failed", now)
+        if status == "AcceptedCanceled":
+            await repo.cancel_others(station_id, made.id, now)
 
     # ----------------------------------------------------------------- rollouts
 

@@ -29,6 +29,7 @@ from csms.api.deps import Parts, PartsDep, not_found
 from csms.commands import Commands
 from csms.connection import CallFailed, StationOffline
 from csms.diagnostics import Diagnostics
+from csms.firmware import FirmwareUpdates
 from csms.frames import FrameError, Payload
 from csms.ocpp.schemas import request_schema
 
@@ -100,6 +101,11 @@ async def _set_variables(c: Commands, sid: str, b: m.SetVariables) -> Payload:
         sid, [_variable_data(v) for v in b.variables])}
 
 
+def _firmware(parts: Parts) -> FirmwareUpdates:
+    assert parts.firmware is not None
+    return parts.firmware
+
+
 def _diagnostics(parts: Parts) -> Diagnostics:
     """The monitors a station accepted or cleared through a command stay known (N04/N06)."""
     assert parts.diagnostics is not None
@@ -160,7 +166,9 @@ COMMANDS: tuple[Command, ...] = (
     # I tariff and cost
     Command("CostUpdated", "tell the station a transaction's running cost (I04)"),
     # L firmware
-    Command("UpdateFirmware", "update the firmware (L01/L02)"),
+    Command("UpdateFirmware", "update the firmware (L01/L02); tracked as a firmware update "
+            "(/api/firmware-updates)",
+            after=lambda parts, sid, req, reply: _firmware(parts).track(sid, req, reply)),
     Command("PublishFirmware", "publish firmware on a local controller (L03)"),
     Command("UnpublishFirmware", "stop publishing firmware (L04)"),
     # N diagnostics

@@ -252,3 +252,17 @@ async def test_L_rollout_gives_up_on_a_station_after_its_attempts_and_can_be_can
     assert again.status_code == 409
     listed = (await viewer.get("/api/firmware-rollouts")).json()
     assert [r["id"] for r in listed] == [second["id"], rollout_id]
+
+
+async def test_L02_an_update_sent_through_the_command_route_is_tracked_too(
+    csms: Csms, client: Client, make_station: StationFactory
+) -> None:
+    await quick(await make_station("CS001"))
+    reply = await client("operator").post(
+        "/api/stations/CS001/commands/update-firmware",
+        json={"requestId": 31337, "firmware": {
+            "location": LOCATION, "retrieveDateTime": "2020-01-01T00:00:00Z"}})
+    assert reply.status_code == 200, reply.text
+    listed = (await client("viewer").get("/api/firmware-updates")).json()
+    assert [(u["request_id"], u["created_by"]) for u in listed] == [(31337, "command")]
+    assert (await finished(client, listed[0]["id"]))["status"] == "Installed"
