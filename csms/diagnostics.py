@@ -23,6 +23,7 @@ from csms.commands import Commands
 from csms.config import DiagnosticsConfig
 from csms.connection import CallFailed, StationOffline
 from csms.frames import Payload
+from csms.ocpp.bounds import INT32_MAX
 from csms.store import Store
 from csms.store.customers import CustomerRequest
 from csms.store.diagnostics import LogRequest, Monitor, MonitoringReport
@@ -191,6 +192,28 @@ class Diagnostics:
                 if r["status"] in ("Accepted", "NotFound")]
         if gone:
             await self.store.monitoring.delete(station_id, gone)
+
+    async def base_set(self, station_id: str, request: Payload, reply: Payload) -> None:
+        """SetMonitoringBase accepted (N03): FactoryDefault and HardWiredOnly remove the
+        custom monitors, so the ones the CSMS set are forgotten (a monitoring report tells
+        what remains)."""
+        if reply["status"] == "Accepted" and request["monitoringBase"] != "All":
+            await self.store.monitoring.delete_custom(station_id)
+
+    async def track_log(self, station_id: str, request: Payload, reply: Payload) -> None:
+        """A GetLog sent through the command route (to a location of the operator's): its
+        LogStatusNotifications are kept on a log request like ours, with no upload URL."""
+        request_id = request["requestId"]
+        if not isinstance(request_id, int) or not 0 <= request_id <= INT32_MAX:
+            return
+        now = self.clock.now()
+        made = await self.store.logs.add(
+            station_id, request_id, request["logType"], None, None, None, None, None, now,
+            "command", now)
+        status = str(reply["status"])
+        await self.store.logs.set_reply(
+            made.id, status, (reply.get("statusInfo") or {}).get("reasonCode"),
+            reply.get("filename"), "Rejected" if status == "Rejected" else "Accepted", now)
 
     async def request_monitoring_report(
         self, station_id: str, criteria: list[str] | None,

@@ -107,7 +107,7 @@ def _firmware(parts: Parts) -> FirmwareUpdates:
 
 
 def _diagnostics(parts: Parts) -> Diagnostics:
-    """The monitors a station accepted or cleared through a command stay known (N04/N06)."""
+    """Diagnostics commands keep the stored state in step (monitors N03/N04/N06, logs N01)."""
     assert parts.diagnostics is not None
     return parts.diagnostics
 
@@ -172,9 +172,14 @@ COMMANDS: tuple[Command, ...] = (
     Command("PublishFirmware", "publish firmware on a local controller (L03)"),
     Command("UnpublishFirmware", "stop publishing firmware (L04)"),
     # N diagnostics
-    Command("GetLog", "have the station upload a log (N01)"),
+    Command("GetLog", "have the station upload a log to a location of yours (N01; "
+            "/api/log-requests uploads it to the CSMS)",
+            after=lambda parts, sid, req, reply: _diagnostics(parts).track_log(
+                sid, req, reply)),
     Command("GetMonitoringReport", "ask for a report of variable monitors (N02)"),
-    Command("SetMonitoringBase", "set the monitoring base (N03)"),
+    Command("SetMonitoringBase", "set the monitoring base (N03)",
+            after=lambda parts, sid, req, reply: _diagnostics(parts).base_set(
+                sid, req, reply)),
     Command("SetMonitoringLevel", "set the monitoring severity level (N05)"),
     Command("SetVariableMonitoring", "set variable monitors (N04)",
             after=lambda parts, sid, req, reply: _diagnostics(parts).keep_accepted(

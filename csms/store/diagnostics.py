@@ -61,7 +61,7 @@ class LogRepo:
     async def add(
         self, station_id: str, request_id: int, log_type: str, oldest_at: datetime | None,
         latest_at: datetime | None, retries: int | None, retry_interval_s: int | None,
-        token_hash: bytes, token_expires_at: datetime, created_by: str, now: datetime,
+        token_hash: bytes | None, token_expires_at: datetime, created_by: str, now: datetime,
     ) -> LogRequest:
         row = await self.pool.fetchrow(
             "INSERT INTO log_requests (station_id, request_id, log_type, oldest_at, latest_at,"
@@ -223,6 +223,13 @@ class MonitoringRepo:
         result = await self.pool.execute(
             "DELETE FROM variable_monitors WHERE station_id = $1 AND monitor_id = ANY($2)",
             station_id, monitor_ids)
+        return int(result.split()[-1])
+
+    async def delete_custom(self, station_id: str) -> int:
+        """Forget the monitors the CSMS set (a monitoring base other than All drops them)."""
+        result = await self.pool.execute(
+            "DELETE FROM variable_monitors WHERE station_id = $1 AND source = 'set'",
+            station_id)
         return int(result.split()[-1])
 
     async def severities(self, station_id: str, monitor_ids: list[int]) -> dict[int, int]:

@@ -314,3 +314,36 @@ async def test_N04_N06_monitors_set_through_the_command_route_stay_known(
                                   json={"id": [monitor_id]})
     assert cleared.status_code == 200, cleared.text
     assert (await viewer.get("/api/stations/CS001/monitors")).json() == []
+
+
+async def test_N03_a_factory_default_monitoring_base_forgets_the_monitors_the_csms_set(
+    csms: Csms, client: Client, make_station: StationFactory
+) -> None:
+    station = await make_station("CS001")
+    operator, viewer = client("operator"), client("viewer")
+    await operator.post("/api/stations/CS001/monitors", json={"monitors": [
+        monitor("ChargingStation", "SupplyPhases", "Delta", 1, 5)]})
+    reply = await operator.post("/api/stations/CS001/commands/set-monitoring-base",
+                                json={"monitoringBase": "FactoryDefault"})
+    assert reply.json()["reply"]["status"] == "Accepted"
+    assert station.diagnostics.monitors == {}
+    assert (await viewer.get("/api/stations/CS001/monitors")).json() == []
+
+
+async def test_N01_get_log_through_the_command_route_is_tracked(
+    csms: Csms, client: Client, make_station: StationFactory
+) -> None:
+    station = await make_station("CS001")
+    station.diagnostics.upload_fails = True
+    reply = await client("operator").post("/api/stations/CS001/commands/get-log", json={
+        "logType": "DiagnosticsLog", "requestId": 4711,
+        "log": {"remoteLocation": "https://logs.example/in"}})
+    assert reply.status_code == 200, reply.text
+    listed = (await client("viewer").get("/api/log-requests")).json()
+    assert [(r["request_id"], r["created_by"]) for r in listed] == [(4711, "command")]
+
+    async def failed() -> dict | None:
+        found = await log_request(client, listed[0]["id"])
+        return found if found["status"] == "UploadFailure" else None
+
+    await eventually(failed)
