@@ -10,6 +10,7 @@ docs/decisions/log-uploads.md).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import socket
@@ -265,16 +266,20 @@ class Diagnostics:
             request["idToken"] = {"idToken": id_token, "type": token_type}
         if customer_identifier is not None:
             request["customerIdentifier"] = customer_identifier
-        for station_id in station_ids:
-            try:
-                reply = await self.commands.call(station_id, "CustomerInformation", request)
-            except (StationOffline, TimeoutError, CallFailed) as exc:
-                status, reason = _failure(exc)
+        gate = asyncio.Semaphore(50)  # stations asked at once
+
+        async def ask(station_id: str) -> None:
+            async with gate:
+                try:
+                    reply = await self.commands.call(station_id, "CustomerInformation", request)
+                except (StationOffline, TimeoutError, CallFailed) as exc:
+                    status, reason = _failure(exc)
+                else:
+                    status = str(reply["status"])
+                    reason = (reply.get("statusInfo") or {}).get("reasonCode")
                 await customers.set_reply(row_id, station_id, status, reason, self.clock.now())
-                continue
-            await customers.set_reply(
-                row_id, station_id, str(reply["status"]),
-                (reply.get("statusInfo") or {}).get("reasonCode"), self.clock.now())
+
+        await asyncio.gather(*(ask(sid) for sid in station_ids))
         log.info("customer.information", request_id=request_id, report=report, clear=clear,
                  stations=len(station_ids), csms_cleared=cleared)
         found = await customers.get(row_id)

@@ -168,7 +168,7 @@ async def _upload(log_id: int, token: str, filename: str | None, request: Reques
         body += chunk
         if len(body) > limit:
             raise too_large
-    content, content_type = bytes(body), request.headers.get("content-type")
+    content, content_type = bytes(body), request.headers.get("content-type", "")[:200] or None
     if content_type and content_type.lower().startswith("multipart/form-data"):
         content, part_name = _multipart_file(content_type, content)
         filename, content_type = filename or part_name, "application/octet-stream"

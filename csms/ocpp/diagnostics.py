@@ -23,7 +23,7 @@ from csms.store.diagnostics import Monitor
 
 log = structlog.get_logger()
 
-MAX_PARTS = 10_000  # seqNo of a multi-part report beyond this is not ours to keep
+MAX_PARTS = 1000  # parts of one report kept at most (each a frame of max_message_bytes)
 
 
 @dataclass(frozen=True)

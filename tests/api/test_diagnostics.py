@@ -44,8 +44,8 @@ async def test_N01_get_log_is_uploaded_to_the_csms_and_downloadable(
         return found if found["uploaded_at"] and found["status"] == "Uploaded" else None
 
     done = await eventually(uploaded)
-    assert [h["status"] for h in done["history"]][:2] == ["Requested", "Accepted"]
-    assert "Uploading" in [h["status"] for h in done["history"]]
+    history = [h["status"] for h in done["history"]]
+    assert history[0] == "Requested" and {"Accepted", "Uploading", "Uploaded"} <= set(history)
     url, sent = station.diagnostics.uploads[-1]
     assert done["size_bytes"] == len(sent)
     assert url.startswith(f"http://127.0.0.1:{csms.api.port}/api/log-uploads/{created['id']}/")

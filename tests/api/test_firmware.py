@@ -69,9 +69,10 @@ async def test_L02_firmware_update_is_tracked_to_installed(
 
     update = await finished(client, created["id"])
     assert update["outcome"] == "installed" and update["status"] == "Installed"
-    reported = [h["status"] for h in update["history"]]
-    assert reported == ["Requested", "Accepted", "Downloading", "Downloaded", "Installing",
-                        "InstallRebooting", "Installed"]
+    history = [h["status"] for h in update["history"]]
+    assert history[0] == "Requested" and "Accepted" in history  # the reply may come second
+    assert [s for s in history if s not in ("Requested", "Accepted")] == [
+        "Downloading", "Downloaded", "Installing", "InstallRebooting", "Installed"]
     # every status the station sent named the request the CSMS sent
     assert {rid for rid, _ in station.firmware.statuses} == {created["request_id"]}
     assert station.device_model.value("ChargingStation", "FirmwareVersion") == "2.0.0"
