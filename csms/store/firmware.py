@@ -151,9 +151,11 @@ class FirmwareRepo:
         self, update_id: int, reply_status: str | None, reason: str | None, status: str,
         outcome: Outcome, now: datetime,
     ) -> FirmwareUpdate | None:
-        """Record the station's answer to UpdateFirmware (or why there was none)."""
+        """Record the station's answer to UpdateFirmware (or why there was none). A status
+        the station already reported (its notification can overtake its answer) stays."""
         row = await self.pool.fetchrow(
-            "UPDATE firmware_updates SET reply_status = $2, reply_reason = $3, status = $4,"
+            "UPDATE firmware_updates SET reply_status = $2, reply_reason = $3,"
+            " status = CASE WHEN status = 'Requested' THEN $4 ELSE status END,"
             " outcome = CASE WHEN outcome = 'in_progress' THEN $5 ELSE outcome END,"
             " history = history || $6::jsonb, updated_at = $7"
             f" WHERE id = $1 RETURNING {_UPDATE}",
