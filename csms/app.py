@@ -20,7 +20,9 @@ from csms.commands import Commands
 from csms.config import Config
 from csms.connection import Connections
 from csms.cost_updates import CostUpdates
+from csms.diagnostics import Diagnostics
 from csms.events import EventBus
+from csms.firmware import FirmwareUpdates
 from csms.lag import LagProbe
 from csms.ocpp.deps import Deps
 from csms.ocpp.routes import Router, routes
@@ -50,6 +52,8 @@ class Csms:
     ca: CertificateAuthority | None = None
     renewal: CertificateRenewal | None = None
     cost_updates: CostUpdates | None = None
+    firmware: FirmwareUpdates | None = None
+    diagnostics: Diagnostics | None = None
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Csms:
@@ -73,6 +77,10 @@ class Csms:
                    ca=ca)
         csms.renewal = CertificateRenewal(config.security, store, commands, connections, clock)
         csms.renewal.start()
+        csms.firmware = FirmwareUpdates(store, commands, clock, events,
+                                        config.firmware.rollout_tick_s)
+        csms.firmware.start()
+        csms.diagnostics = Diagnostics(store, commands, clock, config.diagnostics)
         csms.collector = Collector(config.gc, connections)
         csms.collector.start()
         csms.lag = LagProbe()
@@ -94,6 +102,8 @@ class Csms:
             await self.renewal.stop()
         if self.cost_updates is not None:
             await self.cost_updates.stop()
+        if self.firmware is not None:
+            await self.firmware.stop()
         await self.ocpp.stop()
         await self.store.close()
         await self.db.close()
@@ -109,7 +119,8 @@ class Csms:
         parts = Parts(self.clock, self.store, self.events, self.connections, self.commands,
                       ApiTokenRepo(self.store.pool), sites=sites,
                       tariffs=load_catalog(self.config.scheduler) if self.scheduler else
-                      TariffCatalog(), ca=self.ca)
+                      TariffCatalog(), ca=self.ca, firmware=self.firmware,
+                      diagnostics=self.diagnostics)
         api = ApiServer(self.config.api, build_app(parts), parts.stopping)
         try:
             await api.start()
@@ -117,6 +128,8 @@ class Csms:
             await self.stop()
             raise
         self.api = api
+        if self.diagnostics is not None:
+            self.diagnostics.serve_uploads_at(self.config.api.host, api.port)
 
 
 def station_ca(config: Config, clock: Clock) -> CertificateAuthority:

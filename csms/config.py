@@ -155,6 +155,37 @@ class BillingConfig:
 
 
 @dataclass(frozen=True)
+class FirmwareConfig:
+    """Firmware updates and rollouts (csms/firmware.py)."""
+
+    rollout_tick_s: float = 5.0  # how often running rollouts are advanced (and on each end)
+
+    def __post_init__(self) -> None:
+        if self.rollout_tick_s <= 0:
+            raise ValueError("[firmware] rollout_tick_s must be positive")
+
+
+@dataclass(frozen=True)
+class DiagnosticsConfig:
+    """Log uploads (N01; csms/diagnostics.py)."""
+
+    # Where stations upload logs: this CSMS's API as stations reach it, e.g.
+    # "http://csms.example.net:8080". Empty: http://<api.host>:<api port> (a 0.0.0.0 host
+    # becomes this machine's name).
+    upload_base_url: str = ""
+    max_upload_bytes: int = 16 * 1024 * 1024
+    upload_window_s: float = 86_400.0  # an upload URL expires this long after the request
+
+    def __post_init__(self) -> None:
+        if self.max_upload_bytes < 1 or self.upload_window_s <= 0:
+            raise ValueError("[diagnostics] max_upload_bytes and upload_window_s must be "
+                             "positive")
+        if self.upload_base_url and not self.upload_base_url.startswith(
+                ("http://", "https://")):
+            raise ValueError("[diagnostics] upload_base_url must be an http(s) URL")
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     boot: BootConfig = field(default_factory=BootConfig)
@@ -163,6 +194,8 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     gc: GcConfig = field(default_factory=GcConfig)
+    firmware: FirmwareConfig = field(default_factory=FirmwareConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     billing: BillingConfig = field(default_factory=BillingConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
 

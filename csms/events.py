@@ -97,6 +97,30 @@ class ReservationChanged:
     reservation_id: int
     evse_id: int | None
     status: str
+
+
+@dataclass(frozen=True)
+class FirmwareStatusChanged:
+    """A station reported progress on a firmware update (FirmwareStatusNotification)."""
+
+    station_id: str
+    request_id: int
+    status: str
+    outcome: str  # in_progress | installed | failed | cancelled
+    at: datetime
+
+
+@dataclass(frozen=True)
+class StationAlert:
+    """A station reported an event (NotifyEvent), stored as an alert."""
+
+    station_id: str
+    alert_id: int
+    severity: int | None  # the monitor's severity (0 danger ... 9 debug), if known
+    component: str
+    variable: str
+    actual_value: str
+    cleared: bool
     at: datetime
 
 
@@ -104,6 +128,7 @@ Event = (
     StationConnected | StationDisconnected | TransactionChanged | ChargingNeedsChanged
     | PowerSampled | GridEventChanged | SiteSettingsChanged | SecurityEventReported
     | ReservationChanged
+    | FirmwareStatusChanged | StationAlert
 )
 
 

@@ -16,8 +16,10 @@ from fastapi_offline import FastAPIOffline
 
 from csms.api import (
     commands,
+    diagnostics,
     driver_tariffs,
     events,
+    firmware,
     grid,
     guard,
     local_lists,
@@ -67,7 +69,7 @@ def build_app(parts: Parts) -> FastAPI:
     guard.install(app)  # hostile input is a 422, never a 500 (csms/api/guard.py)
     for module in (stations, tokens, transactions, sessions, commands, sites, site_load,
                    grid, tariffs, events, metrics, security, reports, local_lists,
-                   network_profiles):
+                   network_profiles, firmware, diagnostics):
         app.include_router(module.router)
     for module in (reservations, driver_tariffs):  # blocks H and I
         app.include_router(module.router)

@@ -29,6 +29,8 @@ from csms.api.auth import Permission, require
 from csms.api.deps import Parts, PartsDep, not_found
 from csms.commands import Commands
 from csms.connection import CallFailed, StationOffline
+from csms.diagnostics import Diagnostics
+from csms.firmware import FirmwareUpdates
 from csms.frames import FrameError, Payload
 from csms.ocpp.schemas import request_schema
 from csms.reservations import record_cancel_reservation, record_reserve_now
@@ -101,6 +103,17 @@ async def _set_variables(c: Commands, sid: str, b: m.SetVariables) -> Payload:
         sid, [_variable_data(v) for v in b.variables])}
 
 
+def _firmware(parts: Parts) -> FirmwareUpdates:
+    assert parts.firmware is not None
+    return parts.firmware
+
+
+def _diagnostics(parts: Parts) -> Diagnostics:
+    """Diagnostics commands keep the stored state in step (monitors N03/N04/N06, logs N01)."""
+    assert parts.diagnostics is not None
+    return parts.diagnostics
+
+
 SECURITY = Permission.SECURITY
 
 COMMANDS: tuple[Command, ...] = (
@@ -164,16 +177,27 @@ COMMANDS: tuple[Command, ...] = (
     # I tariff and cost
     Command("CostUpdated", "tell the station a transaction's running cost (I04)"),
     # L firmware
-    Command("UpdateFirmware", "update the firmware (L01/L02)"),
+    Command("UpdateFirmware", "update the firmware (L01/L02); tracked as a firmware update "
+            "(/api/firmware-updates)",
+            after=lambda parts, sid, req, reply: _firmware(parts).track(sid, req, reply)),
     Command("PublishFirmware", "publish firmware on a local controller (L03)"),
     Command("UnpublishFirmware", "stop publishing firmware (L04)"),
     # N diagnostics
-    Command("GetLog", "have the station upload a log (N01)"),
+    Command("GetLog", "have the station upload a log to a location of yours (N01; "
+            "/api/log-requests uploads it to the CSMS)",
+            after=lambda parts, sid, req, reply: _diagnostics(parts).track_log(
+                sid, req, reply)),
     Command("GetMonitoringReport", "ask for a report of variable monitors (N02)"),
-    Command("SetMonitoringBase", "set the monitoring base (N03)"),
+    Command("SetMonitoringBase", "set the monitoring base (N03)",
+            after=lambda parts, sid, req, reply: _diagnostics(parts).base_set(
+                sid, req, reply)),
     Command("SetMonitoringLevel", "set the monitoring severity level (N05)"),
-    Command("SetVariableMonitoring", "set variable monitors (N04)"),
-    Command("ClearVariableMonitoring", "clear variable monitors (N06)"),
+    Command("SetVariableMonitoring", "set variable monitors (N04)",
+            after=lambda parts, sid, req, reply: _diagnostics(parts).keep_accepted(
+                sid, req["setMonitoringData"], reply["setMonitoringResult"])),
+    Command("ClearVariableMonitoring", "clear variable monitors (N06)",
+            after=lambda parts, sid, req, reply: _diagnostics(parts).forget_cleared(
+                sid, reply)),
     Command("CustomerInformation", "report or clear one customer's data at the station "
             "(N09/N10)", permission=SECURITY),
     # O display messages

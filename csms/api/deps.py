@@ -17,7 +17,9 @@ from csms.ca import CertificateAuthority
 from csms.clock import Clock
 from csms.commands import Commands
 from csms.connection import Connections
+from csms.diagnostics import Diagnostics
 from csms.events import EventBus
+from csms.firmware import FirmwareUpdates
 from csms.store import Store
 from csms.store.api_tokens import ApiTokenRepo
 from csms.tariffs import TariffCatalog
@@ -36,6 +38,8 @@ class Parts:
     tariffs: TariffCatalog = field(default_factory=TariffCatalog)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)  # set: live feeds end
     ca: CertificateAuthority | None = None  # signs station certificates (block A)
+    firmware: FirmwareUpdates | None = None  # updates and rollouts (block L)
+    diagnostics: Diagnostics | None = None  # logs, monitors, customer data (block N)
 
 
 def parts(request: Request) -> Parts:

@@ -15,6 +15,8 @@ from csms.frames import Call, FrameError, Payload
 from csms.ocpp import (
     authorization,
     availability,
+    diagnostics,
+    firmware,
     metering,
     provisioning,
     reservation,
@@ -55,13 +57,13 @@ def routes(deps: Deps) -> dict[str, Handler]:
         "SecurityEventNotification": security.SecurityEventNotification(deps),
         "SignCertificate": security.SignCertificate(deps),
         # L firmware
-        "FirmwareStatusNotification": Record(deps, "FirmwareStatusNotification"),
+        "FirmwareStatusNotification": firmware.FirmwareStatusNotification(deps),
         "PublishFirmwareStatusNotification": Record(deps, "PublishFirmwareStatusNotification"),
         # N diagnostics
-        "LogStatusNotification": Record(deps, "LogStatusNotification"),
-        "NotifyEvent": Record(deps, "NotifyEvent"),
-        "NotifyMonitoringReport": Record(deps, "NotifyMonitoringReport"),
-        "NotifyCustomerInformation": Record(deps, "NotifyCustomerInformation"),
+        "LogStatusNotification": diagnostics.LogStatusNotification(deps),
+        "NotifyEvent": diagnostics.NotifyEvent(deps),
+        "NotifyMonitoringReport": diagnostics.NotifyMonitoringReport(deps),
+        "NotifyCustomerInformation": diagnostics.NotifyCustomerInformation(deps),
         # O display, H reservation
         "NotifyDisplayMessages": Record(deps, "NotifyDisplayMessages"),
         "ReservationStatusUpdate": reservation.ReservationStatusUpdate(deps),

@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from csms.store.customers import CustomerRepo
 from csms.store.devices import DeviceRepo
+from csms.store.diagnostics import AlertRepo, LogRepo, MonitoringRepo
 from csms.store.driver_tariffs import DriverTariffRepo
+from csms.store.firmware import FirmwareRepo
 from csms.store.grid import GridRepo
 from csms.store.meter import MeterWriter
 from csms.store.network_profiles import NetworkProfileRepo
@@ -38,6 +41,11 @@ class Store:
     network_profiles: NetworkProfileRepo = field(init=False)
     reservations: ReservationRepo = field(init=False)
     driver_tariffs: DriverTariffRepo = field(init=False)
+    firmware: FirmwareRepo = field(init=False)
+    logs: LogRepo = field(init=False)
+    monitoring: MonitoringRepo = field(init=False)
+    alerts: AlertRepo = field(init=False)
+    customers: CustomerRepo = field(init=False)
 
     def __post_init__(self) -> None:
         self.stations = StationRepo(self.pool)
@@ -54,6 +62,11 @@ class Store:
         self.network_profiles = NetworkProfileRepo(self.pool)
         self.reservations = ReservationRepo(self.pool)
         self.driver_tariffs = DriverTariffRepo(self.pool)
+        self.firmware = FirmwareRepo(self.pool)
+        self.logs = LogRepo(self.pool)
+        self.monitoring = MonitoringRepo(self.pool)
+        self.alerts = AlertRepo(self.pool)
+        self.customers = CustomerRepo(self.pool)
 
     async def close(self) -> None:
         await self.meter.close()

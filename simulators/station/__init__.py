@@ -8,8 +8,8 @@ injection for tests.
     model.py      StationSpec, EvseSpec and the running state of EVSEs and transactions
     handlers.py   the table: CSMS action -> handler in one block module
     provisioning.py (B), authorization.py (C, D), transactions.py (E, F),
-    availability.py (G), smart_charging.py (K), data_transfer.py (P),
-    security.py (A: its certificate, CSRs, installed roots)
+    availability.py (G), smart_charging.py (K), firmware.py (L), diagnostics.py (N),
+    data_transfer.py (P), security.py (A: its certificate, CSRs, installed roots)
 """
 
 from simulators.station.core import Station

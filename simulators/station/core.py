@@ -20,8 +20,10 @@ from simulators.clock import Clock, SystemClock, to_ocpp
 from simulators.device_model import DeviceModel, standard_device_model
 from simulators.ev import EV
 from simulators.profiles import ProfileStore
-from simulators.station import reservation, tariff_cost
+from simulators.station import diagnostics, reservation, tariff_cost
 from simulators.station.authorization import LocalAuth, master_pass_group, may_stop
+from simulators.station.diagnostics import DiagnosticsState
+from simulators.station.firmware import FirmwareState
 from simulators.station.handlers import HANDLERS
 from simulators.station.link import CallFailed, Link, NotConnected
 from simulators.station.model import EvseState, StationSpec, TxState
@@ -86,8 +88,15 @@ class Station(Link, Physics):
         self.reservations: dict[int, reservation.Reservation] = {}  # block H
         self.costs: dict[str, float] = {}  # block I: the newest cost shown per transaction
         self.display: list[str] = []  # block I: tariff and cost texts shown, newest last
+        self.firmware = FirmwareState()  # block L: images, faults, statuses sent
+        self.diagnostics = DiagnosticsState()  # block N: monitors, log uploads
+        diagnostics.install(self)
 
     # ------------------------------------------------------------------ public surface
+
+    async def report_value(self, component: str, variable: str, value: float) -> int:
+        """A measured value: NotifyEvent for each monitor it crosses (N07)."""
+        return await diagnostics.report_value(self, component, variable, value)
 
     @property
     def station_id(self) -> str:

@@ -17,6 +17,8 @@ from simulators.station import (
     authorization,
     availability,
     data_transfer,
+    diagnostics,
+    firmware,
     provisioning,
     reservation,
     security,
@@ -66,6 +68,16 @@ HANDLERS: dict[str, StationHandler] = {
     "InstallCertificate": security.install_certificate,
     "GetInstalledCertificateIds": security.get_installed_certificate_ids,
     "DeleteCertificate": security.delete_certificate,
+    # L firmware
+    "UpdateFirmware": firmware.update_firmware,
+    # N diagnostics
+    "GetLog": diagnostics.get_log,
+    "SetVariableMonitoring": diagnostics.set_variable_monitoring,
+    "ClearVariableMonitoring": diagnostics.clear_variable_monitoring,
+    "GetMonitoringReport": diagnostics.get_monitoring_report,
+    "SetMonitoringBase": diagnostics.set_monitoring_base,
+    "SetMonitoringLevel": diagnostics.set_monitoring_level,
+    "CustomerInformation": diagnostics.customer_information,
     # P data transfer
     "DataTransfer": data_transfer.data_transfer,
 }

@@ -21,7 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from simulators import ocppj
-from simulators.station.replies import Reply
+from simulators.station.replies import ErrorReply, Reply
 
 log = logging.getLogger("simulators.station")
 
@@ -258,6 +258,9 @@ class Link:
             response, after = await handler(frame.payload)
         except ocppj.FrameError as exc:  # a request the handler refuses with a CALLERROR
             await self._reply(ws, ocppj.encode_error(frame.message_id, exc.code, exc.description))
+        except ErrorReply as exc:
+            await self._reply(ws, ocppj.encode_error(frame.message_id, exc.code,
+                                                     exc.description[:200]))
             return
         except Exception as exc:  # a bug here must not kill the connection
             log.exception("handler %s failed", frame.action)

@@ -14,3 +14,13 @@ def rejected(reason_code: str, info: str, status: str = "Rejected") -> dict:
         "status": status,
         "statusInfo": {"reasonCode": reason_code, "additionalInfo": info[:512]},
     }
+
+
+class ErrorReply(Exception):
+    """Raised by a handler to answer with a CALLERROR of this code (e.g. a request with more
+    items than ItemsPerMessage...: OccurrenceConstraintViolation)."""
+
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
