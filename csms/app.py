@@ -17,6 +17,7 @@ from csms.commands import Commands
 from csms.config import Config
 from csms.connection import Connections
 from csms.events import EventBus
+from csms.iso15118 import Iso15118
 from csms.lag import LagProbe
 from csms.ocpp.deps import Deps
 from csms.ocpp.routes import Router, routes
@@ -43,6 +44,7 @@ class Csms:
     api: ApiServer | None = None
     collector: Collector | None = None
     lag: LagProbe | None = None
+    iso15118: Iso15118 | None = None
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Csms:
@@ -52,7 +54,8 @@ class Csms:
         await store.stations.mark_all_offline(clock.now())
         events = EventBus()
         connections = Connections()
-        router = Router(routes(Deps(store, clock, events, config.boot)))
+        iso15118 = Iso15118(config.iso15118)
+        router = Router(routes(Deps(store, clock, events, config.boot, iso15118)))
         ocpp = OcppServer(config.server, store, clock, router, connections, events)
         commands = Commands(connections, store, clock)
         scheduler = None
@@ -61,6 +64,7 @@ class Csms:
             await scheduler.start()
         await ocpp.start()
         csms = cls(config, clock, db, store, events, connections, commands, ocpp, scheduler)
+        csms.iso15118 = iso15118
         csms.collector = Collector(config.gc, connections)
         csms.collector.start()
         csms.lag = LagProbe()
@@ -89,7 +93,7 @@ class Csms:
         parts = Parts(self.clock, self.store, self.events, self.connections, self.commands,
                       ApiTokenRepo(self.store.pool), sites=sites,
                       tariffs=load_catalog(self.config.scheduler) if self.scheduler else
-                      TariffCatalog())
+                      TariffCatalog(), iso15118=self.iso15118)
         api = ApiServer(self.config.api, build_app(parts), parts.stopping)
         try:
             await api.start()

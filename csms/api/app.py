@@ -15,9 +15,12 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from csms.api import (
+    charging,
     commands,
+    display,
     events,
     grid,
+    iso15118,
     metrics,
     sessions,
     site_load,
@@ -58,7 +61,7 @@ def build_app(parts: Parts) -> FastAPI:
     )
     app.state.parts = parts
     for module in (stations, tokens, transactions, sessions, commands, sites, site_load,
-                   grid, tariffs, events, metrics):
+                   grid, tariffs, events, metrics, display, charging, iso15118):
         app.include_router(module.router)
 
     @app.exception_handler(CommandFailed)

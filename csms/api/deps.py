@@ -17,6 +17,7 @@ from csms.clock import Clock
 from csms.commands import Commands
 from csms.connection import Connections
 from csms.events import EventBus
+from csms.iso15118 import Iso15118
 from csms.store import Store
 from csms.store.api_tokens import ApiTokenRepo
 from csms.tariffs import TariffCatalog
@@ -34,6 +35,7 @@ class Parts:
     sites: Mapping[str, Site] = field(default_factory=dict)  # the sites the scheduler plans
     tariffs: TariffCatalog = field(default_factory=TariffCatalog)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)  # set: live feeds end
+    iso15118: Iso15118 | None = None  # block M: root certificates to install
 
 
 def parts(request: Request) -> Parts:

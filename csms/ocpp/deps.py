@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from csms.clock import Clock
 from csms.config import BootConfig
 from csms.events import EventBus
+from csms.iso15118 import Iso15118
 from csms.store import Store
 
 
@@ -16,3 +17,4 @@ class Deps:
     clock: Clock
     events: EventBus
     boot: BootConfig
+    iso15118: Iso15118 | None = None  # block M: contract service and OCSP sources

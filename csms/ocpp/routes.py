@@ -12,7 +12,15 @@ from collections.abc import Awaitable, Callable
 
 from csms.connection import StationContext
 from csms.frames import Call, FrameError, Payload
-from csms.ocpp import authorization, availability, metering, provisioning, smart_charging
+from csms.ocpp import (
+    authorization,
+    availability,
+    display,
+    iso15118,
+    metering,
+    provisioning,
+    smart_charging,
+)
 from csms.ocpp import transactions as tx
 from csms.ocpp.deps import Deps
 from csms.ocpp.records import Record
@@ -24,7 +32,6 @@ ALLOWED_BEFORE_ACCEPTED = frozenset({"BootNotification", "NotifyReport"})
 
 
 def routes(deps: Deps) -> dict[str, Handler]:
-    failed = {"status": "Failed"}
     return {
         # B provisioning
         "BootNotification": provisioning.BootNotification(deps),
@@ -40,9 +47,9 @@ def routes(deps: Deps) -> dict[str, Handler]:
         # K smart charging
         "NotifyEVChargingNeeds": smart_charging.NotifyEVChargingNeeds(deps),
         "NotifyEVChargingSchedule": smart_charging.NotifyEVChargingSchedule(deps),
-        "NotifyChargingLimit": Record(deps, "NotifyChargingLimit"),
-        "ClearedChargingLimit": Record(deps, "ClearedChargingLimit"),
-        "ReportChargingProfiles": Record(deps, "ReportChargingProfiles"),
+        "NotifyChargingLimit": smart_charging.NotifyChargingLimit(deps),
+        "ClearedChargingLimit": smart_charging.ClearedChargingLimit(deps),
+        "ReportChargingProfiles": smart_charging.ReportChargingProfiles(deps),
         # A security
         "SecurityEventNotification": Record(deps, "SecurityEventNotification"),
         "SignCertificate": Record(deps, "SignCertificate", {"status": "Rejected"}),
@@ -55,13 +62,11 @@ def routes(deps: Deps) -> dict[str, Handler]:
         "NotifyMonitoringReport": Record(deps, "NotifyMonitoringReport"),
         "NotifyCustomerInformation": Record(deps, "NotifyCustomerInformation"),
         # O display, H reservation
-        "NotifyDisplayMessages": Record(deps, "NotifyDisplayMessages"),
+        "NotifyDisplayMessages": display.NotifyDisplayMessages(deps),
         "ReservationStatusUpdate": Record(deps, "ReservationStatusUpdate"),
         # M ISO 15118 certificates
-        "Get15118EVCertificate": Record(
-            deps, "Get15118EVCertificate", {"status": "Failed", "exiResponse": ""}
-        ),
-        "GetCertificateStatus": Record(deps, "GetCertificateStatus", failed),
+        "Get15118EVCertificate": iso15118.Get15118EVCertificate(deps),
+        "GetCertificateStatus": iso15118.GetCertificateStatus(deps),
         # P data transfer
         "DataTransfer": Record(deps, "DataTransfer", {"status": "UnknownVendorId"}),
     }

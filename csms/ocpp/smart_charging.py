@@ -1,14 +1,16 @@
-"""Block K, smart charging: the EV's charging needs (K15-K17) and the limits a station reports."""
+"""Block K, smart charging: the EV's charging needs and schedule (K15-K17), the profiles a
+station reports (K09) and the limits external systems put on it (K11-K14)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from csms.clock import parse_ocpp
 from csms.connection import StationContext
-from csms.events import ChargingNeedsChanged
+from csms.events import ChargingNeedsChanged, ExternalLimitChanged
 from csms.frames import Payload
 from csms.ocpp.deps import Deps
+from csms.ocpp.fields import bounded_int, optional_timestamp, timestamp
+from csms.store.charging import ExternalLimit
 
 
 @dataclass(frozen=True)
@@ -20,11 +22,11 @@ class NotifyEVChargingNeeds:
     async def __call__(self, ctx: StationContext, req: Payload) -> Payload:
         needs = req["chargingNeeds"]
         parameters = needs.get("acChargingParameters") or needs.get("dcChargingParameters") or {}
-        departure = needs.get("departureTime")
-        departure_time = parse_ocpp(departure) if departure else None
+        departure_time = optional_timestamp(needs.get("departureTime"),
+                                            "chargingNeeds.departureTime")
         energy = parameters.get("energyAmount")
         transaction_id = await self.deps.store.transactions.set_needs(
-            ctx.station_id, req["evseId"],
+            ctx.station_id, bounded_int(req["evseId"], "evseId", 1),
             departure_time=departure_time,
             energy_amount_wh=float(energy) if energy is not None else None,
             transfer_mode=needs.get("requestedEnergyTransfer"),
@@ -41,10 +43,76 @@ class NotifyEVChargingNeeds:
 
 @dataclass(frozen=True)
 class NotifyEVChargingSchedule:
+    """K15-K17: the schedule the EV chose within the TxProfile it was given, kept per
+    transaction (readable at /api/stations/{id}/ev-charging-schedules)."""
+
     deps: Deps
 
     async def __call__(self, ctx: StationContext, req: Payload) -> Payload:
-        await self.deps.store.notifications.add(
-            ctx.station_id, "NotifyEVChargingSchedule", req, self.deps.clock.now()
+        evse_id = bounded_int(req["evseId"], "evseId", 1)
+        time_base = timestamp(req["timeBase"], "timeBase")
+        store = self.deps.store
+        tx = await store.transactions.active_on_evse(ctx.station_id, evse_id)
+        await store.charging.add_ev_schedule(
+            ctx.station_id, evse_id, tx.transaction_id if tx else None, time_base,
+            req["chargingSchedule"], self.deps.clock.now(),
         )
         return {"status": "Accepted"}
+
+
+@dataclass(frozen=True)
+class ReportChargingProfiles:
+    """K09: one part of the answer to a GetChargingProfiles, added to its request's report."""
+
+    deps: Deps
+
+    async def __call__(self, ctx: StationContext, req: Payload) -> Payload:
+        request_id = bounded_int(req["requestId"], "requestId")
+        evse_id = bounded_int(req["evseId"], "evseId")
+        items = [{"evseId": evse_id, "chargingLimitSource": req["chargingLimitSource"],
+                  "chargingProfile": profile} for profile in req["chargingProfile"]]
+        await self.deps.store.reports.add_part(
+            ctx.station_id, "ChargingProfiles", request_id, items, bool(req.get("tbc", False)),
+            self.deps.clock.now(),
+        )
+        return {}
+
+
+@dataclass(frozen=True)
+class NotifyChargingLimit:
+    """K11/K12: an external system (EMS, grid operator) limits the station or one EVSE.
+    Kept as the station's current external limit, which the scheduler respects."""
+
+    deps: Deps
+
+    async def __call__(self, ctx: StationContext, req: Payload) -> Payload:
+        limit = req["chargingLimit"]
+        evse_id = bounded_int(req.get("evseId", 0), "evseId")
+        schedules = req.get("chargingSchedule") or []
+        for i, schedule in enumerate(schedules):
+            optional_timestamp(schedule.get("startSchedule"),
+                               f"chargingSchedule[{i}].startSchedule")
+        now = self.deps.clock.now()
+        await self.deps.store.charging.set_external_limit(ExternalLimit(
+            ctx.station_id, evse_id, limit["chargingLimitSource"],
+            limit.get("isGridCritical"), schedules, now,
+        ))
+        self.deps.events.publish(ExternalLimitChanged(
+            ctx.station_id, evse_id, limit["chargingLimitSource"], "set", now))
+        return {}
+
+
+@dataclass(frozen=True)
+class ClearedChargingLimit:
+    """K13/K14: the external limit of that source (on that EVSE, or the station) is gone."""
+
+    deps: Deps
+
+    async def __call__(self, ctx: StationContext, req: Payload) -> Payload:
+        evse_id = bounded_int(req.get("evseId", 0), "evseId")
+        source = req["chargingLimitSource"]
+        now = self.deps.clock.now()
+        if await self.deps.store.charging.clear_external_limit(ctx.station_id, evse_id, source):
+            self.deps.events.publish(ExternalLimitChanged(
+                ctx.station_id, evse_id, source, "cleared", now))
+        return {}
