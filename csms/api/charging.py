@@ -89,7 +89,7 @@ async def request_profile_report(station_id: str, body: ProfileReportRequest,
     closes it empty."""
     await _station(parts, station_id)
     store = parts.store
-    request_id = await store.reports.next_request_id()
+    request_id = parts.commands.next_request_id()
     criterion: Payload = {}
     if body.purpose:
         criterion["chargingProfilePurpose"] = body.purpose
@@ -105,7 +105,7 @@ async def request_profile_report(station_id: str, body: ProfileReportRequest,
     await store.reports.requested(station_id, "ChargingProfiles", request_id, request,
                                   parts.clock.now())
     reply = (await send(parts, station_id, "GetChargingProfiles", lambda: parts.commands.call(
-        station_id, "GetChargingProfiles", request))).reply
+        station_id, "GetChargingProfiles", request)))
     await store.reports.answered(station_id, "ChargingProfiles", request_id, reply["status"],
                                  parts.clock.now())
     found = await store.reports.get(station_id, "ChargingProfiles", request_id)
@@ -142,7 +142,7 @@ async def request_composite(station_id: str, body: CompositeRequest, parts: Part
     if body.charging_rate_unit:
         request["chargingRateUnit"] = body.charging_rate_unit
     reply = (await send(parts, station_id, "GetCompositeSchedule", lambda: parts.commands.call(
-        station_id, "GetCompositeSchedule", request))).reply
+        station_id, "GetCompositeSchedule", request)))
     stored = await parts.store.charging.add_composite(
         station_id, body.evse_id, body.duration_s, body.charging_rate_unit, reply["status"],
         reply.get("schedule"), who.name, parts.clock.now())
@@ -190,7 +190,7 @@ async def clear_profiles(
     if criteria:
         request["chargingProfileCriteria"] = criteria
     reply = (await send(parts, station_id, "ClearChargingProfile", lambda: parts.commands.call(
-        station_id, "ClearChargingProfile", request))).reply
+        station_id, "ClearChargingProfile", request)))
     if reply["status"] == "Accepted":
         parts.events.publish(ChargingProfilesCleared(
             station_id, evse_id, purpose, profile_id, parts.clock.now()))

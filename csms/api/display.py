@@ -123,7 +123,7 @@ async def _set(parts: Parts, station_id: str, message_id: int,
             "loc": ["body", "end"], "type": "value_error", "msg": "end must be after start"}])
     info = message_info(message_id, body)
     reply = (await send(parts, station_id, "SetDisplayMessage", lambda: parts.commands.call(
-        station_id, "SetDisplayMessage", {"message": info}))).reply
+        station_id, "SetDisplayMessage", {"message": info})))
     if reply["status"] != "Accepted":
         reason = (reply.get("statusInfo") or {}).get("additionalInfo", "")
         raise CommandFailed(status.HTTP_409_CONFLICT,
@@ -168,7 +168,7 @@ async def clear_message(station_id: str, message_id: int, parts: PartsDep) -> Re
     if not 0 <= message_id <= INT32:
         raise not_found(f"display message {message_id}")
     reply = (await send(parts, station_id, "ClearDisplayMessage", lambda: parts.commands.call(
-        station_id, "ClearDisplayMessage", {"id": message_id}))).reply
+        station_id, "ClearDisplayMessage", {"id": message_id})))
     await parts.store.display.remove(station_id, message_id)
     if reply["status"] != "Accepted":
         raise not_found(f"display message {message_id} on station {station_id}")
@@ -191,7 +191,7 @@ async def request_report(station_id: str, body: ReportRequest, parts: PartsDep) 
     store, now = parts.store, parts.clock.now()
     if await store.stations.get(station_id) is None:
         raise not_found(f"station {station_id}")
-    request_id = await store.reports.next_request_id()
+    request_id = parts.commands.next_request_id()
     request: Payload = {"requestId": request_id}
     if body.ids:
         request["id"] = body.ids
@@ -201,7 +201,7 @@ async def request_report(station_id: str, body: ReportRequest, parts: PartsDep) 
         request["state"] = body.state
     await store.reports.requested(station_id, "DisplayMessages", request_id, request, now)
     reply = (await send(parts, station_id, "GetDisplayMessages", lambda: parts.commands.call(
-        station_id, "GetDisplayMessages", request))).reply
+        station_id, "GetDisplayMessages", request)))
     await store.reports.answered(station_id, "DisplayMessages", request_id, reply["status"],
                                  parts.clock.now())
     if reply["status"] != "Accepted" and not (body.ids or body.priority or body.state):

@@ -48,7 +48,7 @@ async def refresh(parts: Parts, station_id: str,
     request: Payload = {"certificateType": types} if types else {}
     reply = (await send(parts, station_id, "GetInstalledCertificateIds",
                         lambda: parts.commands.call(station_id, "GetInstalledCertificateIds",
-                                                    request))).reply
+                                                    request)))
     chains = reply.get("certificateHashDataChain") or [] if reply["status"] == "Accepted" \
         else []
     await parts.store.installed_certificates.replace(station_id, types, chains,
@@ -69,7 +69,7 @@ async def install_root(station_id: str, body: RootInstall, parts: PartsDep) -> R
                             f"no {body.certificate_type} is configured ([iso15118])")
     reply = (await send(parts, station_id, "InstallCertificate", lambda: parts.commands.call(
         station_id, "InstallCertificate",
-        {"certificateType": body.certificate_type, "certificate": pem}))).reply
+        {"certificateType": body.certificate_type, "certificate": pem})))
     if reply["status"] != "Accepted":
         raise CommandFailed(status.HTTP_409_CONFLICT,
                             f"station {station_id} refused the certificate: {reply['status']}",

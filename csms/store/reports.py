@@ -1,8 +1,8 @@
 """Reports a station sends in parts for one requestId (ReportChargingProfiles for
 GetChargingProfiles, NotifyDisplayMessages for GetDisplayMessages), assembled per request.
 
-The CSMS numbers its requests from one database sequence, so a requestId never repeats
-across restarts and a late part lands on the request it answers.
+The CSMS numbers its requests with Commands.next_request_id; a part for a request the CSMS
+did not make (or made through the plain command route) is kept as a report of its own.
 """
 
 from __future__ import annotations
@@ -47,10 +47,6 @@ def _report(row: asyncpg.Record) -> StationReport:
 class StationReportRepo:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-
-    async def next_request_id(self) -> int:
-        value: int = await self.pool.fetchval("SELECT nextval('station_report_request_ids')")
-        return value
 
     async def requested(self, station_id: str, kind: str, request_id: int,
                         request: dict[str, Any], now: datetime) -> None:

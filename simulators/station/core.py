@@ -75,6 +75,8 @@ class Station(Link, Physics):
             {action: functools.partial(handler, self) for action, handler in HANDLERS.items()}
         )
         self._local_list_version = 0
+        self.display_messages: dict[int, dict] = {}  # block O, by message id
+        self.certificates: dict[str, list[str]] = {}  # block M: PEMs by certificateType
 
     # ------------------------------------------------------------------ public surface
 

@@ -17,6 +17,8 @@ from simulators.station import (
     authorization,
     availability,
     data_transfer,
+    display,
+    iso15118,
     provisioning,
     smart_charging,
     transactions,
@@ -51,6 +53,13 @@ HANDLERS: dict[str, StationHandler] = {
     "ClearChargingProfile": smart_charging.clear_charging_profile,
     "GetChargingProfiles": smart_charging.get_charging_profiles,
     "GetCompositeSchedule": smart_charging.get_composite_schedule,
+    # M ISO 15118 certificates
+    "InstallCertificate": iso15118.install_certificate,
+    "GetInstalledCertificateIds": iso15118.get_installed_certificate_ids,
+    # O display messages
+    "SetDisplayMessage": display.set_display_message,
+    "GetDisplayMessages": display.get_display_messages,
+    "ClearDisplayMessage": display.clear_display_message,
     # P data transfer
     "DataTransfer": data_transfer.data_transfer,
 }

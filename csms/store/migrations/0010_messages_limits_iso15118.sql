@@ -25,7 +25,6 @@ CREATE TABLE display_messages (
 -- K09 and O03/O04: a report the CSMS asked for with a requestId (GetChargingProfiles,
 -- GetDisplayMessages) and the station sends in parts (ReportChargingProfiles,
 -- NotifyDisplayMessages with tbc), assembled in arrival order.
-CREATE SEQUENCE station_report_request_ids AS integer START 1000;
 CREATE TABLE station_reports (
     station_id   text NOT NULL REFERENCES stations ON DELETE CASCADE,
     kind         text NOT NULL CHECK (kind IN ('ChargingProfiles', 'DisplayMessages')),
