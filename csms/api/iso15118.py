@@ -58,7 +58,7 @@ async def refresh(parts: Parts, station_id: str,
 
 
 @router.post("/root-certificates", responses=REFUSED,
-             dependencies=[require(Permission.STATIONS)])
+             dependencies=[require(Permission.SECURITY)])
 async def install_root(station_id: str, body: RootInstall, parts: PartsDep) -> RootInstalled:
     """Install the configured root certificate of that type (`[iso15118]`
     v2g_root_certificate / mo_root_certificate), then record what the station holds."""
@@ -87,7 +87,7 @@ async def installed(station_id: str, parts: PartsDep) -> list[InstalledCertifica
 
 
 @router.post("/installed-certificates/refresh", responses=REFUSED,
-             dependencies=[require(Permission.COMMANDS)])
+             dependencies=[require(Permission.SECURITY)])
 async def refresh_installed(station_id: str, parts: PartsDep) -> list[InstalledCertificate]:
     """Ask the station which certificates it holds (GetInstalledCertificateIds) and keep it."""
     return await refresh(parts, station_id)

@@ -1,13 +1,12 @@
 """Messages whose content the CSMS keeps as sent and answers with a fixed reply.
 
 NotifyEvent, SecurityEventNotification, FirmwareStatusNotification, LogStatusNotification,
-NotifyChargingLimit, ClearedChargingLimit, ReportChargingProfiles, NotifyMonitoringReport,
-NotifyCustomerInformation, NotifyDisplayMessages, ReservationStatusUpdate,
+NotifyMonitoringReport, NotifyCustomerInformation, ReservationStatusUpdate,
 PublishFirmwareStatusNotification: one handler for all, so each is persisted the same way.
 
 It also answers what this CSMS does not offer yet, with the refusal the schema provides
 rather than a CALLERROR: DataTransfer has no vendor extensions here (UnknownVendorId), and
-no certificate authority or contract-certificate service stands behind blocks A and M.
+no certificate authority stands behind block A.
 """
 
 from __future__ import annotations
