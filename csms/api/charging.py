@@ -10,12 +10,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import Field
 
+from csms.api import answers
 from csms.api.auth import Caller, Permission, require
 from csms.api.commands import send
 from csms.api.deps import PartsDep, not_found
 from csms.api.display import REFUSED, Report
 from csms.api.models import Body, Model
-from csms.events import ChargingProfilesCleared
 from csms.frames import Payload
 
 router = APIRouter(prefix="/api/stations/{station_id}", tags=["smart charging"])
@@ -106,8 +106,7 @@ async def request_profile_report(station_id: str, body: ProfileReportRequest,
                                   parts.clock.now())
     reply = (await send(parts, station_id, "GetChargingProfiles", lambda: parts.commands.call(
         station_id, "GetChargingProfiles", request)))
-    await store.reports.answered(station_id, "ChargingProfiles", request_id, reply["status"],
-                                 parts.clock.now())
+    await answers.charging_profiles_requested(parts, station_id, request, reply)
     found = await store.reports.get(station_id, "ChargingProfiles", request_id)
     assert found is not None
     return Report.model_validate(found, from_attributes=True)
@@ -191,9 +190,7 @@ async def clear_profiles(
         request["chargingProfileCriteria"] = criteria
     reply = (await send(parts, station_id, "ClearChargingProfile", lambda: parts.commands.call(
         station_id, "ClearChargingProfile", request)))
-    if reply["status"] == "Accepted":
-        parts.events.publish(ChargingProfilesCleared(
-            station_id, evse_id, purpose, profile_id, parts.clock.now()))
+    await answers.charging_profiles_cleared(parts, station_id, request, reply)
     return Cleared(status=reply["status"])
 
 

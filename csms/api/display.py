@@ -15,6 +15,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import AwareDatetime, Field
 
+from csms.api import answers
 from csms.api.auth import Permission, require
 from csms.api.commands import CommandFailed, send
 from csms.api.deps import Parts, PartsDep, not_found
@@ -129,7 +130,7 @@ async def _set(parts: Parts, station_id: str, message_id: int,
         raise CommandFailed(status.HTTP_409_CONFLICT,
                             f"station {station_id} refused the message: {reply['status']}"
                             + (f" ({reason})" if reason else ""), reply["status"])
-    await parts.store.display.put(station_id, info, parts.clock.now())
+    await answers.display_message_set(parts, station_id, {"message": info}, reply)
     stored = await parts.store.display.get(station_id, message_id)
     assert stored is not None
     return DisplayMessage.model_validate(stored)
@@ -169,7 +170,7 @@ async def clear_message(station_id: str, message_id: int, parts: PartsDep) -> Re
         raise not_found(f"display message {message_id}")
     reply = (await send(parts, station_id, "ClearDisplayMessage", lambda: parts.commands.call(
         station_id, "ClearDisplayMessage", {"id": message_id})))
-    await parts.store.display.remove(station_id, message_id)
+    await answers.display_message_cleared(parts, station_id, {"id": message_id}, reply)
     if reply["status"] != "Accepted":
         raise not_found(f"display message {message_id} on station {station_id}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -202,10 +203,7 @@ async def request_report(station_id: str, body: ReportRequest, parts: PartsDep) 
     await store.reports.requested(station_id, "DisplayMessages", request_id, request, now)
     reply = (await send(parts, station_id, "GetDisplayMessages", lambda: parts.commands.call(
         station_id, "GetDisplayMessages", request)))
-    await store.reports.answered(station_id, "DisplayMessages", request_id, reply["status"],
-                                 parts.clock.now())
-    if reply["status"] != "Accepted" and not (body.ids or body.priority or body.state):
-        await store.display.replace_all(station_id, [], parts.clock.now())  # holds none
+    await answers.display_messages_requested(parts, station_id, request, reply)
     found = await store.reports.get(station_id, "DisplayMessages", request_id)
     assert found is not None
     return _report(found)

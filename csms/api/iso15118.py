@@ -9,6 +9,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, status
 from pydantic import Field
 
+from csms.api import answers
 from csms.api.auth import Permission, require
 from csms.api.commands import CommandFailed, send
 from csms.api.deps import Parts, PartsDep, not_found
@@ -49,10 +50,7 @@ async def refresh(parts: Parts, station_id: str,
     reply = (await send(parts, station_id, "GetInstalledCertificateIds",
                         lambda: parts.commands.call(station_id, "GetInstalledCertificateIds",
                                                     request)))
-    chains = reply.get("certificateHashDataChain") or [] if reply["status"] == "Accepted" \
-        else []
-    await parts.store.installed_certificates.replace(station_id, types, chains,
-                                                     parts.clock.now())
+    await answers.installed_certificate_ids(parts, station_id, request, reply)
     return [InstalledCertificate.model_validate(c)
             for c in await parts.store.installed_certificates.list(station_id)]
 

@@ -49,6 +49,15 @@ class InstalledCertificateRepo:
                  for chain in chains for data in [chain["certificateHashData"]]],
             )
 
+    async def remove(self, station_id: str, data: dict[str, Any]) -> bool:
+        """One certificate, by its CertificateHashDataType."""
+        result = await self.pool.execute(
+            "DELETE FROM station_certificate_ids WHERE station_id = $1 AND serial_number = $2"
+            " AND issuer_name_hash = $3 AND issuer_key_hash = $4",
+            station_id, data["serialNumber"], data["issuerNameHash"], data["issuerKeyHash"],
+        )
+        return not result.endswith(" 0")
+
     async def list(self, station_id: str) -> list[InstalledCertificate]:
         rows = await self.pool.fetch(
             f"SELECT {_COLUMNS} FROM station_certificate_ids WHERE station_id = $1"

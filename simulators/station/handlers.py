@@ -56,6 +56,7 @@ HANDLERS: dict[str, StationHandler] = {
     # M ISO 15118 certificates
     "InstallCertificate": iso15118.install_certificate,
     "GetInstalledCertificateIds": iso15118.get_installed_certificate_ids,
+    "DeleteCertificate": iso15118.delete_certificate,
     # O display messages
     "SetDisplayMessage": display.set_display_message,
     "GetDisplayMessages": display.get_display_messages,

@@ -1,5 +1,5 @@
-"""Block M on the station: root certificates the CSMS installs (M05) and reports of what it
-holds (M03), and the requests a station makes for an ISO 15118 EV (M01/M02
+"""Block M on the station: root certificates the CSMS installs (M05), reports of what it
+holds (M03) and deletes (M04), and the requests a station makes for an ISO 15118 EV (M01/M02
 Get15118EVCertificate, M06 GetCertificateStatus), which a test triggers.
 
 Its reading of the spec: InstallCertificate takes one PEM X.509 certificate (anything else
@@ -67,6 +67,19 @@ async def get_installed_certificate_ids(station: Station, req: dict) -> Reply:
     if not chains:
         return {"status": "NotFound"}, None
     return {"status": "Accepted", "certificateHashDataChain": chains}, None
+
+
+async def delete_certificate(station: Station, req: dict) -> Reply:
+    """M04: by hash data; NotFound when none matches."""
+    wanted = req["certificateHashData"]
+    keys = ("issuerNameHash", "issuerKeyHash", "serialNumber")
+    for pems in station.certificates.values():
+        for pem in pems:
+            held = hash_data(x509.load_pem_x509_certificate(pem.encode()))
+            if all(held[k].lower() == str(wanted[k]).lower() for k in keys):
+                pems.remove(pem)
+                return {"status": "Accepted"}, None
+    return {"status": "NotFound"}, None
 
 
 async def request_ev_certificate(station: Station, exi_request: str, action: str = "Install",

@@ -128,3 +128,28 @@ async def test_O_queue_message_in_chinese_and_roles(
                              json={"content": "x"})).status_code == 404
     await station.disconnect()
     assert (await admin.post(BASE, json={"content": "x"})).status_code == 409
+
+
+async def test_O01_O04_O05_the_plain_command_routes_keep_the_stored_messages(
+    csms: Csms, make_station: StationFactory, admin: httpx.AsyncClient
+) -> None:
+    station = await make_station("CS001")
+    commands = "/api/stations/CS001/commands"
+    info = {"id": 7, "priority": "NormalCycle", "message": {"format": "UTF8", "content": "hi"}}
+    r = await admin.post(f"{commands}/set-display-message", json={"message": info})
+    assert r.json()["reply"]["status"] == "Accepted", r.text
+    assert [m["message_id"] for m in (await admin.get(BASE)).json()] == [7]
+    station.display_messages[8] = {**info, "id": 8}  # set locally at the station
+    r = await admin.post(f"{commands}/get-display-messages", json={})
+    assert r.json()["reply"]["status"] == "Accepted"
+
+    async def both() -> bool:
+        return [m["message_id"] for m in (await admin.get(BASE)).json()] == [7, 8]
+
+    await eventually(both)
+    r = await admin.post(f"{commands}/clear-display-message", json={"id": 7})
+    assert r.json()["reply"]["status"] == "Accepted"
+    assert [m["message_id"] for m in (await admin.get(BASE)).json()] == [8]
+    station.display_messages.clear()
+    await admin.post(f"{commands}/get-display-messages", json={})
+    assert (await admin.get(BASE)).json() == []  # Unknown to an unfiltered request: none

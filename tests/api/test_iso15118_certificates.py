@@ -79,7 +79,7 @@ class Servers:
             def log_message(self, *args: object) -> None:
                 pass
 
-
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if self.path == "/contract":
                     request = json.loads(body)
@@ -243,6 +243,16 @@ async def test_M05_M03_v2g_root_is_installed_and_installed_ids_are_kept(
     r = await admin.post(f"{base}/root-certificates",
                          json={"certificate_type": "MORootCertificate"})
     assert r.status_code == 409  # none configured
-    station.certificates.clear()  # the station was reset to factory state
-    r = await admin.post(f"{base}/installed-certificates/refresh")
-    assert r.status_code == 200 and r.json() == []
+    # M04 through the plain command route: the kept ids follow
+    data = {k: installed[0][v] for k, v in (
+        ("hashAlgorithm", "hash_algorithm"), ("issuerNameHash", "issuer_name_hash"),
+        ("issuerKeyHash", "issuer_key_hash"), ("serialNumber", "serial_number"))}
+    r = await admin.post(f"{base}/commands/delete-certificate",
+                         json={"certificateHashData": data})
+    assert r.json()["reply"]["status"] == "Accepted", r.text
+    assert station.certificates["V2GRootCertificate"] == []
+    assert (await admin.get(f"{base}/installed-certificates")).json() == []
+    station.certificates["V2GRootCertificate"] = [
+        pki["v2g_root"].public_bytes(serialization.Encoding.PEM).decode()]
+    r = await admin.post(f"{base}/installed-certificates/refresh")  # installed by hand
+    assert r.status_code == 200 and len(r.json()) == 1
