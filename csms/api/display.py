@@ -233,8 +233,11 @@ async def tariff(station_id: str, body: TariffMessageRequest, parts: PartsDep
     if found.tariff is None:
         raise not_found(f"tariff of site {site.id}")
     slots = [PriceSlot(p.start, p.end, p.price, p.band) for p in found.prices]
-    text, until = tariff_message(slots, found.currency or "", site.utc_offset,
-                                 parts.clock.now(), body.language, body.hours)
+    try:
+        text, until = tariff_message(slots, found.currency or "", site.utc_offset,
+                                     parts.clock.now(), body.language, body.hours)
+    except ValueError:
+        raise not_found(f"prices of site {site.id} for the coming hours") from None
     fields = DisplayMessageFields(content=text, format="UTF8", language=body.language,
                                   priority=body.priority, end=until)
     return await _set(parts, station_id, await parts.store.display.next_id(station_id), fields)
