@@ -138,3 +138,32 @@ async def test_K15_K17_ev_charging_schedule_is_kept_with_its_transaction(
     listed = (await admin.get(f"{BASE}/ev-charging-schedules")).json()
     assert len(listed) == 1 and listed[0]["transaction_id"] == station.transaction_id(1)
     assert listed[0]["schedule"]["chargingSchedulePeriod"][0]["limit"] == 7000
+
+
+async def test_K09_O04_reports_with_ids_out_of_range_get_the_spec_error(
+    csms: Csms, make_station: StationFactory, admin: httpx.AsyncClient
+) -> None:
+    station = await make_station("CS001")
+    bad = [
+        ("ReportChargingProfiles", {"requestId": 2**31, "chargingLimitSource": "CSO",
+                                    "evseId": 1, "chargingProfile": [
+                                        default_profile(1, 1, 6)["charging_profile"]]}),
+        ("NotifyDisplayMessages", {"requestId": 1, "messageInfo": [{
+            "id": -1, "priority": "NormalCycle",
+            "message": {"format": "UTF8", "content": "x"}}]}),
+        ("NotifyDisplayMessages", {"requestId": 1, "messageInfo": [{
+            "id": 1, "priority": "NormalCycle", "endDateTime": "soon",
+            "message": {"format": "UTF8", "content": "x"}}]}),
+        ("NotifyEVChargingSchedule", {"timeBase": "now", "evseId": 1, "chargingSchedule": {
+            "id": 1, "chargingRateUnit": "W",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 1}]}}),
+    ]
+    codes = []
+    for action, payload in bad:
+        with pytest.raises(CallFailed) as failed:
+            await station.call(action, payload)
+        codes.append(failed.value.code)
+    assert codes == ["PropertyConstraintViolation", "PropertyConstraintViolation",
+                     "FormatViolation", "FormatViolation"]
+    assert (await admin.get("/api/stations/CS001/display-messages")).json() == []
+    assert station.connected
