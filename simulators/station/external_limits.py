@@ -3,6 +3,9 @@ station or one EVSE. The station installs the limit as a ChargingStationExternal
 profile, so its composite schedule obeys it, and tells the CSMS (NotifyChargingLimit);
 when the limit is lifted it removes it and says so (ClearedChargingLimit).
 
+The schedule goes with the notification only when
+SmartChargingCtrlr.NotifyChargingLimitWithSchedules is true (the CSMS sets it).
+
 A test drives it: `await notify(station, "EMS", 16.0, "A")`, `await clear(station, "EMS")`.
 """
 
@@ -44,7 +47,9 @@ async def notify(station: Station, source: str, limit: float, unit: str = "A", *
     charging_limit: dict = {"chargingLimitSource": source}
     if grid_critical is not None:
         charging_limit["isGridCritical"] = grid_critical
-    payload: dict = {"chargingLimit": charging_limit, "chargingSchedule": [schedule]}
+    payload: dict = {"chargingLimit": charging_limit}
+    if station.device_model.flag("SmartChargingCtrlr", "NotifyChargingLimitWithSchedules"):
+        payload["chargingSchedule"] = [schedule]  # K12.FR.02: only when configured to
     if evse_id:
         payload["evseId"] = evse_id
     return await station.call("NotifyChargingLimit", payload)

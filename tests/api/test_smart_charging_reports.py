@@ -100,6 +100,13 @@ async def test_K11_K12_K13_external_limit_is_kept_until_cleared(
 ) -> None:
     station = await make_station("CS001")
     assert (await admin.get(f"{BASE}/external-limits")).json() == []
+    await external_limits.notify(station, "CSO", 20.0, "A")  # without its schedule
+    assert (await admin.get(f"{BASE}/external-limits")).json()[0]["schedules"] == []
+    await external_limits.clear(station, "CSO")
+    r = await admin.post(f"{BASE}/commands/set-variables", json={"variables": [{
+        "component": "SmartChargingCtrlr", "variable": "NotifyChargingLimitWithSchedules",
+        "value": "true"}]})
+    assert r.json()["reply"]["setVariableResult"][0]["attributeStatus"] == "Accepted", r.text
     await external_limits.notify(station, "SO", 16.0, "A", grid_critical=True)
     await external_limits.notify(station, "EMS", 7000.0, "W", evse_id=1)
     limits = (await admin.get(f"{BASE}/external-limits")).json()

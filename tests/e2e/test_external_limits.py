@@ -52,6 +52,8 @@ async def test_K12_K13_an_external_limit_caps_the_plan_until_it_is_cleared(
             plans = await run.csms.store.plans.list(SITE.id, limit=10_000)
             return next((p for p in plans if reason in p.trigger), None)
 
+        run.stations["TS001"].device_model.put(
+            "SmartChargingCtrlr", "NotifyChargingLimitWithSchedules", "true")
         # the EMS limits TS001 to 10 A (2.3 kW on one phase): the site re-plans at once
         await external_limits.notify(run.stations["TS001"], "EMS", 10.0, "A")
         limited = await eventually(lambda: planned_after("external limit set"))
