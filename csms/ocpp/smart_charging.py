@@ -3,7 +3,9 @@ station reports (K09) and the limits external systems put on it (K11-K14)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from csms.connection import StationContext
 from csms.events import ChargingNeedsChanged, ExternalLimitChanged
@@ -71,11 +73,34 @@ class ReportChargingProfiles:
         evse_id = bounded_int(req["evseId"], "evseId")
         items = [{"evseId": evse_id, "chargingLimitSource": req["chargingLimitSource"],
                   "chargingProfile": profile} for profile in req["chargingProfile"]]
+        now = self.deps.clock.now()
         await self.deps.store.reports.add_part(
             ctx.station_id, "ChargingProfiles", request_id, items, bool(req.get("tbc", False)),
-            self.deps.clock.now(),
+            now,
         )
+        await self._fill_external_limit(ctx.station_id, evse_id, req, now)
         return {}
+
+    async def _fill_external_limit(self, station_id: str, evse_id: int, req: Payload,
+                                   now: datetime) -> None:
+        """K12: an external limit notified without its schedule gets the schedule of the
+        ChargingStationExternalConstraints profile the station reports for it."""
+        schedules = [schedule for profile in req["chargingProfile"]
+                     if profile["chargingProfilePurpose"] == "ChargingStationExternalConstraints"
+                     for schedule in profile["chargingSchedule"]]
+        if not schedules:
+            return
+        source = req["chargingLimitSource"]
+        store = self.deps.store.charging
+        known = next((x for x in await store.external_limits([station_id])
+                      if x.evse_id == evse_id and x.source == source), None)
+        if known is None or known.schedules:
+            return
+        for i, schedule in enumerate(schedules):
+            optional_timestamp(schedule.get("startSchedule"),
+                               f"chargingProfile.chargingSchedule[{i}].startSchedule")
+        await store.set_external_limit(replace(known, schedules=schedules))
+        self.deps.events.publish(ExternalLimitChanged(station_id, evse_id, source, "set", now))
 
 
 @dataclass(frozen=True)
@@ -92,14 +117,23 @@ class NotifyChargingLimit:
         for i, schedule in enumerate(schedules):
             optional_timestamp(schedule.get("startSchedule"),
                                f"chargingSchedule[{i}].startSchedule")
-        now = self.deps.clock.now()
+        now, source = self.deps.clock.now(), limit["chargingLimitSource"]
         await self.deps.store.charging.set_external_limit(ExternalLimit(
-            ctx.station_id, evse_id, limit["chargingLimitSource"],
-            limit.get("isGridCritical"), schedules, now,
+            ctx.station_id, evse_id, source, limit.get("isGridCritical"), schedules, now,
         ))
-        self.deps.events.publish(ExternalLimitChanged(
-            ctx.station_id, evse_id, limit["chargingLimitSource"], "set", now))
+        self.deps.events.publish(ExternalLimitChanged(ctx.station_id, evse_id, source, "set",
+                                                      now))
+        if not schedules:  # K12: ask for it; ReportChargingProfiles fills it in
+            ctx.after(lambda: _request_external_profiles(ctx, evse_id, source))
         return {}
+
+
+async def _request_external_profiles(ctx: StationContext, evse_id: int, source: str) -> None:
+    assert ctx.connection is not None
+    await ctx.connection.call("GetChargingProfiles", {
+        "requestId": secrets.randbelow(2**31 - 1) + 1, "evseId": evse_id,
+        "chargingProfile": {"chargingProfilePurpose": "ChargingStationExternalConstraints",
+                            "chargingLimitSource": [source]}})
 
 
 @dataclass(frozen=True)

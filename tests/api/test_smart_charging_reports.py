@@ -100,8 +100,17 @@ async def test_K11_K12_K13_external_limit_is_kept_until_cleared(
 ) -> None:
     station = await make_station("CS001")
     assert (await admin.get(f"{BASE}/external-limits")).json() == []
-    await external_limits.notify(station, "CSO", 20.0, "A")  # without its schedule
-    assert (await admin.get(f"{BASE}/external-limits")).json()[0]["schedules"] == []
+    # K12 without the schedule (NotifyChargingLimitWithSchedules false): the CSMS asks for
+    # the external constraints profile and takes the schedule from the report
+    await external_limits.notify(station, "CSO", 20.0, "A")
+
+    async def filled() -> list:
+        found = (await admin.get(f"{BASE}/external-limits")).json()
+        return found[0]["schedules"]
+
+    schedules = await eventually(filled)
+    assert schedules[0]["chargingSchedulePeriod"][0]["limit"] == 20.0
+    assert "GetChargingProfiles" in station.received_calls
     await external_limits.clear(station, "CSO")
     r = await admin.post(f"{BASE}/commands/set-variables", json={"variables": [{
         "component": "SmartChargingCtrlr", "variable": "NotifyChargingLimitWithSchedules",
