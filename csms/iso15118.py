@@ -130,6 +130,14 @@ class Iso15118:
         self.config = config
         self.local_ca = LocalCa.load(config.ocsp_ca_cert, config.ocsp_ca_key, config.ocsp_crl) \
             if config.ocsp_ca_cert else None
+        # read at start, so a missing or bad file stops the start rather than a request
+        self.roots: dict[str, str] = {}
+        for kind, path in (("V2GRootCertificate", config.v2g_root_certificate),
+                           ("MORootCertificate", config.mo_root_certificate)):
+            if path:
+                pem = Path(path).read_text()
+                x509.load_pem_x509_certificate(pem.encode())
+                self.roots[kind] = pem
 
     async def ev_certificate(self, station_id: str, req: dict[str, Any]) -> dict[str, Any]:
         """M01/M02: the contract service's EXI response for the EV's request, or Failed."""
@@ -169,10 +177,13 @@ class Iso15118:
         url = data["responderURL"]
         if not any(url.startswith(prefix) for prefix in self.config.ocsp_responders):
             return failed("UnknownResponder", "responderURL is not a configured OCSP responder")
-        request = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
-            bytes.fromhex(data["issuerNameHash"]), bytes.fromhex(data["issuerKeyHash"]),
-            serial, HASHES[data["hashAlgorithm"]](),
-        ).build().public_bytes(serialization.Encoding.DER)
+        try:
+            request = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
+                bytes.fromhex(data["issuerNameHash"]), bytes.fromhex(data["issuerKeyHash"]),
+                serial, HASHES[data["hashAlgorithm"]](),
+            ).build().public_bytes(serialization.Encoding.DER)
+        except ValueError as exc:  # hashes of the wrong length for the algorithm
+            return failed("InvalidRequest", str(exc))
         try:
             async with httpx.AsyncClient(timeout=self.config.timeout_s) as client:
                 answer = await client.post(
@@ -192,6 +203,4 @@ class Iso15118:
 
     def root_certificate(self, certificate_type: str) -> str | None:
         """The PEM to install as V2GRootCertificate or MORootCertificate, if configured."""
-        path = {"V2GRootCertificate": self.config.v2g_root_certificate,
-                "MORootCertificate": self.config.mo_root_certificate}.get(certificate_type)
-        return Path(path).read_text() if path else None
+        return self.roots.get(certificate_type)

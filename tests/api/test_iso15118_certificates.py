@@ -221,6 +221,9 @@ async def test_M06_certificate_status_from_a_configured_responder_only(
     reply = await station_iso15118.certificate_status(
         station, {**data, "serialNumber": "not-hex"}, servers.url + "/ocsp")
     assert reply["status"] == "Failed"
+    reply = await station_iso15118.certificate_status(  # a hash too short for SHA256
+        station, {**data, "issuerNameHash": "abcd"}, servers.url + "/ocsp")
+    assert reply["status"] == "Failed" and reply["statusInfo"]["reasonCode"] == "InvalidRequest"
     assert len(servers.ocsp_requests) == 1
 
 
