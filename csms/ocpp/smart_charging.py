@@ -15,6 +15,16 @@ from csms.ocpp.fields import bounded_int, optional_timestamp, timestamp
 from csms.store.charging import ExternalLimit
 
 
+def check_schedule(schedule: Payload, field: str) -> None:
+    """A chargingSchedule the scheduler will read: a real start time, and periods and a
+    duration within 32 bits (some 68 years), so no arithmetic on them can overflow."""
+    optional_timestamp(schedule.get("startSchedule"), f"{field}.startSchedule")
+    if "duration" in schedule:
+        bounded_int(schedule["duration"], f"{field}.duration")
+    for j, period in enumerate(schedule["chargingSchedulePeriod"]):
+        bounded_int(period["startPeriod"], f"{field}.chargingSchedulePeriod[{j}].startPeriod")
+
+
 @dataclass(frozen=True)
 class NotifyEVChargingNeeds:
     """Departure time and energy wanted (ISO 15118) feed the planner via the session."""
@@ -97,8 +107,7 @@ class ReportChargingProfiles:
         if known is None or known.schedules:
             return
         for i, schedule in enumerate(schedules):
-            optional_timestamp(schedule.get("startSchedule"),
-                               f"chargingProfile.chargingSchedule[{i}].startSchedule")
+            check_schedule(schedule, f"chargingProfile.chargingSchedule[{i}]")
         await store.set_external_limit(replace(known, schedules=schedules))
         self.deps.events.publish(ExternalLimitChanged(station_id, evse_id, source, "set", now))
 
@@ -115,8 +124,7 @@ class NotifyChargingLimit:
         evse_id = bounded_int(req.get("evseId", 0), "evseId")
         schedules = req.get("chargingSchedule") or []
         for i, schedule in enumerate(schedules):
-            optional_timestamp(schedule.get("startSchedule"),
-                               f"chargingSchedule[{i}].startSchedule")
+            check_schedule(schedule, f"chargingSchedule[{i}]")
         now, source = self.deps.clock.now(), limit["chargingLimitSource"]
         await self.deps.store.charging.set_external_limit(ExternalLimit(
             ctx.station_id, evse_id, source, limit.get("isGridCritical"), schedules, now,

@@ -136,6 +136,12 @@ async def test_K11_K12_K13_external_limit_is_kept_until_cleared(
                 "id": 1, "chargingRateUnit": "A", "startSchedule": "yesterday",
                 "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6}]}]})
     assert failed.value.code == "FormatViolation"
+    with pytest.raises(CallFailed) as failed:  # would overflow the scheduler's arithmetic
+        await station.call("NotifyChargingLimit", {
+            "chargingLimit": {"chargingLimitSource": "EMS"}, "chargingSchedule": [{
+                "id": 1, "chargingRateUnit": "A", "duration": 10**18,
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6}]}]})
+    assert failed.value.code == "PropertyConstraintViolation"
     assert len((await admin.get(f"{BASE}/external-limits")).json()) == 1
 
 
