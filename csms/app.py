@@ -23,6 +23,7 @@ from csms.cost_updates import CostUpdates
 from csms.diagnostics import Diagnostics
 from csms.events import EventBus
 from csms.firmware import FirmwareUpdates
+from csms.iso15118 import Iso15118
 from csms.lag import LagProbe
 from csms.ocpp.deps import Deps
 from csms.ocpp.routes import Router, routes
@@ -54,6 +55,7 @@ class Csms:
     cost_updates: CostUpdates | None = None
     firmware: FirmwareUpdates | None = None
     diagnostics: Diagnostics | None = None
+    iso15118: Iso15118 | None = None
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Csms:
@@ -64,7 +66,8 @@ class Csms:
         await store.stations.mark_all_offline(clock.now())
         events = EventBus()
         connections = Connections()
-        router = Router(routes(Deps(store, clock, events, config.boot, ca=ca)))
+        iso15118 = Iso15118(config.iso15118)
+        router = Router(routes(Deps(store, clock, events, config.boot, ca=ca, iso15118=iso15118)))
         ocpp = OcppServer(config.server, store, clock, router, connections, events,
                           client_cas=client_cas(config, ca))
         commands = Commands(connections, store, clock)
@@ -81,6 +84,7 @@ class Csms:
                                         config.firmware.rollout_tick_s)
         csms.firmware.start()
         csms.diagnostics = Diagnostics(store, commands, clock, config.diagnostics)
+        csms.iso15118 = iso15118
         csms.collector = Collector(config.gc, connections)
         csms.collector.start()
         csms.lag = LagProbe()
@@ -120,7 +124,7 @@ class Csms:
                       ApiTokenRepo(self.store.pool), sites=sites,
                       tariffs=load_catalog(self.config.scheduler) if self.scheduler else
                       TariffCatalog(), ca=self.ca, firmware=self.firmware,
-                      diagnostics=self.diagnostics)
+                      diagnostics=self.diagnostics, iso15118=self.iso15118)
         api = ApiServer(self.config.api, build_app(parts), parts.stopping)
         try:
             await api.start()

@@ -186,6 +186,36 @@ class DiagnosticsConfig:
 
 
 @dataclass(frozen=True)
+class Iso15118Config:
+    """Block M: who stands behind ISO 15118 Plug & Charge (csms/iso15118.py).
+
+    `contract_service_url`: the contract CA / mobility operator's endpoint that turns a
+    Get15118EVCertificate into a signed EXI response (empty: answered Failed).
+    `ocsp_responders`: OCSP responder URLs (prefixes) the CSMS may query for a station's
+    GetCertificateStatus; a responderURL not among them is not fetched (answered Failed).
+    `ocsp_ca_cert`/`ocsp_ca_key`/`ocsp_crl`: PEM files of a CA the CSMS answers OCSP for
+    itself, from the CA's revocation list. `v2g_root_certificate`/`mo_root_certificate`:
+    PEM files installed on stations through the API (InstallCertificate).
+    """
+
+    contract_service_url: str = ""
+    ocsp_responders: tuple[str, ...] = ()
+    ocsp_ca_cert: str = ""
+    ocsp_ca_key: str = ""
+    ocsp_crl: str = ""
+    v2g_root_certificate: str = ""
+    mo_root_certificate: str = ""
+    timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ocsp_responders", tuple(self.ocsp_responders))
+        if self.timeout_s <= 0:
+            raise ValueError("[iso15118] timeout_s must be positive")
+        if bool(self.ocsp_ca_cert) != bool(self.ocsp_ca_key):
+            raise ValueError("[iso15118] ocsp_ca_cert and ocsp_ca_key go together")
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     boot: BootConfig = field(default_factory=BootConfig)
@@ -194,6 +224,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     gc: GcConfig = field(default_factory=GcConfig)
+    iso15118: Iso15118Config = field(default_factory=Iso15118Config)
     firmware: FirmwareConfig = field(default_factory=FirmwareConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     billing: BillingConfig = field(default_factory=BillingConfig)

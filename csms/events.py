@@ -121,6 +121,28 @@ class StationAlert:
     variable: str
     actual_value: str
     cleared: bool
+
+
+@dataclass(frozen=True)
+class ExternalLimitChanged:
+    """A station reported an external limit set or cleared (K11-K14): its site re-plans."""
+
+    station_id: str
+    evse_id: int  # 0: the whole station
+    source: str
+    change: str  # set | cleared
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ChargingProfilesCleared:
+    """Profiles were cleared on a station through the API (K10): the scheduler forgets what
+    those EVSEs held and sends again. None: any EVSE / purpose / id."""
+
+    station_id: str
+    evse_id: int | None
+    purpose: str | None
+    profile_id: int | None
     at: datetime
 
 
@@ -129,6 +151,7 @@ Event = (
     | PowerSampled | GridEventChanged | SiteSettingsChanged | SecurityEventReported
     | ReservationChanged
     | FirmwareStatusChanged | StationAlert
+    | ExternalLimitChanged | ChargingProfilesCleared
 )
 
 

@@ -33,8 +33,10 @@ from csms.config import SchedulerConfig
 from csms.connection import CallFailed, Connections, StationOffline
 from csms.events import (
     ChargingNeedsChanged,
+    ChargingProfilesCleared,
     Event,
     EventBus,
+    ExternalLimitChanged,
     GridEventChanged,
     PowerSampled,
     ReservationChanged,
@@ -56,6 +58,7 @@ from csms.sessions import (
     default_shares,
     departure_for,
     evse_index,
+    external_caps_w,
     falls_short,
     needed_decreases,
     next_local_time,
@@ -262,6 +265,21 @@ class SiteScheduler:
             seen = event.power_w / 1000.0
             mem.car_max_kw = max(mem.car_max_kw or 0.0, seen)
 
+    def forget_profiles(self, cleared: ChargingProfilesCleared) -> None:
+        """K10: profiles were cleared on the station; what it held is no longer known, so
+        the next plan sends them again."""
+        for evse in self.site.evses:
+            if evse.station_id != cleared.station_id or cleared.evse_id not in (
+                    None, 0, evse.ocpp_evse_id):
+                continue
+            mem = self.memory[evse.id]
+            if cleared.purpose in (None, "TxProfile") and (
+                    cleared.profile_id in (None, TX_PROFILE_ID + evse.ocpp_evse_id)):
+                mem.tx = None
+            if cleared.purpose in (None, "TxDefaultProfile") and (
+                    cleared.profile_id in (None, TX_DEFAULT_ID + evse.ocpp_evse_id)):
+                mem.default = None
+
     def _fallback_w(self, evse: Evse) -> float:
         """What the EVSE may draw without a TxProfile: its TxDefaultProfile, or its max."""
         held = self.memory[evse.id].default
@@ -291,6 +309,9 @@ class SiteScheduler:
                   if s.last_boot_at is not None}
         horizon_end = now + timedelta(minutes=cfg.slot_minutes * cfg.horizon_slots)
         overstay = timedelta(seconds=cfg.overstay_s)
+        external = external_caps_w(  # K11-K14: limits external systems put on stations
+            await self.owner.store.charging.external_limits(self.station_ids), self.site,
+            now, horizon_end)
         sessions: list[Session] = []
         summaries: list[dict[str, Any]] = []
         reserved: list[Reservation] = []
@@ -333,6 +354,9 @@ class SiteScheduler:
                     reserved.append(Reservation(evse.id, limit, departure, reason))
                 continue
             car_max = None if mem.car_max_kw is None else mem.car_max_kw * 1.05
+            if evse.id in external:
+                cap_kw = external[evse.id] / 1000.0
+                car_max = cap_kw if car_max is None else min(car_max, cap_kw)
             session, summary = session_for(
                 tx, evse, self.site, now, overstay=overstay,
                 margin=timedelta(seconds=cfg.departure_margin_s), car_max_kw=car_max)
@@ -780,6 +804,11 @@ class Scheduler:
             self._spawn(self._after_boot(site, event.station_id))
         elif isinstance(event, StationDisconnected):
             site.trigger("station disconnected")
+        elif isinstance(event, ExternalLimitChanged):
+            site.trigger(f"external limit {event.change}")
+        elif isinstance(event, ChargingProfilesCleared):
+            site.forget_profiles(event)
+            site.trigger("profiles cleared")
 
     async def _after_boot(self, site: SiteScheduler, station_id: str) -> None:
         """Re-plan once a connecting station is booted (its TxDefaultProfile goes first)."""

@@ -190,6 +190,36 @@ def profile_limit(profile: Mapping[str, Any], evse: Evse, start: datetime) -> Li
     return Limit(tuple(starts), tuple(watts), end)
 
 
+def external_caps_w(limits: Sequence[Any], site: Site, now: datetime, until: datetime
+                    ) -> dict[str, float]:
+    """The most each site EVSE may draw under the external limits in force (K11-K14: a
+    station's NotifyChargingLimit; `limits` have station_id, evse_id, schedules and
+    notified_at): the lowest value each schedule takes in [now, until). A station-wide
+    limit (evse 0) is shared equally by the station's EVSEs on the site, so together they
+    stay under it. A limit without a schedule, or in A on a DC EVSE, caps nothing."""
+    by_station: dict[str, list[Evse]] = {}
+    for evse in site.evses:
+        by_station.setdefault(evse.station_id, []).append(evse)
+    caps: dict[str, float] = {}
+    for limit in limits:
+        evses = by_station.get(limit.station_id, [])
+        targets = evses if limit.evse_id == 0 else [
+            e for e in evses if e.ocpp_evse_id == limit.evse_id]
+        if not targets:
+            continue
+        for schedule in limit.schedules:
+            held = profile_limit({"chargingSchedule": [schedule]}, targets[0],
+                                 limit.notified_at)
+            points = [now, *(t for t in held.breakpoints() if now < t < until)]
+            lowest = min(held.at(t) for t in points)
+            if math.isnan(lowest) or math.isinf(lowest):
+                continue
+            share = max(0.0, lowest) / len(targets)
+            for evse in targets:
+                caps[evse.id] = min(caps.get(evse.id, math.inf), share)
+    return caps
+
+
 SETTLE = timedelta(seconds=60)  # how long a round of sends may take
 
 

@@ -15,13 +15,16 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from csms.api import (
+    charging,
     commands,
     diagnostics,
+    display,
     driver_tariffs,
     events,
     firmware,
     grid,
     guard,
+    iso15118,
     local_lists,
     metrics,
     network_profiles,
@@ -69,7 +72,8 @@ def build_app(parts: Parts) -> FastAPI:
     guard.install(app)  # hostile input is a 422, never a 500 (csms/api/guard.py)
     for module in (stations, tokens, transactions, sessions, commands, sites, site_load,
                    grid, tariffs, events, metrics, security, reports, local_lists,
-                   network_profiles, firmware, diagnostics):
+                   network_profiles, firmware, diagnostics, display, charging,
+                   iso15118):
         app.include_router(module.router)
     for module in (reservations, driver_tariffs):  # blocks H and I
         app.include_router(module.router)

@@ -23,7 +23,7 @@ import structlog
 from fastapi import APIRouter, Body, HTTPException, status
 from pydantic import BaseModel
 
-from csms.api import command_hooks
+from csms.api import answers, command_hooks
 from csms.api import models as m
 from csms.api.auth import Permission, require
 from csms.api.deps import Parts, PartsDep, not_found
@@ -161,11 +161,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("ClearChargingProfile", "clear charging profiles (K10)", m.ClearChargingProfile,
             lambda c, sid, b: c.clear_charging_profile(
                 sid, b.charging_profile_id, evse_id=b.evse_id, purpose=b.purpose,
-                stack_level=b.stack_level)),
+                stack_level=b.stack_level), after=answers.charging_profiles_cleared),
     Command("GetCompositeSchedule", "read the composite schedule of an EVSE (K08)",
             m.GetCompositeSchedule, lambda c, sid, b: c.get_composite_schedule(
                 sid, b.evse_id, b.duration_s, b.charging_rate_unit)),
-    Command("GetChargingProfiles", "ask for a report of installed charging profiles (K09)"),
+    Command("GetChargingProfiles", "ask for a report of installed charging profiles (K09)",
+            after=answers.charging_profiles_requested),
     # H reservation
     Command("ReserveNow", "reserve an EVSE or any EVSE for an id token (H01; the "
             "reservation is stored as with POST /api/reservations)",
@@ -201,17 +202,20 @@ COMMANDS: tuple[Command, ...] = (
     Command("CustomerInformation", "report or clear one customer's data at the station "
             "(N09/N10)", permission=SECURITY),
     # O display messages
-    Command("SetDisplayMessage", "show a message to drivers (O01/O02)"),
-    Command("GetDisplayMessages", "ask for the display messages (O03/O04)"),
-    Command("ClearDisplayMessage", "remove a display message (O05)"),
+    Command("SetDisplayMessage", "show a message to drivers (O01/O02)",
+            after=answers.display_message_set),
+    Command("GetDisplayMessages", "ask for the display messages (O03/O04)",
+            after=answers.display_messages_requested),
+    Command("ClearDisplayMessage", "remove a display message (O05)",
+            after=answers.display_message_cleared),
     # A security, M ISO 15118 certificates
     Command("CertificateSigned", "send a signed certificate chain (A02/A03)",
             permission=SECURITY),
     Command("InstallCertificate", "install a root certificate (M05)", permission=SECURITY),
     Command("GetInstalledCertificateIds", "list installed certificates (M03)",
-            permission=SECURITY),
+            permission=SECURITY, after=answers.installed_certificate_ids),
     Command("DeleteCertificate", "delete an installed certificate (M04)",
-            permission=SECURITY),
+            permission=SECURITY, after=answers.certificate_deleted),
     # P data transfer
     Command("DataTransfer", "a vendor-specific message (P01)"),
 )

@@ -20,6 +20,7 @@ from csms.connection import Connections
 from csms.diagnostics import Diagnostics
 from csms.events import EventBus
 from csms.firmware import FirmwareUpdates
+from csms.iso15118 import Iso15118
 from csms.store import Store
 from csms.store.api_tokens import ApiTokenRepo
 from csms.tariffs import TariffCatalog
@@ -40,6 +41,7 @@ class Parts:
     ca: CertificateAuthority | None = None  # signs station certificates (block A)
     firmware: FirmwareUpdates | None = None  # updates and rollouts (block L)
     diagnostics: Diagnostics | None = None  # logs, monitors, customer data (block N)
+    iso15118: Iso15118 | None = None  # block M: root certificates to install
 
 
 def parts(request: Request) -> Parts:

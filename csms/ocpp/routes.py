@@ -16,7 +16,9 @@ from csms.ocpp import (
     authorization,
     availability,
     diagnostics,
+    display,
     firmware,
+    iso15118,
     metering,
     provisioning,
     reservation,
@@ -34,7 +36,6 @@ ALLOWED_BEFORE_ACCEPTED = frozenset({"BootNotification", "NotifyReport"})
 
 
 def routes(deps: Deps) -> dict[str, Handler]:
-    failed = {"status": "Failed"}
     return {
         # B provisioning
         "BootNotification": provisioning.BootNotification(deps),
@@ -50,9 +51,9 @@ def routes(deps: Deps) -> dict[str, Handler]:
         # K smart charging
         "NotifyEVChargingNeeds": smart_charging.NotifyEVChargingNeeds(deps),
         "NotifyEVChargingSchedule": smart_charging.NotifyEVChargingSchedule(deps),
-        "NotifyChargingLimit": Record(deps, "NotifyChargingLimit"),
-        "ClearedChargingLimit": Record(deps, "ClearedChargingLimit"),
-        "ReportChargingProfiles": Record(deps, "ReportChargingProfiles"),
+        "NotifyChargingLimit": smart_charging.NotifyChargingLimit(deps),
+        "ClearedChargingLimit": smart_charging.ClearedChargingLimit(deps),
+        "ReportChargingProfiles": smart_charging.ReportChargingProfiles(deps),
         # A security
         "SecurityEventNotification": security.SecurityEventNotification(deps),
         "SignCertificate": security.SignCertificate(deps),
@@ -65,13 +66,11 @@ def routes(deps: Deps) -> dict[str, Handler]:
         "NotifyMonitoringReport": diagnostics.NotifyMonitoringReport(deps),
         "NotifyCustomerInformation": diagnostics.NotifyCustomerInformation(deps),
         # O display, H reservation
-        "NotifyDisplayMessages": Record(deps, "NotifyDisplayMessages"),
+        "NotifyDisplayMessages": display.NotifyDisplayMessages(deps),
         "ReservationStatusUpdate": reservation.ReservationStatusUpdate(deps),
         # M ISO 15118 certificates
-        "Get15118EVCertificate": Record(
-            deps, "Get15118EVCertificate", {"status": "Failed", "exiResponse": ""}
-        ),
-        "GetCertificateStatus": Record(deps, "GetCertificateStatus", failed),
+        "Get15118EVCertificate": iso15118.Get15118EVCertificate(deps),
+        "GetCertificateStatus": iso15118.GetCertificateStatus(deps),
         # P data transfer
         "DataTransfer": Record(deps, "DataTransfer", {"status": "UnknownVendorId"}),
     }

@@ -1,14 +1,28 @@
-"""Block K, smart charging: the EV's charging needs (K15-K17) and the limits a station reports."""
+"""Block K, smart charging: the EV's charging needs and schedule (K15-K17), the profiles a
+station reports (K09) and the limits external systems put on it (K11-K14)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, replace
+from datetime import datetime
 
-from csms.clock import parse_ocpp
 from csms.connection import StationContext
-from csms.events import ChargingNeedsChanged
+from csms.events import ChargingNeedsChanged, ExternalLimitChanged
 from csms.frames import Payload
 from csms.ocpp.deps import Deps
+from csms.ocpp.fields import bounded_int, optional_timestamp, timestamp
+from csms.store.charging import ExternalLimit
+
+
+def check_schedule(schedule: Payload, field: str) -> None:
+    """A chargingSchedule the scheduler will read: a real start time, and periods and a
+    duration within 32 bits (some 68 years), so no arithmetic on them can overflow."""
+    optional_timestamp(schedule.get("startSchedule"), f"{field}.startSchedule")
+    if "duration" in schedule:
+        bounded_int(schedule["duration"], f"{field}.duration")
+    for j, period in enumerate(schedule["chargingSchedulePeriod"]):
+        bounded_int(period["startPeriod"], f"{field}.chargingSchedulePeriod[{j}].startPeriod")
 
 
 @dataclass(frozen=True)
@@ -20,11 +34,11 @@ class NotifyEVChargingNeeds:
     async def __call__(self, ctx: StationContext, req: Payload) -> Payload:
         needs = req["chargingNeeds"]
         parameters = needs.get("acChargingParameters") or needs.get("dcChargingParameters") or {}
-        departure = needs.get("departureTime")
-        departure_time = parse_ocpp(departure) if departure else None
+        departure_time = optional_timestamp(needs.get("departureTime"),
+                                            "chargingNeeds.departureTime")
         energy = parameters.get("energyAmount")
         transaction_id = await self.deps.store.transactions.set_needs(
-            ctx.station_id, req["evseId"],
+            ctx.station_id, bounded_int(req["evseId"], "evseId", 1),
             departure_time=departure_time,
             energy_amount_wh=float(energy) if energy is not None else None,
             transfer_mode=needs.get("requestedEnergyTransfer"),
@@ -41,10 +55,106 @@ class NotifyEVChargingNeeds:
 
 @dataclass(frozen=True)
 class NotifyEVChargingSchedule:
+    """K15-K17: the schedule the EV chose within the TxProfile it was given, kept per
+    transaction (readable at /api/stations/{id}/ev-charging-schedules)."""
+
     deps: Deps
 
     async def __call__(self, ctx: StationContext, req: Payload) -> Payload:
-        await self.deps.store.notifications.add(
-            ctx.station_id, "NotifyEVChargingSchedule", req, self.deps.clock.now()
+        evse_id = bounded_int(req["evseId"], "evseId", 1)
+        time_base = timestamp(req["timeBase"], "timeBase")
+        store = self.deps.store
+        tx = await store.transactions.active_on_evse(ctx.station_id, evse_id)
+        await store.charging.add_ev_schedule(
+            ctx.station_id, evse_id, tx.transaction_id if tx else None, time_base,
+            req["chargingSchedule"], self.deps.clock.now(),
         )
         return {"status": "Accepted"}
+
+
+@dataclass(frozen=True)
+class ReportChargingProfiles:
+    """K09: one part of the answer to a GetChargingProfiles, added to its request's report."""
+
+    deps: Deps
+
+    async def __call__(self, ctx: StationContext, req: Payload) -> Payload:
+        request_id = bounded_int(req["requestId"], "requestId")
+        evse_id = bounded_int(req["evseId"], "evseId")
+        items = [{"evseId": evse_id, "chargingLimitSource": req["chargingLimitSource"],
+                  "chargingProfile": profile} for profile in req["chargingProfile"]]
+        now = self.deps.clock.now()
+        await self.deps.store.station_reports.add_part(
+            ctx.station_id, "ChargingProfiles", request_id, items, bool(req.get("tbc", False)),
+            now,
+        )
+        await self._fill_external_limit(ctx.station_id, evse_id, req, now)
+        return {}
+
+    async def _fill_external_limit(self, station_id: str, evse_id: int, req: Payload,
+                                   now: datetime) -> None:
+        """K12: an external limit notified without its schedule gets the schedule of the
+        ChargingStationExternalConstraints profile the station reports for it."""
+        schedules = [schedule for profile in req["chargingProfile"]
+                     if profile["chargingProfilePurpose"] == "ChargingStationExternalConstraints"
+                     for schedule in profile["chargingSchedule"]]
+        if not schedules:
+            return
+        source = req["chargingLimitSource"]
+        store = self.deps.store.charging
+        known = next((x for x in await store.external_limits([station_id])
+                      if x.evse_id == evse_id and x.source == source), None)
+        if known is None or known.schedules:
+            return
+        for i, schedule in enumerate(schedules):
+            check_schedule(schedule, f"chargingProfile.chargingSchedule[{i}]")
+        await store.set_external_limit(replace(known, schedules=schedules))
+        self.deps.events.publish(ExternalLimitChanged(station_id, evse_id, source, "set", now))
+
+
+@dataclass(frozen=True)
+class NotifyChargingLimit:
+    """K11/K12: an external system (EMS, grid operator) limits the station or one EVSE.
+    Kept as the station's current external limit, which the scheduler respects."""
+
+    deps: Deps
+
+    async def __call__(self, ctx: StationContext, req: Payload) -> Payload:
+        limit = req["chargingLimit"]
+        evse_id = bounded_int(req.get("evseId", 0), "evseId")
+        schedules = req.get("chargingSchedule") or []
+        for i, schedule in enumerate(schedules):
+            check_schedule(schedule, f"chargingSchedule[{i}]")
+        now, source = self.deps.clock.now(), limit["chargingLimitSource"]
+        await self.deps.store.charging.set_external_limit(ExternalLimit(
+            ctx.station_id, evse_id, source, limit.get("isGridCritical"), schedules, now,
+        ))
+        self.deps.events.publish(ExternalLimitChanged(ctx.station_id, evse_id, source, "set",
+                                                      now))
+        if not schedules:  # K12: ask for it; ReportChargingProfiles fills it in
+            ctx.after(lambda: _request_external_profiles(ctx, evse_id, source))
+        return {}
+
+
+async def _request_external_profiles(ctx: StationContext, evse_id: int, source: str) -> None:
+    assert ctx.connection is not None
+    await ctx.connection.call("GetChargingProfiles", {
+        "requestId": secrets.randbelow(2**31 - 1) + 1, "evseId": evse_id,
+        "chargingProfile": {"chargingProfilePurpose": "ChargingStationExternalConstraints",
+                            "chargingLimitSource": [source]}})
+
+
+@dataclass(frozen=True)
+class ClearedChargingLimit:
+    """K13/K14: the external limit of that source (on that EVSE, or the station) is gone."""
+
+    deps: Deps
+
+    async def __call__(self, ctx: StationContext, req: Payload) -> Payload:
+        evse_id = bounded_int(req.get("evseId", 0), "evseId")
+        source = req["chargingLimitSource"]
+        now = self.deps.clock.now()
+        if await self.deps.store.charging.clear_external_limit(ctx.station_id, evse_id, source):
+            self.deps.events.publish(ExternalLimitChanged(
+                ctx.station_id, evse_id, source, "cleared", now))
+        return {}

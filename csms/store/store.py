@@ -6,12 +6,15 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from csms.store.charging import ChargingRepo
 from csms.store.customers import CustomerRepo
 from csms.store.devices import DeviceRepo
 from csms.store.diagnostics import AlertRepo, LogRepo, MonitoringRepo
+from csms.store.display import DisplayMessageRepo
 from csms.store.driver_tariffs import DriverTariffRepo
 from csms.store.firmware import FirmwareRepo
 from csms.store.grid import GridRepo
+from csms.store.iso15118 import InstalledCertificateRepo
 from csms.store.meter import MeterWriter
 from csms.store.network_profiles import NetworkProfileRepo
 from csms.store.notifications import NotificationRepo
@@ -19,6 +22,7 @@ from csms.store.plans import PlanRepo
 from csms.store.reports import ReportRepo
 from csms.store.reservations import ReservationRepo
 from csms.store.security import CertificateRepo, SecurityEventRepo
+from csms.store.station_reports import StationReportRepo
 from csms.store.stations import StationRepo
 from csms.store.tokens import TokenRepo
 from csms.store.transactions import TransactionRepo
@@ -46,6 +50,10 @@ class Store:
     monitoring: MonitoringRepo = field(init=False)
     alerts: AlertRepo = field(init=False)
     customers: CustomerRepo = field(init=False)
+    station_reports: StationReportRepo = field(init=False)
+    display: DisplayMessageRepo = field(init=False)
+    charging: ChargingRepo = field(init=False)
+    installed_certificates: InstalledCertificateRepo = field(init=False)
 
     def __post_init__(self) -> None:
         self.stations = StationRepo(self.pool)
@@ -67,6 +75,10 @@ class Store:
         self.monitoring = MonitoringRepo(self.pool)
         self.alerts = AlertRepo(self.pool)
         self.customers = CustomerRepo(self.pool)
+        self.station_reports = StationReportRepo(self.pool)
+        self.display = DisplayMessageRepo(self.pool)
+        self.charging = ChargingRepo(self.pool)
+        self.installed_certificates = InstalledCertificateRepo(self.pool)
 
     async def close(self) -> None:
         await self.meter.close()

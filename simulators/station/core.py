@@ -91,6 +91,7 @@ class Station(Link, Physics):
         self.firmware = FirmwareState()  # block L: images, faults, statuses sent
         self.diagnostics = DiagnosticsState()  # block N: monitors, log uploads
         diagnostics.install(self)
+        self.display_messages: dict[int, dict] = {}  # block O, by message id
 
     # ------------------------------------------------------------------ public surface
 

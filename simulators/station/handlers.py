@@ -18,6 +18,7 @@ from simulators.station import (
     availability,
     data_transfer,
     diagnostics,
+    display,
     firmware,
     provisioning,
     reservation,
@@ -78,6 +79,10 @@ HANDLERS: dict[str, StationHandler] = {
     "SetMonitoringBase": diagnostics.set_monitoring_base,
     "SetMonitoringLevel": diagnostics.set_monitoring_level,
     "CustomerInformation": diagnostics.customer_information,
+    # O display messages
+    "SetDisplayMessage": display.set_display_message,
+    "GetDisplayMessages": display.get_display_messages,
+    "ClearDisplayMessage": display.clear_display_message,
     # P data transfer
     "DataTransfer": data_transfer.data_transfer,
 }

@@ -86,8 +86,9 @@ async def test_K10_clear_and_get_charging_profiles(
     assert got["status"] == "Accepted"
 
     async def reported() -> bool:
-        rows = await csms.store.notifications.list("CS001", "ReportChargingProfiles")
-        return bool(rows) and rows[0].payload["chargingProfile"][0]["id"] == 7
+        reports = await csms.store.reports.list("CS001", "ChargingProfiles")
+        return bool(reports) and reports[0].complete \
+            and reports[0].items[0]["chargingProfile"]["id"] == 7
 
     await eventually(reported)
     cleared = await csms.commands.clear_charging_profile("CS001", 7)

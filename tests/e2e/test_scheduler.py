@@ -22,6 +22,7 @@ from csms.store.plans import PlanRecord
 from simulators.ev import EV
 from simulators.station import EvseSpec, Station, StationSpec
 from smart_charging.model import sample
+from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE_FILE = ROOT / "config/sites/test-small.toml"
@@ -343,8 +344,14 @@ async def test_plans_older_than_keep_plans_days_are_pruned_on_the_csms_clock(
                          trigger="test", sessions=0, inputs={}, schedule={}, status="solved")
         old_id = await plans.add(old)
         recent_id = await plans.add(replace(old, planned_at=start - timedelta(hours=12)))
-        await run.until(start + timedelta(minutes=65))  # the hourly prune has run again
-        ids = {p.id for p in await plans.list(SITE.id, limit=10_000)}
+        await run.until(start + timedelta(minutes=65))
+
+        async def pruned() -> set[int] | None:  # the hourly prune has run again: one hour
+            ids = {p.id for p in await plans.list(SITE.id, limit=10_000)}  # after the
+            return None if old_id in ids else ids  # scheduler started, which takes a while
+
+        ids = await eventually(pruned, timeout=15.0)
+        assert run.clock.now() < start + timedelta(minutes=120)
 
     assert old_id not in ids
     assert recent_id in ids

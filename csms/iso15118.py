@@ -1,0 +1,206 @@
+"""Block M, ISO 15118 Plug & Charge: what stands behind the station's certificate requests.
+
+A CSMS cannot sign a contract certificate itself: a contract CA (the mobility operator,
+or a contract-certificate pool) does, and wraps it in the EXI response the EV reads. So
+Get15118EVCertificate (M01 install, M02 update) is forwarded to a configured contract
+service over HTTP, and answered Failed when none is configured or it does not answer.
+
+GetCertificateStatus (M06) needs an OCSP response for the station, which cannot reach the
+internet itself. The CSMS answers it from the revocation list of a CA it is configured
+with (signing the OCSP response with that CA's key, RFC 6960), or fetches it from the
+responder the station names, but only one on the configured list: a station must not
+make the CSMS fetch arbitrary URLs.
+
+The contract service interface: POST `contract_service_url` with JSON
+`{"stationId", "iso15118SchemaVersion", "action", "exiRequest"}`; a 200 answer with JSON
+`{"exiResponse": "<base64 EXI>"}` is passed to the station as Accepted.
+Why this shape: docs/decisions/iso15118-certificates.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509 import ocsp
+
+from csms.config import Iso15118Config
+
+log = structlog.get_logger()
+
+EXI_MAX = 5600  # Get15118EVCertificateResponse.exiResponse maxLength
+OCSP_MAX = 5500  # GetCertificateStatusResponse.ocspResult maxLength
+HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "SHA256": hashes.SHA256, "SHA384": hashes.SHA384, "SHA512": hashes.SHA512,
+}
+OCSP_VALIDITY = timedelta(days=1)  # nextUpdate of the responses the CSMS signs
+
+
+def failed(reason: str, info: str) -> dict[str, Any]:
+    return {"status": "Failed", "statusInfo": {"reasonCode": reason[:20],
+                                               "additionalInfo": info[:512]}}
+
+
+def _is_base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def key_hash(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
+    """RFC 6960 issuerKeyHash: the hash of the issuer's public key bits (the BIT STRING of
+    its SubjectPublicKeyInfo, without tag and length)."""
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        bits = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        bits = key.public_bytes(serialization.Encoding.X962,
+                                serialization.PublicFormat.UncompressedPoint)
+    else:
+        bits = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    digest = hashes.Hash(algorithm)
+    digest.update(bits)
+    return digest.finalize()
+
+
+def name_hash(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
+    """RFC 6960 issuerNameHash: the hash of the issuer's DER-encoded subject name."""
+    digest = hashes.Hash(algorithm)
+    digest.update(cert.subject.public_bytes())
+    return digest.finalize()
+
+
+@dataclass(frozen=True)
+class LocalCa:
+    """A CA the CSMS answers OCSP for itself, from its revocation list."""
+
+    cert: x509.Certificate
+    key: Any  # the CA's private key (RSA or EC)
+    crl: x509.CertificateRevocationList | None
+
+    @classmethod
+    def load(cls, cert: str, key: str, crl: str) -> LocalCa:
+        return cls(
+            x509.load_pem_x509_certificate(Path(cert).read_bytes()),
+            serialization.load_pem_private_key(Path(key).read_bytes(), password=None),
+            x509.load_pem_x509_crl(Path(crl).read_bytes()) if crl else None,
+        )
+
+    def issued(self, data: dict[str, Any]) -> bool:
+        """Do the request's issuer hashes name this CA?"""
+        algorithm = HASHES[data["hashAlgorithm"]]()
+        return (name_hash(self.cert, algorithm).hex() == data["issuerNameHash"].lower()
+                and key_hash(self.cert, algorithm).hex() == data["issuerKeyHash"].lower())
+
+    def respond(self, data: dict[str, Any], serial: int, now: datetime) -> bytes:
+        """A signed OCSP response (DER): revoked if the CRL lists the serial, else good."""
+        revoked = self.crl.get_revoked_certificate_by_serial_number(serial) \
+            if self.crl is not None else None
+        status = ocsp.OCSPCertStatus.REVOKED if revoked else ocsp.OCSPCertStatus.GOOD
+        builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
+            issuer_name_hash=bytes.fromhex(data["issuerNameHash"]),
+            issuer_key_hash=bytes.fromhex(data["issuerKeyHash"]),
+            serial_number=serial,
+            algorithm=HASHES[data["hashAlgorithm"]](),
+            cert_status=status,
+            this_update=now,
+            next_update=now + OCSP_VALIDITY,
+            revocation_time=revoked.revocation_date_utc if revoked else None,
+            revocation_reason=None,
+        ).responder_id(ocsp.OCSPResponderEncoding.HASH, self.cert)
+        response = builder.sign(self.key, hashes.SHA256())
+        return response.public_bytes(serialization.Encoding.DER)
+
+
+class Iso15118:
+    """The contract service and the OCSP sources, as configured."""
+
+    def __init__(self, config: Iso15118Config) -> None:
+        self.config = config
+        self.local_ca = LocalCa.load(config.ocsp_ca_cert, config.ocsp_ca_key, config.ocsp_crl) \
+            if config.ocsp_ca_cert else None
+        # read at start, so a missing or bad file stops the start rather than a request
+        self.roots: dict[str, str] = {}
+        for kind, path in (("V2GRootCertificate", config.v2g_root_certificate),
+                           ("MORootCertificate", config.mo_root_certificate)):
+            if path:
+                pem = Path(path).read_text()
+                x509.load_pem_x509_certificate(pem.encode())
+                self.roots[kind] = pem
+
+    async def ev_certificate(self, station_id: str, req: dict[str, Any]) -> dict[str, Any]:
+        """M01/M02: the contract service's EXI response for the EV's request, or Failed."""
+        url = self.config.contract_service_url
+        if not url:
+            return failed("NoContractService", "no contract certificate service configured")
+        body = {"stationId": station_id, "iso15118SchemaVersion": req["iso15118SchemaVersion"],
+                "action": req["action"], "exiRequest": req["exiRequest"]}
+        try:
+            async with httpx.AsyncClient(timeout=self.config.timeout_s) as client:
+                answer = await client.post(url, json=body)
+            exi = answer.json().get("exiResponse") if answer.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            log.warning("iso15118.contract_service_failed", station_id=station_id,
+                        error=str(exc))
+            return failed("ServiceUnavailable", f"contract service: {type(exc).__name__}")
+        if answer.status_code != 200:
+            log.warning("iso15118.contract_service_refused", station_id=station_id,
+                        status=answer.status_code)
+            return failed("ServiceRefused", f"contract service answered {answer.status_code}")
+        if not isinstance(exi, str) or not exi or len(exi) > EXI_MAX or not _is_base64(exi):
+            return failed("InvalidResponse", "contract service sent no usable exiResponse")
+        return {"status": "Accepted", "exiResponse": exi}
+
+    async def certificate_status(self, station_id: str, data: dict[str, Any],
+                                 now: datetime) -> dict[str, Any]:
+        """M06: a DER OCSP response (base64) for the certificate, or Failed."""
+        try:
+            serial = int(data["serialNumber"], 16)
+            bytes.fromhex(data["issuerNameHash"])
+            bytes.fromhex(data["issuerKeyHash"])
+        except ValueError:
+            return failed("InvalidRequest", "serialNumber and hashes must be hexadecimal")
+        if self.local_ca is not None and self.local_ca.issued(data):
+            der = self.local_ca.respond(data, serial, now)
+            return {"status": "Accepted", "ocspResult": base64.b64encode(der).decode()}
+        url = data["responderURL"]
+        if not any(url.startswith(prefix) for prefix in self.config.ocsp_responders):
+            return failed("UnknownResponder", "responderURL is not a configured OCSP responder")
+        try:
+            request = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
+                bytes.fromhex(data["issuerNameHash"]), bytes.fromhex(data["issuerKeyHash"]),
+                serial, HASHES[data["hashAlgorithm"]](),
+            ).build().public_bytes(serialization.Encoding.DER)
+        except ValueError as exc:  # hashes of the wrong length for the algorithm
+            return failed("InvalidRequest", str(exc))
+        try:
+            async with httpx.AsyncClient(timeout=self.config.timeout_s) as client:
+                answer = await client.post(
+                    url, content=request, headers={"Content-Type": "application/ocsp-request"})
+            if answer.status_code != 200:
+                return failed("ServiceRefused", f"OCSP responder answered {answer.status_code}")
+            response = ocsp.load_der_ocsp_response(answer.content)
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("iso15118.ocsp_failed", station_id=station_id, error=str(exc))
+            return failed("ServiceUnavailable", f"OCSP responder: {type(exc).__name__}")
+        if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+            return failed("OcspUnsuccessful", f"OCSP {response.response_status.name}")
+        result = base64.b64encode(answer.content).decode()
+        if len(result) > OCSP_MAX:
+            return failed("InvalidResponse", "OCSP response too large for ocspResult")
+        return {"status": "Accepted", "ocspResult": result}
+
+    def root_certificate(self, certificate_type: str) -> str | None:
+        """The PEM to install as V2GRootCertificate or MORootCertificate, if configured."""
+        return self.roots.get(certificate_type)
