@@ -1,14 +1,8 @@
-"""Messages whose content the CSMS keeps as sent and answers with a fixed reply.
-
-NotifyEvent, FirmwareStatusNotification, LogStatusNotification,
-NotifyChargingLimit, ClearedChargingLimit, ReportChargingProfiles, NotifyMonitoringReport,
-NotifyCustomerInformation, NotifyDisplayMessages, ReservationStatusUpdate,
-PublishFirmwareStatusNotification: one handler for all, so each is persisted the same way.
-
-It also answers what this CSMS does not offer yet, with the refusal the schema provides
-rather than a CALLERROR: DataTransfer has no vendor extensions here (UnknownVendorId), and
-no contract-certificate service stands behind block M. (Block A's security events and
-CSRs have handlers of their own: csms/ocpp/security.py.)
+"""Messages whose content the CSMS keeps as sent and answers with a fixed reply:
+PublishFirmwareStatusNotification (a local controller's, not applicable here) and
+DataTransfer (no vendor extensions: UnknownVendorId). Every other charger-initiated
+message has a handler of its own in its block's module (see routes.py); those that keep
+the message as a notification too use the same store.
 """
 
 from __future__ import annotations
