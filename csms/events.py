@@ -87,6 +87,7 @@ class SecurityEventReported:
     type: str
     critical: bool
     tech_info: str | None
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class ReservationChanged:
     reservation_id: int
     evse_id: int | None
     status: str
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ class StationAlert:
     variable: str
     actual_value: str
     cleared: bool
+    at: datetime
 
 
 @dataclass(frozen=True)

@@ -95,10 +95,17 @@ class CustomerRepo:
             requests = await conn.execute(
                 "DELETE FROM customer_requests WHERE id_token = $1 AND token_type = $2",
                 id_token, token_type)
+            reservations = await conn.execute(
+                "DELETE FROM reservations WHERE id_token = $1 AND token_type = $2",
+                id_token, token_type)
+            await conn.execute(  # others' reservations keep their own token only
+                "UPDATE reservations SET group_id_token = NULL, group_token_type = NULL"
+                " WHERE group_id_token = $1 AND group_token_type = $2", id_token, token_type)
         return {"transactions_anonymised": _count(transactions),
                 "transaction_events_anonymised": _count(events),
                 "id_tokens_deleted": _count(tokens),
-                "earlier_requests_deleted": _count(requests)}
+                "earlier_requests_deleted": _count(requests),
+                "reservations_deleted": _count(reservations)}
 
     async def add(
         self, *, request_id: int, id_token: str | None, token_type: str | None,

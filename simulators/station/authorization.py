@@ -16,8 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from simulators.clock import parse_ocpp
-from simulators.ocppj import FrameError
-from simulators.station.replies import Reply, rejected
+from simulators.station.replies import ErrorReply, Reply, rejected
 
 if TYPE_CHECKING:
     from simulators.station.core import Station
@@ -89,7 +88,7 @@ async def clear_cache(station: Station, req: dict) -> Reply:
 def _check_size(station: Station, entries: list) -> None:
     limit = int(station.device_model.number("LocalAuthListCtrlr", "ItemsPerMessage"))
     if len(entries) > limit:
-        raise FrameError("OccurrenceConstraintViolation",
+        raise ErrorReply("OccurrenceConstraintViolation",
                          f"{len(entries)} entries, ItemsPerMessage is {limit}")
 
 

@@ -256,9 +256,7 @@ class Link:
             return
         try:
             response, after = await handler(frame.payload)
-        except ocppj.FrameError as exc:  # a request the handler refuses with a CALLERROR
-            await self._reply(ws, ocppj.encode_error(frame.message_id, exc.code, exc.description))
-        except ErrorReply as exc:
+        except ErrorReply as exc:  # a request the handler refuses with a CALLERROR
             await self._reply(ws, ocppj.encode_error(frame.message_id, exc.code,
                                                      exc.description[:200]))
             return

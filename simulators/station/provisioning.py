@@ -6,8 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from simulators.clock import to_ocpp
-from simulators.ocppj import FrameError
-from simulators.station.replies import After, Reply, rejected
+from simulators.station.replies import After, ErrorReply, Reply, rejected
 
 if TYPE_CHECKING:
     from simulators.station.core import Station
@@ -17,7 +16,7 @@ def _within(station: Station, items: list, variable: str) -> None:
     """B05/B06: a request with more items than the station takes per message is refused."""
     limit = int(station.device_model.number("DeviceDataCtrlr", variable))
     if len(items) > limit:
-        raise FrameError("OccurrenceConstraintViolation",
+        raise ErrorReply("OccurrenceConstraintViolation",
                          f"{len(items)} items, {variable} is {limit}")
 
 
@@ -80,7 +79,7 @@ async def get_report(station: Station, req: dict) -> Reply:
     wanted = req.get("componentVariable")
     limit = int(station.device_model.number("DeviceDataCtrlr", "ItemsPerMessageGetReport"))
     if wanted and len(wanted) > limit:
-        raise FrameError("OccurrenceConstraintViolation",
+        raise ErrorReply("OccurrenceConstraintViolation",
                          f"{len(wanted)} componentVariable, ItemsPerMessageGetReport is {limit}")
     data = station.device_model.report("FullInventory")
     criteria = req.get("componentCriteria") or []

@@ -5,12 +5,12 @@ against simulated stations."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 import httpx
 import pytest
 
 from csms.app import Csms
-from csms.commands import Commands
 from csms.config import Config, DiagnosticsConfig
 from simulators.ev import EV
 from simulators.station import CallFailed
@@ -181,8 +181,6 @@ async def test_N04_N06_N02_monitors_are_set_reported_and_cleared(
         monitor("EVSE", "Power", "Delta", 1, 1)]})).status_code == 404
 
 
-@pytest.mark.skipif(not hasattr(Commands, "message_limits"),
-                    reason="needs Commands.call to split by ItemsPerMessage (B06.FR.05)")
 async def test_N04_set_variable_monitoring_is_split_to_items_per_message(
     csms: Csms, client: Client, make_station: StationFactory
 ) -> None:
@@ -269,12 +267,18 @@ async def test_N09_N10_customer_information_is_exported_then_erased(
     assert told["stations"][0]["reply_status"] == "Accepted"
     assert f"transaction {transaction_id}" in told["stations"][0]["data"]
 
+    held = await client("operator").post("/api/reservations", json={
+        "station_id": "CS001", "evse_id": 1, "id_token": "CUST01", "token_type": "ISO14443",
+        "expires_at": (csms.clock.now() + timedelta(hours=1)).isoformat()})
+    assert held.status_code == 201, held.text  # answered Occupied, stored with its answer
     erased = (await admin.post("/api/customer-information",
                                json={**who, "report": True, "clear": True})).json()
     assert erased["id_token"] is None and erased["csms_export"] is not None
     assert erased["csms_cleared"] == {"transactions_anonymised": 1,
                                       "transaction_events_anonymised": 1,
-                                      "id_tokens_deleted": 1, "earlier_requests_deleted": 1}
+                                      "id_tokens_deleted": 1, "earlier_requests_deleted": 1,
+                                      "reservations_deleted": 1}
+    assert (await viewer.get(f"/api/reservations/{held.json()['id']}")).status_code == 404
     assert (await admin.get(f"/api/customer-information/{report['id']}")).status_code == 404
     kept = (await admin.get(f"/api/customer-information/{erased['id']}")).json()
     assert kept["csms_export"] is None and kept["id_token"] is None

@@ -16,6 +16,7 @@ from cryptography.x509.oid import NameOID
 from csms.app import Csms
 from csms.config import Config, FirmwareConfig
 from simulators.station import Station
+from simulators.station.link import CallFailed
 from tests.api.conftest import Client
 from tests.e2e.conftest import StationFactory
 from tests.support import eventually
@@ -170,7 +171,11 @@ async def test_L_firmware_status_for_an_unknown_request_is_kept_not_applied(
     station = await make_station("CS001")
     await station.call("FirmwareStatusNotification", {"status": "Installed", "requestId": 424242})
     await station.call("FirmwareStatusNotification", {"status": "Downloading",
-                                                      "requestId": 2**40})
+                                                      "requestId": 2**31 - 1})
+    with pytest.raises(CallFailed) as beyond:  # beyond the schema's int32: not kept
+        await station.call("FirmwareStatusNotification", {"status": "Downloading",
+                                                          "requestId": 2**40})
+    assert beyond.value.code == "PropertyConstraintViolation"
     kept = await csms.store.notifications.list("CS001", "FirmwareStatusNotification")
     assert len(kept) == 2
     assert await csms.store.firmware.updates("CS001") == []

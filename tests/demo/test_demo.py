@@ -53,7 +53,9 @@ async def test_demo_plays_a_night_that_the_api_shows_and_stops_on_ctrl_c(
             signed_in = await browser.post("/login", data={"token": token.group(1), "next": "/"})
             assert signed_in.status_code == 303
             overview = await browser.get("/")
-            assert overview.status_code == 200 and "RES001" in overview.text
+            assert overview.status_code == 200 and SITE in overview.text
+            listed = await browser.get("/stations")
+            assert listed.status_code == 200 and "RES001" in listed.text
             assert (await browser.get(docs.group(1))).status_code == 200
         async with httpx.AsyncClient(base_url=api, headers=headers, timeout=15) as http:
             stations = (await http.get("api/stations")).json()

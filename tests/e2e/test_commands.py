@@ -86,7 +86,7 @@ async def test_K10_clear_and_get_charging_profiles(
     assert got["status"] == "Accepted"
 
     async def reported() -> bool:
-        reports = await csms.store.reports.list("CS001", "ChargingProfiles")
+        reports = await csms.store.station_reports.list("CS001", "ChargingProfiles")
         return bool(reports) and reports[0].complete \
             and reports[0].items[0]["chargingProfile"]["id"] == 7
 

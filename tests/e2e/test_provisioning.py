@@ -187,15 +187,17 @@ async def test_B02_pending_boot_ends_without_a_report(
         await csms.stop()
 
 
-async def test_B07_a_report_with_ids_beyond_the_columns_is_answered_and_not_tracked(
+async def test_B07_a_report_with_ids_beyond_int32_is_refused_and_not_stored(
     csms: Csms, make_station: StationFactory
 ) -> None:
     station = await make_station("CS001")
     part = {"generatedAt": "2026-12-04T10:00:00Z", "tbc": False, "reportData": [{
         "component": {"name": "Big"}, "variable": {"name": "Ids"},
         "variableAttribute": [{"value": "1"}]}]}
-    for request_id, seq_no in ((2**70, 0), (5, 2**40), (-(2**70), -1)):
-        assert await station.call("NotifyReport", {
-            **part, "requestId": request_id, "seqNo": seq_no}) == {}
+    for request_id, seq_no in ((2**62, 0), (5, 2**40), (-(2**62), -1)):
+        with pytest.raises(CallFailed) as refused:
+            await station.call("NotifyReport", {**part, "requestId": request_id,
+                                                "seqNo": seq_no})
+        assert refused.value.code == "PropertyConstraintViolation"
     assert await csms.store.reports.list("CS001") == []
-    assert [v.value for v in await csms.store.devices.variables("CS001", "Big")] == ["1"]
+    assert await csms.store.devices.variables("CS001", "Big") == []
