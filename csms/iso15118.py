@@ -29,9 +29,11 @@ from typing import Any
 import httpx
 import structlog
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from csms.config import Iso15118Config
 
@@ -43,6 +45,7 @@ HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "SHA256": hashes.SHA256, "SHA384": hashes.SHA384, "SHA512": hashes.SHA512,
 }
 OCSP_VALIDITY = timedelta(days=1)  # nextUpdate of the responses the CSMS signs
+MAX_CHAIN = 5  # certificates read from an Authorize's chain (leaf, sub-CAs); 5,500 chars
 
 
 def failed(reason: str, info: str) -> dict[str, Any]:
@@ -74,6 +77,18 @@ def key_hash(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
     return digest.finalize()
 
 
+def _ocsp_url(cert: x509.Certificate) -> str:
+    """The OCSP responder a certificate names in its Authority Information Access."""
+    try:
+        access = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
+    except x509.ExtensionNotFound:
+        return ""
+    for description in access.value:
+        if description.access_method == AuthorityInformationAccessOID.OCSP:
+            return str(description.access_location.value)[:512]
+    return ""
+
+
 def name_hash(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
     """RFC 6960 issuerNameHash: the hash of the issuer's DER-encoded subject name."""
     digest = hashes.Hash(algorithm)
@@ -102,6 +117,10 @@ class LocalCa:
         algorithm = HASHES[data["hashAlgorithm"]]()
         return (name_hash(self.cert, algorithm).hex() == data["issuerNameHash"].lower()
                 and key_hash(self.cert, algorithm).hex() == data["issuerKeyHash"].lower())
+
+    def revoked(self, serial: int) -> bool:
+        return self.crl is not None and \
+            self.crl.get_revoked_certificate_by_serial_number(serial) is not None
 
     def respond(self, data: dict[str, Any], serial: int, now: datetime) -> bytes:
         """A signed OCSP response (DER): revoked if the CRL lists the serial, else good."""
@@ -174,7 +193,101 @@ class Iso15118:
         if self.local_ca is not None and self.local_ca.issued(data):
             der = self.local_ca.respond(data, serial, now)
             return {"status": "Accepted", "ocspResult": base64.b64encode(der).decode()}
-        url = data["responderURL"]
+        fetched = await self._ask_responder(station_id, data, serial)
+        if isinstance(fetched, dict):
+            return fetched
+        result = base64.b64encode(fetched[1]).decode()
+        if len(result) > OCSP_MAX:
+            return failed("InvalidResponse", "OCSP response too large for ocspResult")
+        return {"status": "Accepted", "ocspResult": result}
+
+    async def contract_status(self, station_id: str, certificate: str | None,
+                              hash_data: list[dict[str, Any]] | None, now: datetime
+                              ) -> tuple[str, str]:
+        """C07: the AuthorizeResponse certificateStatus for a contract certificate, and why.
+
+        A PEM chain (`certificate`, C07.FR.06: the station validates centrally) must chain
+        to a configured MO or V2G root with valid signatures, every certificate within its
+        validity; then its revocation is checked as for hash data (C07.FR.05). Each hash
+        data entry is checked against the local CA's revocation list, or a configured
+        responder. Whatever cannot be verified fails closed (CertChainError)."""
+        entries = list(hash_data or [])
+        if certificate:
+            verdict, leaf_data = self._check_chain(certificate, now)
+            if verdict != "Accepted":
+                return verdict, leaf_data.get("reason", verdict)
+            if not entries:
+                entries = [leaf_data]
+        if not entries:
+            return "NoCertificateAvailable", "neither certificate nor hash data"
+        for entry in entries:
+            try:
+                serial = int(entry["serialNumber"], 16)
+                bytes.fromhex(entry["issuerNameHash"])
+                bytes.fromhex(entry["issuerKeyHash"])
+            except (ValueError, KeyError):
+                return "CertChainError", "serialNumber and hashes must be hexadecimal"
+            if self.local_ca is not None and self.local_ca.issued(entry):
+                if self.local_ca.revoked(serial):
+                    return "CertificateRevoked", f"serial {entry['serialNumber']} revoked"
+                continue
+            fetched = await self._ask_responder(station_id, entry, serial)
+            if isinstance(fetched, dict):
+                return "CertChainError", fetched["statusInfo"]["additionalInfo"]
+            response = fetched[0]
+            if response.serial_number != serial:
+                return "CertChainError", "the OCSP response is for another certificate"
+            if response.certificate_status == ocsp.OCSPCertStatus.REVOKED:
+                return "CertificateRevoked", f"serial {entry['serialNumber']} revoked"
+            if response.certificate_status != ocsp.OCSPCertStatus.GOOD:
+                return "CertChainError", "the responder does not know the certificate"
+        return "Accepted", "valid"
+
+    def _check_chain(self, certificate: str, now: datetime) -> tuple[str, dict[str, Any]]:
+        """Verify a PEM contract chain (leaf first) up to a configured root; on success the
+        leaf's OCSP request data (with its AIA responder, if it names one)."""
+        try:
+            chain = x509.load_pem_x509_certificates(certificate.encode())[:MAX_CHAIN]
+        except ValueError:
+            return "CertChainError", {"reason": "not a PEM certificate chain"}
+        roots = [x509.load_pem_x509_certificate(pem.encode())
+                 for kind, pem in self.roots.items()
+                 if kind in ("MORootCertificate", "V2GRootCertificate")]
+        for cert in chain:
+            if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+                return "CertificateExpired", {"reason": f"{cert.subject.rfc4514_string()}"
+                                                        " is outside its validity"}
+        issuers: list[x509.Certificate | None] = [*chain[1:], None]
+        for cert, issuer in zip(chain, issuers, strict=True):
+            candidates = [issuer] if issuer is not None else \
+                [r for r in roots if r.subject == cert.issuer]
+            if not candidates:
+                return "CertChainError", {"reason": "the chain does not end at a configured"
+                                                    " MO or V2G root"}
+            try:
+                cert.verify_directly_issued_by(candidates[0])
+            except ValueError:
+                return "CertChainError", {"reason": "issuer names do not chain"}
+            except InvalidSignature:
+                return "SignatureError", {"reason": f"bad signature on "
+                                                    f"{cert.subject.rfc4514_string()}"}
+            except TypeError:  # a key type cryptography cannot verify with
+                return "CertChainError", {"reason": "unsupported key type"}
+        leaf = chain[0]
+        issuer_cert = chain[1] if len(chain) > 1 else next(
+            r for r in roots if r.subject == leaf.issuer)
+        algorithm = hashes.SHA256()
+        data: dict[str, Any] = {
+            "hashAlgorithm": "SHA256", "issuerNameHash": name_hash(issuer_cert, algorithm).hex(),
+            "issuerKeyHash": key_hash(issuer_cert, algorithm).hex(),
+            "serialNumber": format(leaf.serial_number, "x"), "responderURL": _ocsp_url(leaf)}
+        return "Accepted", data
+
+    async def _ask_responder(self, station_id: str, data: dict[str, Any], serial: int
+                             ) -> tuple[ocsp.OCSPResponse, bytes] | dict[str, Any]:
+        """The configured responder's successful OCSP response (parsed and DER), or the
+        Failed answer saying why. Only responders on the configured list are asked."""
+        url = data.get("responderURL", "")
         if not any(url.startswith(prefix) for prefix in self.config.ocsp_responders):
             return failed("UnknownResponder", "responderURL is not a configured OCSP responder")
         try:
@@ -196,10 +309,7 @@ class Iso15118:
             return failed("ServiceUnavailable", f"OCSP responder: {type(exc).__name__}")
         if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
             return failed("OcspUnsuccessful", f"OCSP {response.response_status.name}")
-        result = base64.b64encode(answer.content).decode()
-        if len(result) > OCSP_MAX:
-            return failed("InvalidResponse", "OCSP response too large for ocspResult")
-        return {"status": "Accepted", "ocspResult": result}
+        return response, answer.content
 
     def root_certificate(self, certificate_type: str) -> str | None:
         """The PEM to install as V2GRootCertificate or MORootCertificate, if configured."""

@@ -43,3 +43,6 @@ site_household = Gauge("csms_site_household_kw", "A site's non-EV load in the cu
 loop_lag = Histogram("csms_event_loop_lag_seconds", "How late a 100 ms timer fires: how long "
                      "the event loop (every station) was held up",
                      buckets=(.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
+contracts_refused = Counter("csms_contract_certificates_refused_total", "Authorize requests "
+                            "whose contract certificate was not accepted (C07), by "
+                            "certificateStatus", ["status"])

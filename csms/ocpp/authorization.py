@@ -3,7 +3,9 @@
 One place builds an idTokenInfo from the token table, for Authorize, TransactionEvent
 answers and local list entries alike: the status now, the group (C09: `groupIdToken`, as
 the group's own row in the table when there is one) and how long a station may cache it
-(`cacheExpiryDateTime`: the token's expiry, C10).
+(`cacheExpiryDateTime`: the token's expiry, C10). A PIN (C04) is a token of type KeyCode.
+An Authorize carrying a contract certificate (C07, Plug & Charge) is answered with its
+certificateStatus as well, checked by csms/iso15118.py.
 """
 
 from __future__ import annotations
@@ -11,12 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
+
+from csms import metrics
 from csms.clock import to_ocpp
 from csms.connection import StationContext
 from csms.frames import Payload
 from csms.ocpp.cost import tariff_message
 from csms.ocpp.deps import Deps
 from csms.store.tokens import IdToken, TokenRepo
+
+log = structlog.get_logger()
 
 NO_AUTH_TYPES = ("NoAuthorization", "Central")
 MASTER_PASS = ("AuthCtrlr", "MasterPassGroupId")
@@ -34,12 +41,13 @@ def token_info(token: IdToken, now: datetime, group: IdToken | None = None) -> P
 
 
 async def id_token_info(tokens: TokenRepo, id_token: Payload, now: datetime) -> Payload:
-    """Unknown tokens are Unknown; a NoAuthorization token (free vending) is Accepted."""
+    """Unknown tokens are Unknown, but a PIN no one holds is Invalid (C04.FR.01); a
+    NoAuthorization token (free vending) is Accepted."""
     if id_token["type"] == "NoAuthorization":
         return {"status": "Accepted"}
     token = await tokens.get(id_token["idToken"], id_token["type"])
     if token is None:
-        return {"status": "Unknown"}
+        return {"status": "Invalid" if id_token["type"] == "KeyCode" else "Unknown"}
     group = await tokens.group_token(token.group_id) if token.group_id else None
     return token_info(token, now, group)
 
@@ -60,7 +68,29 @@ class Authorize:
     deps: Deps
 
     async def __call__(self, ctx: StationContext, req: Payload) -> Payload:
-        info = await id_token_info(self.deps.store.tokens, req["idToken"], self.deps.clock.now())
+        now = self.deps.clock.now()
+        info = await id_token_info(self.deps.store.tokens, req["idToken"], now)
+        answer: Payload = {"idTokenInfo": info}
+        if req.get("certificate") or req.get("iso15118CertificateHashData"):
+            answer["certificateStatus"] = status = await self._contract(ctx, req, now)
+            if status != "Accepted":  # C07.FR.13-17: a bad contract is an Invalid token
+                answer["idTokenInfo"] = info = {"status": "Invalid"}
         if info["status"] == "Accepted":  # I01: the driver's tariff
             info |= await tariff_message(self.deps.store, req["idToken"])
-        return {"idTokenInfo": info}
+        return answer
+
+    async def _contract(self, ctx: StationContext, req: Payload, now: datetime) -> str:
+        """C07: the contract certificate's status; without an ISO 15118 configuration no
+        chain can be verified, so none is accepted."""
+        service = self.deps.iso15118
+        if service is None:
+            status, why = "CertChainError", "no ISO 15118 configuration"
+        else:
+            status, why = await service.contract_status(
+                ctx.station_id, req.get("certificate"), req.get("iso15118CertificateHashData"),
+                now)
+        if status != "Accepted":
+            log.warning("authorize.contract_refused", station_id=ctx.station_id,
+                        id_token=req["idToken"]["idToken"], status=status, reason=why)
+            metrics.contracts_refused.labels(status).inc()
+        return status

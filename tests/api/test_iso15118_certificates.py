@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from csms.app import Csms
 from csms.config import Config, Iso15118Config
 from csms.iso15118 import Iso15118
+from simulators.station import Station
 from simulators.station import iso15118 as station_iso15118
 from tests.e2e.conftest import StationFactory
 
@@ -33,13 +34,17 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def make_ca(cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def make_ca(cn: str, parent: x509.Certificate | None = None,
+            parent_key: ec.EllipticCurvePrivateKey | None = None,
+            ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A root CA, or a sub-CA of `parent`."""
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
+    cert = (x509.CertificateBuilder().subject_name(_name(cn))
+            .issuer_name(parent.subject if parent else _name(cn))
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=365))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+            .sign(parent_key or key, hashes.SHA256()))
     return cert, key
 
 
@@ -119,9 +124,9 @@ class Servers:
 
 @pytest.fixture(scope="module")
 def pki() -> dict:
-    local_ca, local_key = make_ca("Local Contract Sub-CA")
+    v2g_root, v2g_key = make_ca("V2G Root")
+    local_ca, local_key = make_ca("Local Contract Sub-CA", v2g_root, v2g_key)
     remote_ca, remote_key = make_ca("Remote MO CA")
-    v2g_root, _ = make_ca("V2G Root")
     good = issue(local_ca, local_key, "EMAID-GOOD", 0x1001)
     revoked = issue(local_ca, local_key, "EMAID-REVOKED", 0x1002)
     crl = (x509.CertificateRevocationListBuilder().issuer_name(local_ca.subject)
@@ -258,3 +263,83 @@ async def test_M05_M03_v2g_root_is_installed_and_installed_ids_are_kept(
     station.certificates.installed.append(("V2GRootCertificate", pki["v2g_root"]))
     r = await admin.post(f"{base}/installed-certificates/refresh")  # installed by hand
     assert r.status_code == 200 and len(r.json()) == 1
+
+
+def _pem(*certs: x509.Certificate) -> str:
+    return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
+
+
+async def _authorize(station: Station, emaid: str, **contract: object) -> dict:
+    return await station.call("Authorize", {"idToken": {"idToken": emaid, "type": "eMAID"},
+                                            **contract})
+
+
+async def test_C07_contract_hash_data_is_checked_before_the_token_is_accepted(
+    csms: Csms, make_station: StationFactory, pki: dict, servers: Servers
+) -> None:
+    station = await make_station("CS001")
+    for emaid in ("EMAID-GOOD", "EMAID-REVOKED", "EMAID-R"):
+        await csms.store.tokens.add(emaid, "eMAID", csms.clock.now())
+    good = await _authorize(station, "EMAID-GOOD", iso15118CertificateHashData=[
+        hash_data(pki["good"], pki["local_ca"]) | {"responderURL": "http://x.invalid/"}])
+    assert good["certificateStatus"] == "Accepted"
+    assert good["idTokenInfo"]["status"] == "Accepted"
+    revoked = await _authorize(station, "EMAID-REVOKED", iso15118CertificateHashData=[
+        hash_data(pki["revoked"], pki["local_ca"]) | {"responderURL": "http://x.invalid/"}])
+    assert revoked["certificateStatus"] == "CertificateRevoked"  # C07.FR.16
+    assert revoked["idTokenInfo"]["status"] == "Invalid"
+    # another CA's certificate: its configured responder says good
+    remote = hash_data(pki["remote_leaf"], pki["remote_ca"])
+    answer = await _authorize(station, "EMAID-R", iso15118CertificateHashData=[
+        remote | {"responderURL": servers.url + "/ocsp"}])
+    assert answer["certificateStatus"] == "Accepted" and len(servers.ocsp_requests) == 1
+    # a responder the operator did not configure is never asked: fails closed
+    answer = await _authorize(station, "EMAID-R", iso15118CertificateHashData=[
+        remote | {"responderURL": "http://169.254.169.254/ocsp"}])
+    assert answer["certificateStatus"] == "CertChainError"
+    assert answer["idTokenInfo"]["status"] == "Invalid"
+    assert len(servers.ocsp_requests) == 1
+    # a good certificate does not make an unknown eMAID known
+    stranger = await _authorize(station, "EMAID-NOBODY", iso15118CertificateHashData=[
+        hash_data(pki["good"], pki["local_ca"]) | {"responderURL": "http://x.invalid/"}])
+    assert stranger["certificateStatus"] == "Accepted"
+    assert stranger["idTokenInfo"]["status"] == "Unknown"
+
+
+async def test_C07_central_validation_of_a_contract_chain(
+    csms: Csms, make_station: StationFactory, pki: dict, servers: Servers
+) -> None:
+    station = await make_station("CS001")
+    await csms.store.tokens.add("EMAID-GOOD", "eMAID", csms.clock.now())
+    local_ca, local_key = pki["local_ca"], pki["local_key"]
+
+    async def status(chain: str) -> tuple[str, str]:
+        answer = await _authorize(station, "EMAID-GOOD", certificate=chain)
+        return answer["certificateStatus"], answer["idTokenInfo"]["status"]
+
+    # the sub-CA chains to the configured V2G root (C07.FR.05); without it, no chain
+    assert await status(_pem(pki["good"], local_ca)) == ("Accepted", "Accepted")
+    assert await status(_pem(pki["good"], local_ca, pki["v2g_root"])) == (
+        "Accepted", "Accepted")
+    assert await status(_pem(pki["good"])) == ("CertChainError", "Invalid")
+    assert await status(_pem(pki["revoked"], local_ca)) == ("CertificateRevoked", "Invalid")
+    expired = (x509.CertificateBuilder().subject_name(_name("EMAID-GOOD"))
+               .issuer_name(local_ca.subject).public_key(pki["good"].public_key())
+               .serial_number(0x2001).not_valid_before(NOW - timedelta(days=60))
+               .not_valid_after(NOW - timedelta(days=1)).sign(local_key, hashes.SHA256()))
+    assert await status(_pem(expired, local_ca)) == ("CertificateExpired", "Invalid")
+    assert await status(_pem(pki["remote_leaf"])) == ("CertChainError", "Invalid")
+    _, impostor_key = make_ca("Local Contract Sub-CA")  # same name, another key
+    forged = issue(local_ca, impostor_key, "EMAID-GOOD", 0x2002)
+    assert await status(_pem(forged, local_ca)) == ("SignatureError", "Invalid")
+    assert await status("-----BEGIN CERTIFICATE-----\nnot one\n") == (
+        "CertChainError", "Invalid")
+
+
+async def test_C04_pin_code_authorization(csms: Csms, make_station: StationFactory) -> None:
+    station = await make_station("CS001")
+    await csms.store.tokens.add("4711", "KeyCode", csms.clock.now())
+    pin = {"idToken": {"idToken": "4711", "type": "KeyCode"}}
+    assert (await station.call("Authorize", pin))["idTokenInfo"]["status"] == "Accepted"
+    wrong = {"idToken": {"idToken": "0000", "type": "KeyCode"}}
+    assert (await station.call("Authorize", wrong))["idTokenInfo"]["status"] == "Invalid"
