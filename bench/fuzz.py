@@ -168,6 +168,17 @@ async def well_behaved(url: str, stop: asyncio.Event, rtts: list[float]) -> None
     await ws.close()
 
 
+async def report_progress(tally: Counter[str], rtts: list[float], stop: asyncio.Event,
+                          every_s: float = 60.0) -> None:
+    """A line on stderr each minute, so a long run shows where it stands."""
+    started = time.monotonic()
+    while not stop.is_set():
+        await asyncio.sleep(every_s)
+        print(json.dumps({"s": round(time.monotonic() - started), "frames": tally["frames"],
+                          "heartbeat_max_ms": round(max(rtts, default=0) * 1000, 1),
+                          "answers": dict(tally.most_common(8))}), file=sys.stderr, flush=True)
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="csms-fuzz-") as tmp_name:
         tmp = Path(tmp_name)
@@ -192,6 +203,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             rtts: list[float] = []
             stop = asyncio.Event()
             calm = asyncio.create_task(well_behaved(ws_url, stop, rtts))
+            progress = asyncio.create_task(report_progress(tally, rtts, stop))
             started = time.monotonic()
             per = -(-args.frames // args.fuzzers)
             await asyncio.gather(*(
@@ -199,6 +211,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 for i in range(1, args.fuzzers + 1)))
             stop.set()
             await calm
+            progress.cancel()
             seconds = time.monotonic() - started
             rss_after = rss_mb(run)
         finally:
