@@ -11,6 +11,7 @@ import structlog
 from csms.api.app import build_app
 from csms.api.deps import Parts
 from csms.api.server import ApiServer
+from csms.audit import load_key
 from csms.ca import CertificateAuthority
 from csms.ca import load_or_create as load_ca
 from csms.certificates import CertificateRenewal
@@ -124,7 +125,8 @@ class Csms:
                       ApiTokenRepo(self.store.pool), sites=sites,
                       tariffs=load_catalog(self.config.scheduler) if self.scheduler else
                       TariffCatalog(), ca=self.ca, firmware=self.firmware,
-                      diagnostics=self.diagnostics, iso15118=self.iso15118)
+                      diagnostics=self.diagnostics, iso15118=self.iso15118,
+                      audit_key=load_key(self.config.audit_dir()))
         api = ApiServer(self.config.api, build_app(parts), parts.stopping)
         try:
             await api.start()

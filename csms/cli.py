@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from csms import audit
 from csms import log as logging_setup
 from csms.api.auth import ROLES, new_token
 from csms.app import Csms, station_ca
@@ -93,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     aadd.add_argument("--role", required=True, choices=list(ROLES))
     aadd.add_argument("--node", action="append", default=[],
                       help="SITE/NODE a grid token may see and limit (repeat for more)")
+    aadd.add_argument("--portfolio", action="append", default=[],
+                      help="a portfolio an aggregator token may see (repeat for more)")
     alist = asub.add_parser("list", help="list API tokens (names and roles, never tokens)")
     _common(alist)
     arm = asub.add_parser("remove", help="revoke an API token")
@@ -107,6 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     server_cert.add_argument("hostnames", nargs="+", metavar="HOST",
                              help="names and addresses stations connect to")
     server_cert.add_argument("--out", required=True, metavar="DIR")
+    audit_cmd = sub.add_parser("audit", help="the tamper-evident log of dispatches and "
+                               "portfolios (csms/audit.py)")
+    ausub = audit_cmd.add_subparsers(dest="action", required=True)
+    verify = ausub.add_parser("verify", help="check every entry's hash, link and signature; "
+                              "exit 1 and name each problem if any")
+    _common(verify)
+    verify.add_argument("--public-key", metavar="PEM",
+                        help="the log's public key (default: audit.pub in the audit folder)")
+    verify.add_argument("--head", metavar="SEQ:HASH",
+                        help="a head noted earlier with `csms audit head`: it must still be "
+                        "there (finds entries removed from the end)")
+    head = ausub.add_parser("head", help="print the newest entry's SEQ:HASH, to note down")
+    _common(head)
     _add_installed_commands(sub)
     return parser
 
@@ -269,6 +285,37 @@ def _tokens(args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
     return job
 
 
+def _audit(args: argparse.Namespace, config: Config) -> Callable[[Store], Awaitable[int]]:
+    async def job(store: Store) -> int:
+        entries = await store.audit.entries()
+        if args.action == "head":
+            print(f"{entries[-1].seq}:{entries[-1].hash.hex()}" if entries else "0:")
+            return 0
+        head = None
+        if args.head:
+            seq, _, digest = args.head.partition(":")
+            try:
+                head = (int(seq), bytes.fromhex(digest))
+            except ValueError:
+                print("error: --head is SEQ:HASH as `csms audit head` prints it",
+                      file=sys.stderr)
+                return 2
+        try:
+            key = audit.load_public_key(Path(args.public_key) if args.public_key
+                                        else config.audit_dir() / "audit.pub")
+        except (OSError, ValueError) as exc:
+            print(f"error: public key: {exc}", file=sys.stderr)
+            return 2
+        problems = audit.verify(entries, key, head)
+        for problem in problems:
+            print(problem)
+        print(f"{len(entries)} entries, " + (f"{len(problems)} problem(s)" if problems
+                                             else "chain intact"))
+        return 1 if problems else 0
+
+    return job
+
+
 def _api_tokens(args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
     now = SystemClock().now()
 
@@ -278,8 +325,13 @@ def _api_tokens(args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
             if args.role == "grid" and not args.node:
                 print("error: a grid token needs at least one --node", file=sys.stderr)
                 return 2
+            if args.role == "aggregator" and not args.portfolio:
+                print("error: an aggregator token needs at least one --portfolio",
+                      file=sys.stderr)
+                return 2
             token, hashed = new_token()
-            if not await repo.add(args.name, args.role, hashed, now, tuple(args.node)):
+            if not await repo.add(args.name, args.role, hashed, now, tuple(args.node),
+                                  tuple(args.portfolio)):
                 print(f"error: an API token named {args.name} exists", file=sys.stderr)
                 return 1
             print(f"API token {args.name} ({args.role}); keep it now, it is not shown again:")
@@ -290,10 +342,11 @@ def _api_tokens(args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
                 return 1
             print(f"removed API token {args.name}")
         else:
-            print(f"{'name':<24} {'role':<9} {'created':<26} nodes")
+            print(f"{'name':<24} {'role':<10} {'created':<26} scope")
             for t in await repo.list():
-                print(f"{t.name:<24} {t.role:<9} "
-                      f"{t.created_at.isoformat(timespec='seconds'):<26} {','.join(t.nodes)}")
+                print(f"{t.name:<24} {t.role:<10} "
+                      f"{t.created_at.isoformat(timespec='seconds'):<26} "
+                      f"{','.join(t.nodes + t.portfolios)}")
         return 0
 
     return job
@@ -322,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         return _ca(args, config)
     if args.command == "stations":
         return asyncio.run(_with_store(config, _stations(args, config)))
-    jobs = {"tokens": _tokens, "api-tokens": _api_tokens}
+    jobs = {"tokens": _tokens, "api-tokens": _api_tokens,
+            "audit": lambda a: _audit(a, config)}
     job = jobs[args.command](args)
     return asyncio.run(_with_store(config, job))
 

@@ -43,6 +43,9 @@ class SecurityConfig:
     ca_cert: str = ""  # the operator's CA (PEM); empty: the CSMS's own, made in ca_dir
     ca_key: str = ""
     ca_dir: str = ""  # empty: "ca" beside database.data_dir (data/ca)
+    # the audit log's signing key (audit.key, audit.pub); every node of a cluster must
+    # share it. Empty: "audit" beside database.data_dir (data/audit)
+    audit_dir: str = ""
     organization: str = ""  # O= a station's CSR must carry (empty: not checked)
     certificate_days: int = 365
     renew_before_days: float = 30.0
@@ -233,6 +236,10 @@ class Config:
     def ca_dir(self) -> str:
         """Where the CSMS's own CA lives: configured, or beside the database folder."""
         return self.security.ca_dir or str(Path(self.database.data_dir).parent / "ca")
+
+    def audit_dir(self) -> Path:
+        """Where the audit log's signing key lives: configured, or beside the database."""
+        return Path(self.security.audit_dir or Path(self.database.data_dir).parent / "audit")
 
 
 def _section(cls: type[Any], data: dict[str, Any], name: str) -> Any:

@@ -28,6 +28,7 @@ from csms.api import (
     local_lists,
     metrics,
     network_profiles,
+    portfolios,
     reports,
     reservations,
     security,
@@ -77,6 +78,7 @@ def build_app(parts: Parts) -> FastAPI:
         app.include_router(module.router)
     for module in (reservations, driver_tariffs):  # blocks H and I
         app.include_router(module.router)
+    app.include_router(portfolios.router)  # issue 14: aggregators
 
     @app.exception_handler(CommandFailed)
     async def command_failed(request: Request, exc: CommandFailed) -> JSONResponse:

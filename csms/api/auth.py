@@ -44,6 +44,9 @@ class Permission(StrEnum):
     METRICS = "metrics"
     # certificates, network profiles, a customer's data at a station: admin only
     SECURITY = "security"
+    PORTFOLIOS = "portfolios:read"  # an aggregator's pooled sites (its own, if scoped)
+    PORTFOLIOS_WRITE = "portfolios:write"  # make and remove portfolios
+    AUDIT = "audit:read"  # the tamper-evident log
 
 
 ROLES: dict[str, frozenset[Permission]] = {
@@ -51,10 +54,15 @@ ROLES: dict[str, frozenset[Permission]] = {
     "operator": frozenset({
         Permission.READ, Permission.STATIONS, Permission.ID_TOKENS, Permission.SESSIONS,
         Permission.COMMANDS, Permission.SITES, Permission.METRICS, Permission.TARIFFS,
+        Permission.PORTFOLIOS, Permission.PORTFOLIOS_WRITE, Permission.AUDIT,
     }),
     # A grid company sees and limits its own nodes; it does not see drivers or stations.
     "grid": frozenset({Permission.SITES, Permission.LIMITS}),
-    "viewer": frozenset({Permission.READ, Permission.SITES, Permission.METRICS}),
+    # An aggregator sees the portfolios its token names (and the log of what it
+    # committed to); no drivers, no stations.
+    "aggregator": frozenset({Permission.PORTFOLIOS, Permission.AUDIT}),
+    "viewer": frozenset({Permission.READ, Permission.SITES, Permission.METRICS,
+                         Permission.PORTFOLIOS}),
 }
 
 
@@ -75,9 +83,14 @@ class Caller:
     name: str
     role: str
     nodes: tuple[str, ...]
+    portfolios: tuple[str, ...] = ()
 
     def may(self, permission: Permission) -> bool:
         return permission in ROLES.get(self.role, frozenset())
+
+    def sees_portfolio(self, portfolio_id: str) -> bool:
+        """An aggregator token sees the portfolios it names; other roles see all."""
+        return self.role != "aggregator" or portfolio_id in self.portfolios
 
 
 _bearer = HTTPBearer(auto_error=False, description="an API token from `csms api-tokens add`")
@@ -107,7 +120,8 @@ async def lookup(request: Request, token: str) -> Caller | None:
     """The caller a token stands for, or None if it is unknown or revoked."""
     repo: ApiTokenRepo = request.app.state.parts.api_tokens
     record: ApiToken | None = await repo.find(hash_token(token))
-    return None if record is None else Caller(record.name, record.role, record.nodes)
+    return None if record is None else Caller(record.name, record.role, record.nodes,
+                                              record.portfolios)
 
 
 def require(permission: Permission) -> Any:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, HTTPException, Request, status
 
 from csms.ca import CertificateAuthority
@@ -42,6 +43,7 @@ class Parts:
     firmware: FirmwareUpdates | None = None  # updates and rollouts (block L)
     diagnostics: Diagnostics | None = None  # logs, monitors, customer data (block N)
     iso15118: Iso15118 | None = None  # block M: root certificates to install
+    audit_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
 
 
 def parts(request: Request) -> Parts:

@@ -93,6 +93,13 @@ def configured(parts: Parts, site_id: str) -> Site:
     return site
 
 
+def _audited(event: GridEvent) -> dict[str, object]:
+    """What the audit log keeps of a dispatch (a grid event): no personal data."""
+    return {"site": event.site_id, "event": event.id, "node": event.node, "kind": event.kind,
+            "kw": event.kw, "start": event.start.isoformat(), "end": event.end.isoformat(),
+            "reference": event.reference}
+
+
 def may_act(who: Caller, site: Site, node_id: str) -> bool:
     return who.role != "grid" or grid.covers(who.nodes, site, node_id)
 
@@ -147,8 +154,12 @@ async def create_event(site_id: SiteId, body: EventIn, who: Writer,
         raise _invalid("kind", "target is not supported yet on a node that does not hold "
                        "all the site's EVSEs (the engine follows a target for the site's "
                        "total EV load); use the root node, or a limit")
-    event = await parts.store.grid.add_event(site.id, body.node, body.kind, body.kw, start,
-                                             body.end, body.reference, who.name, now)
+    async with parts.store.pool.acquire() as conn, conn.transaction():  # with its audit entry
+        event = await parts.store.grid.add_event(site.id, body.node, body.kind, body.kw,
+                                                 start, body.end, body.reference, who.name,
+                                                 now, conn)
+        await parts.store.audit.append(parts.audit_key, who.name, "dispatch.created",
+                                       _audited(event), now, conn)
     _published(parts, event, "created")
     return await event_out(parts, site, event)
 
@@ -192,10 +203,13 @@ async def cancel_event(event: EventDep, who: Writer, parts: PartsDep) -> EventOu
     """Cancel a scheduled or active event (an active one ends now); the site re-plans."""
     site = configured(parts, event.site_id)
     now = parts.clock.now()
-    cancelled = await parts.store.grid.cancel(site.id, event.id, now)
-    if cancelled is None:
-        raise HTTPException(status.HTTP_409_CONFLICT,
-                            f"event {event.id} is {event.status(now)}")
+    async with parts.store.pool.acquire() as conn, conn.transaction():
+        cancelled = await parts.store.grid.cancel(site.id, event.id, now, conn)
+        if cancelled is None:
+            raise HTTPException(status.HTTP_409_CONFLICT,
+                                f"event {event.id} is {event.status(now)}")
+        await parts.store.audit.append(parts.audit_key, who.name, "dispatch.cancelled",
+                                       _audited(cancelled), now, conn)
     _published(parts, cancelled, "cancelled")
     return await event_out(parts, site, cancelled)
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
-API_ROLES = ("admin", "operator", "grid", "viewer")
+API_ROLES = ("admin", "operator", "grid", "aggregator", "viewer")
 
 
 @dataclass(frozen=True)
@@ -16,13 +16,15 @@ class ApiToken:
     role: str
     nodes: tuple[str, ...]
     created_at: datetime
+    portfolios: tuple[str, ...] = ()  # what an aggregator token may see and act on
 
 
-_COLUMNS = "name, role, nodes, created_at"
+_COLUMNS = "name, role, nodes, created_at, portfolios"
 
 
 def _token(row: asyncpg.Record) -> ApiToken:
-    return ApiToken(row["name"], row["role"], tuple(row["nodes"]), row["created_at"])
+    return ApiToken(row["name"], row["role"], tuple(row["nodes"]), row["created_at"],
+                    tuple(row["portfolios"]))
 
 
 class ApiTokenRepo:
@@ -30,15 +32,16 @@ class ApiTokenRepo:
         self.pool = pool
 
     async def add(
-        self, name: str, role: str, token_hash: bytes, now: datetime, nodes: tuple[str, ...] = ()
+        self, name: str, role: str, token_hash: bytes, now: datetime, nodes: tuple[str, ...] = (),
+        portfolios: tuple[str, ...] = (),
     ) -> bool:
         """False when a token with this name exists (it is not replaced: remove it first)."""
         if role not in API_ROLES:
             raise ValueError(f"role must be one of {', '.join(API_ROLES)}")
         inserted = await self.pool.fetchval(
-            "INSERT INTO api_tokens (name, role, token_hash, nodes, created_at)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING RETURNING 1",
-            name, role, token_hash, list(nodes), now,
+            "INSERT INTO api_tokens (name, role, token_hash, nodes, created_at, portfolios)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING RETURNING 1",
+            name, role, token_hash, list(nodes), now, list(portfolios),
         )
         return bool(inserted)
 

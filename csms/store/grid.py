@@ -58,8 +58,9 @@ class GridRepo:
 
     async def add_event(self, site_id: str, node: str, kind: str, kw: float, start: datetime,
                         end: datetime, reference: str | None, created_by: str,
-                        now: datetime) -> GridEvent:
-        row = await self.pool.fetchrow(
+                        now: datetime, conn: asyncpg.Connection | None = None) -> GridEvent:
+        """`conn`: in the caller's transaction (stored with its audit entry)."""
+        row = await (conn or self.pool).fetchrow(
             "INSERT INTO grid_events (site_id, node, kind, kw, starts_at, ends_at, reference,"
             f" created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             f" RETURNING {_EVENT}",
@@ -90,9 +91,10 @@ class GridRepo:
             " AND cancelled_at IS NULL ORDER BY created_at, id", site_id, now)
         return [GridEvent(**dict(r)) for r in rows]
 
-    async def cancel(self, site_id: str, event_id: int, now: datetime) -> GridEvent | None:
+    async def cancel(self, site_id: str, event_id: int, now: datetime,
+                     conn: asyncpg.Connection | None = None) -> GridEvent | None:
         """Cancel an event not cancelled and not completed (None if it was)."""
-        row = await self.pool.fetchrow(
+        row = await (conn or self.pool).fetchrow(
             f"UPDATE grid_events SET cancelled_at = $3 WHERE site_id = $1 AND id = $2"
             f" AND cancelled_at IS NULL AND ends_at > $3 RETURNING {_EVENT}",
             site_id, event_id, now)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from csms.store.audit import AuditRepo
 from csms.store.charging import ChargingRepo
 from csms.store.customers import CustomerRepo
 from csms.store.devices import DeviceRepo
@@ -19,6 +20,7 @@ from csms.store.meter import MeterWriter
 from csms.store.network_profiles import NetworkProfileRepo
 from csms.store.notifications import NotificationRepo
 from csms.store.plans import PlanRepo
+from csms.store.portfolios import PortfolioRepo
 from csms.store.reports import ReportRepo
 from csms.store.reservations import ReservationRepo
 from csms.store.security import CertificateRepo, SecurityEventRepo
@@ -54,6 +56,8 @@ class Store:
     display: DisplayMessageRepo = field(init=False)
     charging: ChargingRepo = field(init=False)
     installed_certificates: InstalledCertificateRepo = field(init=False)
+    portfolios: PortfolioRepo = field(init=False)
+    audit: AuditRepo = field(init=False)
 
     def __post_init__(self) -> None:
         self.stations = StationRepo(self.pool)
@@ -79,6 +83,8 @@ class Store:
         self.display = DisplayMessageRepo(self.pool)
         self.charging = ChargingRepo(self.pool)
         self.installed_certificates = InstalledCertificateRepo(self.pool)
+        self.portfolios = PortfolioRepo(self.pool)
+        self.audit = AuditRepo(self.pool)
 
     async def close(self) -> None:
         await self.meter.close()

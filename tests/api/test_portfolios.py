@@ -1,0 +1,129 @@
+"""Issue 14, first part: portfolios of sites with an aggregator role scoped to them, and the
+hash-chained audit log of dispatches and portfolios that `csms audit verify` checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from csms.api.auth import new_token
+from csms.app import Csms
+from csms.config import Config, SchedulerConfig
+from csms.store.api_tokens import ApiTokenRepo
+from tests.api.conftest import Client
+from tests.api.test_grid_events import SITE, TARIFFS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def config(config: Config, tmp_path: Path) -> Config:
+    site = tmp_path / "street.toml"
+    site.write_text(SITE)
+    return replace(config, scheduler=SchedulerConfig(
+        enabled=True, sites=(str(site),), tariffs_dir=str(TARIFFS), interval_s=3600,
+        debounce_s=0, tx_default_profile=False))
+
+
+async def _aggregator(csms: Csms, base_url: str, *portfolios: str) -> httpx.AsyncClient:
+    token, hashed = new_token()
+    assert await ApiTokenRepo(csms.store.pool).add(
+        f"vpp-{'-'.join(portfolios)}", "aggregator", hashed, csms.clock.now(),
+        portfolios=portfolios)
+    return httpx.AsyncClient(base_url=base_url, timeout=15.0,
+                             headers={"Authorization": f"Bearer {token}"})
+
+
+def _portfolio(pid: str, *members: dict[str, Any]) -> dict[str, Any]:
+    return {"id": pid, "name": f"{pid} pool", "operator": "Suzhou Property Co.",
+            "members": list(members) or [{"site_id": "street"}]}
+
+
+async def test_portfolios_are_made_by_operators_and_seen_by_their_aggregator(
+    csms: Csms, client: Client, base_url: str
+) -> None:
+    operator = client("operator")
+    made = await operator.post("/api/portfolios", json=_portfolio(
+        "east", {"site_id": "street", "node": "feeder-a"}, {"site_id": "street"}))
+    assert made.status_code == 201, made.text
+    assert made.json()["members"] == [{"site_id": "street", "node": "feeder-a"},
+                                      {"site_id": "street", "node": None}]
+    assert (await operator.post("/api/portfolios", json=_portfolio("west"))).status_code == 201
+    again = await operator.post("/api/portfolios", json=_portfolio("east"))
+    assert again.status_code == 409
+    for bad in ({"site_id": "nowhere"}, {"site_id": "street", "node": "feeder-z"}):
+        refused = await operator.post("/api/portfolios", json=_portfolio("x", bad))
+        assert refused.status_code == 422, refused.text
+    assert (await operator.post("/api/portfolios", json={**_portfolio("y"), "members": []})
+            ).status_code == 422
+    assert (await operator.post("/api/portfolios", json=_portfolio("bad id!"))
+            ).status_code == 422
+
+    async with await _aggregator(csms, base_url, "east") as vpp:
+        assert [p["id"] for p in (await vpp.get("/api/portfolios")).json()] == ["east"]
+        assert (await vpp.get("/api/portfolios/east")).status_code == 200
+        assert (await vpp.get("/api/portfolios/west")).status_code == 404  # not its own
+        assert (await vpp.post("/api/portfolios", json=_portfolio("z"))).status_code == 403
+        assert (await vpp.get("/api/stations")).status_code == 403  # no drivers, no stations
+    assert (await client("grid").get("/api/portfolios")).status_code == 403
+    assert [p["id"] for p in (await client("viewer").get("/api/portfolios")).json()] == [
+        "east", "west"]
+    assert (await client("viewer").delete("/api/portfolios/west")).status_code == 403
+    assert (await operator.delete("/api/portfolios/west")).status_code == 204
+    assert (await operator.delete("/api/portfolios/west")).status_code == 404
+
+
+def _cli(*args: str, config: Config) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "csms.cli", "audit", *args,
+         "--database-url", config.database.url, "--data-dir", config.database.data_dir],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+async def test_dispatches_and_portfolios_are_in_a_chain_that_audit_verify_checks(
+    csms: Csms, client: Client, base_url: str
+) -> None:
+    operator = client("operator")
+    assert (await operator.post("/api/portfolios", json=_portfolio("east"))).status_code == 201
+    now = csms.clock.now()
+    admin = client("admin")  # a dispatch: admin or a grid token
+    event = await admin.post("/api/sites/street/events", json={
+        "node": "transformer", "kind": "limit", "kw": 20.0,
+        "start": (now + timedelta(minutes=5)).isoformat(),
+        "end": (now + timedelta(hours=1)).isoformat(), "reference": "DR-2026-12-05"})
+    assert event.status_code == 201, event.text
+    cancelled = await admin.delete(f"/api/sites/street/events/{event.json()['id']}")
+    assert cancelled.status_code == 200
+    assert (await operator.delete("/api/portfolios/east")).status_code == 204
+    log = (await operator.get("/api/audit")).json()
+    assert [(e["seq"], e["kind"]) for e in log] == [
+        (1, "portfolio.created"), (2, "dispatch.created"), (3, "dispatch.cancelled"),
+        (4, "portfolio.removed")]
+    assert log[1]["body"]["reference"] == "DR-2026-12-05" and log[1]["actor"] == "test-admin"
+    async with await _aggregator(csms, base_url, "east") as vpp:  # entries about its own
+        assert [e["seq"] for e in (await vpp.get("/api/audit")).json()] == [1, 4]
+
+    config = csms.config
+    intact = _cli("verify", config=config)
+    assert intact.returncode == 0 and "4 entries, chain intact" in intact.stdout, intact
+    head = _cli("head", config=config).stdout.strip()
+    assert head.startswith("4:")
+
+    pool = csms.store.pool
+    await pool.execute("UPDATE audit_log SET body = jsonb_set(body, '{kw}', '5') WHERE seq = 2")
+    changed = _cli("verify", config=config)
+    assert changed.returncode == 1 and "entry 2: its content does not match" in changed.stdout
+    await pool.execute("DELETE FROM audit_log WHERE seq = 2")
+    removed = _cli("verify", config=config)
+    assert "entry 3: expected entry 2 here" in removed.stdout
+    await pool.execute("DELETE FROM audit_log WHERE seq >= 3")  # the tail: only the head
+    assert _cli("verify", config=config).returncode == 0  # ... nothing links to it
+    truncated = _cli("verify", "--head", head, config=config)
+    assert truncated.returncode == 1 and "the noted head (entry 4)" in truncated.stdout
