@@ -33,6 +33,7 @@ from csms.api import (
     reservations,
     security,
     sessions,
+    settlements,
     site_load,
     sites,
     stations,
@@ -79,6 +80,7 @@ def build_app(parts: Parts) -> FastAPI:
     for module in (reservations, driver_tariffs):  # blocks H and I
         app.include_router(module.router)
     app.include_router(portfolios.router)  # issue 14: aggregators
+    app.include_router(settlements.router)
 
     @app.exception_handler(CommandFailed)
     async def command_failed(request: Request, exc: CommandFailed) -> JSONResponse:

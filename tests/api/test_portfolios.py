@@ -3,6 +3,7 @@ hash-chained audit log of dispatches and portfolios that `csms audit verify` che
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -127,3 +128,53 @@ async def test_dispatches_and_portfolios_are_in_a_chain_that_audit_verify_checks
     assert _cli("verify", config=config).returncode == 0  # ... nothing links to it
     truncated = _cli("verify", "--head", head, config=config)
     assert truncated.returncode == 1 and "the noted head (entry 4)" in truncated.stdout
+
+
+async def _meter(station: Any, start: Any, minutes: int, watts: float) -> None:
+    """Power samples every 10 minutes from `start`, as a station sends them (one call)."""
+    await station.call("MeterValues", {"evseId": 1, "meterValue": [
+        {"timestamp": (start + timedelta(minutes=m)).isoformat(), "sampledValue": [
+            {"value": watts, "measurand": "Power.Active.Import"}]}
+        for m in range(0, minutes, 10)]})
+
+
+async def test_an_ended_event_is_settled_against_similar_days_and_audited(
+    csms: Csms, client: Client, make_station: Any
+) -> None:
+    station = await make_station("FA001")
+    now = csms.clock.now().replace(second=0, microsecond=0)
+    start = now - timedelta(hours=1)
+    for back in (1, 2, 3):  # 7 kW on earlier days, before and during the event's hours
+        await _meter(station, start - timedelta(days=back, hours=2), 180, 7000.0)
+    await _meter(station, start - timedelta(hours=2), 120, 7000.0)  # the event day, before
+    await _meter(station, start, 60, 3000.0)  # during the event: 4 kW less
+    admin = client("admin")
+    event = (await admin.post("/api/sites/street/events", json={
+        "node": "feeder-a", "kind": "limit", "kw": 3.0, "start": start.isoformat(),
+        "end": (now + timedelta(hours=1)).isoformat()})).json()
+    url = f"/api/sites/street/events/{event['id']}/settlement"
+    terms = {"committed_kw": 4.0, "price_per_kwh": 3.0, "baseline_days": 3, "similar": "any",
+             "adjustment": "multiplicative"}
+    assert (await admin.post(url, json=terms)).status_code == 409  # still running
+    await admin.delete(f"/api/sites/street/events/{event['id']}")
+    assert (await client("operator").post(url, json=terms)).status_code == 403
+    for bad in ({**terms, "committed_kw": float("nan")}, {**terms, "baseline_days": 0},
+                {**terms, "adjustment": "guess"}):
+        assert (await admin.post(url, content=_json(bad), headers={
+            "Content-Type": "application/json"})).status_code == 422
+    settled = await admin.post(url, json=terms)
+    assert settled.status_code == 200, settled.text
+    s = settled.json()
+    assert len(s["baseline_days"]) == 3 and s["adjustment"] == pytest.approx(1.0)
+    assert [round(i["baseline_kw"], 1) for i in s["intervals"]] == [7.0] * 4
+    assert [round(i["metered_kw"], 1) for i in s["intervals"]] == [3.0] * 4
+    assert s["delivered_kwh"] == pytest.approx(4.0, abs=0.05)
+    assert s["performance"] == pytest.approx(1.0, abs=0.02)
+    assert s["payment"] == pytest.approx(12.0, abs=0.2) and s["penalty"] == 0
+    log = (await admin.get("/api/audit")).json()
+    assert log[-1]["seq"] == s["audit_seq"] and log[-1]["kind"] == "settlement.computed"
+    assert log[-1]["body"]["payment"] == s["payment"]
+
+
+def _json(body: dict[str, Any]) -> str:
+    return json.dumps(body)  # NaN as JSON allows it, to be refused
