@@ -118,6 +118,10 @@ class Lanes:
         return len(self.evses)
 
     @property
+    def least_root_load(self) -> float:
+        return float(self.root_load.min()) if len(self.root_load) else 0.0
+
+    @property
     def upper(self) -> np.ndarray:
         """What the lanes together may add to each row: limit - non-EV load, at least 0
         (when the household alone is over, EVs may not add, only relieve)."""
@@ -406,9 +410,12 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
     p_s = 2 * w.shortfall_quadratic / np.maximum(g.target, 1.0)
     has_target = np.zeros(T, dtype=bool) if track is None else np.isfinite(track)
     flat = np.where(has_target, 0.0, w.flatness)
-    # flatness shapes charging only: discharging to flatten would pay wear for nothing
+    # flatness shapes charging only (discharging to flatten would pay wear for nothing),
+    # measured from the horizon's lowest non-EV load: the same shape as the charge-only
+    # engine's (y + load)^2 for a fixed energy, without pricing each extra kWh a V2G car
+    # recharges at (load / rating), which would swamp any price spread
     p_yc = 2 * flat * dt / S
-    q_yc = 2 * flat * dt * g.root_load / S
+    q_yc = 2 * flat * dt * (g.root_load - g.least_root_load) / S
     p_yn, q_yn = np.zeros(T), np.zeros(T)
     if track is not None:
         tw = np.where(has_target, w.tracking, 0.0)
@@ -602,6 +609,50 @@ def _fix_rows(g: Lanes, c: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.nd
         f = np.where(slack < 0, np.clip((dis + slack) / dis, 0.0, 1.0), 1.0)
     d = np.where(g.backup[g.pair_lane], d * f[g.pair_slot], d)
     return c, d
+
+
+def top_up(lanes: Lanes, c: np.ndarray, d: np.ndarray, margin_kwh: float = 0.005
+           ) -> np.ndarray:
+    """Charge a battery lane that ends short of its driver's energy (solver tolerance,
+    rounding) where every row it counts in still has room, latest slots first (the
+    valley), in whole watts. Only adds charging where it does not discharge, so the
+    energy at departure stays hard without giving up any relief."""
+    g = lanes
+    c = c.copy()
+    e = g.stored(c, d)
+    n_ses = len(g.sessions)
+    for j in np.nonzero(g.soc[:n_ses])[0]:
+        k = np.nonzero(g.pair_lane == j)[0]
+        if len(k) == 0:
+            continue
+        k = k[np.argsort(g.pair_slot[k])]
+        short = g.end_lo[j] - e[k[-1]] + margin_kwh
+        if short <= margin_kwh:
+            continue
+        room = g.upper - g.row_loads(c, d)
+        coef = g.row_coef[:, j]
+        for kk in k[::-1]:
+            if short <= 0:
+                break
+            if d[kk] > 0:
+                continue
+            t = g.pair_slot[kk]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                fit = np.where(coef > 0, room[:, t] / coef, np.inf)
+            # never above the window: what is stored from this slot on
+            later = e[k][g.pair_slot[k] >= t]
+            window = (g.e_hi[j] - float(later.max())) / (g.eta_c[j] * g.pair_hours[kk])
+            add = min(float(fit.min(initial=np.inf)), g.cap_c[kk] - c[kk], window,
+                      short / (g.eta_c[j] * g.pair_hours[kk]))
+            add = np.floor(max(add, 0.0) * 1000.0) / 1000.0
+            if add <= 0:
+                continue
+            c[kk] += add
+            room[:, t] -= coef * add
+            gain = g.eta_c[j] * add * g.pair_hours[kk]
+            e[k[g.pair_slot[k] >= t]] += gain
+            short -= gain
+    return c
 
 
 def violation(lanes: Lanes, c: np.ndarray, d: np.ndarray) -> float:

@@ -345,6 +345,7 @@ class Planner:
             d = np.floor(d * 1000.0 + 1e-9) / 1000.0
             if rounded is not None:
                 c[kp] = rounded.power_kw
+            c = bidi.top_up(lanes, c, d)
             worst = bidi.violation(lanes, c, d)
             if worst > bidi.TOL_KW:
                 reason = f"bidirectional plan {worst:.3f} over a limit after rounding"
