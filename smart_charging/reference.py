@@ -52,14 +52,16 @@ class V2gReference:
         self.upper = cp.Parameter((R, T), nonneg=True, name="room_at_least_0")
         self.lower = cp.Parameter((R, T), name="reverse_flow_floor")
         self.excess = cp.Parameter((R, T), nonneg=True, name="non_ev_over_limit")
-        self.base_load = cp.Parameter(T, name="root_load_above_its_least")
         self.own_load = cp.Parameter(T, nonneg=True, name="own_load")
         self.fair_c = cp.Parameter(K, nonneg=True, name="fairness_c")
         self.fair_d = cp.Parameter(K, nonneg=True, name="fairness_d")
         self.quad_s = cp.Parameter(L, nonneg=True, name="shortfall_quadratic")
-        self.flat = cp.Parameter(T, nonneg=True, name="flatness")
-        self.track = cp.Parameter(T, name="dispatch_target") if tracking else None
-        self.track_w = cp.Parameter(T, nonneg=True, name="tracking") if tracking else None
+        # squares with a weight as sum_squares(sqrt(weight) x + sqrt(weight) offset): a
+        # weight times the square of a parameter-shifted term is not DPP (no reuse)
+        self.flat = cp.Parameter(T, nonneg=True, name="sqrt_flatness")
+        self.flat_base = cp.Parameter(T, name="sqrt_flatness_x_load")
+        self.track = cp.Parameter(T, name="sqrt_tracking_x_target") if tracking else None
+        self.track_w = cp.Parameter(T, nonneg=True, name="sqrt_tracking") if tracking else None
 
         self.c = cp.Variable(K, nonneg=True, name="charge_kw")
         self.d = cp.Variable(K, nonneg=True, name="discharge_kw")
@@ -130,13 +132,13 @@ class V2gReference:
             + cp.sum(cp.multiply(self.fair_c, cp.square(c)))
             + cp.sum(cp.multiply(self.fair_d, cp.square(d)))
             + w.shortfall * prio @ s + cp.sum(cp.multiply(self.quad_s, cp.square(s)))
-            + cp.sum(cp.multiply(self.flat, cp.square(charge_slot + self.base_load)))
+            + cp.sum_squares(cp.multiply(self.flat, charge_slot) + self.flat_base)
             + w.overload * cp.sum(cp.multiply(unit, o))
         )
         if tracking:
             assert self.track is not None and self.track_w is not None
-            objective = objective + cp.sum(cp.multiply(self.track_w,
-                                                       cp.square(net_slot - self.track)))
+            objective = objective + cp.sum_squares(cp.multiply(self.track_w, net_slot)
+                                                   - self.track)
         self.objective = objective
         self.problem = cp.Problem(cp.Minimize(objective), cons)
         self.weights = w
@@ -164,7 +166,6 @@ class V2gReference:
         self.lower.value = np.where(np.isfinite(g.lower), g.lower, -1e9)
         self.excess.value = np.where(g.collinear[:, None], np.clip(g.load_hi - g.limit, 0, None),
                                      0.0)
-        self.base_load.value = g.root_load - g.least_root_load
         self.own_load.value = np.maximum(g.root_load_lo, 0.0)
         dts = dt[g.pair_slot]
         self.fair_c.value = np.where(g.cap_c > 0, w.fairness * dts / np.maximum(g.cap_c, 1e-3),
@@ -175,10 +176,14 @@ class V2gReference:
         track = None if target_kw is None else sample(target_kw, g.slots.starts, g.slots.ends,
                                                        "max", 0.0)
         has = np.zeros(len(dt), dtype=bool) if track is None else np.isfinite(track)
-        self.flat.value = np.where(has, 0.0, w.flatness) * dt / S
+        root_flat = np.sqrt(np.where(has, 0.0, w.flatness) * dt / S)
+        self.flat.value = root_flat
+        self.flat_base.value = root_flat * (g.root_load - g.least_root_load)
         if self.track is not None and self.track_w is not None:
-            self.track.value = np.nan_to_num(track) if track is not None else np.zeros(len(dt))
-            self.track_w.value = np.where(has, w.tracking, 0.0) * dt / S
+            root_track = np.sqrt(np.where(has, w.tracking, 0.0) * dt / S)
+            self.track_w.value = root_track
+            self.track.value = root_track * (np.nan_to_num(track) if track is not None
+                                             else np.zeros(len(dt)))
 
     def solve(self) -> float:
         """Solve (Clarabel) and return the optimal objective."""
@@ -191,9 +196,12 @@ class V2gReference:
                  ) -> tuple[float, float]:
         """The objective at a given schedule (with the least overload its rows imply)
         and the worst violation of any constraint there."""
-        self.c.value, self.d.value, self.s.value = c, d, s
+        lowest = min(float(np.min(x, initial=0.0)) for x in (c, d, s))
+        # the variables are declared >= 0; a first-order solver's -1e-9 is set to 0 and
+        # counted as a violation of that size
+        self.c.value, self.d.value, self.s.value = (np.maximum(x, 0.0) for x in (c, d, s))
         over = np.clip(lanes.row_loads(c, d) - np.asarray(self.room.value), 0.0, None)
         self.o.value = np.where(lanes.collinear[:, None], over, 0.0)
         worst = max((float(np.max(con.violation(), initial=0.0))
                      for con in self.problem.constraints), default=0.0)
-        return float(self.objective.value), worst
+        return float(self.objective.value), max(worst, -lowest)
