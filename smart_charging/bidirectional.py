@@ -362,8 +362,12 @@ class BidiQp:
 
 
 def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 0.0,
-                  target_kw: StepSeries | None = None) -> BidiQp:
-    """Assemble the bidirectional QP (terms in docs/decisions/v2g-engine.md)."""
+                  target_kw: StepSeries | None = None, margin_kwh: float = 0.0) -> BidiQp:
+    """Assemble the bidirectional QP (terms in docs/decisions/v2g-engine.md).
+
+    `margin_kwh` plans each reserve that much higher (where the battery is above it
+    now): the solver's tolerance then cannot leave a car a few Wh short of the relief
+    it planned, and `relieve` has those Wh to close a limit exactly."""
     w, g = weights, lanes
     K, L, T = g.n_pairs, g.n_lanes, len(g.slots)
     R = len(g.rows)
@@ -451,7 +455,8 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
     add(ak, c0 + ak, np.ones(K), np.zeros(K), g.cap_c)
     add(ak, d0 + ak, np.ones(K), np.zeros(K), g.cap_d)
     soc_k = g.soc[lane]
-    add(ak, e0_ + ak, np.ones(K), np.where(soc_k, g.e_lo[lane], 0.0),
+    floor = np.where(g.e0 >= g.e_lo + margin_kwh, g.e_lo + margin_kwh, g.e_lo)
+    add(ak, e0_ + ak, np.ones(K), np.where(soc_k, floor[lane], 0.0),
         np.where(soc_k, g.e_hi[lane], 0.0))
     # stored energy: e_k - e_prev - eta_c h c_k + h / eta_d d_k = e0 (first pair) or 0
     order = np.lexsort((slot, lane))
@@ -609,6 +614,55 @@ def _fix_rows(g: Lanes, c: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.nd
         f = np.where(slack < 0, np.clip((dis + slack) / dis, 0.0, 1.0), 1.0)
     d = np.where(g.backup[g.pair_lane], d * f[g.pair_slot], d)
     return c, d
+
+
+def round_watts(lanes: Lanes, c: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whole watts, each rounded the way that keeps the limits: charge down, discharge
+    up (a watt less relief would put a node that is at its limit a watt over it), then
+    discharge back down only where that watt would cross a battery's reserve."""
+    c = np.floor(c * 1000.0 + 1e-9) / 1000.0
+    # under half a watt is solver noise, not a planned discharge
+    up = np.where(d < 5e-4, 0.0, np.minimum(np.ceil(d * 1000.0 - 1e-9) / 1000.0, lanes.cap_d))
+    c2, d2 = _fix_stored(lanes, c, up)
+    d = np.where(d2 < up, np.floor(d2 * 1000.0 + 1e-9) / 1000.0, up)
+    c = np.where(c2 < c, np.floor(c2 * 1000.0 + 1e-9) / 1000.0, c)
+    return c, d
+
+
+def relieve(lanes: Lanes, c: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Discharge a little more where a node is still over its limit after solving and
+    rounding (the overload is a penalty, so OSQP's tolerance can leave a few watts of
+    it), from cars with spare discharge power and energy above their reserve in every
+    later slot; whole watts, up."""
+    g = lanes
+    d = d.copy()
+    for r in np.nonzero(g.collinear)[0]:
+        over = g.load_hi[r] + g.signed_loads(c, d)[r] - g.limit[r]
+        for t in np.nonzero(over > 1e-9)[0]:
+            e = g.stored(c, d)
+            need = float(over[t])
+            k = np.nonzero((g.pair_slot == t) & (g.row_coef[r, g.pair_lane] > 0)
+                           & (g.cap_d > d) & (c == 0))[0]
+            for kk in k[np.argsort(-(g.cap_d[k] - d[k]))]:
+                if need <= 0:
+                    break
+                j = g.pair_lane[kk]
+                later = (g.pair_lane == j) & (g.pair_slot >= t)
+                # never below the reserve later, nor below the driver's energy at the end
+                last = np.nonzero(later)[0][np.argmax(g.pair_slot[later])]
+                spare = min(float(e[later].min()) - g.e_lo[j], float(e[last]) - g.end_lo[j]
+                            if j < len(g.sessions) else np.inf)
+                energy = spare * g.eta_d[j] / g.pair_hours[kk]
+                coef = g.row_coef[r, j]
+                add = min(g.cap_d[kk] - d[kk], max(energy, 0.0), need / coef)
+                add = min(np.ceil(add * 1000.0 - 1e-9) / 1000.0, g.cap_d[kk] - d[kk])
+                if add > energy:  # the watt up would cross the reserve
+                    add = np.floor(energy * 1000.0) / 1000.0
+                if add <= 0:
+                    continue
+                d[kk] += add
+                need -= add * coef
+    return d
 
 
 def top_up(lanes: Lanes, c: np.ndarray, d: np.ndarray, margin_kwh: float = 0.005

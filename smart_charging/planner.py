@@ -189,7 +189,11 @@ class Planner:
     def __init__(self, settings: PlanSettings | None = None) -> None:
         self.settings = settings or PlanSettings()
         self._osqp = OsqpSession(self.settings.solver)
-        self._bidi_osqp = OsqpSession(self.settings.solver)
+        # tighter: a bidirectional plan's relief and reserves meet exactly where a
+        # transformer is only just relievable (1e-3 left tens of watts over there)
+        s = self.settings.solver
+        self._bidi_osqp = OsqpSession(replace(s, eps_abs=min(s.eps_abs, 1e-4),
+                                              eps_rel=min(s.eps_rel, 1e-4)))
         self._warm: _Warm | None = None
         self._pattern: Pattern | None = None
         # plans where OSQP did not solve, by its status; plans on the equal-share
@@ -310,7 +314,8 @@ class Planner:
         o = np.zeros(0)
         qp = None
         for _ in range(2):
-            qp = bidi.build_bidi_qp(lanes, st.weights, prices.demand_charge_per_kw, target_kw)
+            qp = bidi.build_bidi_qp(lanes, st.weights, prices.demand_charge_per_kw, target_kw,
+                                    margin_kwh=0.02)
             if K == 0:
                 break
             res = self._bidi_osqp.solve(qp)  # type: ignore[arg-type]
@@ -339,12 +344,11 @@ class Planner:
             grid = bidi.surrogate_grid(lanes, plain, c, d)
             kp = np.nonzero(plain[lanes.pair_lane])[0]
             rounded = round_setpoints(grid, c[kp], st.rounding) if len(kp) else None
-            # battery lanes in whole watts: charge down, discharge down (both safe for
-            # the window; the check below catches a row the rounding might cross)
-            c = np.floor(c * 1000.0 + 1e-9) / 1000.0
-            d = np.floor(d * 1000.0 + 1e-9) / 1000.0
+            # battery lanes in whole watts (OCPP 2.1 V2X setpoints are in W)
+            c, d = bidi.round_watts(lanes, c, d)
             if rounded is not None:
                 c[kp] = rounded.power_kw
+            d = bidi.relieve(lanes, c, d)
             c = bidi.top_up(lanes, c, d)
             worst = bidi.violation(lanes, c, d)
             if worst > bidi.TOL_KW:
