@@ -238,15 +238,22 @@ def main() -> None:
     print()
     print("TOU arbitrage, one car, per month (30 nights), at each region's peak/valley price:")
     print()
-    print("| region | peak-valley CNY/kWh | discharged kWh/night | saving CNY/month |")
-    print("| --- | --- | --- | --- |")
+    cheap = replace(weights, wear=0.10)
+    print(f"| region | peak-valley CNY/kWh | discharged kWh/night (wear {weights.wear}) | "
+          f"saving CNY/month (wear {weights.wear}) | discharged kWh/night (wear {cheap.wear}) | "
+          f"saving CNY/month (wear {cheap.wear}) |")
+    print("| --- | --- | --- | --- | --- | --- |")
     res = arbitrage(weights)
+    res_cheap = {r[0]: r for r in arbitrage(cheap)}
     for region, spread, saving, dis in sorted(res, key=lambda x: -x[1]):
-        print(f"| {region} | {spread:.3f} | {dis:.1f} | {saving:.1f} |")
-    paying = [x for x in res if x[3] > 0.1]
+        _, _, saving2, dis2 = res_cheap[region]
+        print(f"| {region} | {spread:.3f} | {dis:.1f} | {saving:.1f} | {dis2:.1f} | "
+              f"{saving2:.1f} |")
     print()
-    print(f"V2G arbitrage pays in {len(paying)} of {len(res)} regions; "
-          f"break-even spread ~ valley x (1/0.9025 - 1) + wear {weights.wear}")
+    for w, rr in ((weights.wear, res), (cheap.wear, list(res_cheap.values()))):
+        paying = [x for x in rr if x[3] > 0.1]
+        print(f"wear {w}: V2G arbitrage pays in {len(paying)} of {len(rr)} regions "
+              f"(break-even: peak > valley / 0.9025 + wear)")
     print(f"wall time {time.perf_counter() - t_start:.0f} s")
 
 
