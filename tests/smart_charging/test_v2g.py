@@ -305,3 +305,27 @@ def test_storage_on_an_unknown_node_is_rejected() -> None:
 def replace_weights(**kw: float):
     from smart_charging import PlanSettings
     return PlanSettings(weights=replace(Weights(), **kw))
+
+
+def test_export_stays_within_the_reverse_flow_limit() -> None:
+    # a full stationary battery allowed to export and to end low could sell 50 kW at
+    # the Shenzhen peak; the transformer takes back 15 kW (limit) + 5 kW (own load)
+    node = Node("tr", limit_kw=15.0, load_kw=household(5.0, base_kw=5.0))
+    site = Site("export", (node,), (), utc_offset=H8)
+    battery = StationaryBattery("b", "tr", 200.0, 190.0, 50.0, 50.0, min_kwh=20.0,
+                                end_energy_kwh=20.0, export_allowed=True)
+    plan = Planner().plan(site, [], shenzhen_prices(), NOW, storage=[battery])
+    total, limit = node_total(site, plan, storage_kw=plan.storage_power_kw)
+    assert np.all(total >= -limit - 0.05)
+    assert total.min() < -limit.max() + 0.5  # and it does use the room it has
+    evening = np.array([a < at(DAY, 21) for a in plan.slot_starts])
+    assert np.all(plan.storage_power_kw[0, evening] < -19.9)
+
+
+def test_an_unsafe_bidirectional_plan_falls_back_to_charge_only(monkeypatch) -> None:
+    site, sessions = wuhan()
+    monkeypatch.setattr(bidi, "violation", lambda *a: 1.0)
+    plan = Planner().plan(site, sessions, jiangsu_prices(), NOW)
+    assert plan.fallback_used and "charge only" in (plan.fallback_reason or "")
+    assert not plan.bidirectional
+    assert np.all(plan.power_w >= 0)
