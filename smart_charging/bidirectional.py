@@ -381,7 +381,9 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
     # per (row, slot): rows with a pair in them; overload variables where the non-EV
     # load alone is over a two-sided (exactly counted) row
     mc = g.row_coef[:, lane]
-    md = g.dis_coef[:, lane]
+    # discharge only where it may happen: a d fixed at 0 in every long row would only
+    # add nonzeros (and OSQP's ordering time grows with them)
+    md = np.where(g.cap_d > 0, g.dis_coef[:, lane], 0.0)
     r_idx, k_idx = np.nonzero((mc != 0) | (md != 0))
     row_id = r_idx * T + slot[k_idx]
     used = np.unique(row_id)
@@ -496,22 +498,26 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
     pos_rt[used] = np.arange(len(used))
     ri_all = pos_rt[row_id]
     cv, dv = mc[r_idx, k_idx], md[r_idx, k_idx]
+    has_c, has_d = cv != 0, dv != 0
     o_pos = pos_rt[o_rows]
     rt_col = col_rt[used]
     row_hi = (g.limit - g.load_hi).reshape(-1)[used]
     row_hi = np.where(rt_col, row_hi, upper.reshape(-1)[used])
     row_lo = np.where(rt_col, lower.reshape(-1)[used], -np.inf)
-    add(np.concatenate([ri_all, ri_all, o_pos]),
-        np.concatenate([c0 + k_idx, d0 + k_idx, o0 + np.arange(n_o)]),
-        np.concatenate([cv, dv, -np.ones(n_o)]), row_lo, row_hi)
+    add(np.concatenate([ri_all[has_c], ri_all[has_d], o_pos]),
+        np.concatenate([c0 + k_idx[has_c], d0 + k_idx[has_d], o0 + np.arange(n_o)]),
+        np.concatenate([cv[has_c], dv[has_d], -np.ones(n_o)]), row_lo, row_hi)
     add(np.arange(n_o), o0 + np.arange(n_o), np.ones(n_o), np.zeros(n_o),
         excess[o_rows])
     # y_ch = charging per slot, y_net = net per slot
     add(np.concatenate([slot, np.arange(T)]), np.concatenate([c0 + ak, yc0 + np.arange(T)]),
         np.concatenate([np.ones(K), -np.ones(T)]), np.zeros(T), np.zeros(T))
-    add(np.concatenate([slot, slot, np.arange(T)]),
-        np.concatenate([c0 + ak, d0 + ak, yn0 + np.arange(T)]),
-        np.concatenate([np.ones(K), -np.ones(K), -np.ones(T)]), np.zeros(T), np.zeros(T))
+    kd = np.nonzero(g.cap_d > 0)[0]
+    if track is not None or n_z:  # y_net only where a dispatch or a demand charge uses it
+        add(np.concatenate([slot, slot[kd], np.arange(T)]),
+            np.concatenate([c0 + ak, d0 + kd, yn0 + np.arange(T)]),
+            np.concatenate([np.ones(K), -np.ones(len(kd)), -np.ones(T)]), np.zeros(T),
+            np.zeros(T))
     if n_z:  # z >= y_net + non-EV load: the peak a demand charge bills
         at = np.arange(T)
         add(np.concatenate([at, at]), np.concatenate([np.full(T, z0), yn0 + at]),
