@@ -152,17 +152,31 @@ def sites(draw):
     prices = Prices(bands=(TouBand("peak", time(8), time(21), price[0]),
                            TouBand("valley", time(21), time(8), price[1])), utc_offset=H8)
     all_discharge = all(s.v2g is not None and s.v2g.may_discharge for s in sessions[:n_v2g])
-    return site, sessions, prices, now, all_discharge
+    storage, solar = [], []
+    if draw(st.booleans()):  # a site battery behind the meter, and some evening sun
+        size = draw(st.floats(20.0, 100.0))
+        storage = [StationaryBattery("b", "t", size, draw(st.floats(0.2, 1.0)) * size,
+                                     20.0, 20.0, min_kwh=0.1 * size)]
+        sun = [0.0] * 24
+        sun[17] = draw(st.floats(0.0, 20.0))
+        solar = [SolarForecast("pv", "t", DailyProfile(tuple(sun), H8))]
+    return site, sessions, prices, now, all_discharge, storage, solar
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sites())
 def test_random_sites_keep_energy_windows_and_limits(case) -> None:
-    site, sessions, prices, now, all_discharge = case
-    plan = Planner().plan(site, sessions, prices, now)
+    site, sessions, prices, now, all_discharge, storage, solar = case
+    plan = Planner().plan(site, sessions, prices, now, storage=storage, solar=solar)
     node = site.node("t")
     load = node.load_kw.over(plan.slot_starts, plan.slot_ends, "max")
+    for f in solar:
+        load = load - f.power_kw.over(plan.slot_starts, plan.slot_ends, "min")
     total = load + plan.power_w.sum(axis=0) / 1000.0
+    if plan.storage_power_kw is not None:
+        total = total + plan.storage_power_kw.sum(axis=0)
+        for b, e in zip(storage, plan.storage_stored_kwh, strict=True):
+            assert e.min() >= b.min_kwh - 1e-3 and e.max() <= b.capacity_kwh + 1e-3
     limit = node.limit_over(plan.slot_starts, plan.slot_ends)
     assert np.all(total <= np.maximum(limit, load) + 0.05)  # EVs never make it worse
     if all_discharge:  # the cars can cover the excess: the limit holds
