@@ -355,6 +355,18 @@ class BidiQp:
     n_lanes: int
     n_slots: int
     overload_rows: np.ndarray  # (r * T + t) of each o
+    # what each variable and each constraint row is, stable across plans (lane id, slot
+    # end): the planner warm-starts the next plan from the last answer by these keys
+    var_keys: tuple[tuple, ...] = ()
+    con_keys: tuple[tuple, ...] = ()
+
+    def complete_warm(self, v: np.ndarray, dual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return v, dual
+
+    def warm_from(self, values: dict, duals: dict) -> tuple[np.ndarray, np.ndarray]:
+        """The last answer laid out on this problem (0 where it had nothing)."""
+        return (np.array([values.get(k, 0.0) for k in self.var_keys]),
+                np.array([duals.get(k, 0.0) for k in self.con_keys]))
 
     def split(self, v: np.ndarray) -> tuple[np.ndarray, ...]:
         K, L = self.n_pairs, self.n_lanes
@@ -443,9 +455,15 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
     his: list[np.ndarray] = []
     m = 0
 
+    con_keys: list[tuple] = []
+    lk = [x.id for x in g.sessions] + [f"battery:{b.id}" for b in g.batteries]
+    tk = [t.timestamp() for t in g.slots.ends]
+    pk = [(lk[j], tk[t]) for j, t in zip(lane.tolist(), slot.tolist(), strict=True)]
+
     def add(ri: np.ndarray, ci: np.ndarray, vi: np.ndarray, lo: np.ndarray,
-            hi: np.ndarray) -> None:
+            hi: np.ndarray, keys: list[tuple]) -> None:
         nonlocal m
+        con_keys.extend(keys)
         rows_i.append(np.asarray(ri, dtype=int) + m)
         cols_i.append(np.asarray(ci, dtype=int))
         vals.append(np.asarray(vi, dtype=float))
@@ -454,12 +472,12 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
         m += len(lo)
 
     ak = np.arange(K)
-    add(ak, c0 + ak, np.ones(K), np.zeros(K), g.cap_c)
-    add(ak, d0 + ak, np.ones(K), np.zeros(K), g.cap_d)
+    add(ak, c0 + ak, np.ones(K), np.zeros(K), g.cap_c, [("c", x) for x in pk])
+    add(ak, d0 + ak, np.ones(K), np.zeros(K), g.cap_d, [("d", x) for x in pk])
     soc_k = g.soc[lane]
     floor = np.where(g.e0 >= g.e_lo + margin_kwh, g.e_lo + margin_kwh, g.e_lo)
     add(ak, e0_ + ak, np.ones(K), np.where(soc_k, floor[lane], 0.0),
-        np.where(soc_k, g.e_hi[lane], 0.0))
+        np.where(soc_k, g.e_hi[lane], 0.0), [("e", x) for x in pk])
     # stored energy: e_k - e_prev - eta_c h c_k + h / eta_d d_k = e0 (first pair) or 0
     order = np.lexsort((slot, lane))
     prev = np.full(K, -1)
@@ -472,7 +490,8 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
         np.concatenate([e0_ + ks, c0 + ks, d0 + ks, e0_ + prev[ks][has_prev]]),
         np.concatenate([np.ones(len(ks)), -g.eta_c[lane[ks]] * h[ks],
                         h[ks] / g.eta_d[lane[ks]], -np.ones(int(has_prev.sum()))]),
-        np.where(has_prev, 0.0, g.e0[lane[ks]]), np.where(has_prev, 0.0, g.e0[lane[ks]]))
+        np.where(has_prev, 0.0, g.e0[lane[ks]]), np.where(has_prev, 0.0, g.e0[lane[ks]]),
+        [("dyn", pk[k]) for k in ks])
     # energy by departure: metered (target - s <= E, E + s <= need) or stored (the last
     # pair's e plus eta_ch s between end_lo and end_hi)
     last = np.full(L, -1)
@@ -484,14 +503,16 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
     rp = np.array([pos[int(x)] for x in lane[kp]], dtype=int)
     add(np.concatenate([rp, np.arange(len(lanes_p))]),
         np.concatenate([c0 + kp, s0 + lanes_p]),
-        np.concatenate([h[kp], np.ones(len(lanes_p))]), g.target[lanes_p], g.need[lanes_p])
+        np.concatenate([h[kp], np.ones(len(lanes_p))]), g.target[lanes_p], g.need[lanes_p],
+        [("energy", lk[j]) for j in lanes_p])
     lanes_s = np.nonzero(g.soc & (last >= 0))[0]
     rs = np.arange(len(lanes_s))
     add(np.concatenate([rs, rs]), np.concatenate([e0_ + last[lanes_s], s0 + lanes_s]),
         np.concatenate([np.ones(len(lanes_s)), g.eta_c[lanes_s]]), g.end_lo[lanes_s],
-        g.end_hi[lanes_s])
+        g.end_hi[lanes_s], [("stored", lk[j]) for j in lanes_s])
     al = np.arange(L)
-    add(al, s0 + al, np.ones(L), np.zeros(L), np.where(al < n_ses, g.target, 0.0))
+    add(al, s0 + al, np.ones(L), np.zeros(L), np.where(al < n_ses, g.target, 0.0),
+        [("s", x) for x in lk])
     # limit rows: two-sided where currents add as signed numbers (with o for what the
     # non-EV load alone is over), upper only (discharge adds, triangle) elsewhere
     pos_rt = np.full(R * T, -1)
@@ -506,30 +527,38 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
     row_lo = np.where(rt_col, lower.reshape(-1)[used], -np.inf)
     add(np.concatenate([ri_all[has_c], ri_all[has_d], o_pos]),
         np.concatenate([c0 + k_idx[has_c], d0 + k_idx[has_d], o0 + np.arange(n_o)]),
-        np.concatenate([cv[has_c], dv[has_d], -np.ones(n_o)]), row_lo, row_hi)
+        np.concatenate([cv[has_c], dv[has_d], -np.ones(n_o)]), row_lo, row_hi,
+        [("row", g.rows[u // T], tk[u % T]) for u in used.tolist()])
+    o_keys = [("o", g.rows[u // T], tk[u % T]) for u in o_rows.tolist()]
     add(np.arange(n_o), o0 + np.arange(n_o), np.ones(n_o), np.zeros(n_o),
-        excess[o_rows])
+        excess[o_rows], o_keys)
     # y_ch = charging per slot, y_net = net per slot
     add(np.concatenate([slot, np.arange(T)]), np.concatenate([c0 + ak, yc0 + np.arange(T)]),
-        np.concatenate([np.ones(K), -np.ones(T)]), np.zeros(T), np.zeros(T))
+        np.concatenate([np.ones(K), -np.ones(T)]), np.zeros(T), np.zeros(T),
+        [("yc", t) for t in tk])
     kd = np.nonzero(g.cap_d > 0)[0]
     if track is not None or n_z:  # y_net only where a dispatch or a demand charge uses it
         add(np.concatenate([slot, slot[kd], np.arange(T)]),
             np.concatenate([c0 + ak, d0 + kd, yn0 + np.arange(T)]),
             np.concatenate([np.ones(K), -np.ones(len(kd)), -np.ones(T)]), np.zeros(T),
-            np.zeros(T))
+            np.zeros(T), [("yn", t) for t in tk])
     if n_z:  # z >= y_net + non-EV load: the peak a demand charge bills
         at = np.arange(T)
         add(np.concatenate([at, at]), np.concatenate([np.full(T, z0), yn0 + at]),
-            np.concatenate([np.ones(T), -np.ones(T)]), g.root_load, np.full(T, np.inf))
+            np.concatenate([np.ones(T), -np.ones(T)]), g.root_load, np.full(T, np.inf),
+            [("z", t) for t in tk])
     kb = np.nonzero(g.backup[lane] & (g.cap_d > 0))[0]
     if len(kb):  # behind the meter: backup discharge <= the site's own load + charging
         add(np.concatenate([slot[kb], slot]), np.concatenate([d0 + kb, c0 + ak]),
             np.concatenate([np.ones(len(kb)), -np.ones(K)]), np.full(T, -np.inf),
-            np.maximum(g.root_load_lo, 0.0))
+            np.maximum(g.root_load_lo, 0.0), [("backup", t) for t in tk])
     A = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows_i),
                                               np.concatenate(cols_i))), shape=(m, n))
-    return BidiQp(P, q, A, np.concatenate(los), np.concatenate(his), K, L, T, o_rows)
+    var_keys = ([("c", x) for x in pk] + [("d", x) for x in pk] + [("e", x) for x in pk]
+                + [("s", x) for x in lk] + [("yc", t) for t in tk] + [("yn", t) for t in tk]
+                + [("z",)] * n_z + o_keys)
+    return BidiQp(P, q, A, np.concatenate(los), np.concatenate(his), K, L, T, o_rows,
+                  tuple(var_keys), tuple(con_keys))
 
 
 # --------------------------------------------------------------------------- safety

@@ -195,6 +195,7 @@ class Planner:
         self._bidi_osqp = OsqpSession(replace(s, eps_abs=min(s.eps_abs, 1e-4),
                                               eps_rel=min(s.eps_rel, 1e-4)))
         self._warm: _Warm | None = None
+        self._bidi_warm: tuple[dict, dict] | None = None
         self._pattern: Pattern | None = None
         # plans where OSQP did not solve, by its status; plans on the equal-share
         # fallback (every solver failed), by the statuses: for the caller to log/export
@@ -318,7 +319,9 @@ class Planner:
                                     margin_kwh=0.02)
             if K == 0:
                 break
-            res = self._bidi_osqp.solve(qp)  # type: ignore[arg-type]
+            warm_v, warm_d = (qp.warm_from(*self._bidi_warm)
+                              if st.warm_start and self._bidi_warm else (None, None))
+            res = self._bidi_osqp.solve(qp, warm_v, warm_d)  # type: ignore[arg-type]
             solve_seconds += res.setup_seconds + res.solve_seconds
             if not res.ok:
                 self.osqp_failures[res.status] += 1
@@ -328,8 +331,12 @@ class Planner:
             solver_used = "clarabel" if res.status.startswith("clarabel") else "osqp"
             if not res.ok:
                 reason = f"solver status {status} after {iterations} iterations"
+                self._bidi_warm = None
                 break
             c, d, _, s = qp.split(res.v)
+            # the next plan starts here (keyed by lane and slot end, as `_Warm` is)
+            self._bidi_warm = (dict(zip(qp.var_keys, res.v, strict=True)),
+                               dict(zip(qp.con_keys, res.dual, strict=True)))
             o = res.v[qp.A.shape[1] - len(qp.overload_rows):]
             dis = lanes.charged_kwh(np.maximum(d, 0.0))
             short = (s > SHORT_KWH) & (dis > 1e-3)

@@ -329,3 +329,21 @@ def test_an_unsafe_bidirectional_plan_falls_back_to_charge_only(monkeypatch) -> 
     assert plan.fallback_used and "charge only" in (plan.fallback_reason or "")
     assert not plan.bidirectional
     assert np.all(plan.power_w >= 0)
+
+
+def test_a_warm_re_plan_gives_the_cold_answer() -> None:
+    """The next plan starts from the last answer (by lane and slot end); that only moves
+    where OSQP stops inside its tolerance, not the plan."""
+    site, sessions = wuhan()
+    warm = Planner()
+    warm.plan(site, sessions, jiangsu_prices(), NOW)
+    later = NOW + timedelta(minutes=5)
+    moved = [replace(s, energy_delivered_kwh=0.2) if s.v2g is None else s for s in sessions]
+    a = warm.plan(site, moved, jiangsu_prices(), later)
+    b = Planner().plan(site, moved, jiangsu_prices(), later)
+    assert a.bidirectional and b.bidirectional
+    assert np.allclose(a.discharged_kwh, b.discharged_kwh, atol=0.1)
+    assert np.allclose(a.stored_kwh[:4, -1], b.stored_kwh[:4, -1], atol=0.05)
+    total, limit = node_total(site, a)
+    assert np.all(total <= limit + 0.05)
+    stored_ok(a, moved)
