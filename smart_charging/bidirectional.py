@@ -47,6 +47,7 @@ from smart_charging.problem import (
 
 TOL_KW = 0.01  # final check: row units (kW or A)
 TOL_KWH = 1e-3  # final check: stored energy
+RELIEF_LOAN_KWH = 0.05  # what `relieve` may borrow from a driver for `top_up` to return
 
 
 def can_discharge(session: Session, evse: Evse) -> bool:
@@ -126,6 +127,13 @@ class Lanes:
         """What the lanes together may add to each row: limit - non-EV load, at least 0
         (when the household alone is over, EVs may not add, only relieve)."""
         return np.clip(self.limit - self.load_hi, 0.0, None)
+
+    def room(self, c: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """What more charging each row can take: on signed rows up to the limit itself
+        (none where the node is still over it: relief is not for charging another
+        car), elsewhere up to `upper`."""
+        exact = self.limit - self.load_hi - self.signed_loads(c, d)
+        return np.where(self.collinear[:, None], exact, self.upper - self.row_loads(c, d))
 
     @property
     def lower(self) -> np.ndarray:
@@ -683,9 +691,11 @@ def relieve(lanes: Lanes, c: np.ndarray, d: np.ndarray) -> np.ndarray:
                     break
                 j = g.pair_lane[kk]
                 later = (g.pair_lane == j) & (g.pair_slot >= t)
-                # never below the reserve later, nor below the driver's energy at the end
+                # never below the reserve later, nor more than a few Wh below the
+                # driver's energy at the end (`top_up` charges them back in the valley)
                 last = np.nonzero(later)[0][np.argmax(g.pair_slot[later])]
-                spare = min(float(e[later].min()) - g.e_lo[j], float(e[last]) - g.end_lo[j]
+                spare = min(float(e[later].min()) - g.e_lo[j],
+                            float(e[last]) - g.end_lo[j] + RELIEF_LOAN_KWH
                             if j < len(g.sessions) else np.inf)
                 energy = spare * g.eta_d[j] / g.pair_hours[kk]
                 coef = g.row_coef[r, j]
@@ -718,7 +728,7 @@ def top_up(lanes: Lanes, c: np.ndarray, d: np.ndarray, margin_kwh: float = 0.005
         short = g.end_lo[j] - e[k[-1]] + margin_kwh
         if short <= margin_kwh:
             continue
-        room = g.upper - g.row_loads(c, d)
+        room = g.room(c, d)
         coef = g.row_coef[:, j]
         for kk in k[::-1]:
             if short <= 0:
@@ -744,6 +754,20 @@ def top_up(lanes: Lanes, c: np.ndarray, d: np.ndarray, margin_kwh: float = 0.005
     return c
 
 
+def driver_short(lanes: Lanes, c: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Per lane, the stored kWh a car that discharges in the plan is short of its
+    driver's energy at departure (0 for every other lane)."""
+    g = lanes
+    e = g.stored(c, d)
+    out = np.zeros(g.n_lanes)
+    dis = g.charged_kwh(d)
+    for j in np.nonzero(g.soc[: len(g.sessions)] & (dis[: len(g.sessions)] > 0))[0]:
+        k = np.nonzero(g.pair_lane == j)[0]
+        last = k[np.argmax(g.pair_slot[k])]
+        out[j] = max(float(g.end_lo[j] - e[last]), 0.0)
+    return out
+
+
 def violation(lanes: Lanes, c: np.ndarray, d: np.ndarray) -> float:
     """Worst excess over any row, reverse-flow limit, power cap, battery window or the
     behind-the-meter rule (0 when all hold; row units, kW or kWh)."""
@@ -766,12 +790,14 @@ def violation(lanes: Lanes, c: np.ndarray, d: np.ndarray) -> float:
 
 def surrogate_grid(lanes: Lanes, plain: np.ndarray, c: np.ndarray, d: np.ndarray) -> Grid:
     """The charge-only lanes as a `Grid` whose headroom is what the battery lanes leave
-    (their charging taken, their discharge given where it relieves), so the charge-only
-    rounding (minimum current, whole amps, carry) runs on them unchanged and safely."""
+    (their charging taken, their discharge given where it relieves, nothing in a slot
+    where the node is still over its limit), so the charge-only rounding (minimum
+    current, whole amps, carry) runs on them unchanged and safely."""
     g = lanes
     other = ~plain[g.pair_lane]
-    taken = g.row_loads(np.where(other, c, 0.0), np.where(other, d, 0.0))
-    headroom = np.clip(g.upper - taken, 0.0, None)
+    c_o, d_o = np.where(other, c, 0.0), np.where(other, d, 0.0)
+    taken = g.row_loads(c_o, d_o)
+    headroom = np.clip(np.nan_to_num(g.room(c_o, d_o), posinf=1e9), 0.0, None)
     lanes_p = np.nonzero(plain)[0]
     remap = np.full(g.n_lanes, -1)
     remap[lanes_p] = np.arange(len(lanes_p))

@@ -45,6 +45,8 @@ from smart_charging.solve import (
     violations,
 )
 
+DRIVER_TOL_KWH = 0.02  # a discharging car this short at departure: plan charge only
+
 
 @dataclass(frozen=True)
 class PlanSettings:
@@ -355,11 +357,20 @@ class Planner:
             c, d = bidi.round_watts(lanes, c, d)
             if rounded is not None:
                 c[kp] = rounded.power_kw
-            d = bidi.relieve(lanes, c, d)
-            c = bidi.top_up(lanes, c, d)
+            relieved = bidi.relieve(lanes, c, d)
+            topped = bidi.top_up(lanes, c, relieved)
+            # a car whose loan to `relieve` the valley cannot pay back keeps its plan
+            back = bidi.driver_short(lanes, topped, relieved) > DRIVER_TOL_KWH
+            if back.any():
+                relieved = np.where(back[lanes.pair_lane], d, relieved)
+                topped = bidi.top_up(lanes, c, relieved)
+            c, d = topped, relieved
             worst = bidi.violation(lanes, c, d)
+            short = float(np.max(bidi.driver_short(lanes, c, d), initial=0.0))
             if worst > bidi.TOL_KW:
                 reason = f"bidirectional plan {worst:.3f} over a limit after rounding"
+            elif short > DRIVER_TOL_KWH:  # discharge may never cost a driver energy
+                reason = f"a discharging car {short:.3f} kWh short of its driver's energy"
         if reason is not None:  # charge only, the engine every site had before
             self.fallbacks[status] += 1
             plain_plan = self.plan(site, [replace(x, v2g=None) for x in sessions], prices, now,
