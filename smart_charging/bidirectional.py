@@ -699,7 +699,8 @@ def relieve(lanes: Lanes, c: np.ndarray, d: np.ndarray) -> np.ndarray:
                             if j < len(g.sessions) else np.inf)
                 energy = spare * g.eta_d[j] / g.pair_hours[kk]
                 coef = g.row_coef[r, j]
-                add = min(g.cap_d[kk] - d[kk], max(energy, 0.0), need / coef)
+                add = min(g.cap_d[kk] - d[kk], max(energy, 0.0), need / coef,
+                          _discharge_room(g, c, d, kk))
                 add = min(np.ceil(add * 1000.0 - 1e-9) / 1000.0, g.cap_d[kk] - d[kk])
                 if add > energy:  # the watt up would cross the reserve
                     add = np.floor(energy * 1000.0) / 1000.0
@@ -708,6 +709,22 @@ def relieve(lanes: Lanes, c: np.ndarray, d: np.ndarray) -> np.ndarray:
                 d[kk] += add
                 need -= add * coef
     return d
+
+
+def _discharge_room(g: Lanes, c: np.ndarray, d: np.ndarray, kk: int) -> float:
+    """How much more pair kk may discharge before any other row breaks: reverse flow on
+    signed rows, added current on rows without relief, export on behind-the-meter."""
+    j, t = g.pair_lane[kk], g.pair_slot[kk]
+    out = np.inf
+    signed = g.signed_loads(c, d)[:, t]
+    loads = g.row_loads(c, d)[:, t]
+    for r in np.nonzero(g.row_coef[:, j] > 0)[0]:
+        coef = g.row_coef[r, j]
+        room = signed[r] - g.lower[r, t] if g.collinear[r] else g.upper[r, t] - loads[r]
+        out = min(out, max(room, 0.0) / coef)
+    if g.backup[j]:
+        out = min(out, max(float(g.backup_slack(c, d)[t]), 0.0))
+    return out
 
 
 def top_up(lanes: Lanes, c: np.ndarray, d: np.ndarray, margin_kwh: float = 0.005
