@@ -351,7 +351,8 @@ def build_lanes(site: Site, sessions: Sequence[Session], prices: Prices, now: da
 @dataclass(frozen=True)
 class BidiQp:
     """OSQP's form, 1/2 v'Pv + q'v, lo <= Av <= hi, with
-    v = [c (K) | d (K) | e (K) | s (lanes) | y_ch (T) | y_net (T) | z (0/1) | o (n_o)].
+    v = [c (K) | d (pairs that may discharge) | e (pairs of battery lanes) | s (lanes) |
+    y_ch (T) | y_net (T) | z (0/1) | o (n_o)].
     The attribute names match `problem.Qp` so `solve` can run either."""
 
     P: sp.csc_matrix
@@ -363,6 +364,8 @@ class BidiQp:
     n_lanes: int
     n_slots: int
     overload_rows: np.ndarray  # (r * T + t) of each o
+    d_pairs: np.ndarray  # the pairs that have a discharge variable (may discharge)
+    e_pairs: np.ndarray  # the pairs that have a stored-energy variable (battery lanes)
     # what each variable and each constraint row is, stable across plans (lane id, slot
     # end): the planner warm-starts the next plan from the last answer by these keys
     var_keys: tuple[tuple, ...] = ()
@@ -377,8 +380,14 @@ class BidiQp:
                 np.array([duals.get(k, 0.0) for k in self.con_keys]))
 
     def split(self, v: np.ndarray) -> tuple[np.ndarray, ...]:
+        """c, d, e (per pair, 0 / NaN where a pair has none) and s (per lane)."""
         K, L = self.n_pairs, self.n_lanes
-        return v[:K], v[K : 2 * K], v[2 * K : 3 * K], v[3 * K : 3 * K + L]
+        nd, ne = len(self.d_pairs), len(self.e_pairs)
+        d = np.zeros(K)
+        d[self.d_pairs] = v[K : K + nd]
+        e = np.full(K, np.nan)
+        e[self.e_pairs] = v[K + nd : K + nd + ne]
+        return v[:K], d, e, v[K + nd + ne : K + nd + ne + L]
 
 
 def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 0.0,
@@ -414,7 +423,16 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
     track = None if target_kw is None else sample(target_kw, g.slots.starts, g.slots.ends,
                                                    "max", 0.0)
     n_z = 1 if demand_charge_per_kw > 0 else 0
-    c0, d0, e0_, s0 = 0, K, 2 * K, 3 * K
+    # discharge and stored-energy variables only where they can be non-zero: a car that
+    # may not discharge has neither (fewer variables and rows for OSQP)
+    kd = np.nonzero(g.cap_d > 0)[0]
+    ke = np.nonzero(g.soc[lane])[0]
+    pos_d = np.full(K, -1)
+    pos_d[kd] = np.arange(len(kd))
+    pos_e = np.full(K, -1)
+    pos_e[ke] = np.arange(len(ke))
+    c0, d0, e0_ = 0, K, K + len(kd)
+    s0 = e0_ + len(ke)
     yc0 = s0 + L
     yn0 = yc0 + T
     z0 = yn0 + T
@@ -450,9 +468,9 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
     o_t = o_rows % T
     o_r = o_rows // T
     q_o = w.overload * dt[o_t] * g.row_unit[o_r]
-    P = sp.diags(np.concatenate([p_c, p_d, np.zeros(K), p_s, p_yc, p_yn, np.zeros(n_z),
+    P = sp.diags(np.concatenate([p_c, p_d[kd], np.zeros(len(ke)), p_s, p_yc, p_yn, np.zeros(n_z),
                                  np.zeros(n_o)]) + w.regulariser, format="csc")
-    q = np.concatenate([q_c, q_d, np.zeros(K), q_s, q_yc, q_yn,
+    q = np.concatenate([q_c, q_d[kd], np.zeros(len(ke)), q_s, q_yc, q_yn,
                         np.full(n_z, demand_charge_per_kw), q_o])
 
     # constraints -------------------------------------------------------------
@@ -481,23 +499,27 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
 
     ak = np.arange(K)
     add(ak, c0 + ak, np.ones(K), np.zeros(K), g.cap_c, [("c", x) for x in pk])
-    add(ak, d0 + ak, np.ones(K), np.zeros(K), g.cap_d, [("d", x) for x in pk])
-    soc_k = g.soc[lane]
+    nd, ne = len(kd), len(ke)
+    add(np.arange(nd), d0 + np.arange(nd), np.ones(nd), np.zeros(nd), g.cap_d[kd],
+        [("d", pk[k]) for k in kd])
     floor = np.where(g.e0 >= g.e_lo + margin_kwh, g.e_lo + margin_kwh, g.e_lo)
-    add(ak, e0_ + ak, np.ones(K), np.where(soc_k, floor[lane], 0.0),
-        np.where(soc_k, g.e_hi[lane], 0.0), [("e", x) for x in pk])
+    add(np.arange(ne), e0_ + np.arange(ne), np.ones(ne), floor[lane[ke]], g.e_hi[lane[ke]],
+        [("e", pk[k]) for k in ke])
     # stored energy: e_k - e_prev - eta_c h c_k + h / eta_d d_k = e0 (first pair) or 0
     order = np.lexsort((slot, lane))
     prev = np.full(K, -1)
     same = lane[order][1:] == lane[order][:-1]
     prev[order[1:][same]] = order[:-1][same]
-    ks = np.nonzero(soc_k)[0]
+    ks = ke
     ri = np.arange(len(ks))
     has_prev = prev[ks] >= 0
-    add(np.concatenate([ri, ri, ri, ri[has_prev]]),
-        np.concatenate([e0_ + ks, c0 + ks, d0 + ks, e0_ + prev[ks][has_prev]]),
+    has_d = pos_d[ks] >= 0  # below its reserve a car has no discharge variable
+    add(np.concatenate([ri, ri, ri[has_d], ri[has_prev]]),
+        np.concatenate([e0_ + pos_e[ks], c0 + ks, d0 + pos_d[ks][has_d],
+                        e0_ + pos_e[prev[ks][has_prev]]]),
         np.concatenate([np.ones(len(ks)), -g.eta_c[lane[ks]] * h[ks],
-                        h[ks] / g.eta_d[lane[ks]], -np.ones(int(has_prev.sum()))]),
+                        h[ks][has_d] / g.eta_d[lane[ks][has_d]],
+                        -np.ones(int(has_prev.sum()))]),
         np.where(has_prev, 0.0, g.e0[lane[ks]]), np.where(has_prev, 0.0, g.e0[lane[ks]]),
         [("dyn", pk[k]) for k in ks])
     # energy by departure: metered (target - s <= E, E + s <= need) or stored (the last
@@ -515,7 +537,7 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
         [("energy", lk[j]) for j in lanes_p])
     lanes_s = np.nonzero(g.soc & (last >= 0))[0]
     rs = np.arange(len(lanes_s))
-    add(np.concatenate([rs, rs]), np.concatenate([e0_ + last[lanes_s], s0 + lanes_s]),
+    add(np.concatenate([rs, rs]), np.concatenate([e0_ + pos_e[last[lanes_s]], s0 + lanes_s]),
         np.concatenate([np.ones(len(lanes_s)), g.eta_c[lanes_s]]), g.end_lo[lanes_s],
         g.end_hi[lanes_s], [("stored", lk[j]) for j in lanes_s])
     al = np.arange(L)
@@ -534,7 +556,7 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
     row_hi = np.where(rt_col, row_hi, upper.reshape(-1)[used])
     row_lo = np.where(rt_col, lower.reshape(-1)[used], -np.inf)
     add(np.concatenate([ri_all[has_c], ri_all[has_d], o_pos]),
-        np.concatenate([c0 + k_idx[has_c], d0 + k_idx[has_d], o0 + np.arange(n_o)]),
+        np.concatenate([c0 + k_idx[has_c], d0 + pos_d[k_idx[has_d]], o0 + np.arange(n_o)]),
         np.concatenate([cv[has_c], dv[has_d], -np.ones(n_o)]), row_lo, row_hi,
         [("row", g.rows[u // T], tk[u % T]) for u in used.tolist()])
     o_keys = [("o", g.rows[u // T], tk[u % T]) for u in o_rows.tolist()]
@@ -544,10 +566,9 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
     add(np.concatenate([slot, np.arange(T)]), np.concatenate([c0 + ak, yc0 + np.arange(T)]),
         np.concatenate([np.ones(K), -np.ones(T)]), np.zeros(T), np.zeros(T),
         [("yc", t) for t in tk])
-    kd = np.nonzero(g.cap_d > 0)[0]
     if track is not None or n_z:  # y_net only where a dispatch or a demand charge uses it
         add(np.concatenate([slot, slot[kd], np.arange(T)]),
-            np.concatenate([c0 + ak, d0 + kd, yn0 + np.arange(T)]),
+            np.concatenate([c0 + ak, d0 + pos_d[kd], yn0 + np.arange(T)]),
             np.concatenate([np.ones(K), -np.ones(len(kd)), -np.ones(T)]), np.zeros(T),
             np.zeros(T), [("yn", t) for t in tk])
     if n_z:  # z >= y_net + non-EV load: the peak a demand charge bills
@@ -557,15 +578,15 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
             [("z", t) for t in tk])
     kb = np.nonzero(g.backup[lane] & (g.cap_d > 0))[0]
     if len(kb):  # behind the meter: backup discharge <= the site's own load + charging
-        add(np.concatenate([slot[kb], slot]), np.concatenate([d0 + kb, c0 + ak]),
+        add(np.concatenate([slot[kb], slot]), np.concatenate([d0 + pos_d[kb], c0 + ak]),
             np.concatenate([np.ones(len(kb)), -np.ones(K)]), np.full(T, -np.inf),
             np.maximum(g.root_load_lo, 0.0), [("backup", t) for t in tk])
     A = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows_i),
                                               np.concatenate(cols_i))), shape=(m, n))
-    var_keys = ([("c", x) for x in pk] + [("d", x) for x in pk] + [("e", x) for x in pk]
+    var_keys = ([("c", x) for x in pk] + [("d", pk[k]) for k in kd] + [("e", pk[k]) for k in ke]
                 + [("s", x) for x in lk] + [("yc", t) for t in tk] + [("yn", t) for t in tk]
                 + [("z",)] * n_z + o_keys)
-    return BidiQp(P, q, A, np.concatenate(los), np.concatenate(his), K, L, T, o_rows,
+    return BidiQp(P, q, A, np.concatenate(los), np.concatenate(his), K, L, T, o_rows, kd, ke,
                   tuple(var_keys), tuple(con_keys))
 
 
