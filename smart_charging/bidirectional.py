@@ -750,15 +750,15 @@ def _discharge_room(g: Lanes, c: np.ndarray, d: np.ndarray, kk: int) -> float:
 
 def top_up(lanes: Lanes, c: np.ndarray, d: np.ndarray, margin_kwh: float = 0.005
            ) -> np.ndarray:
-    """Charge a battery lane that ends short of its driver's energy (solver tolerance,
-    rounding) where every row it counts in still has room, latest slots first (the
+    """Charge a battery lane that ends short of its driver's energy (a stationary
+    battery: of its end energy; solver tolerance, rounding) where every row it counts
+    in still has room, latest slots first (the
     valley), in whole watts. Only adds charging where it does not discharge, so the
     energy at departure stays hard without giving up any relief."""
     g = lanes
     c = c.copy()
     e = g.stored(c, d)
-    n_ses = len(g.sessions)
-    for j in np.nonzero(g.soc[:n_ses])[0]:
+    for j in np.nonzero(g.soc)[0]:  # a stationary battery's end energy too
         k = np.nonzero(g.pair_lane == j)[0]
         if len(k) == 0:
             continue

@@ -191,11 +191,7 @@ class Planner:
     def __init__(self, settings: PlanSettings | None = None) -> None:
         self.settings = settings or PlanSettings()
         self._osqp = OsqpSession(self.settings.solver)
-        # tighter for bidirectional plans: at 1e-3 a stationary battery ended 0.1 kWh off
-        # the energy it must end with (the cost: ~1.2-1.7x the iterations)
-        s = self.settings.solver
-        self._bidi_osqp = OsqpSession(replace(s, eps_abs=min(s.eps_abs, 1e-4),
-                                              eps_rel=min(s.eps_rel, 1e-4)))
+        self._bidi_osqp = OsqpSession(self.settings.solver)
         self._warm: _Warm | None = None
         self._bidi_warm: tuple[dict, dict] | None = None
         self._pattern: Pattern | None = None
