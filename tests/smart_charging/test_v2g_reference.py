@@ -196,3 +196,13 @@ def test_random_sites_keep_energy_windows_and_limits(case) -> None:
         if s.v2g.mode == V2gMode.BACKUP_ONLY and all(
                 x.v2g is None or x.v2g.mode != V2gMode.EXPORT_ALLOWED for x in sessions):
             assert np.all(total >= -1e-6)  # nothing exports
+
+
+def test_another_layout_needs_a_new_model() -> None:
+    site, sessions, prices, now, storage, solar = _instance(5, False)
+    w = Weights()
+    lanes = bidi.build_lanes(site, sessions, prices, now, w, storage, solar, 15, 24)
+    ref = V2gReference(lanes, w)
+    fewer = bidi.build_lanes(site, sessions[:2], prices, now, w, storage, solar, 15, 24)
+    with pytest.raises(ValueError, match="layout"):
+        ref.update(fewer)
