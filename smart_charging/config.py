@@ -7,7 +7,7 @@ Site layout (see config/sites/residential.toml):
             time, any resolution dividing a day), [[nodes.timed_limits]] start, end,
             limit_kw
   [[evses]] id, node, station_id, ocpp_evse_id, wiring, phases, voltage_v, min/max_current_a,
-            max_power_kw, rate_unit
+            max_power_kw, rate_unit, v2g (bidirectional), max_discharge_kw
   [[evse_groups]] the same fields plus count, id_prefix and phases = "rotate" to spread
             single-phase EVSEs over L1, L2, L3 in turn (one station per EVSE)
 Tariff layout (config/tariffs/*.toml):
@@ -101,6 +101,8 @@ def evse_from_dict(d: dict[str, Any]) -> Evse:
         rate_unit=str(d.get("rate_unit", "A")),
         v2g=bool(d.get("v2g", False)),
         current_step_a=None if d.get("current_step_a") is None else float(d["current_step_a"]),
+        max_discharge_kw=None if d.get("max_discharge_kw") is None
+        else float(d["max_discharge_kw"]),
     )
 
 

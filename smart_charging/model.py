@@ -24,6 +24,16 @@ class Wiring(StrEnum):
     DC = "dc"  # DC charger, a balanced three-phase load on its AC side
 
 
+def _check_finite(what: str, **values: float | None) -> None:
+    """Reject NaN, infinite or negative numbers at the engine's boundary: a NaN capacity
+    would otherwise pass every comparison and reach the solver."""
+    for name, v in values.items():
+        if v is None:
+            continue
+        if not np.isfinite(v) or v < 0:
+            raise ValueError(f"{what}: {name} must be a finite number >= 0, got {v}")
+
+
 # --------------------------------------------------------------------------- time series
 
 
@@ -183,6 +193,8 @@ class Evse:
     rate_unit: str = "A"
     v2g: bool = False
     current_step_a: float | None = None
+    # a bidirectional EVSE's discharge limit (kW); None: the same as its charge maximum
+    max_discharge_kw: float | None = None
 
     def __post_init__(self) -> None:
         if any(p not in PHASES for p in self.phases):
@@ -197,6 +209,17 @@ class Evse:
             raise ValueError(f"EVSE {self.id}: rate_unit must be A or W")
         if self.current_step_a is not None and self.current_step_a <= 0:
             raise ValueError(f"EVSE {self.id}: current_step_a must be positive")
+        _check_finite(f"EVSE {self.id}", voltage_v=self.voltage_v,
+                      min_current_a=self.min_current_a, max_current_a=self.max_current_a,
+                      min_power_kw=self.min_power_kw, max_power_kw=self.max_power_kw,
+                      max_discharge_kw=self.max_discharge_kw)
+
+    @property
+    def max_discharge(self) -> float:
+        """The most this EVSE can feed back (kW); 0 unless it is bidirectional."""
+        if not self.v2g:
+            return 0.0
+        return self.max_kw if self.max_discharge_kw is None else self.max_discharge_kw
 
     @property
     def is_ac(self) -> bool:
@@ -302,6 +325,127 @@ class Site:
         return out
 
 
+# --------------------------------------------------------------------------- V2G and storage
+
+
+class V2gMode(StrEnum):
+    """What the driver allows the car's battery to be used for."""
+
+    CHARGE_ONLY = "charge_only"
+    # behind the meter only: covers the site's own load (relieves the transformer),
+    # never exports past the site's connection, never below the reserve
+    BACKUP_ONLY = "backup_only"
+    EXPORT_ALLOWED = "export_allowed"  # may also export, never below the reserve
+
+
+@dataclass(frozen=True)
+class V2gTerms:
+    """A session's V2G agreement and its battery as the car reports it (ISO 15118-20,
+    OCPP 2.1 NotifyEVChargingNeeds V2X parameters, or the driver's app).
+
+    Energies are in the battery (kWh stored), power at the EVSE (kW, metered). The
+    reserve is max(`reserve_kwh`, `min_soc` x capacity). `wear_per_kwh` overrides the
+    planner's `Weights.wear`; `compensation_per_kwh` is what the driver is paid per
+    discharged kWh: both make a discharge cost, so it only happens when it pays.
+    """
+
+    opted_in: bool
+    mode: V2gMode
+    battery_kwh: float
+    energy_now_kwh: float
+    reserve_kwh: float = 0.0
+    min_soc: float = 0.0
+    max_discharge_kw: float | None = None
+    compensation_per_kwh: float = 0.0
+    wear_per_kwh: float | None = None
+    charge_efficiency: float = 0.95
+    discharge_efficiency: float = 0.95
+
+    def __post_init__(self) -> None:
+        _check_finite("V2G terms", battery_kwh=self.battery_kwh,
+                      energy_now_kwh=self.energy_now_kwh, reserve_kwh=self.reserve_kwh,
+                      min_soc=self.min_soc, max_discharge_kw=self.max_discharge_kw,
+                      compensation_per_kwh=self.compensation_per_kwh,
+                      wear_per_kwh=self.wear_per_kwh)
+        if self.battery_kwh <= 0:
+            raise ValueError("V2G terms: battery_kwh must be positive")
+        if self.energy_now_kwh > self.battery_kwh + 1e-9:
+            raise ValueError("V2G terms: energy_now_kwh above battery_kwh")
+        if self.min_soc > 1 or self.reserve_kwh > self.battery_kwh:
+            raise ValueError("V2G terms: reserve above the battery's capacity")
+        _check_efficiency(self.charge_efficiency, self.discharge_efficiency)
+        object.__setattr__(self, "mode", V2gMode(self.mode))  # a str from config/API too
+
+    @property
+    def reserve(self) -> float:
+        return max(self.reserve_kwh, self.min_soc * self.battery_kwh)
+
+    @property
+    def may_discharge(self) -> bool:
+        return self.opted_in and self.mode != V2gMode.CHARGE_ONLY
+
+
+def _check_efficiency(*etas: float) -> None:
+    for eta in etas:
+        if not np.isfinite(eta) or not 0 < eta <= 1:
+            raise ValueError(f"efficiency must be in (0, 1], got {eta}")
+
+
+@dataclass(frozen=True)
+class StationaryBattery:
+    """A site's battery on `node`: planned like a V2G car that never leaves.
+
+    Energy window [min_kwh, max_kwh], power limits at its inverter, wear per discharged
+    kWh (None: `Weights.wear`). By default it ends the horizon with at least the energy
+    it has now (`end_energy_kwh`), so a plan cannot "earn" by emptying it at the
+    horizon's end. `export_allowed` False keeps it behind the meter (backup use).
+    """
+
+    id: str
+    node: str
+    capacity_kwh: float
+    energy_now_kwh: float
+    max_charge_kw: float
+    max_discharge_kw: float
+    min_kwh: float = 0.0
+    max_kwh: float | None = None
+    wear_per_kwh: float | None = None
+    charge_efficiency: float = 0.95
+    discharge_efficiency: float = 0.95
+    end_energy_kwh: float | None = None
+    export_allowed: bool = False
+
+    def __post_init__(self) -> None:
+        _check_finite(f"battery {self.id}", capacity_kwh=self.capacity_kwh,
+                      energy_now_kwh=self.energy_now_kwh, max_charge_kw=self.max_charge_kw,
+                      max_discharge_kw=self.max_discharge_kw, min_kwh=self.min_kwh,
+                      max_kwh=self.max_kwh, wear_per_kwh=self.wear_per_kwh,
+                      end_energy_kwh=self.end_energy_kwh)
+        top = self.capacity_kwh if self.max_kwh is None else self.max_kwh
+        if not self.min_kwh <= top <= self.capacity_kwh:
+            raise ValueError(f"battery {self.id}: need min_kwh <= max_kwh <= capacity_kwh")
+        if self.energy_now_kwh > self.capacity_kwh + 1e-9:
+            raise ValueError(f"battery {self.id}: energy_now_kwh above capacity_kwh")
+        _check_efficiency(self.charge_efficiency, self.discharge_efficiency)
+
+
+@dataclass(frozen=True)
+class SolarForecast:
+    """On-site solar on `node`: a forecast negative load (kW, >= 0) on the node and
+    every node above it. The worst case is taken per slot: its least output against the
+    upper limits, its most against reverse-flow limits."""
+
+    id: str
+    node: str
+    power_kw: Series
+
+    def __post_init__(self) -> None:
+        vals = self.power_kw.values if isinstance(self.power_kw, StepSeries | DailyProfile) \
+            else ()
+        for v in vals:
+            _check_finite(f"solar {self.id}", power_kw=v)
+
+
 # --------------------------------------------------------------------------- sessions
 
 
@@ -324,12 +468,18 @@ class Session:
     opted_out: bool = False
     priority: float = 1.0
     transaction_id: str | None = None
+    # the driver's V2G agreement and the battery's state; None: charge only, as before
+    v2g: V2gTerms | None = None
 
     def __post_init__(self) -> None:
         if self.arrival.tzinfo is None or self.departure.tzinfo is None:
             raise ValueError(f"session {self.id}: times must be timezone-aware")
         if self.energy_wanted_kwh < 0 or self.energy_delivered_kwh < 0:
             raise ValueError(f"session {self.id}: negative energy")
+        if self.v2g is not None:
+            _check_finite(f"session {self.id}", energy_wanted_kwh=self.energy_wanted_kwh,
+                          energy_delivered_kwh=self.energy_delivered_kwh,
+                          max_power_kw=self.max_power_kw)
         if self.priority <= 0:
             raise ValueError(f"session {self.id}: priority must be positive")
 

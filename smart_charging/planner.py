@@ -15,9 +15,17 @@ from datetime import datetime
 
 import numpy as np
 
+from smart_charging import bidirectional as bidi
 from smart_charging.baselines import equal_share
 from smart_charging.departures import DepartureModel
-from smart_charging.model import Prices, Session, Site, StepSeries
+from smart_charging.model import (
+    Prices,
+    Session,
+    Site,
+    SolarForecast,
+    StationaryBattery,
+    StepSeries,
+)
 from smart_charging.pattern import Embedded, Pattern, embed
 from smart_charging.problem import (
     Grid,
@@ -36,6 +44,9 @@ from smart_charging.solve import (
     solve_interior,
     violations,
 )
+
+DRIVER_TOL_KWH = 0.02  # a discharging car this short at departure: plan charge only
+FINE_PAIRS = 20000  # bidirectional plans up to this many pairs solve at eps 1e-4
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,18 @@ class Plan:
     fallback_reason: str | None
     pattern_kept: bool = False  # solved on the last plan's sparsity pattern (no new setup)
     solver: str = ""  # "osqp", "clarabel" (OSQP failed, the interior point solved) or ""
+    # bidirectional plans only (V2G, storage, solar; see bidirectional.py): power_w and
+    # current_a are signed (negative: discharge); per session the kWh it discharges and
+    # its stored energy after each slot (NaN without a battery state); per stationary
+    # battery its signed power and stored energy; kWh any node stays over its limit
+    # because its non-EV load is more than every discharge could relieve
+    bidirectional: bool = False
+    discharged_kwh: np.ndarray | None = None
+    stored_kwh: np.ndarray | None = None
+    storage_ids: tuple[str, ...] = ()
+    storage_power_kw: np.ndarray | None = None
+    storage_stored_kwh: np.ndarray | None = None
+    overload_kwh: float = 0.0
 
     def schedule_for(self, evse_id: str) -> EvseSchedule:
         """The setpoints of the session on `evse_id`; KeyError if it has none."""
@@ -169,7 +192,14 @@ class Planner:
     def __init__(self, settings: PlanSettings | None = None) -> None:
         self.settings = settings or PlanSettings()
         self._osqp = OsqpSession(self.settings.solver)
+        self._bidi_osqp = OsqpSession(self.settings.solver)
+        # small bidirectional plans solve to 1e-4: at 1e-3 a single car's arbitrage
+        # stopped at 70% of its discharge where the spread barely pays (bench/v2g.py)
+        s = self.settings.solver
+        self._bidi_osqp_fine = OsqpSession(replace(s, eps_abs=min(s.eps_abs, 1e-4),
+                                                   eps_rel=min(s.eps_rel, 1e-4)))
         self._warm: _Warm | None = None
+        self._bidi_warm: tuple[dict, dict] | None = None
         self._pattern: Pattern | None = None
         # plans where OSQP did not solve, by its status; plans on the equal-share
         # fallback (every solver failed), by the statuses: for the caller to log/export
@@ -178,9 +208,19 @@ class Planner:
 
     def plan(self, site: Site, sessions: Sequence[Session], prices: Prices, now: datetime,
              target_kw: StepSeries | None = None,
-             departures: DepartureModel | None = None) -> Plan:
+             departures: DepartureModel | None = None,
+             storage: Sequence[StationaryBattery] = (),
+             solar: Sequence[SolarForecast] = ()) -> Plan:
         """Plan from `now`; `target_kw` is a site EV power curve to follow (DR dispatch);
-        `departures` how the site's drivers really leave against their estimates."""
+        `departures` how the site's drivers really leave against their estimates.
+
+        With a session that may discharge (`Session.v2g` opted in, not charge only, on an
+        EVSE with `v2g`), a stationary battery or solar, the bidirectional problem plans
+        (`target_kw` then counts storage and may be negative: export); otherwise the
+        charge-only engine below, unchanged."""
+        if bidi.needed(site, sessions, storage, solar):
+            return self._plan_bidirectional(site, sessions, prices, now, target_kw,
+                                            storage, solar)
         st = self.settings
         t0 = time.perf_counter()
         end = self._kept_end(now)
@@ -256,6 +296,135 @@ class Planner:
         plan = self._to_plan(grid, x, sp.power_kw, sp.current_a, status, iterations,
                              solve_seconds, build_seconds, fallback_reason)
         return replace(plan, pattern_kept=emb is not None, solver=solver_used)
+
+    # ----------------------------------------------------------------- bidirectional
+
+    def _plan_bidirectional(self, site: Site, sessions: Sequence[Session], prices: Prices,
+                            now: datetime, target_kw: StepSeries | None,
+                            storage: Sequence[StationaryBattery],
+                            solar: Sequence[SolarForecast]) -> Plan:
+        """Solve the bidirectional QP (cold: no pattern or warm start yet), then keep the
+        driver's energy hard: a car that would discharge and still leave short is
+        re-planned without discharge. Anything unsafe falls back to the charge-only
+        engine, which ignores storage and solar (both only add room there)."""
+        st = self.settings
+        t0 = time.perf_counter()
+        lanes = bidi.build_lanes(site, sessions, prices, now, st.weights, storage, solar,
+                                 st.slot_minutes, st.horizon_slots)
+        build_seconds = time.perf_counter() - t0
+        K = lanes.n_pairs
+        c, d = np.zeros(K), np.zeros(K)
+        status, iterations, solve_seconds, solver_used = "no sessions", 0, 0.0, ""
+        reason: str | None = None
+        o = np.zeros(0)
+        qp = None
+        for _ in range(2):
+            qp = bidi.build_bidi_qp(lanes, st.weights, prices.demand_charge_per_kw, target_kw,
+                                    margin_kwh=0.02)
+            if K == 0:
+                break
+            warm_v, warm_d = (qp.warm_from(*self._bidi_warm)
+                              if st.warm_start and self._bidi_warm else (None, None))
+            osqp_session = self._bidi_osqp_fine if K <= FINE_PAIRS else self._bidi_osqp
+            res = osqp_session.solve(qp, warm_v, warm_d)  # type: ignore[arg-type]
+            solve_seconds += res.setup_seconds + res.solve_seconds
+            if not res.ok:
+                self.osqp_failures[res.status] += 1
+                res = solve_interior(qp)  # type: ignore[arg-type]
+                solve_seconds += res.setup_seconds + res.solve_seconds
+            status, iterations = res.status, res.iterations
+            solver_used = "clarabel" if res.status.startswith("clarabel") else "osqp"
+            if not res.ok:
+                reason = f"solver status {status} after {iterations} iterations"
+                self._bidi_warm = None
+                break
+            c, d, _, s = qp.split(res.v)
+            # the next plan starts here (keyed by lane and slot end, as `_Warm` is)
+            self._bidi_warm = (dict(zip(qp.var_keys, res.v, strict=True)),
+                               dict(zip(qp.con_keys, res.dual, strict=True)))
+            o = res.v[qp.A.shape[1] - len(qp.overload_rows):]
+            dis = lanes.charged_kwh(np.maximum(d, 0.0))
+            short = (s > SHORT_KWH) & (dis > 1e-3)
+            if not short.any():
+                break
+            # the driver's energy is hard: no discharge for a car the plan leaves short
+            lanes = replace(lanes, cap_d=np.where(short[lanes.pair_lane], 0.0, lanes.cap_d))
+        if reason is None:
+            c, d = bidi.project(lanes, c, d)
+            plain = ~lanes.soc
+            plain[len(lanes.sessions):] = False
+            grid = bidi.surrogate_grid(lanes, plain, c, d)
+            kp = np.nonzero(plain[lanes.pair_lane])[0]
+            rounded = round_setpoints(grid, c[kp], st.rounding) if len(kp) else None
+            # battery lanes in whole watts (OCPP 2.1 V2X setpoints are in W)
+            c, d = bidi.round_watts(lanes, c, d)
+            if rounded is not None:
+                c[kp] = rounded.power_kw
+            relieved = bidi.relieve(lanes, c, d)
+            topped = bidi.top_up(lanes, c, relieved)
+            # a car whose loan to `relieve` the valley cannot pay back keeps its plan
+            back = bidi.driver_short(lanes, topped, relieved) > DRIVER_TOL_KWH
+            if back.any():
+                relieved = np.where(back[lanes.pair_lane], d, relieved)
+                topped = bidi.top_up(lanes, c, relieved)
+            c, d = topped, relieved
+            worst = bidi.violation(lanes, c, d)
+            short = float(np.max(bidi.driver_short(lanes, c, d), initial=0.0))
+            if worst > bidi.TOL_KW:
+                reason = f"bidirectional plan {worst:.3f} over a limit after rounding"
+            elif short > DRIVER_TOL_KWH:  # discharge may never cost a driver energy
+                reason = f"a discharging car {short:.3f} kWh short of its driver's energy"
+        if reason is not None:  # charge only, the engine every site had before
+            self.fallbacks[status] += 1
+            plain_plan = self.plan(site, [replace(x, v2g=None) for x in sessions], prices, now,
+                                   target_kw)
+            return replace(plain_plan, fallback_used=True,
+                           fallback_reason=f"{reason}; planned charge only")
+        return self._to_bidi_plan(lanes, c, d, o, qp, status, iterations, solve_seconds,
+                                  build_seconds, solver_used)
+
+    def _to_bidi_plan(self, g: bidi.Lanes, c: np.ndarray, d: np.ndarray, o: np.ndarray,
+                      qp: bidi.BidiQp | None, status: str, iterations: int,
+                      solve_seconds: float, build_seconds: float, solver: str) -> Plan:
+        J, T = len(g.sessions), len(g.slots)
+        net = c - d
+        ses = g.pair_lane < J
+        power = np.zeros((J, T))
+        power[g.pair_lane[ses], g.pair_slot[ses]] = net[ses]
+        kpa = np.array([e.kw_per_amp if e.is_ac else np.nan for e in g.evses[:J]])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            current = np.where(power != 0, power / kpa[:, None], 0.0) if J else power
+        e = g.stored(c, d)
+        stored = np.full((J, T), np.nan)
+        stored[g.pair_lane[ses], g.pair_slot[ses]] = e[ses]
+        B = len(g.batteries)
+        bat = ~ses
+        st_power = np.zeros((B, T))
+        st_power[g.pair_lane[bat] - J, g.pair_slot[bat]] = net[bat]
+        st_stored = np.zeros((B, T))
+        st_stored[g.pair_lane[bat] - J, g.pair_slot[bat]] = e[bat]
+        phases = tuple(len(x.phases) if x.wiring.value == "wye" else (1 if x.is_ac else 3)
+                       for x in g.evses[:J])
+        over = 0.0
+        if qp is not None and len(o):
+            rt = qp.overload_rows
+            kw_rows = np.array([g.rows[r][1] == "kW" for r in rt // T], dtype=bool)
+            over = float(np.sum(np.maximum(o, 0.0)[kw_rows] * g.slots.hours[rt % T][kw_rows]))
+        return Plan(
+            site_id=g.site.id, now=g.slots.starts[0], slot_starts=g.slots.starts,
+            slot_ends=g.slots.ends, session_ids=tuple(s.id for s in g.sessions),
+            evse_ids=tuple(s.evse_id for s in g.sessions),
+            transaction_ids=tuple(s.transaction_id for s in g.sessions), number_phases=phases,
+            power_w=power * 1000.0, current_a=current, planned_kw=power.copy(),
+            energy_needed_kwh=g.need[:J].copy(),
+            energy_planned_kwh=(g.charged_kwh(c) - g.charged_kwh(d))[:J],
+            rows=g.rows, row_load=g.load_hi + g.signed_loads(c, d), row_limit=g.limit,
+            row_coef=g.row_coef[:, :J].copy(), row_headroom=g.upper,
+            status=status, iterations=iterations, solve_seconds=solve_seconds,
+            build_seconds=build_seconds, fallback_used=False, fallback_reason=None,
+            solver=solver, bidirectional=True, discharged_kwh=g.charged_kwh(d)[:J],
+            stored_kwh=stored, storage_ids=tuple(b.id for b in g.batteries),
+            storage_power_kw=st_power, storage_stored_kwh=st_stored, overload_kwh=over)
 
     # ----------------------------------------------------------------- warm start
 

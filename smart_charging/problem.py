@@ -62,6 +62,14 @@ class Weights:
     # over the kWh it still needs (so a car close to full is finished first when
     # energy is short); nothing changes where every car can be served
     completion: float = 20.0
+    # bidirectional plans only (smart_charging/bidirectional.py). Battery wear per kWh
+    # discharged (CNY; ~800 CNY/kWh of pack over ~3,000 cycles), so a car discharges
+    # only where a price spread, a limit or a dispatch pays more than wear and losses
+    wear: float = 0.25
+    # per kWh a node stays over its limit because of its non-EV load: above any spread
+    # plus wear (so discharging to relieve it pays), below `shortfall` (so relief never
+    # costs a driver energy)
+    overload: float = 10.0
 
 
 @dataclass(frozen=True)
