@@ -24,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from csms import grid
+from csms.api import event_log
 from csms.api.auth import COOKIE, CSRF_HEADER, Caller, Permission, lookup
 from csms.api.deps import Parts, parts
 from csms.api.sites import may_see
@@ -98,6 +99,7 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
             "lang": lang, "languages": i18n.LANGUAGES,
             "here": request.url.path + (f"?{query}" if query else ""),
             "js_strings": {s: translations.gettext(s) for s in JS_STRINGS},
+            "kind_names": views.KIND_NAMES,
             **context},
         status_code=status_code)
     response.headers["Content-Security-Policy"] = CSP
@@ -191,7 +193,7 @@ async def overview(request: Request, who: Visitor, parts: PartsDep,
         sites=await views.site_cards(parts, who),
         counts=views.station_counts(await views.stations(parts) if reads else []),
         sessions=await views.sessions(parts) if reads else [],
-        errors=await views.errors(parts, who),
+        errors=await views.errors(parts, who, views.display_zone(dict(parts.sites))),
     )
 
 
@@ -227,6 +229,28 @@ async def station_page(station_id: str, request: Request, who: Visitor,
         evses=views.evse_states(connectors), connectors=connectors, sessions=sessions,
         transactions=await parts.store.transactions.list(station_id, None, 20),
         commands=who.may(Permission.COMMANDS), csrf_header=CSRF_HEADER)
+
+
+@router.get("/events")
+async def events_page(request: Request, who: Visitor, parts: PartsDep, station_id: Text = "",
+                      kind: Text = "",
+                      page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> Response:
+    """Errors and events at the stations (the event log, as `GET /api/event-log`), by
+    station and kind, a page at a time."""
+    if not who.may(Permission.READ):
+        return render(request, "missing.html", status_code=404, who=who, what="event log")
+    since, until = event_log.window(parts, None, None)
+    kinds = [kind] if kind in views.KIND_NAMES else None
+    size = views.PAGE_SIZE
+    found, total = await event_log.find(parts, since, until, station_id.strip() or None,
+                                        kinds, size, (page - 1) * size,
+                                        event_log.NON_COMPLIANCE_MARGIN_W)
+    query = {"station_id": station_id, "kind": kind}
+    zone = views.display_zone(dict(parts.sites))
+    return render(request, "events.html", who=who, reads=True, query=query,
+                  errors=[views.event_row(e, zone) for e in found],
+                  page=views.Page(page, size, total, query), kinds=views.KIND_NAMES,
+                  days=event_log.DEFAULT_DAYS)
 
 
 TRANSACTIONS_LIMIT = 500
@@ -355,7 +379,8 @@ async def sessions_fragment(request: Request, who: Visitor, parts: PartsDep) -> 
 
 @router.get("/fragments/errors")
 async def errors_fragment(request: Request, who: Visitor, parts: PartsDep) -> Response:
-    return render(request, "_errors.html", errors=await views.errors(parts, who))
+    return render(request, "_errors.html", errors=await views.errors(
+        parts, who, views.display_zone(dict(parts.sites))))
 
 
 @router.get("/fragments/sites/{site_id}/schedules")

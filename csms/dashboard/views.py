@@ -17,6 +17,7 @@ from csms.api.deps import Parts
 from csms.api.sites import may_see
 from csms.dashboard.i18n import _
 from csms.store.devices import ConnectorStatus
+from csms.store.event_log import EventLogRepo, LoggedEvent
 from smart_charging.model import Site
 
 # An EVSE's connectors, worst first: the one status shown for the EVSE.
@@ -79,6 +80,7 @@ class ErrorRow:
     text: str  # a catalogue message with %(name)s fields, filled from `args` once translated
     args: dict[str, Any] = field(default_factory=dict)
     station_id: str | None = None
+    kind: str | None = None  # the event log's kind, where it came from there
 
 
 @dataclass(frozen=True)
@@ -232,15 +234,17 @@ async def sessions(parts: Parts, limit: int = 200) -> list[SessionRow]:
     ) for t in sorted(found, key=lambda t: (t.station_id, t.evse_id or 0))]
 
 
-async def errors(parts: Parts, who: Caller, limit: int = 15) -> list[ErrorRow]:
-    """Faulted connectors, and plans that fell back or whose profiles did not land."""
-    out: list[ErrorRow] = []
+async def errors(parts: Parts, who: Caller, zone: timezone,
+                 limit: int = 15) -> list[ErrorRow]:
+    """The newest errors: from the event log for those who may see stations (each names
+    its station, EVSE and reason); for a grid company, its sites' troubled plans only."""
     if who.may(Permission.READ):
-        for station_id, conns in (await parts.store.devices.all_connectors()).items():
-            out += [ErrorRow(c.updated_at, station_id,
-                             _("EVSE %(evse)s connector %(connector)s Faulted"),
-                             {"evse": c.evse_id, "connector": c.connector_id}, station_id)
-                    for c in conns if c.status == "Faulted"]
+        now = parts.clock.now()
+        found, _total = await EventLogRepo(parts.store.pool).list(
+            now - timedelta(days=7), now + timedelta(minutes=1), kinds=list(ERROR_KINDS),
+            limit=limit)
+        return [event_row(e, zone) for e in found]
+    out: list[ErrorRow] = []
     for site in visible_sites(parts, who):
         for p in await parts.store.plans.troubled(site.id, limit):
             source = f"site {site.id}"
@@ -254,6 +258,65 @@ async def errors(parts: Parts, who: Caller, limit: int = 15) -> list[ErrorRow]:
                 out.append(ErrorRow(p.planned_at, source, _("%(n)s profile(s) not delivered"),
                                     {"n": p.profiles_failed}))
     return sorted(out, key=lambda e: e.at, reverse=True)[:limit]
+
+
+# The event log's kinds as the pages name them; those that are errors (the overview's).
+KIND_NAMES = {
+    "profile": _("profile rejected"), "call": _("call failed"),
+    "non-compliance": _("non-compliance"), "security": _("security event"),
+    "alert": _("alert"), "firmware": _("firmware failed"), "fault": _("fault"),
+    "boot": _("boot"), "disconnect": _("disconnect"), "plan": _("fallback plan"),
+}
+ERROR_KINDS = ("profile", "call", "non-compliance", "security", "alert", "firmware", "fault",
+               "plan")
+
+
+def event_row(e: LoggedEvent, zone: timezone) -> ErrorRow:
+    """A logged event as a row: where (station / EVSE, or site) and what, in words."""
+    d = e.detail
+    if e.station_id is None:
+        source = f"site {e.site_id}" if e.site_id else "CSMS"
+    elif e.evse_id is not None:
+        source = f"{e.station_id} / EVSE {e.evse_id}"
+    else:
+        source = e.station_id
+    args: dict[str, Any] = {"reason": e.reason, "tx": d.get("transaction_id") or "-"}
+    if e.kind == "profile" and d.get("outcome") == "unsupported":
+        text = _("profile not sent: the station supports no charging rate unit we can use "
+                 "(transaction %(tx)s)")
+    elif e.kind == "profile":
+        text = _("charging profile rejected by the station: %(reason)s (transaction %(tx)s)")
+    elif e.kind == "call":
+        text = _("charging profile not delivered: no answer, a CALLERROR or offline "
+                 "(transaction %(tx)s)")
+    elif e.kind == "non-compliance":
+        since = datetime.fromisoformat(d["from"]).astimezone(zone).strftime("%H:%M:%S")
+        text = _("drew %(kw)s kW against a limit of %(limit)s kW (%(n)s samples since "
+                 "%(since)s)")
+        args |= {"kw": f"{d['power_w'] / 1000:.1f}", "limit": f"{d['limit_w'] / 1000:.1f}",
+                 "n": d["samples"], "since": since}
+    elif e.kind == "security":
+        text = _("security event %(reason)s%(info)s")
+        args["info"] = f": {d['tech_info']}" if d.get("tech_info") else ""
+    elif e.kind == "alert":
+        text = _("%(reason)s = %(value)s (%(trigger)s)%(info)s")
+        info = " ".join(str(x) for x in (d.get("tech_code"), d.get("tech_info")) if x)
+        args |= {"value": d.get("value"), "trigger": d.get("trigger"),
+                 "info": f": {info}" if info else ""}
+    elif e.kind == "firmware":
+        text = _("firmware update failed: %(reason)s%(info)s")
+        args["info"] = f" ({d['reply_reason']})" if d.get("reply_reason") else ""
+    elif e.kind == "fault":
+        text = _("EVSE %(evse)s connector %(connector)s Faulted")
+        args |= {"evse": e.evse_id, "connector": d.get("connector")}
+    elif e.kind == "boot":
+        text = _("booted (%(reason)s), %(status)s")
+        args["status"] = d.get("status") or "-"
+    elif e.kind == "disconnect":
+        text = _("disconnected")
+    else:
+        text = _("fallback plan (%(reason)s)")
+    return ErrorRow(e.at, source, text, args, e.station_id, e.kind)
 
 
 async def site_cards(parts: Parts, who: Caller) -> list[SiteCard]:

@@ -13,7 +13,7 @@ UNION ALL, so filtering, ordering and paging happen in the database:
   EVSE a profile (it holds until the next one is sent, the transaction ends or the plan's
   horizon ends), ignoring samples in the first `grace_s` after a profile was sent;
 - `security` (A04), `alert` (NotifyEvent), `firmware` (failed updates), `fault` (a
-  connector Faulted now), `boot` and `disconnect` (the newest of each: the stations
+  connector Faulted now, since whenever), `boot` and `disconnect` (the newest of each: the stations
   table keeps no history), `plan` (the engine fell back).
 """
 
@@ -127,7 +127,7 @@ FROM firmware_updates WHERE outcome = 'failed' AND updated_at >= $1 AND updated_
 UNION ALL
 SELECT updated_at, 'fault', station_id, evse_id, status,
        jsonb_build_object('connector', connector_id), NULL
-FROM connectors WHERE status = 'Faulted' AND updated_at >= $1 AND updated_at < $2
+FROM connectors WHERE status = 'Faulted' AND updated_at < $2  -- faulted now, however long
 UNION ALL
 SELECT last_boot_at, 'boot', id, NULL, coalesce(boot_reason, 'Unknown'),
        jsonb_build_object('status', boot_status), NULL

@@ -8,6 +8,7 @@ import csv
 import io
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ from babel.messages.pofile import read_po
 from csms.app import Csms
 from csms.dashboard import catalogue, i18n
 from simulators.ev import EV
+from tests.api.test_event_log import seed_plans
 from tests.dashboard.conftest import add_token
 from tests.e2e.conftest import StationFactory
 from tests.support import eventually
@@ -131,6 +133,40 @@ async def test_transaction_history_filters_and_exports_csv(
     table = list(csv.reader(io.StringIO(exported.text.removeprefix("\ufeff"))))
     assert table[0][:3] == ["station_id", "evse_id", "transaction_id"]
     assert len(table) == 2 and table[1][0] == "CS002" and table[1][5]  # ended
+
+
+async def test_the_events_page_filters_by_station_and_kind_and_pages(
+    csms: Csms, http: httpx.AsyncClient
+) -> None:
+    now = csms.clock.now()
+    await seed_plans(csms, now)
+    for i in range(55):
+        await csms.store.security_events.add("CS1", "InvalidTLSVersion",
+                                             now - timedelta(minutes=i), f"try {i}", False, now)
+    await sign_in(http, csms, "viewer")
+    assert 'href="/events"' in (await http.get("/")).text  # in the navigation
+
+    first = await http.get("/events")
+    assert first.status_code == 200
+    assert first.text.count("<tr data-kind=") == 50 and 'rel="next"' in first.text
+    assert "1\u201350 of 58" in first.text
+    second = await http.get("/events?page=2")
+    assert second.text.count("<tr data-kind=") == 8 and 'rel="prev"' in second.text
+    rejected = await http.get("/events?kind=profile")
+    assert rejected.text.count("<tr data-kind=") == 1
+    assert "CS2 / EVSE 1" in rejected.text and "TxNotFound" in rejected.text
+    over = await http.get("/events?kind=non-compliance&station_id=CS1")
+    assert over.text.count('<tr data-kind="non-compliance"') == 1
+    assert "drew 1.4 kW against a limit of 0.0 kW (2 samples since" in over.text
+    assert (await http.get("/events?station_id=CS9")).text.count("<tr data-kind=") == 0
+    assert 'selected>profile rejected' in rejected.text  # the filter is kept
+    assert (await http.get("/events?kind=nonsense")).status_code == 200  # no filter
+    assert (await http.get("/events?station_id=" + "x" * 100)).status_code == 422
+    chinese = await http.get("/events?kind=profile", headers={"Accept-Language": "zh-CN"})
+    assert "错误与事件" in chinese.text and "TxNotFound" in chinese.text
+
+    await sign_in(http, csms, "grid")
+    assert (await http.get("/events")).status_code == 404  # no station data
 
 
 async def test_the_language_follows_the_browser_and_the_switch(

@@ -15,6 +15,7 @@ from csms.api.auth import COOKIE, CSRF_HEADER
 from csms.app import Csms
 from csms.config import Config, SchedulerConfig
 from csms.store.plans import PlanRecord
+from tests.api.test_event_log import seed_plans
 from tests.dashboard.conftest import add_token
 from tests.e2e.conftest import StationFactory
 
@@ -108,11 +109,12 @@ async def test_the_charting_library_is_served_from_here(http: httpx.AsyncClient)
     assert (await http.get("/static/dashboard.js")).status_code == 200
 
 
-async def test_recent_errors_list_faulted_connectors_and_troubled_plans(
+async def test_recent_errors_name_the_station_evse_and_reason(
     csms: Csms, http: httpx.AsyncClient, make_station: StationFactory
 ) -> None:
     station = await make_station("TS001")
     await station.status(1, "Faulted")
+    await seed_plans(csms, csms.clock.now())
     await csms.store.plans.add(PlanRecord(
         site_id="test-small", planned_at=csms.clock.now(), trigger="test", sessions=1,
         inputs={}, schedule={}, status="solved", profiles_sent=1, profiles_rejected=1))
@@ -122,11 +124,15 @@ async def test_recent_errors_list_faulted_connectors_and_troubled_plans(
         if "Faulted" in errors:
             break
         await asyncio.sleep(0.1)
-    assert "TS001" in errors and "EVSE 1 connector 1 Faulted" in errors
-    assert "site test-small" in errors and "1 profile(s) rejected" in errors
+    assert "TS001 / EVSE 1" in errors and "EVSE 1 connector 1 Faulted" in errors
+    # not "1 profile(s) rejected": which station, which EVSE, and the station's reason
+    assert "CS2 / EVSE 1" in errors and "TxNotFound" in errors and "tx-2" in errors
+    assert "CS1 / EVSE 1" in errors and "drew 1.4 kW against a limit of 0.0 kW" in errors
+    assert 'href="/events"' in (await http.get("/")).text
     stations = (await http.get("/fragments/stations")).text
     assert "status-faulted" in stations and "online" in stations
 
     await signed_in(http, await add_token(csms, "grid", ("test-small/transformer",)))
     errors = (await http.get("/fragments/errors")).text
     assert "Faulted" not in errors and "1 profile(s) rejected" in errors  # no station data
+    assert "TxNotFound" not in errors
