@@ -119,7 +119,12 @@ def _fmt_time(value: datetime | None, zone: timezone, seconds: bool = False) -> 
     return value.astimezone(zone).strftime("%m-%d %H:%M:%S" if seconds else "%m-%d %H:%M")
 
 
+def _fmt_hm(value: datetime, zone: timezone) -> str:
+    return value.astimezone(zone).strftime("%H:%M")
+
+
 templates.env.filters["t"] = _fmt_time
+templates.env.filters["hm"] = _fmt_hm
 
 
 def _safe_next(path: str | None) -> str:

@@ -6,18 +6,23 @@ process), while the browser's live parts use the JSON API.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+from csms import grid
 from csms.api.auth import Caller, Permission
 from csms.api.deps import Parts
 from csms.api.sites import may_see
+from csms.dashboard import holds
+from csms.dashboard.holds import Hold
 from csms.dashboard.i18n import _
 from csms.store.devices import ConnectorStatus
 from csms.store.event_log import EventLogRepo, LoggedEvent
+from smart_charging import prices_from_dict
 from smart_charging.model import Site
 
 # An EVSE's connectors, worst first: the one status shown for the EVSE.
@@ -153,6 +158,7 @@ class EvseSchedule:
     changes: list[tuple[datetime, float]]  # (from, kW), the first few
     svg_path: str  # the setpoints over the horizon, for a small step chart
     max_kw: float
+    holds: list[Hold] = field(default_factory=list)  # why the plan holds the car, if it does
 
     @property
     def short(self) -> bool:
@@ -331,7 +337,8 @@ async def site_cards(parts: Parts, who: Caller) -> list[SiteCard]:
 
 
 async def schedules(parts: Parts, site: Site) -> tuple[datetime | None, list[EvseSchedule]]:
-    """Each EVSE's setpoints in the newest plan (None where it has no session)."""
+    """Each EVSE's setpoints in the newest plan (None where it has no session), and why
+    the plan holds its car back where it does."""
     plan = await parts.store.plans.latest(site.id)
     if plan is None:
         return None, [_schedule(site, e.id, None, None, None) for e in site.evses]
@@ -340,14 +347,36 @@ async def schedules(parts: Parts, site: Site) -> tuple[datetime | None, list[Evs
         return plan.planned_at, []
     end = starts[-1] + (starts[-1] - starts[-2] if len(starts) > 1 else timedelta(minutes=15))
     now = parts.clock.now()
+    why = await hold_reasons(parts, site, plan.inputs, plan.schedule, now)
     return plan.planned_at, [
-        _schedule(site, e.id, plan.schedule.get(e.id), (starts[0], end), now)
+        _schedule(site, e.id, plan.schedule.get(e.id), (starts[0], end), now, why.get(e.id))
         for e in site.evses
     ]
 
 
+async def hold_reasons(parts: Parts, site: Site, inputs: dict[str, Any],
+                       schedule: dict[str, Any], now: datetime) -> dict[str, list[Hold]]:
+    """holds.explain with what the plan was made from: the node limits and grid events of
+    the store, and the site's tariff (the one set through the API, else its file's)."""
+    starts, ends = holds.slots(inputs)
+    if not starts or not schedule:
+        return {}
+    limits, events, stored = await asyncio.gather(
+        parts.store.grid.node_limits(site.id),
+        parts.store.grid.events(site.id, now, since=starts[0], limit=200),
+        parts.store.grid.tariff(site.id))
+    tariff = stored or parts.tariffs.tariffs.get(parts.tariffs.by_site.get(site.id) or "")
+    prices = prices_from_dict(tariff) if tariff else None
+    live = [e for e in events if e.effective_end > e.start]
+    return holds.explain(
+        grid.with_grid(site, limits, live), inputs, schedule,
+        None if prices is None else prices.energy_price(starts, ends), live, now,
+        display_zone(dict(parts.sites)), prices.currency if prices else "")
+
+
 def _schedule(site: Site, evse_id: str, entry: dict[str, Any] | None,
-              span: tuple[datetime, datetime] | None, now: datetime | None) -> EvseSchedule:
+              span: tuple[datetime, datetime] | None, now: datetime | None,
+              held: list[Hold] | None = None) -> EvseSchedule:
     evse = site.evse(evse_id)
     base = EvseSchedule(evse.id, evse.station_id, evse.ocpp_evse_id, evse.node, None, None,
                         None, None, None, [], "", evse.max_kw)
@@ -360,7 +389,7 @@ def _schedule(site: Site, evse_id: str, entry: dict[str, Any] | None,
     return EvseSchedule(
         evse.id, evse.station_id, evse.ocpp_evse_id, evse.node, entry.get("transaction_id"),
         entry.get("energy_needed_kwh"), entry.get("energy_planned_kwh"), entry.get("profile"),
-        now_kw, upcoming[:4], step_path(points, t0, t1, evse.max_kw), evse.max_kw)
+        now_kw, upcoming[:4], step_path(points, t0, t1, evse.max_kw), evse.max_kw, held or [])
 
 
 def step_path(points: list[tuple[datetime, float]], t0: datetime, t1: datetime,
