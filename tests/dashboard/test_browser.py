@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, expect
 
 from csms.config import Config
@@ -151,7 +152,8 @@ async def test_a_temporary_limit_set_through_the_form_changes_the_plan(
     await snapshot(page, "site-limited")
 
 
-PAGES = ["/", "/stations", "/stations/TS001", "/transactions", "/sites/test-small"]
+PAGES = ["/", "/stations", "/stations/TS001", "/transactions", "/events",
+         "/sites/test-small"]
 
 
 async def test_every_page_fits_a_phone(browser: Browser, run: Run) -> None:
@@ -207,3 +209,28 @@ async def test_the_language_switch(page: Page, run: Run) -> None:
     await expect(page.locator(".u-legend")).to_contain_text("居民负荷")
     await page.click("header .languages a[lang=en]")
     await expect(page.locator("h1")).to_contain_text("Site test-small")
+
+
+async def serious_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now (run through
+    the DevTools protocol, so the page's CSP still holds for the page itself)."""
+    found = await Axe().run(page)
+    return [f"{v['id']}: {[n['target'] for n in v['nodes']][:5]} ({v['help']})"
+            for v in found.response["violations"]
+            if v.get("impact") in ("serious", "critical")]
+
+
+async def test_no_page_has_serious_accessibility_violations(page: Page, run: Run) -> None:
+    """axe-core on every page, in English and Chinese: labels on every form field,
+    contrast, names for links and buttons, the language of the page..."""
+    await page.goto("/login")
+    found = {"/login": await serious_violations(page)}
+    await sign_in(page, await add_token(run.csms, "admin"), "/")
+    for lang in ("en", "zh-CN"):
+        await page.goto(f"/language?set={lang}&next=/")
+        for path in PAGES:
+            await page.goto(path)
+            await page.wait_for_load_state("networkidle")
+            found[f"{lang} {path}"] = await serious_violations(page)
+    failing = [f"{where}: {v}" for where, v in found.items() for v in v]
+    assert failing == [], "\n".join(failing)
