@@ -192,6 +192,22 @@ async def test_the_language_follows_the_browser_and_the_switch(
     assert "请粘贴 API 令牌" in login.text  # the first screen says how to get a token
 
 
+async def test_the_first_screens_say_how_to_begin(
+    csms: Csms, http: httpx.AsyncClient
+) -> None:
+    login = (await http.get("/login")).text
+    assert "<code>csms api-tokens add my-dashboard --role admin</code>" in login
+    await sign_in(http, csms, "admin")
+    overview = (await http.get("/")).text  # no site configured here
+    assert 'id="no-sites"' in overview
+    assert "cp config/sites/residential.toml config/sites/my-site.toml" in overview
+    assert 'enabled = true\nsites = ["config/sites/my-site.toml"]' in overview
+
+
+def test_the_example_site_file_the_overview_names_exists() -> None:
+    assert (Path(__file__).resolve().parents[2] / "config/sites/residential.toml").exists()
+
+
 async def test_favicon(http: httpx.AsyncClient) -> None:
     icon = await http.get("/favicon.ico")
     assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg")

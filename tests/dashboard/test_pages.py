@@ -88,6 +88,7 @@ async def test_what_each_role_sees(csms: Csms, http: httpx.AsyncClient) -> None:
     await signed_in(http, await add_token(csms, "viewer"))
     overview = await http.get("/")
     assert "Stations" in overview.text and 'href="/sites/test-small"' in overview.text
+    assert 'id="no-sites"' not in overview.text
     site = await http.get("/sites/test-small")
     assert site.status_code == 200 and "limit-form" not in site.text  # read only
     assert (await http.get("/sites/elsewhere")).status_code == 404
