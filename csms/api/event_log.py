@@ -61,9 +61,11 @@ def window(parts: Parts, since: datetime | None, until: datetime | None
 async def find(parts: Parts, since: datetime, until: datetime, station_id: str | None,
                kinds: list[str] | None, limit: int, offset: int,
                tolerance_w: float) -> tuple[list[LoggedEvent], int]:
-    return await EventLogRepo(parts.store.pool).list(
+    found, total = await EventLogRepo(parts.store.pool).list(
         since, until, station_id=station_id or None, kinds=kinds, limit=limit,
         offset=offset, margin_w=tolerance_w)
+    assert total is not None
+    return found, total
 
 
 @router.get("/api/event-log", dependencies=[require(Permission.READ)])

@@ -242,13 +242,14 @@ async def sessions(parts: Parts, limit: int = 200) -> list[SessionRow]:
 
 async def errors(parts: Parts, who: Caller, zone: timezone,
                  limit: int = 15) -> list[ErrorRow]:
-    """The newest errors: from the event log for those who may see stations (each names
-    its station, EVSE and reason); for a grid company, its sites' troubled plans only."""
+    """The newest errors of the last day: from the event log for those who may see
+    stations (each names its station, EVSE and reason); for a grid company, its sites'
+    troubled plans only. The overview asks every few seconds: no count, a short window."""
     if who.may(Permission.READ):
         now = parts.clock.now()
         found, _total = await EventLogRepo(parts.store.pool).list(
-            now - timedelta(days=7), now + timedelta(minutes=1), kinds=list(ERROR_KINDS),
-            limit=limit)
+            now - timedelta(days=1), now + timedelta(minutes=1), kinds=list(ERROR_KINDS),
+            limit=limit, count=False)
         return [event_row(e, zone) for e in found]
     out: list[ErrorRow] = []
     for site in visible_sites(parts, who):

@@ -93,7 +93,7 @@ FROM (
            lead(p.planned_at) OVER (PARTITION BY p.site_id, e.key
                                     ORDER BY p.planned_at, p.id) AS next_at
     FROM plans p CROSS JOIN LATERAL jsonb_each(p.schedule) e {_SESSION}
-    WHERE e.value->>'profile' = 'sent' AND p.planned_at < $2
+    WHERE p.profiles_sent > 0 AND e.value->>'profile' = 'sent' AND p.planned_at < $2
       AND p.planned_at >= $1 - interval '2 days'
   ) sent
   LEFT JOIN transactions t
@@ -153,8 +153,10 @@ class EventLogRepo:
     async def list(self, since: datetime, until: datetime, *, station_id: str | None = None,
                    kinds: list[str] | None = None, limit: int = 50, offset: int = 0,
                    margin_w: float = NON_COMPLIANCE_MARGIN_W,
-                   grace_s: float = NON_COMPLIANCE_GRACE_S) -> tuple[list[LoggedEvent], int]:
-        """Events in [since, until), newest first, and how many match in all."""
+                   grace_s: float = NON_COMPLIANCE_GRACE_S,
+                   count: bool = True) -> tuple[list[LoggedEvent], int | None]:
+        """Events in [since, until), newest first, and how many match in all (None
+        without `count`: a second pass over the same rows that a short list skips)."""
         args = (since, until, station_id, kinds or None, margin_w, grace_s,
                 NON_COMPLIANCE_FACTOR)
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
@@ -162,6 +164,8 @@ class EventLogRepo:
                 f"SELECT * FROM ({_ALL}) ev {_WHERE}"
                 " ORDER BY at DESC, kind, station_id, evse_id LIMIT $8 OFFSET $9",
                 *args, limit, offset)
-            total = await conn.fetchval(f"SELECT count(*) FROM ({_ALL}) ev {_WHERE}", *args)
+            total = await conn.fetchval(f"SELECT count(*) FROM ({_ALL}) ev {_WHERE}", *args) \
+                if count else None
         return [LoggedEvent(r["at"], r["kind"], r["station_id"], r["evse_id"], r["reason"],
-                            json.loads(r["detail"]), r["site_id"]) for r in rows], int(total)
+                            json.loads(r["detail"]), r["site_id"]) for r in rows], \
+            None if total is None else int(total)

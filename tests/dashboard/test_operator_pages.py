@@ -142,7 +142,8 @@ async def test_the_events_page_filters_by_station_and_kind_and_pages(
     await seed_plans(csms, now)
     for i in range(55):
         await csms.store.security_events.add("CS1", "InvalidTLSVersion",
-                                             now - timedelta(minutes=i), f"try {i}", False, now)
+                                             now - timedelta(minutes=i), f"<b>try {i}</b>",
+                                             False, now)
     await sign_in(http, csms, "viewer")
     assert 'href="/events"' in (await http.get("/")).text  # in the navigation
 
@@ -150,6 +151,7 @@ async def test_the_events_page_filters_by_station_and_kind_and_pages(
     assert first.status_code == 200
     assert first.text.count("<tr data-kind=") == 50 and 'rel="next"' in first.text
     assert "1\u201350 of 58" in first.text
+    assert "InvalidTLSVersion: &lt;b&gt;try 0&lt;/b&gt;" in first.text  # a station's words
     second = await http.get("/events?page=2")
     assert second.text.count("<tr data-kind=") == 8 and 'rel="prev"' in second.text
     rejected = await http.get("/events?kind=profile")
