@@ -234,3 +234,19 @@ async def test_no_page_has_serious_accessibility_violations(page: Page, run: Run
             found[f"{lang} {path}"] = await serious_violations(page)
     failing = [f"{where}: {v}" for where, v in found.items() for v in v]
     assert failing == [], "\n".join(failing)
+
+
+async def test_the_events_page_filters_by_station_and_kind(page: Page, run: Run) -> None:
+    await sign_in(page, await add_token(run.csms, "viewer"), "/events")
+    rows = page.locator("table.errors tbody tr")
+    for sid in STATIONS:  # each simulated station booted
+        await expect(rows.filter(has_text=sid).and_(page.locator("[data-kind=boot]"))
+                     ).to_have_count(1)
+    await page.fill("form.filters input[name=station_id]", "TS002")
+    await page.select_option("form.filters select[name=kind]", "boot")
+    await page.click("form.filters button[type=submit]")
+    await page.wait_for_url("**/events?station_id=TS002&kind=boot")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("TS002")
+    await expect(page.locator("#page-info")).to_contain_text("1\u20131 of 1")
+    await snapshot(page, "events")
