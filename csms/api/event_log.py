@@ -16,7 +16,13 @@ from pydantic import AwareDatetime, BaseModel
 
 from csms.api.auth import Permission, require
 from csms.api.deps import Parts, PartsDep
-from csms.store.event_log import KINDS, NON_COMPLIANCE_MARGIN_W, EventLogRepo, LoggedEvent
+from csms.store.event_log import (
+    KINDS,
+    NON_COMPLIANCE_GRACE_S,
+    NON_COMPLIANCE_MARGIN_W,
+    EventLogRepo,
+    LoggedEvent,
+)
 
 router = APIRouter(tags=["event log"])
 
@@ -26,6 +32,14 @@ assert set(Kind.__args__) == set(KINDS)  # type: ignore[attr-defined]
 DEFAULT_DAYS = 7
 MAX_DAYS = 92  # a wider window scans too many meter samples for one request
 MAX_TOLERANCE_W = 100_000.0
+MAX_GRACE_S = 3600.0
+Tolerance = Annotated[float, Query(
+    ge=0, le=MAX_TOLERANCE_W,
+    description="non-compliance: drawing more than the limit + 10% + this many W")]
+Grace = Annotated[float, Query(
+    ge=0, le=MAX_GRACE_S,
+    description="non-compliance: samples this soon after a profile was sent do not count "
+                "(the station may still be adjusting; longer under an accelerated clock)")]
 
 
 class EventOut(BaseModel):
@@ -60,10 +74,10 @@ def window(parts: Parts, since: datetime | None, until: datetime | None
 
 async def find(parts: Parts, since: datetime, until: datetime, station_id: str | None,
                kinds: list[str] | None, limit: int, offset: int,
-               tolerance_w: float) -> tuple[list[LoggedEvent], int]:
+               tolerance_w: float, grace_s: float) -> tuple[list[LoggedEvent], int]:
     found, total = await EventLogRepo(parts.store.pool).list(
         since, until, station_id=station_id or None, kinds=kinds, limit=limit,
-        offset=offset, margin_w=tolerance_w)
+        offset=offset, margin_w=tolerance_w, grace_s=grace_s)
     assert total is not None
     return found, total
 
@@ -79,15 +93,13 @@ async def event_log(
     until: Annotated[AwareDatetime | None, Query(description="default: now")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
-    tolerance_w: Annotated[float, Query(
-        ge=0, le=MAX_TOLERANCE_W,
-        description="non-compliance: drawing more than the limit + 10% + this many W")
-    ] = NON_COMPLIANCE_MARGIN_W,
+    tolerance_w: Tolerance = NON_COMPLIANCE_MARGIN_W,
+    grace_s: Grace = NON_COMPLIANCE_GRACE_S,
 ) -> EventPage:
     """Errors and events at the stations, newest first, with how many match in all (page
     with `offset`). Each names its station, EVSE (where it has one), reason and time."""
     start, end = window(parts, since, until)
     found, total = await find(parts, start, end, station_id, list(kind) if kind else None,
-                              limit, offset, tolerance_w)
+                              limit, offset, tolerance_w, grace_s)
     return EventPage(since=start, until=end, total=total,
                      events=[EventOut.model_validate(e, from_attributes=True) for e in found])

@@ -238,24 +238,35 @@ async def station_page(station_id: str, request: Request, who: Visitor,
 
 @router.get("/events")
 async def events_page(request: Request, who: Visitor, parts: PartsDep, station_id: Text = "",
-                      kind: Text = "",
-                      page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> Response:
+                      kind: Text = "", page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+                      tolerance_w: event_log.Tolerance = event_log.NON_COMPLIANCE_MARGIN_W,
+                      grace_s: event_log.Grace = event_log.NON_COMPLIANCE_GRACE_S,
+                      ) -> Response:
     """Errors and events at the stations (the event log, as `GET /api/event-log`), by
-    station and kind, a page at a time."""
+    station and kind, a page at a time; `tolerance_w` and `grace_s` as for the API."""
     if not who.may(Permission.READ):
         return render(request, "missing.html", status_code=404, who=who, what="event log")
     since, until = event_log.window(parts, None, None)
     kinds = [kind] if kind in views.KIND_NAMES else None
     size = views.PAGE_SIZE
-    found, total = await event_log.find(parts, since, until, station_id.strip() or None,
-                                        kinds, size, (page - 1) * size,
-                                        event_log.NON_COMPLIANCE_MARGIN_W)
+    station = station_id.strip() or None
+    found, total = await event_log.find(parts, since, until, station, kinds, size,
+                                        (page - 1) * size, tolerance_w, grace_s)
+    if page > (last := max(1, -(-total // size))):  # past the end: the last page
+        page = last
+        found, total = await event_log.find(parts, since, until, station, kinds, size,
+                                            (page - 1) * size, tolerance_w, grace_s)
     query = {"station_id": station_id, "kind": kind}
+    if tolerance_w != event_log.NON_COMPLIANCE_MARGIN_W:
+        query["tolerance_w"] = f"{tolerance_w:g}"
+    if grace_s != event_log.NON_COMPLIANCE_GRACE_S:
+        query["grace_s"] = f"{grace_s:g}"
     zone = views.display_zone(dict(parts.sites))
     return render(request, "events.html", who=who, reads=True, query=query,
                   errors=[views.event_row(e, zone) for e in found],
                   page=views.Page(page, size, total, query), kinds=views.KIND_NAMES,
-                  days=event_log.DEFAULT_DAYS)
+                  days=event_log.DEFAULT_DAYS, tolerance_kw=f"{tolerance_w / 1000:g}",
+                  grace_s=f"{grace_s:g}")
 
 
 TRANSACTIONS_LIMIT = 500

@@ -96,6 +96,9 @@ async def test_the_event_log_names_station_evse_reason_and_time(
     loose = (await viewer.get("/api/event-log", params={
         "kind": "non-compliance", "tolerance_w": 1300})).json()
     assert [e["detail"]["samples"] for e in loose["events"]] == [1]
+    late = (await viewer.get("/api/event-log", params={
+        "kind": "non-compliance", "grace_s": 330})).json()  # from 5.5 min after sending
+    assert [e["detail"]["samples"] for e in late["events"]] == [1]
     none = (await viewer.get("/api/event-log", params={
         "kind": "non-compliance", "tolerance_w": 2000})).json()
     assert none == {**none, "total": 0, "events": []}
@@ -116,6 +119,7 @@ async def test_the_event_log_is_bounded_and_role_checked(client: Client) -> None
     viewer = client("viewer")
     for bad in ({"limit": 0}, {"limit": 501}, {"offset": -1}, {"kind": "nonsense"},
                 {"station_id": "x" * 49}, {"tolerance_w": -1}, {"tolerance_w": 1e9},
+                {"grace_s": -1}, {"grace_s": 3601},
                 {"since": "not a time"}, {"since": "2026-12-01T10:00:00"},
                 {"since": "2026-01-01T00:00:00Z", "until": "2026-12-01T00:00:00Z"},
                 {"since": "2026-12-02T00:00:00Z", "until": "2026-12-01T00:00:00Z"}):

@@ -154,6 +154,7 @@ async def test_the_events_page_filters_by_station_and_kind_and_pages(
     assert "InvalidTLSVersion: &lt;b&gt;try 0&lt;/b&gt;" in first.text  # a station's words
     second = await http.get("/events?page=2")
     assert second.text.count("<tr data-kind=") == 8 and 'rel="prev"' in second.text
+    assert (await http.get("/events?page=99")).text.count("<tr data-kind=") == 8  # the last
     rejected = await http.get("/events?kind=profile")
     assert rejected.text.count("<tr data-kind=") == 1
     assert "CS2 / EVSE 1" in rejected.text and "TxNotFound" in rejected.text
