@@ -29,6 +29,8 @@ from csms.api.auth import COOKIE, CSRF_HEADER, Caller, Permission, lookup
 from csms.api.deps import Parts, parts
 from csms.api.sites import may_see
 from csms.dashboard import i18n, views
+from csms.store.driver_tariffs import TransactionCost
+from csms.store.transactions import Transaction
 from smart_charging.model import Site
 
 HERE = Path(__file__).parent
@@ -232,7 +234,8 @@ async def station_page(station_id: str, request: Request, who: Visitor,
         online=parts.connections.is_connected(station_id),
         site=views.site_of_station(dict(parts.sites)).get(station_id),
         evses=views.evse_states(connectors), connectors=connectors, sessions=sessions,
-        transactions=await parts.store.transactions.list(station_id, None, 20),
+        transactions=(recent := await parts.store.transactions.list(station_id, None, 20)),
+        costs=await _costs(parts, recent),
         commands=who.may(Permission.COMMANDS), csrf_header=CSRF_HEADER)
 
 
@@ -273,7 +276,7 @@ TRANSACTIONS_LIMIT = 500
 
 
 async def _transactions(parts: Parts, station_id: str, id_token: str, active: str,
-                        since: str, until: str, limit: int) -> list[Any]:
+                        since: str, until: str, limit: int) -> list[Transaction]:
     zone = views.display_zone(dict(parts.sites))
     return await parts.store.transactions.list(
         station_id or None, {"true": True, "false": False}.get(active), limit,
@@ -301,14 +304,22 @@ async def transactions_page(request: Request, who: Visitor, parts: PartsDep,
     query = {"station_id": station_id, "id_token": id_token, "active": active,
              "since": since, "until": until}
     found = await _transactions(parts, limit=TRANSACTIONS_LIMIT + 1, **query)
+    shown = found[:TRANSACTIONS_LIMIT]
     return render(request, "transactions.html", who=who, reads=True,
-                  transactions=found[:TRANSACTIONS_LIMIT], query=query,
+                  transactions=shown, costs=await _costs(parts, shown), query=query,
                   truncated=len(found) > TRANSACTIONS_LIMIT, limit=TRANSACTIONS_LIMIT,
                   csv_query=urlencode({k: v for k, v in query.items() if v}))
 
 
+async def _costs(parts: Parts, found: list[Transaction]
+                 ) -> dict[tuple[str, str], TransactionCost]:
+    """The driver's cost of each transaction that has one (block I), by (station, id)."""
+    return await parts.store.driver_tariffs.costs(
+        [(t.station_id, t.transaction_id) for t in found])
+
+
 CSV_COLUMNS = ("station_id", "evse_id", "transaction_id", "id_token", "started_at",
-               "ended_at", "energy_kwh", "stopped_reason")
+               "ended_at", "energy_kwh", "stopped_reason", "cost", "currency", "cost_final")
 
 
 @router.get("/transactions.csv")
@@ -320,6 +331,7 @@ async def transactions_csv(who: Visitor, parts: PartsDep, station_id: Text = "",
     if not who.may(Permission.READ):
         return Response("not allowed", status_code=403)
     found = await _transactions(parts, station_id, id_token, active, since, until, 100_000)
+    costs = await _costs(parts, found)
     out = io.StringIO()
     out.write("\ufeff")
     writer = csv.writer(out)
@@ -328,9 +340,16 @@ async def transactions_csv(who: Visitor, parts: PartsDep, station_id: Text = "",
         writer.writerow([
             t.station_id, t.evse_id, t.transaction_id, _csv_text(t.id_token),
             _iso(t.started_at), _iso(t.ended_at),
-            "" if t.energy_wh is None else f"{t.energy_wh / 1000:.3f}", t.stopped_reason or ""])
+            "" if t.energy_wh is None else f"{t.energy_wh / 1000:.3f}", t.stopped_reason or "",
+            *_cost_cells(costs.get((t.station_id, t.transaction_id)))])
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": 'attachment; filename="transactions.csv"'})
+
+
+def _cost_cells(cost: TransactionCost | None) -> list[str]:
+    if cost is None:
+        return ["", "", ""]
+    return [str(cost.cost), cost.currency, "true" if cost.final else "false"]
 
 
 def _iso(value: datetime | None) -> str:

@@ -9,12 +9,14 @@ import io
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
 from babel.messages.pofile import read_po
 
+from csms.api.auth import CSRF_HEADER
 from csms.app import Csms
 from csms.dashboard import catalogue, i18n
 from simulators.ev import EV
@@ -109,12 +111,16 @@ async def test_a_station_page_shows_its_evses_sessions_and_commands_by_role(
 async def test_transaction_history_filters_and_exports_csv(
     csms: Csms, http: httpx.AsyncClient, make_station: StationFactory
 ) -> None:
+    await sign_in(http, csms)
+    tariff = await http.put("/api/driver-tariffs/default", headers={CSRF_HEADER: "test"},
+                            json={"currency": "CNY", "price_per_kwh": "1.50",
+                                  "session_fee": "2.00"})
+    assert tariff.status_code in (200, 201), tariff.text
     one = await make_station("CS001")
     two = await make_station("CS002")
     await one.plug_in(1, EV())
     await two.plug_in(1, EV())
     await two.unplug(1)
-    await sign_in(http, csms)
 
     async def both() -> str | None:
         text = (await http.get("/transactions")).text
@@ -133,6 +139,10 @@ async def test_transaction_history_filters_and_exports_csv(
     table = list(csv.reader(io.StringIO(exported.text.removeprefix("\ufeff"))))
     assert table[0][:3] == ["station_id", "evse_id", "transaction_id"]
     assert len(table) == 2 and table[1][0] == "CS002" and table[1][5]  # ended
+    assert table[0][-3:] == ["cost", "currency", "cost_final"]
+    assert table[1][-2:] == ["CNY", "true"] and Decimal(table[1][-3]) >= Decimal("2.00")
+    ended = (await http.get("/transactions?station_id=CS002")).text
+    assert re.search(r'<td class="cost">\d+\.\d+ CNY</td>', ended)  # the final cost
 
 
 async def test_the_events_page_filters_by_station_and_kind_and_pages(
