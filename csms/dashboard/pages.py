@@ -229,13 +229,18 @@ async def station_page(station_id: str, request: Request, who: Visitor,
                       what=f"station {station_id}")
     connectors = await parts.store.devices.connectors(station_id)
     sessions = [s for s in await views.sessions(parts) if s.station_id == station_id]
+    since, until = event_log.window(parts, None, None)
+    events, _total = await event_log.find(
+        parts, since, until, station_id, None, 10, 0, event_log.NON_COMPLIANCE_MARGIN_W,
+        event_log.NON_COMPLIANCE_GRACE_S)
+    zone = views.display_zone(dict(parts.sites))
     return render(
         request, "station.html", who=who, reads=True, station=station,
         online=parts.connections.is_connected(station_id),
         site=views.site_of_station(dict(parts.sites)).get(station_id),
         evses=views.evse_states(connectors), connectors=connectors, sessions=sessions,
         transactions=(recent := await parts.store.transactions.list(station_id, None, 20)),
-        costs=await _costs(parts, recent),
+        costs=await _costs(parts, recent), errors=[views.event_row(e, zone) for e in events],
         commands=who.may(Permission.COMMANDS), csrf_header=CSRF_HEADER)
 
 

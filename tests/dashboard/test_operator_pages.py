@@ -99,6 +99,8 @@ async def test_a_station_page_shows_its_evses_sessions_and_commands_by_role(
     assert 'id="commands"' in text and 'data-command="reset"' in text
     assert f"<option>{transaction_id}</option>" in text  # stop charging offers it
     assert 'href="/transactions?station_id=CS001"' in text
+    assert 'href="/events?station_id=CS001"' in text  # its errors and events
+    assert re.search(r'<tr data-kind="boot">.*?booted \(PowerUp\), Accepted', text, re.S)
 
     await sign_in(http, csms, "viewer")
     viewer = await http.get("/stations/CS001")
