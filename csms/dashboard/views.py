@@ -86,6 +86,7 @@ class ErrorRow:
     args: dict[str, Any] = field(default_factory=dict)
     station_id: str | None = None
     kind: str | None = None  # the event log's kind, where it came from there
+    site_id: str | None = None  # a site's row (no station): shown as "site <id>", translated
 
 
 @dataclass(frozen=True)
@@ -257,13 +258,13 @@ async def errors(parts: Parts, who: Caller, zone: timezone,
             source = f"site {site.id}"
             if p.fallback_used:
                 out.append(ErrorRow(p.planned_at, source, _("fallback plan (%(reason)s)"),
-                                    {"reason": p.fallback_reason or "-"}))
+                                    {"reason": p.fallback_reason or "-"}, site_id=site.id))
             if p.profiles_rejected:
                 out.append(ErrorRow(p.planned_at, source, _("%(n)s profile(s) rejected"),
-                                    {"n": p.profiles_rejected}))
+                                    {"n": p.profiles_rejected}, site_id=site.id))
             if p.profiles_failed:
                 out.append(ErrorRow(p.planned_at, source, _("%(n)s profile(s) not delivered"),
-                                    {"n": p.profiles_failed}))
+                                    {"n": p.profiles_failed}, site_id=site.id))
     return sorted(out, key=lambda e: e.at, reverse=True)[:limit]
 
 
@@ -323,7 +324,8 @@ def event_row(e: LoggedEvent, zone: timezone) -> ErrorRow:
         text = _("disconnected")
     else:
         text = _("fallback plan (%(reason)s)")
-    return ErrorRow(e.at, source, text, args, e.station_id, e.kind)
+    return ErrorRow(e.at, source, text, args, e.station_id, e.kind,
+                    None if e.station_id else e.site_id)
 
 
 async def site_cards(parts: Parts, who: Caller) -> list[SiteCard]:

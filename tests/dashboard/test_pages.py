@@ -139,6 +139,9 @@ async def test_recent_errors_name_the_station_evse_and_reason(
     errors = (await http.get("/fragments/errors")).text
     assert "Faulted" not in errors and "1 profile(s) rejected" in errors  # no station data
     assert "TxNotFound" not in errors
+    assert '<a href="/sites/test-small">site test-small</a>' in errors
+    chinese = await http.get("/fragments/errors", headers={"Accept-Language": "zh-CN"})
+    assert ">站点 test-small</a>" in chinese.text
 
 
 async def test_the_site_page_says_why_each_car_is_held(
