@@ -36,6 +36,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML config file (default: config/csms.toml if present)")
     parser.add_argument("--data-dir", help="embedded PostgreSQL folder (default data/postgres)")
     parser.add_argument("--database-url", help="an existing PostgreSQL (or DATABASE_URL)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log at the config's level (default: only `serve` logs info "
+                        "lines; other commands only warnings and errors)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the CSMS")
     _common(serve)
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--host", help="address the OCPP server listens on "
+                       "(default [server] host, 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="OCPP WebSocket port (default [server] "
+                       "port, 9000)")
     serve.add_argument("--api-port", type=int, help="HTTP API port (default 8080, 0 = any)")
 
     migrate = sub.add_parser("migrate", help="apply database migrations and exit")
@@ -55,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     ssub = stations.add_subparsers(dest="action", required=True)
     add = ssub.add_parser("add", help="add a station, or set its password")
     _common(add)
-    add.add_argument("station_id")
+    add.add_argument("station_id", help="the station's identity, as in its URL")
     pw = add.add_mutually_exclusive_group()
     pw.add_argument("--password", help="Basic auth password, 16-40 characters "
                     "(default: generate one and print it)")
@@ -69,29 +74,35 @@ def build_parser() -> argparse.ArgumentParser:
         p = ssub.add_parser(name, help=f"{name} stations")
         _common(p)
         if name == "remove":
-            p.add_argument("station_id")
+            p.add_argument("station_id", help="the station to remove")
 
     tokens = sub.add_parser("tokens", help="provision id tokens")
     tsub = tokens.add_subparsers(dest="action", required=True)
     tadd = tsub.add_parser("add", help="add or update a token")
     _common(tadd)
-    tadd.add_argument("id_token")
-    tadd.add_argument("--type", default="ISO14443", choices=TOKEN_TYPES)
-    tadd.add_argument("--status", default="Accepted", choices=TOKEN_STATUSES)
-    tadd.add_argument("--group")
+    tadd.add_argument("id_token", help="the token's idToken, e.g. an RFID card's UID")
+    tadd.add_argument("--type", default="ISO14443", choices=TOKEN_TYPES,
+                      help="IdTokenEnumType (default ISO14443)")
+    tadd.add_argument("--status", default="Accepted", choices=TOKEN_STATUSES,
+                      help="what an authorization answers (default Accepted)")
+    tadd.add_argument("--group", help="groupIdToken: tokens of one group may stop each "
+                      "other's transactions")
     tlist = tsub.add_parser("list", help="list tokens")
     _common(tlist)
     trm = tsub.add_parser("remove", help="remove a token")
     _common(trm)
-    trm.add_argument("id_token")
-    trm.add_argument("--type", choices=TOKEN_TYPES)
+    trm.add_argument("id_token", help="the token to remove")
+    trm.add_argument("--type", choices=TOKEN_TYPES,
+                     help="only the token of this type (default: any type)")
 
     api_tokens = sub.add_parser("api-tokens", help="tokens for the HTTP API")
     asub = api_tokens.add_subparsers(dest="action", required=True)
     aadd = asub.add_parser("add", help="make a token and print it (shown only this once)")
     _common(aadd)
     aadd.add_argument("name", help="who or what uses it, e.g. dashboard, dso-north")
-    aadd.add_argument("--role", required=True, choices=list(ROLES))
+    aadd.add_argument("--role", required=True, choices=list(ROLES),
+                      help="what it may do: admin (everything), operator, grid (its nodes), "
+                      "viewer (read only)")
     aadd.add_argument("--node", action="append", default=[],
                       help="SITE/NODE a grid token may see and limit (repeat for more)")
     aadd.add_argument("--portfolio", action="append", default=[],
@@ -100,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(alist)
     arm = asub.add_parser("remove", help="revoke an API token")
     _common(arm)
-    arm.add_argument("name")
+    arm.add_argument("name", help="the name it was added with")
     ca = sub.add_parser("ca", help="the CSMS's certificate authority (Security Profile 3)")
     csub = ca.add_subparsers(dest="action", required=True)
     server_cert = csub.add_parser(
@@ -109,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(server_cert)
     server_cert.add_argument("hostnames", nargs="+", metavar="HOST",
                              help="names and addresses stations connect to")
-    server_cert.add_argument("--out", required=True, metavar="DIR")
+    server_cert.add_argument("--out", required=True, metavar="DIR",
+                             help="folder to write the keys and certificates to")
     audit_cmd = sub.add_parser("audit", help="the tamper-evident log of dispatches and "
                                "portfolios (csms/audit.py)")
     ausub = audit_cmd.add_subparsers(dest="action", required=True)
@@ -357,6 +369,15 @@ async def _migrated(store: Store) -> int:
     return 0
 
 
+def _log_level(args: argparse.Namespace, level: str) -> str:
+    """`serve` logs at the config's level; a one-shot command only warns (its output is
+    what it prints, not the database opening and migrating) unless asked with -v."""
+    if args.command == "serve" or getattr(args, "verbose", False):
+        return level
+    quiet = ("warning", "error", "critical")
+    return level if level.lower() in quiet else "warning"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if (run := getattr(args, "run", None)) is not None:
@@ -366,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: config: {exc}", file=sys.stderr)
         return 2
-    logging_setup.configure(config.log.level, config.log.json)
+    logging_setup.configure(_log_level(args, config.log.level), config.log.json)
     if args.command == "serve":
         return asyncio.run(_serve(config))
     if args.command == "migrate":

@@ -20,6 +20,7 @@ from csms.api import (
     diagnostics,
     display,
     driver_tariffs,
+    event_log,
     events,
     firmware,
     grid,
@@ -75,7 +76,7 @@ def build_app(parts: Parts) -> FastAPI:
     for module in (stations, tokens, transactions, sessions, commands, sites, site_load,
                    grid, tariffs, events, metrics, security, reports, local_lists,
                    network_profiles, firmware, diagnostics, display, charging,
-                   iso15118):
+                   iso15118, event_log):
         app.include_router(module.router)
     for module in (reservations, driver_tariffs):  # blocks H and I
         app.include_router(module.router)

@@ -24,10 +24,13 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from csms import grid
+from csms.api import event_log
 from csms.api.auth import COOKIE, CSRF_HEADER, Caller, Permission, lookup
 from csms.api.deps import Parts, parts
 from csms.api.sites import may_see
 from csms.dashboard import i18n, views
+from csms.store.driver_tariffs import TransactionCost
+from csms.store.transactions import Transaction
 from smart_charging.model import Site
 
 HERE = Path(__file__).parent
@@ -98,6 +101,7 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
             "lang": lang, "languages": i18n.LANGUAGES,
             "here": request.url.path + (f"?{query}" if query else ""),
             "js_strings": {s: translations.gettext(s) for s in JS_STRINGS},
+            "kind_names": views.KIND_NAMES,
             **context},
         status_code=status_code)
     response.headers["Content-Security-Policy"] = CSP
@@ -117,7 +121,12 @@ def _fmt_time(value: datetime | None, zone: timezone, seconds: bool = False) -> 
     return value.astimezone(zone).strftime("%m-%d %H:%M:%S" if seconds else "%m-%d %H:%M")
 
 
+def _fmt_hm(value: datetime, zone: timezone) -> str:
+    return value.astimezone(zone).strftime("%H:%M")
+
+
 templates.env.filters["t"] = _fmt_time
+templates.env.filters["hm"] = _fmt_hm
 
 
 def _safe_next(path: str | None) -> str:
@@ -191,7 +200,7 @@ async def overview(request: Request, who: Visitor, parts: PartsDep,
         sites=await views.site_cards(parts, who),
         counts=views.station_counts(await views.stations(parts) if reads else []),
         sessions=await views.sessions(parts) if reads else [],
-        errors=await views.errors(parts, who),
+        errors=await views.errors(parts, who, views.display_zone(dict(parts.sites))),
     )
 
 
@@ -220,20 +229,59 @@ async def station_page(station_id: str, request: Request, who: Visitor,
                       what=f"station {station_id}")
     connectors = await parts.store.devices.connectors(station_id)
     sessions = [s for s in await views.sessions(parts) if s.station_id == station_id]
+    since, until = event_log.window(parts, None, None)
+    events, _total = await event_log.find(
+        parts, since, until, station_id, None, 10, 0, event_log.NON_COMPLIANCE_MARGIN_W,
+        event_log.NON_COMPLIANCE_GRACE_S)
+    zone = views.display_zone(dict(parts.sites))
     return render(
         request, "station.html", who=who, reads=True, station=station,
         online=parts.connections.is_connected(station_id),
         site=views.site_of_station(dict(parts.sites)).get(station_id),
         evses=views.evse_states(connectors), connectors=connectors, sessions=sessions,
-        transactions=await parts.store.transactions.list(station_id, None, 20),
+        transactions=(recent := await parts.store.transactions.list(station_id, None, 20)),
+        costs=await _costs(parts, recent), errors=[views.event_row(e, zone) for e in events],
         commands=who.may(Permission.COMMANDS), csrf_header=CSRF_HEADER)
+
+
+@router.get("/events")
+async def events_page(request: Request, who: Visitor, parts: PartsDep, station_id: Text = "",
+                      kind: Text = "", page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+                      tolerance_w: event_log.Tolerance = event_log.NON_COMPLIANCE_MARGIN_W,
+                      grace_s: event_log.Grace = event_log.NON_COMPLIANCE_GRACE_S,
+                      ) -> Response:
+    """Errors and events at the stations (the event log, as `GET /api/event-log`), by
+    station and kind, a page at a time; `tolerance_w` and `grace_s` as for the API."""
+    if not who.may(Permission.READ):
+        return render(request, "missing.html", status_code=404, who=who, what="event log")
+    since, until = event_log.window(parts, None, None)
+    kinds = [kind] if kind in views.KIND_NAMES else None
+    size = views.PAGE_SIZE
+    station = station_id.strip() or None
+    found, total = await event_log.find(parts, since, until, station, kinds, size,
+                                        (page - 1) * size, tolerance_w, grace_s)
+    if page > (last := max(1, -(-total // size))):  # past the end: the last page
+        page = last
+        found, total = await event_log.find(parts, since, until, station, kinds, size,
+                                            (page - 1) * size, tolerance_w, grace_s)
+    query = {"station_id": station_id, "kind": kind}
+    if tolerance_w != event_log.NON_COMPLIANCE_MARGIN_W:
+        query["tolerance_w"] = f"{tolerance_w:g}"
+    if grace_s != event_log.NON_COMPLIANCE_GRACE_S:
+        query["grace_s"] = f"{grace_s:g}"
+    zone = views.display_zone(dict(parts.sites))
+    return render(request, "events.html", who=who, reads=True, query=query,
+                  errors=[views.event_row(e, zone) for e in found],
+                  page=views.Page(page, size, total, query), kinds=views.KIND_NAMES,
+                  days=event_log.DEFAULT_DAYS, tolerance_kw=f"{tolerance_w / 1000:g}",
+                  grace_s=f"{grace_s:g}")
 
 
 TRANSACTIONS_LIMIT = 500
 
 
 async def _transactions(parts: Parts, station_id: str, id_token: str, active: str,
-                        since: str, until: str, limit: int) -> list[Any]:
+                        since: str, until: str, limit: int) -> list[Transaction]:
     zone = views.display_zone(dict(parts.sites))
     return await parts.store.transactions.list(
         station_id or None, {"true": True, "false": False}.get(active), limit,
@@ -261,14 +309,22 @@ async def transactions_page(request: Request, who: Visitor, parts: PartsDep,
     query = {"station_id": station_id, "id_token": id_token, "active": active,
              "since": since, "until": until}
     found = await _transactions(parts, limit=TRANSACTIONS_LIMIT + 1, **query)
+    shown = found[:TRANSACTIONS_LIMIT]
     return render(request, "transactions.html", who=who, reads=True,
-                  transactions=found[:TRANSACTIONS_LIMIT], query=query,
+                  transactions=shown, costs=await _costs(parts, shown), query=query,
                   truncated=len(found) > TRANSACTIONS_LIMIT, limit=TRANSACTIONS_LIMIT,
                   csv_query=urlencode({k: v for k, v in query.items() if v}))
 
 
+async def _costs(parts: Parts, found: list[Transaction]
+                 ) -> dict[tuple[str, str], TransactionCost]:
+    """The driver's cost of each transaction that has one (block I), by (station, id)."""
+    return await parts.store.driver_tariffs.costs(
+        [(t.station_id, t.transaction_id) for t in found])
+
+
 CSV_COLUMNS = ("station_id", "evse_id", "transaction_id", "id_token", "started_at",
-               "ended_at", "energy_kwh", "stopped_reason")
+               "ended_at", "energy_kwh", "stopped_reason", "cost", "currency", "cost_final")
 
 
 @router.get("/transactions.csv")
@@ -280,6 +336,7 @@ async def transactions_csv(who: Visitor, parts: PartsDep, station_id: Text = "",
     if not who.may(Permission.READ):
         return Response("not allowed", status_code=403)
     found = await _transactions(parts, station_id, id_token, active, since, until, 100_000)
+    costs = await _costs(parts, found)
     out = io.StringIO()
     out.write("\ufeff")
     writer = csv.writer(out)
@@ -288,9 +345,16 @@ async def transactions_csv(who: Visitor, parts: PartsDep, station_id: Text = "",
         writer.writerow([
             t.station_id, t.evse_id, t.transaction_id, _csv_text(t.id_token),
             _iso(t.started_at), _iso(t.ended_at),
-            "" if t.energy_wh is None else f"{t.energy_wh / 1000:.3f}", t.stopped_reason or ""])
+            "" if t.energy_wh is None else f"{t.energy_wh / 1000:.3f}", t.stopped_reason or "",
+            *_cost_cells(costs.get((t.station_id, t.transaction_id)))])
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": 'attachment; filename="transactions.csv"'})
+
+
+def _cost_cells(cost: TransactionCost | None) -> list[str]:
+    if cost is None:
+        return ["", "", ""]
+    return [str(cost.cost), cost.currency, "true" if cost.final else "false"]
 
 
 def _iso(value: datetime | None) -> str:
@@ -355,7 +419,8 @@ async def sessions_fragment(request: Request, who: Visitor, parts: PartsDep) -> 
 
 @router.get("/fragments/errors")
 async def errors_fragment(request: Request, who: Visitor, parts: PartsDep) -> Response:
-    return render(request, "_errors.html", errors=await views.errors(parts, who))
+    return render(request, "_errors.html", errors=await views.errors(
+        parts, who, views.display_zone(dict(parts.sites))))
 
 
 @router.get("/fragments/sites/{site_id}/schedules")

@@ -6,17 +6,23 @@ process), while the browser's live parts use the JSON API.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+from csms import grid
 from csms.api.auth import Caller, Permission
 from csms.api.deps import Parts
 from csms.api.sites import may_see
+from csms.dashboard import holds
+from csms.dashboard.holds import Hold
 from csms.dashboard.i18n import _
 from csms.store.devices import ConnectorStatus
+from csms.store.event_log import EventLogRepo, LoggedEvent
+from smart_charging import prices_from_dict
 from smart_charging.model import Site
 
 # An EVSE's connectors, worst first: the one status shown for the EVSE.
@@ -79,6 +85,8 @@ class ErrorRow:
     text: str  # a catalogue message with %(name)s fields, filled from `args` once translated
     args: dict[str, Any] = field(default_factory=dict)
     station_id: str | None = None
+    kind: str | None = None  # the event log's kind, where it came from there
+    site_id: str | None = None  # a site's row (no station): shown as "site <id>", translated
 
 
 @dataclass(frozen=True)
@@ -151,6 +159,7 @@ class EvseSchedule:
     changes: list[tuple[datetime, float]]  # (from, kW), the first few
     svg_path: str  # the setpoints over the horizon, for a small step chart
     max_kw: float
+    holds: list[Hold] = field(default_factory=list)  # why the plan holds the car, if it does
 
     @property
     def short(self) -> bool:
@@ -232,28 +241,91 @@ async def sessions(parts: Parts, limit: int = 200) -> list[SessionRow]:
     ) for t in sorted(found, key=lambda t: (t.station_id, t.evse_id or 0))]
 
 
-async def errors(parts: Parts, who: Caller, limit: int = 15) -> list[ErrorRow]:
-    """Faulted connectors, and plans that fell back or whose profiles did not land."""
-    out: list[ErrorRow] = []
+async def errors(parts: Parts, who: Caller, zone: timezone,
+                 limit: int = 15) -> list[ErrorRow]:
+    """The newest errors of the last day: from the event log for those who may see
+    stations (each names its station, EVSE and reason); for a grid company, its sites'
+    troubled plans only. The overview asks every few seconds: no count, a short window."""
     if who.may(Permission.READ):
-        for station_id, conns in (await parts.store.devices.all_connectors()).items():
-            out += [ErrorRow(c.updated_at, station_id,
-                             _("EVSE %(evse)s connector %(connector)s Faulted"),
-                             {"evse": c.evse_id, "connector": c.connector_id}, station_id)
-                    for c in conns if c.status == "Faulted"]
+        now = parts.clock.now()
+        found, _total = await EventLogRepo(parts.store.pool).list(
+            now - timedelta(days=1), now + timedelta(minutes=1), kinds=list(ERROR_KINDS),
+            limit=limit, count=False)
+        return [event_row(e, zone) for e in found]
+    out: list[ErrorRow] = []
     for site in visible_sites(parts, who):
         for p in await parts.store.plans.troubled(site.id, limit):
             source = f"site {site.id}"
             if p.fallback_used:
                 out.append(ErrorRow(p.planned_at, source, _("fallback plan (%(reason)s)"),
-                                    {"reason": p.fallback_reason or "-"}))
+                                    {"reason": p.fallback_reason or "-"}, site_id=site.id))
             if p.profiles_rejected:
                 out.append(ErrorRow(p.planned_at, source, _("%(n)s profile(s) rejected"),
-                                    {"n": p.profiles_rejected}))
+                                    {"n": p.profiles_rejected}, site_id=site.id))
             if p.profiles_failed:
                 out.append(ErrorRow(p.planned_at, source, _("%(n)s profile(s) not delivered"),
-                                    {"n": p.profiles_failed}))
+                                    {"n": p.profiles_failed}, site_id=site.id))
     return sorted(out, key=lambda e: e.at, reverse=True)[:limit]
+
+
+# The event log's kinds as the pages name them; those that are errors (the overview's).
+KIND_NAMES = {
+    "profile": _("profile rejected"), "call": _("call failed"),
+    "non-compliance": _("non-compliance"), "security": _("security event"),
+    "alert": _("alert"), "firmware": _("firmware failed"), "fault": _("fault"),
+    "boot": _("boot"), "disconnect": _("disconnect"), "plan": _("fallback plan"),
+}
+ERROR_KINDS = ("profile", "call", "non-compliance", "security", "alert", "firmware", "fault",
+               "plan")
+
+
+def event_row(e: LoggedEvent, zone: timezone) -> ErrorRow:
+    """A logged event as a row: where (station / EVSE, or site) and what, in words."""
+    d = e.detail
+    if e.station_id is None:
+        source = f"site {e.site_id}" if e.site_id else "CSMS"
+    elif e.evse_id is not None:
+        source = f"{e.station_id} / EVSE {e.evse_id}"
+    else:
+        source = e.station_id
+    args: dict[str, Any] = {"reason": e.reason, "tx": d.get("transaction_id") or "-"}
+    if e.kind == "profile" and d.get("outcome") == "unsupported":
+        text = _("profile not sent: the station supports no charging rate unit we can use "
+                 "(transaction %(tx)s)")
+    elif e.kind == "profile":
+        text = _("charging profile rejected by the station: %(reason)s (transaction %(tx)s)")
+    elif e.kind == "call":
+        text = _("charging profile not delivered: no answer, a CALLERROR or offline "
+                 "(transaction %(tx)s)")
+    elif e.kind == "non-compliance":
+        since = datetime.fromisoformat(d["from"]).astimezone(zone).strftime("%H:%M:%S")
+        text = _("drew %(kw)s kW against a limit of %(limit)s kW (%(n)s samples since "
+                 "%(since)s)")
+        args |= {"kw": f"{d['power_w'] / 1000:.1f}", "limit": f"{d['limit_w'] / 1000:.1f}",
+                 "n": d["samples"], "since": since}
+    elif e.kind == "security":
+        text = _("security event %(reason)s%(info)s")
+        args["info"] = f": {d['tech_info']}" if d.get("tech_info") else ""
+    elif e.kind == "alert":
+        text = _("%(reason)s = %(value)s (%(trigger)s)%(info)s")
+        info = " ".join(str(x) for x in (d.get("tech_code"), d.get("tech_info")) if x)
+        args |= {"value": d.get("value"), "trigger": d.get("trigger"),
+                 "info": f": {info}" if info else ""}
+    elif e.kind == "firmware":
+        text = _("firmware update failed: %(reason)s%(info)s")
+        args["info"] = f" ({d['reply_reason']})" if d.get("reply_reason") else ""
+    elif e.kind == "fault":
+        text = _("EVSE %(evse)s connector %(connector)s Faulted")
+        args |= {"evse": e.evse_id, "connector": d.get("connector")}
+    elif e.kind == "boot":
+        text = _("booted (%(reason)s), %(status)s")
+        args["status"] = d.get("status") or "-"
+    elif e.kind == "disconnect":
+        text = _("disconnected")
+    else:
+        text = _("fallback plan (%(reason)s)")
+    return ErrorRow(e.at, source, text, args, e.station_id, e.kind,
+                    None if e.station_id else e.site_id)
 
 
 async def site_cards(parts: Parts, who: Caller) -> list[SiteCard]:
@@ -268,7 +340,8 @@ async def site_cards(parts: Parts, who: Caller) -> list[SiteCard]:
 
 
 async def schedules(parts: Parts, site: Site) -> tuple[datetime | None, list[EvseSchedule]]:
-    """Each EVSE's setpoints in the newest plan (None where it has no session)."""
+    """Each EVSE's setpoints in the newest plan (None where it has no session), and why
+    the plan holds its car back where it does."""
     plan = await parts.store.plans.latest(site.id)
     if plan is None:
         return None, [_schedule(site, e.id, None, None, None) for e in site.evses]
@@ -277,14 +350,36 @@ async def schedules(parts: Parts, site: Site) -> tuple[datetime | None, list[Evs
         return plan.planned_at, []
     end = starts[-1] + (starts[-1] - starts[-2] if len(starts) > 1 else timedelta(minutes=15))
     now = parts.clock.now()
+    why = await hold_reasons(parts, site, plan.inputs, plan.schedule, now)
     return plan.planned_at, [
-        _schedule(site, e.id, plan.schedule.get(e.id), (starts[0], end), now)
+        _schedule(site, e.id, plan.schedule.get(e.id), (starts[0], end), now, why.get(e.id))
         for e in site.evses
     ]
 
 
+async def hold_reasons(parts: Parts, site: Site, inputs: dict[str, Any],
+                       schedule: dict[str, Any], now: datetime) -> dict[str, list[Hold]]:
+    """holds.explain with what the plan was made from: the node limits and grid events of
+    the store, and the site's tariff (the one set through the API, else its file's)."""
+    starts, ends = holds.slots(inputs)
+    if not starts or not schedule:
+        return {}
+    limits, events, stored = await asyncio.gather(
+        parts.store.grid.node_limits(site.id),
+        parts.store.grid.events(site.id, now, since=starts[0], limit=200),
+        parts.store.grid.tariff(site.id))
+    tariff = stored or parts.tariffs.tariffs.get(parts.tariffs.by_site.get(site.id) or "")
+    prices = prices_from_dict(tariff) if tariff else None
+    live = [e for e in events if e.effective_end > e.start]
+    return holds.explain(
+        grid.with_grid(site, limits, live), inputs, schedule,
+        None if prices is None else prices.energy_price(starts, ends), live, now,
+        display_zone(dict(parts.sites)), prices.currency if prices else "")
+
+
 def _schedule(site: Site, evse_id: str, entry: dict[str, Any] | None,
-              span: tuple[datetime, datetime] | None, now: datetime | None) -> EvseSchedule:
+              span: tuple[datetime, datetime] | None, now: datetime | None,
+              held: list[Hold] | None = None) -> EvseSchedule:
     evse = site.evse(evse_id)
     base = EvseSchedule(evse.id, evse.station_id, evse.ocpp_evse_id, evse.node, None, None,
                         None, None, None, [], "", evse.max_kw)
@@ -297,7 +392,7 @@ def _schedule(site: Site, evse_id: str, entry: dict[str, Any] | None,
     return EvseSchedule(
         evse.id, evse.station_id, evse.ocpp_evse_id, evse.node, entry.get("transaction_id"),
         entry.get("energy_needed_kwh"), entry.get("energy_planned_kwh"), entry.get("profile"),
-        now_kw, upcoming[:4], step_path(points, t0, t1, evse.max_kw), evse.max_kw)
+        now_kw, upcoming[:4], step_path(points, t0, t1, evse.max_kw), evse.max_kw, held or [])
 
 
 def step_path(points: list[tuple[datetime, float]], t0: datetime, t1: datetime,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from csms.cli import build_parser
 from simulators.station import Station, StationSpec
 
 CSMS = [sys.executable, "-m", "csms.cli"]
@@ -54,6 +56,32 @@ def test_a_bad_config_file_is_reported(tmp_path: Path) -> None:
     bad.write_text("[server]\nprot = 9000\n")
     result = run("stations", "list", "--config", str(bad))
     assert result.returncode == 2 and "prot" in result.stderr
+
+
+def test_a_one_shot_command_prints_no_database_log_lines(database_url: str) -> None:
+    """Opening and migrating a fresh database logs at info: `serve` shows it, a
+    provisioning command only prints its own answer."""
+    listed = run("tokens", "list", "--database-url", database_url)
+    assert listed.returncode == 0 and "database." not in listed.stderr + listed.stdout
+    assert listed.stdout.startswith("token ")
+
+
+def test_verbose_shows_the_database_log_lines(database_url: str) -> None:
+    listed = run("tokens", "list", "-v", "--database-url", database_url)
+    assert listed.returncode == 0 and "database.migrated" in listed.stderr + listed.stdout
+
+
+def test_every_option_says_what_it_is_for() -> None:
+    shown = run("serve", "--help").stdout
+    assert "--host HOST           address the OCPP server listens on" in shown
+    assert "--port PORT           OCPP WebSocket port" in shown
+    parsers = [build_parser()]
+    for parser in parsers:  # every subcommand, depth first
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+            elif not isinstance(action, argparse._HelpAction):
+                assert action.help, (parser.prog, action.dest)
 
 
 def free_port() -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, expect
 
 from csms.config import Config
@@ -151,7 +152,8 @@ async def test_a_temporary_limit_set_through_the_form_changes_the_plan(
     await snapshot(page, "site-limited")
 
 
-PAGES = ["/", "/stations", "/stations/TS001", "/transactions", "/sites/test-small"]
+PAGES = ["/", "/stations", "/stations/TS001", "/transactions", "/events",
+         "/sites/test-small"]
 
 
 async def test_every_page_fits_a_phone(browser: Browser, run: Run) -> None:
@@ -207,3 +209,89 @@ async def test_the_language_switch(page: Page, run: Run) -> None:
     await expect(page.locator(".u-legend")).to_contain_text("居民负荷")
     await page.click("header .languages a[lang=en]")
     await expect(page.locator("h1")).to_contain_text("Site test-small")
+
+
+async def serious_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now (run through
+    the DevTools protocol, so the page's CSP still holds for the page itself)."""
+    found = await Axe().run(page)
+    return [f"{v['id']}: {[n['target'] for n in v['nodes']][:5]} ({v['help']})"
+            for v in found.response["violations"]
+            if v.get("impact") in ("serious", "critical")]
+
+
+async def test_no_page_has_serious_accessibility_violations(page: Page, run: Run) -> None:
+    """axe-core on every page, in English and Chinese: labels on every form field,
+    contrast, names for links and buttons, the language of the page..."""
+    await page.goto("/login")
+    found = {"/login": await serious_violations(page)}
+    await sign_in(page, await add_token(run.csms, "admin"), "/")
+    for lang in ("en", "zh-CN"):
+        await page.goto(f"/language?set={lang}&next=/")
+        for path in PAGES:
+            await page.goto(path)
+            await page.wait_for_load_state("networkidle")
+            found[f"{lang} {path}"] = await serious_violations(page)
+    failing = [f"{where}: {v}" for where, v in found.items() for v in v]
+    assert failing == [], "\n".join(failing)
+
+
+async def test_the_events_page_filters_by_station_and_kind(page: Page, run: Run) -> None:
+    await sign_in(page, await add_token(run.csms, "viewer"), "/events")
+    rows = page.locator("table.errors tbody tr")
+    for sid in STATIONS:  # each simulated station booted
+        await expect(rows.filter(has_text=sid).and_(page.locator("[data-kind=boot]"))
+                     ).to_have_count(1)
+    await page.fill("form.filters input[name=station_id]", "TS002")
+    await page.select_option("form.filters select[name=kind]", "boot")
+    await page.click("form.filters button[type=submit]")
+    await page.wait_for_url("**/events?station_id=TS002&kind=boot")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("TS002")
+    await expect(page.locator("#page-info")).to_contain_text("1\u20131 of 1")
+    await snapshot(page, "events")
+
+
+async def test_a_car_that_ignores_its_limit_shows_as_non_compliant(
+    browser: Browser, config: Config
+) -> None:
+    """TS001's station stops obeying profiles; a grid event leaves the cars no headroom, so
+    the plan sends every EVSE 0 kW: TS001 keeps drawing and the events page says so."""
+    async with site_run(config, local(17, 55), ["TS001", "TS002"]) as run:
+        # the cars stay long and want more than they can get: TS001 draws to the end
+        cars = [asyncio.ensure_future(run.car(sid, local(18, 0), local(23, 0), 40.0))
+                for sid in ("TS001", "TS002")]
+        try:
+            await run.until(local(18, 10))
+            run.stations["TS001"].ignore_profiles = True
+            assert run.csms.api is not None
+            base_url = f"http://127.0.0.1:{run.csms.api.port}"
+            token = await add_token(run.csms, "admin")
+            async with httpx.AsyncClient(base_url=base_url, headers={
+                    "Authorization": f"Bearer {token}"}) as api:
+                made = await api.post("/api/sites/test-small/events", json={
+                    "node": "transformer", "kind": "limit", "kw": 12.0,
+                    "end": local(23, 30).isoformat()})
+                assert made.status_code == 201, made.text
+            context = await browser.new_context(base_url=base_url)
+            page = await context.new_page()
+            page.set_default_timeout(10_000)
+            # the clock runs 600 times faster: a plan takes simulated minutes (over 10
+            # seen on a busy machine) to solve and reach the stations, so the others may
+            # draw their old share for far longer than the default 2 minutes
+            await sign_in(page, token, "/events?kind=non-compliance&grace_s=1800")
+            rows = page.locator("table.errors tbody tr[data-kind=non-compliance]")
+            for _ in range(100):
+                if await rows.filter(has_text="TS001 / EVSE 1").count():
+                    break
+                await asyncio.sleep(0.2)
+                await page.reload()
+            await expect(rows.filter(has_text="TS001 / EVSE 1").first).to_contain_text(
+                re.compile(r"drew 7\.\d kW against a limit of 0\.0 kW"))
+            await expect(rows.filter(has_text="TS002")).to_have_count(0)  # it obeyed
+            await snapshot(page, "non-compliance")
+            await context.close()
+        finally:
+            for car in cars:
+                car.cancel()
+            await asyncio.gather(*cars, return_exceptions=True)

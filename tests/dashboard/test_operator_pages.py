@@ -8,15 +8,19 @@ import csv
 import io
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
 from babel.messages.pofile import read_po
 
+from csms.api.auth import CSRF_HEADER
 from csms.app import Csms
 from csms.dashboard import catalogue, i18n
 from simulators.ev import EV
+from tests.api.test_event_log import seed_plans
 from tests.dashboard.conftest import add_token
 from tests.e2e.conftest import StationFactory
 from tests.support import eventually
@@ -95,6 +99,8 @@ async def test_a_station_page_shows_its_evses_sessions_and_commands_by_role(
     assert 'id="commands"' in text and 'data-command="reset"' in text
     assert f"<option>{transaction_id}</option>" in text  # stop charging offers it
     assert 'href="/transactions?station_id=CS001"' in text
+    assert 'href="/events?station_id=CS001"' in text  # its errors and events
+    assert re.search(r'<tr data-kind="boot">.*?booted \(PowerUp\), Accepted', text, re.S)
 
     await sign_in(http, csms, "viewer")
     viewer = await http.get("/stations/CS001")
@@ -107,12 +113,16 @@ async def test_a_station_page_shows_its_evses_sessions_and_commands_by_role(
 async def test_transaction_history_filters_and_exports_csv(
     csms: Csms, http: httpx.AsyncClient, make_station: StationFactory
 ) -> None:
+    await sign_in(http, csms)
+    tariff = await http.put("/api/driver-tariffs/default", headers={CSRF_HEADER: "test"},
+                            json={"currency": "CNY", "price_per_kwh": "1.50",
+                                  "session_fee": "2.00"})
+    assert tariff.status_code in (200, 201), tariff.text
     one = await make_station("CS001")
     two = await make_station("CS002")
     await one.plug_in(1, EV())
     await two.plug_in(1, EV())
     await two.unplug(1)
-    await sign_in(http, csms)
 
     async def both() -> str | None:
         text = (await http.get("/transactions")).text
@@ -131,6 +141,47 @@ async def test_transaction_history_filters_and_exports_csv(
     table = list(csv.reader(io.StringIO(exported.text.removeprefix("\ufeff"))))
     assert table[0][:3] == ["station_id", "evse_id", "transaction_id"]
     assert len(table) == 2 and table[1][0] == "CS002" and table[1][5]  # ended
+    assert table[0][-3:] == ["cost", "currency", "cost_final"]
+    assert table[1][-2:] == ["CNY", "true"] and Decimal(table[1][-3]) >= Decimal("2.00")
+    ended = (await http.get("/transactions?station_id=CS002")).text
+    assert re.search(r'<td class="cost">\d+\.\d+ CNY</td>', ended)  # the final cost
+
+
+async def test_the_events_page_filters_by_station_and_kind_and_pages(
+    csms: Csms, http: httpx.AsyncClient
+) -> None:
+    now = csms.clock.now()
+    await seed_plans(csms, now)
+    for i in range(55):
+        await csms.store.security_events.add("CS1", "InvalidTLSVersion",
+                                             now - timedelta(minutes=i), f"<b>try {i}</b>",
+                                             False, now)
+    await sign_in(http, csms, "viewer")
+    assert 'href="/events"' in (await http.get("/")).text  # in the navigation
+
+    first = await http.get("/events")
+    assert first.status_code == 200
+    assert first.text.count("<tr data-kind=") == 50 and 'rel="next"' in first.text
+    assert "1\u201350 of 58" in first.text
+    assert "InvalidTLSVersion: &lt;b&gt;try 0&lt;/b&gt;" in first.text  # a station's words
+    second = await http.get("/events?page=2")
+    assert second.text.count("<tr data-kind=") == 8 and 'rel="prev"' in second.text
+    assert (await http.get("/events?page=99")).text.count("<tr data-kind=") == 8  # the last
+    rejected = await http.get("/events?kind=profile")
+    assert rejected.text.count("<tr data-kind=") == 1
+    assert "CS2 / EVSE 1" in rejected.text and "TxNotFound" in rejected.text
+    over = await http.get("/events?kind=non-compliance&station_id=CS1")
+    assert over.text.count('<tr data-kind="non-compliance"') == 1
+    assert "drew 1.4 kW against a limit of 0.0 kW (2 samples since" in over.text
+    assert (await http.get("/events?station_id=CS9")).text.count("<tr data-kind=") == 0
+    assert 'selected>profile rejected' in rejected.text  # the filter is kept
+    assert (await http.get("/events?kind=nonsense")).status_code == 200  # no filter
+    assert (await http.get("/events?station_id=" + "x" * 100)).status_code == 422
+    chinese = await http.get("/events?kind=profile", headers={"Accept-Language": "zh-CN"})
+    assert "错误与事件" in chinese.text and "TxNotFound" in chinese.text
+
+    await sign_in(http, csms, "grid")
+    assert (await http.get("/events")).status_code == 404  # no station data
 
 
 async def test_the_language_follows_the_browser_and_the_switch(
@@ -154,6 +205,22 @@ async def test_the_language_follows_the_browser_and_the_switch(
         "location"] == "/"
     login = await http.get("/login")
     assert "请粘贴 API 令牌" in login.text  # the first screen says how to get a token
+
+
+async def test_the_first_screens_say_how_to_begin(
+    csms: Csms, http: httpx.AsyncClient
+) -> None:
+    login = (await http.get("/login")).text
+    assert "<code>csms api-tokens add my-dashboard --role admin</code>" in login
+    await sign_in(http, csms, "admin")
+    overview = (await http.get("/")).text  # no site configured here
+    assert 'id="no-sites"' in overview
+    assert "cp config/sites/residential.toml config/sites/my-site.toml" in overview
+    assert 'enabled = true\nsites = ["config/sites/my-site.toml"]' in overview
+
+
+def test_the_example_site_file_the_overview_names_exists() -> None:
+    assert (Path(__file__).resolve().parents[2] / "config/sites/residential.toml").exists()
 
 
 async def test_favicon(http: httpx.AsyncClient) -> None:

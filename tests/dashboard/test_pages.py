@@ -4,8 +4,10 @@ cookie the API accepts, and what a cookie may not do without the CSRF header."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import httpx
@@ -15,6 +17,7 @@ from csms.api.auth import COOKIE, CSRF_HEADER
 from csms.app import Csms
 from csms.config import Config, SchedulerConfig
 from csms.store.plans import PlanRecord
+from tests.api.test_event_log import seed_plans
 from tests.dashboard.conftest import add_token
 from tests.e2e.conftest import StationFactory
 
@@ -85,6 +88,7 @@ async def test_what_each_role_sees(csms: Csms, http: httpx.AsyncClient) -> None:
     await signed_in(http, await add_token(csms, "viewer"))
     overview = await http.get("/")
     assert "Stations" in overview.text and 'href="/sites/test-small"' in overview.text
+    assert 'id="no-sites"' not in overview.text
     site = await http.get("/sites/test-small")
     assert site.status_code == 200 and "limit-form" not in site.text  # read only
     assert (await http.get("/sites/elsewhere")).status_code == 404
@@ -108,11 +112,12 @@ async def test_the_charting_library_is_served_from_here(http: httpx.AsyncClient)
     assert (await http.get("/static/dashboard.js")).status_code == 200
 
 
-async def test_recent_errors_list_faulted_connectors_and_troubled_plans(
+async def test_recent_errors_name_the_station_evse_and_reason(
     csms: Csms, http: httpx.AsyncClient, make_station: StationFactory
 ) -> None:
     station = await make_station("TS001")
     await station.status(1, "Faulted")
+    await seed_plans(csms, csms.clock.now())
     await csms.store.plans.add(PlanRecord(
         site_id="test-small", planned_at=csms.clock.now(), trigger="test", sessions=1,
         inputs={}, schedule={}, status="solved", profiles_sent=1, profiles_rejected=1))
@@ -122,11 +127,65 @@ async def test_recent_errors_list_faulted_connectors_and_troubled_plans(
         if "Faulted" in errors:
             break
         await asyncio.sleep(0.1)
-    assert "TS001" in errors and "EVSE 1 connector 1 Faulted" in errors
-    assert "site test-small" in errors and "1 profile(s) rejected" in errors
+    assert "TS001 / EVSE 1" in errors and "EVSE 1 connector 1 Faulted" in errors
+    # not "1 profile(s) rejected": which station, which EVSE, and the station's reason
+    assert "CS2 / EVSE 1" in errors and "TxNotFound" in errors and "tx-2" in errors
+    assert "CS1 / EVSE 1" in errors and "drew 1.4 kW against a limit of 0.0 kW" in errors
+    assert 'href="/events"' in (await http.get("/")).text
     stations = (await http.get("/fragments/stations")).text
     assert "status-faulted" in stations and "online" in stations
 
     await signed_in(http, await add_token(csms, "grid", ("test-small/transformer",)))
     errors = (await http.get("/fragments/errors")).text
     assert "Faulted" not in errors and "1 profile(s) rejected" in errors  # no station data
+    assert "TxNotFound" not in errors
+    assert '<a href="/sites/test-small">site test-small</a>' in errors
+    chinese = await http.get("/fragments/errors", headers={"Accept-Language": "zh-CN"})
+    assert ">站点 test-small</a>" in chinese.text
+
+
+async def test_the_site_page_says_why_each_car_is_held(
+    csms: Csms, http: httpx.AsyncClient
+) -> None:
+    """From 08:00 local (the Jiangsu tariff's peak) TS001 waits for the 21:00 valley;
+    TS002 waits while the transformer is full; TS003 while a grid event's limit is."""
+    now = csms.clock.now()
+    t0 = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0) \
+        + timedelta(days=1)  # 08:00 at +08:00
+    starts = [t0 + timedelta(minutes=15 * i) for i in range(56)]  # to 22:00 local
+    planned_ev = [22.0] * 8 + [7.0] * 44 + [7.0] * 4
+    event = await csms.store.grid.add_event("test-small", "transformer", "limit", 32.0,
+                                            starts[4], starts[8], None, "test", now)
+
+    def entry(held_until: int) -> dict[str, object]:
+        return {"transaction_id": f"tx-{held_until}", "energy_needed_kwh": 10.0,
+                "energy_planned_kwh": 8.0, "profile": "sent", "why": "",
+                "setpoints": [[0, 0.0, 0], [held_until * 900, 32.0, 7360]]}
+
+    await csms.store.plans.add(PlanRecord(
+        site_id="test-small", planned_at=now, trigger="test", sessions=3, inputs={
+            "now": t0.isoformat(), "slot_starts": [t.isoformat() for t in starts],
+            "limit_kw": [32.0] * 56, "household_kw": [10.0] * 56, "reserved_kw": [0.0] * 56,
+            "planned_ev_kw": planned_ev, "sessions": []},
+        schedule={"TS001": entry(52), "TS002": entry(4),
+                  "TS003": {**entry(8), "setpoints": [[0, 32.0, 7360], [3600, 0.0, 0],
+                                                      [7200, 32.0, 7360]]}},
+        status="solved", profiles_sent=3))
+    await signed_in(http, await add_token(csms, "viewer"))
+
+    page = (await http.get("/fragments/sites/test-small/schedules")).text
+
+    def why(evse: str) -> str:
+        row = re.search(rf'<tr data-evse="{evse}".*?</tr>', page, re.S)
+        assert row is not None, evse
+        return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row.group(0)))
+
+    assert ("held 08:00\u201321:00: the price valley starts at 21:00 (0.5583 → 0.3583 CNY/kWh)"
+            in why("TS001"))
+    assert "held 08:00\u201309:00: limited by the transformer limit: no headroom left" in why(
+        "TS002")
+    assert (f"held 09:00\u201310:00: the limit of grid event #{event.id} is full (32.0 kW on "
+            "transformer)") in why("TS003")
+    assert 'class="short"' in page  # 8 of 10 kWh planned: flagged
+    chinese = await http.get("/sites/test-small", headers={"Accept-Language": "zh-CN"})
+    assert "谷电价" in chinese.text
