@@ -30,6 +30,7 @@ from csms.api import (
     network_profiles,
     reports,
     reservations,
+    scheduler_leases,
     security,
     sessions,
     site_load,
@@ -73,7 +74,7 @@ def build_app(parts: Parts) -> FastAPI:
     for module in (stations, tokens, transactions, sessions, commands, sites, site_load,
                    grid, tariffs, events, metrics, security, reports, local_lists,
                    network_profiles, firmware, diagnostics, display, charging,
-                   iso15118):
+                   iso15118, scheduler_leases):
         app.include_router(module.router)
     for module in (reservations, driver_tariffs):  # blocks H and I
         app.include_router(module.router)

@@ -14,10 +14,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import AwareDatetime, Field
 
-from csms import grid
 from csms.api.auth import Caller, Permission, require
 from csms.api.deps import Parts, PartsDep, not_found
 from csms.api.models import Model
+from csms.scheduling.grid_inputs import with_grid
 from smart_charging.model import Site as SiteModel
 
 router = APIRouter(prefix="/api/sites", tags=["sites"])
@@ -78,7 +78,7 @@ async def node_views(parts: Parts, site: SiteModel) -> list[SiteNode]:
     """The nodes with their static limit overrides and the limit in force now."""
     now = parts.clock.now()
     overrides = await parts.store.grid.node_limits(site.id)
-    merged = grid.with_grid(site, overrides, await parts.store.grid.in_force(site.id, now))
+    merged = with_grid(site, overrides, await parts.store.grid.in_force(site.id, now))
     out = []
     for node, eff in zip(site.nodes, merged.nodes, strict=True):
         limit = float(eff.limit_over([now], [now + timedelta(seconds=1)])[0])

@@ -1,0 +1,33 @@
+"""The API knows the configured sites even when the scheduler is off (csms/sites.py loads
+them for both): the tree and tariff are there, no plan, and no process holds a lease."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from csms.app import Csms
+from csms.config import Config, SchedulerConfig
+from tests.api.conftest import Client
+
+SITE_FILE = Path(__file__).resolve().parents[2] / "config/sites/test-small.toml"
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    return replace(config, scheduler=SchedulerConfig(enabled=False, sites=(str(SITE_FILE),)))
+
+
+async def test_sites_are_served_with_the_scheduler_off(csms: Csms, client: Client) -> None:
+    assert csms.scheduler is None
+    viewer = client("viewer")
+    assert [s["id"] for s in (await viewer.get("/api/sites")).json()] == ["test-small"]
+    assert len((await viewer.get("/api/sites/test-small")).json()["evses"]) == 6
+    tariff = (await viewer.get("/api/sites/test-small/tariff")).json()
+    assert tariff["source"] == "config"
+    assert tariff["tariff"]["id"] == "cn-jiangsu-residential-ev-2024"
+    assert (await viewer.get("/api/sites/test-small/plan")).status_code == 404
+    leases = (await viewer.get("/api/scheduler/leases")).json()
+    assert leases == [{"site_id": "test-small", "node": None, "pid": None, "since": None}]
