@@ -55,9 +55,10 @@ class Leases:
         conn = await asyncpg.connect(self.url, timeout=self.timeout_s, server_settings={
             "application_name": (HOLDER_PREFIX + self.node)[:63],
             # a vanished owner (power, network) is noticed by the server in ~10 s over
-            # TCP, and its locks freed; ignored on a Unix socket, where the kernel knows
+            # TCP, idle (keepalives) or not (unacknowledged data), and its locks freed;
+            # ignored on a Unix socket, where the kernel knows at once
             "tcp_keepalives_idle": "4", "tcp_keepalives_interval": "2",
-            "tcp_keepalives_count": "3",
+            "tcp_keepalives_count": "3", "tcp_user_timeout": "10000",
         })
         conn.add_termination_listener(self._terminated)
         return conn
