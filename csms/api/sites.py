@@ -18,6 +18,7 @@ from csms.api.auth import Caller, Permission, require
 from csms.api.deps import Parts, PartsDep, not_found
 from csms.api.models import Model
 from csms.scheduling.grid_inputs import with_grid
+from csms.scheduling.leases import holders
 from smart_charging.model import Site as SiteModel
 
 router = APIRouter(prefix="/api/sites", tags=["sites"])
@@ -50,6 +51,9 @@ class Site(Model):
     id: str
     nodes: list[SiteNode]
     evses: list[SiteEvse]
+    planned_by: str | None = Field(
+        None, description="the CSMS process planning the site now (holding its lease, "
+        "see /api/scheduler/leases); null: none")
 
 
 class PlanSummary(Model):
@@ -89,7 +93,9 @@ async def node_views(parts: Parts, site: SiteModel) -> list[SiteNode]:
 
 
 async def site_view(parts: Parts, site: SiteModel) -> Site:
-    return site_out(site).model_copy(update={"nodes": await node_views(parts, site)})
+    holder = (await holders(parts.store.pool, [site.id]))[site.id]
+    return site_out(site).model_copy(update={"nodes": await node_views(parts, site),
+                                             "planned_by": holder and holder.node})
 
 
 def site_out(site: SiteModel) -> Site:

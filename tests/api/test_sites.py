@@ -66,3 +66,5 @@ async def test_the_lease_of_each_site_names_the_process_planning_it(
     assert [(x["site_id"], x["node"]) for x in leases] == [("test-small", csms.scheduler.node)]
     assert leases[0]["pid"] == csms.scheduler.leases.backend_pid()  # type: ignore[union-attr]
     assert (await client("grid").get("/api/scheduler/leases")).json() == []  # not its site
+    site = (await client("viewer").get("/api/sites/test-small")).json()
+    assert site["planned_by"] == csms.scheduler.node

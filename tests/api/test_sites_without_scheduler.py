@@ -25,7 +25,8 @@ async def test_sites_are_served_with_the_scheduler_off(csms: Csms, client: Clien
     assert csms.scheduler is None
     viewer = client("viewer")
     assert [s["id"] for s in (await viewer.get("/api/sites")).json()] == ["test-small"]
-    assert len((await viewer.get("/api/sites/test-small")).json()["evses"]) == 6
+    site = (await viewer.get("/api/sites/test-small")).json()
+    assert len(site["evses"]) == 6 and site["planned_by"] is None
     tariff = (await viewer.get("/api/sites/test-small/tariff")).json()
     assert tariff["source"] == "config"
     assert tariff["tariff"]["id"] == "cn-jiangsu-residential-ev-2024"
