@@ -2,9 +2,9 @@
 metered delivery for a GET.
 
 Every plan reads node limit overrides, events in force and the stored tariff
-(`csms.grid.plan_inputs`); a GET of an event reads the power meter values of the EVSEs
-under its node over its window (`csms.grid.delivery_of`). Runs on an embedded PostgreSQL
-in a temporary folder.
+(`csms.scheduling.grid_inputs.plan_inputs`); a GET of an event reads the power meter
+values of the EVSEs under its node over its window (`csms.grid.delivery_of`). Runs on an
+embedded PostgreSQL in a temporary folder.
 
     .venv/bin/python -m bench.grid_inputs [--events 20] [--evses 100] [--hours 1]
 """
@@ -19,7 +19,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from csms.grid import delivery_of, plan_inputs
+from csms.grid import delivery_of
+from csms.scheduling.grid_inputs import plan_inputs
 from csms.store import Store, open_database
 from csms.store.meter import MeterRow
 from smart_charging import Evse, Node, Prices, Site

@@ -3,7 +3,7 @@ together. The CLI, the demo and the end-to-end tests all start it the same way."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -28,11 +28,12 @@ from csms.iso15118 import Iso15118
 from csms.lag import LagProbe
 from csms.ocpp.deps import Deps
 from csms.ocpp.routes import Router, routes
-from csms.scheduler import Scheduler
+from csms.scheduling.scheduler import Scheduler
 from csms.server import OcppServer
+from csms.sites import Sites
 from csms.store import Database, Store, open_database
 from csms.store.api_tokens import ApiTokenRepo
-from csms.tariffs import TariffCatalog, load_catalog
+from csms.tariffs import load_catalog
 
 log = structlog.get_logger()
 
@@ -57,11 +58,13 @@ class Csms:
     firmware: FirmwareUpdates | None = None
     diagnostics: Diagnostics | None = None
     iso15118: Iso15118 | None = None
+    sites: Sites = field(default_factory=Sites)  # as configured, planned here or not
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Csms:
         clock = clock or SystemClock()
-        ca = station_ca(config, clock)  # first: a bad CA file stops the start
+        ca = station_ca(config, clock)  # first: a bad CA or site file stops the start
+        sites = Sites.load(config.scheduler.sites, config.scheduler.tariffs_dir)
         db = await open_database(config.database.url, Path(config.database.data_dir))
         store = Store(db.pool)
         await store.stations.mark_all_offline(clock.now())
@@ -73,12 +76,13 @@ class Csms:
                           client_cas=client_cas(config, ca))
         commands = Commands(connections, store, clock)
         scheduler = None
-        if config.scheduler.enabled:  # sites load first: a bad site file stops the start
-            scheduler = Scheduler(config.scheduler, store, commands, connections, events, clock)
+        if config.scheduler.on:
+            scheduler = Scheduler(config.scheduler, store, commands, connections, events, clock,
+                                  sites, db.url)
             await scheduler.start()
         await ocpp.start()
         csms = cls(config, clock, db, store, events, connections, commands, ocpp, scheduler,
-                   ca=ca)
+                   ca=ca, sites=sites)
         csms.renewal = CertificateRenewal(config.security, store, commands, connections, clock)
         csms.renewal.start()
         csms.firmware = FirmwareUpdates(store, commands, clock, events,
@@ -119,12 +123,10 @@ class Csms:
         log.info("csms.stopped")
 
     async def _start_api(self) -> None:
-        sites = {sid: runner.site for sid, runner in self.scheduler.sites.items()} \
-            if self.scheduler else {}
         parts = Parts(self.clock, self.store, self.events, self.connections, self.commands,
-                      ApiTokenRepo(self.store.pool), sites=sites,
-                      tariffs=load_catalog(self.config.scheduler) if self.scheduler else
-                      TariffCatalog(), ca=self.ca, firmware=self.firmware,
+                      ApiTokenRepo(self.store.pool), sites=self.sites.models(),
+                      tariffs=load_catalog(self.sites, self.config.scheduler.slot_minutes),
+                      ca=self.ca, firmware=self.firmware,
                       diagnostics=self.diagnostics, iso15118=self.iso15118,
                       audit_key=load_key(self.config.audit_dir()))
         api = ApiServer(self.config.api, build_app(parts), parts.stopping)

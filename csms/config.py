@@ -91,9 +91,12 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """Smart charging: which sites to plan and how often (see docs/decisions/scheduler.md)."""
+    """Smart charging: which sites to plan and how often (see docs/decisions/scheduler.md).
 
-    enabled: bool = False
+    `enabled` unset means on when `sites` names a file: listing a site is asking for it to
+    be planned, and a second switch left off made `csms serve` plan nothing."""
+
+    enabled: bool | None = None  # None: on if `sites` lists a file
     sites: tuple[str, ...] = ()
     tariffs_dir: str = ""
     interval_s: float = 300.0
@@ -111,15 +114,24 @@ class SchedulerConfig:
     non_compliance_grace_s: float = 120.0
     learn_car_max: bool = True
     keep_plans_days: float = 30.0  # stored plans older than this are deleted; 0 = keep all
+    lease_retry_s: float = 5.0  # how often to check this process's leases, try free sites
+    node_name: str = ""  # who holds a lease, as shown; empty: host:pid
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sites", tuple(self.sites))
+        if self.lease_retry_s <= 0:
+            raise ValueError("[scheduler] lease_retry_s must be positive")
         if self.keep_plans_days < 0:
             raise ValueError("[scheduler] keep_plans_days must not be negative")
         if self.interval_s <= 0 or self.debounce_s < 0:
             raise ValueError("[scheduler] interval_s must be positive, debounce_s not negative")
         if self.max_concurrent_calls < 1:
             raise ValueError("[scheduler] max_concurrent_calls must be at least 1")
+
+    @property
+    def on(self) -> bool:
+        """Plan the sites: as `enabled` says, else whenever `sites` lists one."""
+        return bool(self.sites) if self.enabled is None else self.enabled
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from csms.config import SchedulerConfig
+from csms.sites import Sites, tariffs_folder
 
 
 @dataclass(frozen=True)
@@ -19,26 +19,16 @@ class TariffCatalog:
     slot_minutes: int = 15
 
 
-def _folder(site_path: Path, tariffs_dir: str) -> Path:
-    return Path(tariffs_dir) if tariffs_dir else site_path.parent.parent / "tariffs"
-
-
-def load_catalog(config: SchedulerConfig) -> TariffCatalog:
-    """Every tariff file in the folders the configured sites take their tariffs from (the
-    same lookup as `csms.scheduler.load_site`)."""
-    catalog = TariffCatalog(slot_minutes=config.slot_minutes)
+def load_catalog(sites: Sites, slot_minutes: int = 15) -> TariffCatalog:
+    """Every tariff file in the folders the configured sites take their tariffs from."""
+    catalog = TariffCatalog(slot_minutes=slot_minutes)
     folders: set[Path] = set()
-    for raw in config.sites:
-        path = Path(raw)
-        with open(path, "rb") as f:
-            meta = tomllib.load(f).get("site", {})
-        tariff = meta.get("tariff") or None
-        catalog.by_site[str(meta.get("id"))] = (
-            None if tariff is None else str(tariff).removesuffix(".toml"))
-        folders.add(_folder(path, config.tariffs_dir))
+    for f in sites.values():
+        catalog.by_site[f.site.id] = f.tariff
+        folders.add(tariffs_folder(f.path, sites.tariffs_dir))
     for folder in sorted(folders):
         for file in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
-            with open(file, "rb") as f:
-                data = tomllib.load(f)
+            with open(file, "rb") as fh:
+                data = tomllib.load(fh)
             catalog.tariffs[file.stem] = {**data, "id": file.stem}
     return catalog

@@ -29,7 +29,7 @@ from csms.api.auth import new_token
 from csms.app import Csms
 from csms.config import ApiConfig, BootConfig, Config, DatabaseConfig, SchedulerConfig, ServerConfig
 from csms.passwords import generate_password
-from csms.scheduler import load_site
+from csms.sites import load_site
 from csms.store.api_tokens import ApiTokenRepo
 from csms.store.database import embedded_url
 from demo import report

@@ -32,6 +32,7 @@ from csms.api import (
     portfolios,
     reports,
     reservations,
+    scheduler_leases,
     security,
     sessions,
     settlements,
@@ -76,7 +77,7 @@ def build_app(parts: Parts) -> FastAPI:
     for module in (stations, tokens, transactions, sessions, commands, sites, site_load,
                    grid, tariffs, events, metrics, security, reports, local_lists,
                    network_profiles, firmware, diagnostics, display, charging,
-                   iso15118, event_log):
+                   iso15118, event_log, scheduler_leases):
         app.include_router(module.router)
     for module in (reservations, driver_tariffs):  # blocks H and I
         app.include_router(module.router)

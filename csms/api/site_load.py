@@ -21,6 +21,7 @@ from csms import grid
 from csms.api.deps import PartsDep, not_found
 from csms.api.models import Model
 from csms.api.sites import SiteId
+from csms.scheduling.grid_inputs import with_grid
 from smart_charging.model import sample
 
 router = APIRouter(prefix="/api/sites", tags=["sites"])
@@ -60,7 +61,7 @@ async def site_load(
               range(first, int(now.timestamp()) + 1, step_s)]
     ends = [*starts[1:], starts[-1] + timedelta(seconds=step_s)]
     events = await parts.store.grid.events(site_id, now, since=starts[0])
-    site = grid.with_grid(configured, await parts.store.grid.node_limits(site_id), events)
+    site = with_grid(configured, await parts.store.grid.node_limits(site_id), events)
     evses = [(e.station_id, e.ocpp_evse_id) for e in site.evses]
     samples = await parts.store.grid.power_samples(
         sorted({s for s, _ in evses}), starts[0] - grid.MAX_HOLD, now + timedelta(seconds=1))

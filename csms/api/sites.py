@@ -14,10 +14,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import AwareDatetime, Field
 
-from csms import grid
 from csms.api.auth import Caller, Permission, require
 from csms.api.deps import Parts, PartsDep, not_found
 from csms.api.models import Model
+from csms.scheduling.grid_inputs import with_grid
+from csms.scheduling.leases import holders
 from smart_charging.model import Site as SiteModel
 
 router = APIRouter(prefix="/api/sites", tags=["sites"])
@@ -50,6 +51,9 @@ class Site(Model):
     id: str
     nodes: list[SiteNode]
     evses: list[SiteEvse]
+    planned_by: str | None = Field(
+        None, description="the CSMS process planning the site now (holding its lease, "
+        "see /api/scheduler/leases); null: none")
 
 
 class PlanSummary(Model):
@@ -78,7 +82,7 @@ async def node_views(parts: Parts, site: SiteModel) -> list[SiteNode]:
     """The nodes with their static limit overrides and the limit in force now."""
     now = parts.clock.now()
     overrides = await parts.store.grid.node_limits(site.id)
-    merged = grid.with_grid(site, overrides, await parts.store.grid.in_force(site.id, now))
+    merged = with_grid(site, overrides, await parts.store.grid.in_force(site.id, now))
     out = []
     for node, eff in zip(site.nodes, merged.nodes, strict=True):
         limit = float(eff.limit_over([now], [now + timedelta(seconds=1)])[0])
@@ -89,7 +93,9 @@ async def node_views(parts: Parts, site: SiteModel) -> list[SiteNode]:
 
 
 async def site_view(parts: Parts, site: SiteModel) -> Site:
-    return site_out(site).model_copy(update={"nodes": await node_views(parts, site)})
+    holder = (await holders(parts.store.pool, [site.id]))[site.id]
+    return site_out(site).model_copy(update={"nodes": await node_views(parts, site),
+                                             "planned_by": holder and holder.node})
 
 
 def site_out(site: SiteModel) -> Site:

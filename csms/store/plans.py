@@ -12,7 +12,7 @@ import asyncpg
 
 @dataclass(frozen=True)
 class PlanRecord:
-    """A plan as stored. `inputs` and `schedule` are JSON objects (see csms/scheduler.py)."""
+    """A plan as stored. `inputs` and `schedule` are JSON objects (see csms/scheduling/site.py)."""
 
     site_id: str
     planned_at: datetime

@@ -17,7 +17,7 @@ from csms.api.auth import new_token
 from csms.app import Csms
 from csms.config import Config, SchedulerConfig
 from csms.events import GridEventChanged
-from csms.grid import plan_inputs
+from csms.scheduling.grid_inputs import plan_inputs
 from csms.store.api_tokens import ApiTokenRepo
 from tests.api.conftest import Client
 from tests.api.test_events import sse
@@ -163,6 +163,8 @@ async def test_a_scheduled_limit_lowers_only_its_slots_and_survives_a_restart(
         "node": "transformer", "kind": "limit", "kw": 10, **window(csms, 60, 120)})
     assert reply.status_code == 201 and reply.json()["status"] == "scheduled"
     assert reply.json()["delivery"] is None
+    assert csms.scheduler is not None
+    await csms.scheduler.stop()  # gives up the site's lease, as a stopped process does
     second = await Csms.start(replace(config, api=replace(config.api, enabled=False)))
     try:  # a CSMS started afterwards on the same database plans with it
         assert second.scheduler is not None

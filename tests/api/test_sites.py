@@ -56,3 +56,15 @@ async def test_a_grid_token_sees_only_the_sites_of_its_nodes(
         assert [s["id"] for s in (await dso.get("/api/sites")).json()] == ["test-small"]
         assert (await dso.get("/api/sites/test-small")).status_code == 200
         assert (await dso.get("/api/stations")).status_code == 403
+
+
+async def test_the_lease_of_each_site_names_the_process_planning_it(
+    csms: Csms, client: Client
+) -> None:
+    assert csms.scheduler is not None
+    leases = (await client("viewer").get("/api/scheduler/leases")).json()
+    assert [(x["site_id"], x["node"]) for x in leases] == [("test-small", csms.scheduler.node)]
+    assert leases[0]["pid"] == csms.scheduler.leases.backend_pid()  # type: ignore[union-attr]
+    assert (await client("grid").get("/api/scheduler/leases")).json() == []  # not its site
+    site = (await client("viewer").get("/api/sites/test-small")).json()
+    assert site["planned_by"] == csms.scheduler.node

@@ -13,7 +13,7 @@ import pytest
 
 from csms.app import Csms
 from csms.config import Config, SchedulerConfig
-from csms.grid import plan_inputs
+from csms.scheduling.grid_inputs import plan_inputs
 from tests.api.conftest import Client
 
 SITE_FILE = Path(__file__).resolve().parents[2] / "config/sites/test-small.toml"

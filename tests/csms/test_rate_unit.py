@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from csms.scheduler import Capabilities, rate_unit_for
+from csms.scheduling.gateway import Capabilities, rate_unit_for
 from smart_charging.model import Evse, Wiring
 
 AC = Evse("ac", "tx", rate_unit="W")

@@ -1,4 +1,5 @@
-"""The scheduler's decisions (csms/sessions.py), without sockets or a database."""
+"""The scheduler's decisions (csms/scheduling/ demand, limits, reserved_load), without
+sockets or a database."""
 
 from __future__ import annotations
 
@@ -8,21 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from csms.scheduler import load_site
-from csms.sessions import (
+from csms.scheduling.demand import SessionFacts, next_local_time, session_for
+from csms.scheduling.limits import (
     Limit,
-    Reservation,
-    SessionFacts,
     compare,
     default_profile,
     default_shares,
     energy_kwh,
     falls_short,
     needed_decreases,
-    next_local_time,
-    session_for,
-    with_reservations,
 )
+from csms.scheduling.reserved_load import Reservation, with_reservations
+from csms.sites import load_site
 from smart_charging import Evse, Node, Site
 from smart_charging.model import PHASES, sample
 

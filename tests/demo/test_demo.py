@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
-SITE = "residential-630kva"
+SITE = "residential"  # the site file's name (config/sites/residential.toml)
 STATIONS = 120
 
 

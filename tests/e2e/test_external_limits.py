@@ -8,7 +8,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from csms.config import Config
-from csms.sessions import external_caps_w
+from csms.scheduling.limits import external_caps_w
 from csms.store.charging import ExternalLimit
 from simulators.station import external_limits
 from tests.e2e.test_scheduler import SITE, local, site_run

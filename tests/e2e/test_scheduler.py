@@ -17,7 +17,7 @@ from csms.app import Csms
 from csms.clock import AcceleratedClock
 from csms.config import Config, SchedulerConfig
 from csms.reservations import ReservationRequest, Reservations
-from csms.scheduler import load_site
+from csms.sites import load_site
 from csms.store.plans import PlanRecord
 from simulators.ev import EV
 from simulators.station import EvseSpec, Station, StationSpec

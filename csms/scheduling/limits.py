@@ -1,16 +1,11 @@
-"""From what the CSMS knows to the engine's inputs, and back to what a station may draw.
+"""What a charging profile lets an EVSE draw, and when a new one must be sent.
 
 Decisions only, no I/O, no clock (time is passed in), so each rule is testable alone:
-- `session_for`: a stored transaction as an engine `Session` (the engine applies no
-  defaults: a missing departure or energy is filled in here from the site's defaults).
-- `Limit`: what a charging profile lets an EVSE draw, in W, over time; `compare` decides
-  whether a new profile must be sent (a material change soon), `needed_decreases` which
-  small decreases the site needs so that what every EVSE holds stays under every limit.
-- `default_shares`: each EVSE's equal share of the lowest headroom of the day, the
-  TxDefaultProfile that keeps a site safe while the CSMS is unreachable.
-- `with_reservations`: a site whose nodes carry, as extra load, what the EVSEs the engine
-  cannot steer may draw (idle ones under their TxDefaultProfile, offline stations,
-  rejected profiles).
+`Limit` is a profile as W over time; `compare` decides whether a new profile must be sent
+(a material change soon), `falls_short` when a small increase must go anyway,
+`needed_decreases` which small decreases the site needs so that what every EVSE holds
+stays under every limit; `default_shares` gives each EVSE its equal share of the lowest
+headroom of the day (the TxDefaultProfile that keeps a site safe without the CSMS).
 """
 
 from __future__ import annotations
@@ -20,113 +15,20 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
-from smart_charging import Evse, Node, Session, Site, StepSeries
-from smart_charging.model import PHASES, Series, sample
+from smart_charging import Evse, Site
+from smart_charging.model import PHASES, sample
 
-EvseKey = tuple[str, int]  # (station identity, OCPP evseId)
 FAR_PAST = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def evse_index(site: Site) -> dict[EvseKey, Evse]:
-    """(station identity, OCPP evseId) -> the site's EVSE."""
-    return {(e.station_id, e.ocpp_evse_id): e for e in site.evses}
-
-
-def next_local_time(after: datetime, at: time, utc_offset: timedelta) -> datetime:
-    """The first moment strictly after `after` when the site's local clock shows `at`."""
-    local = after.astimezone(UTC).replace(tzinfo=None) + utc_offset
-    candidate = datetime.combine(local.date(), at)
-    if candidate <= local:
-        candidate += timedelta(days=1)
-    return (candidate - utc_offset).replace(tzinfo=UTC)
-
-
-# --------------------------------------------------------------------------- sessions
-
-
-@dataclass(frozen=True)
-class SessionFacts:
-    """What is known about a running transaction (from the transactions table)."""
-
-    transaction_id: str
-    started_at: datetime
-    departure_time: datetime | None
-    energy_wanted_wh: float | None
-    energy_delivered_wh: float | None
-    charge_now: bool = False  # the driver opted out of ordered charging (HTTP API)
-
-
-def departure_for(facts: SessionFacts, site: Site, now: datetime, overstay: timedelta
-                  ) -> tuple[datetime, str]:
-    """When the car leaves, and where that came from ("ev", "default" or "overstay").
-
-    A car still plugged in after its departure is planned to leave `overstay` from now:
-    it still wants its energy, and soon.
-    """
-    if facts.departure_time is not None:
-        departure, source = facts.departure_time, "ev"
-    else:
-        departure = next_local_time(facts.started_at, site.default_departure, site.utc_offset)
-        source = "default"
-    if departure <= now:
-        return now + overstay, "overstay"
-    return departure, source
-
-
-def session_for(facts: SessionFacts, evse: Evse, site: Site, now: datetime, *,
-                overstay: timedelta, margin: timedelta,
-                car_max_kw: float | None = None) -> tuple[Session, dict[str, Any]]:
-    """The engine Session for a transaction, and a summary of where each input came from.
-
-    The engine is asked to finish `margin` before the departure (never before the next
-    slot), so a last re-plan can still make up what rounding to whole amps left over.
-    """
-    departure, dep_source = departure_for(facts, site, now, overstay)
-    planned_departure = max(departure - margin, min(departure, now + timedelta(minutes=15)))
-    wanted_kwh = (facts.energy_wanted_wh / 1000.0 if facts.energy_wanted_wh is not None
-                  else site.default_energy_kwh)
-    delivered_kwh = max(0.0, (facts.energy_delivered_wh or 0.0) / 1000.0)
-    session = Session(
-        id=facts.transaction_id,
-        evse_id=evse.id,
-        arrival=min(facts.started_at, now),
-        departure=planned_departure,
-        energy_wanted_kwh=wanted_kwh,
-        energy_delivered_kwh=delivered_kwh,
-        max_power_kw=car_max_kw,
-        transaction_id=facts.transaction_id,
-        opted_out=facts.charge_now,
-    )
-    summary = {
-        "session_id": session.id,
-        "evse_id": evse.id,
-        "station_id": evse.station_id,
-        "ocpp_evse_id": evse.ocpp_evse_id,
-        "arrival": _iso(session.arrival),
-        "departure": _iso(departure),
-        "departure_source": dep_source,
-        "planned_departure": _iso(planned_departure),
-        "energy_wanted_kwh": round(wanted_kwh, 3),
-        "energy_source": "ev" if facts.energy_wanted_wh is not None else "default",
-        "energy_delivered_kwh": round(delivered_kwh, 3),
-        "energy_needed_kwh": round(session.energy_needed_kwh, 3),
-        "car_max_kw": None if car_max_kw is None else round(car_max_kw, 3),
-        "charge_now": facts.charge_now,
-        "evse_max_kw": round(evse.max_kw, 3),
-    }
-    return session, summary
-
-
-def _iso(ts: datetime) -> str:
+def ocpp_time(ts: datetime) -> str:
+    """UTC, whole seconds, with a Z: the form OCPP times and stored plans use."""
     return ts.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-# --------------------------------------------------------------------------- limits
 
 
 @dataclass(frozen=True)
@@ -248,14 +150,14 @@ def compare(current: Limit, new: Limit, now: datetime, *, material_w: float,
     raises_now = any(new.at(t) > current.at(t) + 1.0 for t in points if t < now + SETTLE)
     big_lower = next((t for t in soon if new.at(t) < current.at(t) - material_w), None)
     if big_lower is not None:
-        why = f"lower at {_iso(big_lower)}: {new.at(big_lower):.0f} W < " \
+        why = f"lower at {ocpp_time(big_lower)}: {new.at(big_lower):.0f} W < " \
               f"{current.at(big_lower):.0f} W"
         return Change(True, raises_now, why, lower=True)
     if any(new.at(t) > current.at(t) + material_w for t in soon):
         return Change(True, raises_now, "higher within the lookahead")
     lower = next((t for t in points if new.at(t) < current.at(t) - 1.0), None)
     if lower is not None:
-        why = f"lower at {_iso(lower)}: {new.at(lower):.0f} W < {current.at(lower):.0f} W"
+        why = f"lower at {ocpp_time(lower)}: {new.at(lower):.0f} W < {current.at(lower):.0f} W"
         return Change(False, raises_now, why, lower=True)
     return Change(False, False, "unchanged")
 
@@ -420,7 +322,7 @@ def zero_profile(transaction_id: str, start: datetime, duration_s: int, rate_uni
         "transactionId": transaction_id,
         "chargingSchedule": [{
             "id": profile_id,
-            "startSchedule": _iso(start),
+            "startSchedule": ocpp_time(start),
             "duration": duration_s,
             "chargingRateUnit": rate_unit,
             "chargingSchedulePeriod": [period],
@@ -430,96 +332,3 @@ def zero_profile(transaction_id: str, start: datetime, duration_s: int, rate_uni
 
 # --------------------------------------------------------------------------- reservations
 
-
-@dataclass(frozen=True)
-class Reservation:
-    """An EVSE the engine does not steer, and what it may draw from `start` to `until`."""
-
-    evse_id: str
-    limit: Limit
-    until: datetime
-    reason: str  # idle | rejected | offline | uncontrolled
-    start: datetime | None = None  # None: from now
-
-    def begin(self, now: datetime) -> datetime:
-        return now if self.start is None else max(now, self.start)
-
-    def series_kw(self, now: datetime) -> StepSeries:
-        begin = self.begin(now)
-        points = sorted({begin, *(t for t in self.limit.breakpoints() if begin < t < self.until)})
-        values = [self.limit.at(t) / 1000.0 for t in points]
-        if begin > now:
-            points, values = [now, *points], [0.0, *values]
-        return StepSeries((*points, self.until), (*values, 0.0))
-
-    def peak_kw(self, now: datetime) -> float:
-        return self.limit.peak(self.begin(now), self.until) / 1000.0
-
-
-def slot_ceil(t: datetime, slot_minutes: int) -> datetime:
-    """The first slot boundary at or after `t` (slots are whole multiples of their length)."""
-    step = timedelta(minutes=slot_minutes)
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    return epoch - ((epoch - t) // step) * step
-
-
-def _steps(series: Series, now: datetime, end: datetime) -> StepSeries:
-    return series if isinstance(series, StepSeries) else series.to_steps(now, end)
-
-
-def _scaled(series: StepSeries, factor: float) -> StepSeries:
-    return StepSeries(series.times, tuple(v * factor for v in series.values))
-
-
-def _sum(parts: list[StepSeries]) -> StepSeries:
-    """The step series of the sum, in one sweep over the steps: a site with thousands of
-    reservations has as many distinct times (one per departure)."""
-    before = 0.0  # each series' first value holds before its first time
-    steps: dict[datetime, float] = {}
-    for series in parts:
-        before += series.values[0]
-        steps.setdefault(series.times[0], 0.0)
-        for t, a, b in zip(series.times[1:], series.values, series.values[1:], strict=False):
-            steps[t] = steps.get(t, 0.0) + (b - a)
-    times = sorted(steps)
-    values = before + np.cumsum([steps[t] for t in times])
-    return StepSeries(tuple(times), tuple(float(v) for v in values))
-
-
-def with_reservations(site: Site, reservations: list[Reservation], now: datetime,
-                      end: datetime) -> Site:
-    """`site` with every reservation added as non-EV load on each node above its EVSE.
-
-    Node load counts as balanced over three phases; a single-phase (or line-to-line)
-    EVSE loads its own phase(s) harder, so each node with phase limits also gets the
-    difference per phase, over time: a reservation that starts later (a car's
-    departure) costs nothing now, and reservations spread over the phases offset.
-    """
-    if not reservations:
-        return site
-    extra: dict[str, list[StepSeries]] = {}
-    extra_a: dict[str, dict[str, list[StepSeries]]] = {}
-    for r in reservations:
-        evse = site.evse(r.evse_id)
-        series = r.series_kw(now)
-        for node_id in site.path_to_root(evse.node):
-            node = site.node(node_id)
-            extra.setdefault(node_id, []).append(series)
-            if node.phase_limit_a is None or not all(map(math.isfinite, series.values)):
-                continue
-            balanced = 1000.0 / (3 * node.voltage_ln_v)
-            for p in PHASES:
-                amps = _scaled(series, evse.phase_amps_per_kw(p) - balanced)
-                extra_a.setdefault(node_id, {}).setdefault(p, []).append(amps)
-    nodes: list[Node] = []
-    for n in site.nodes:
-        if n.id not in extra:
-            nodes.append(n)
-            continue
-        base = [] if n.load_kw is None else [_steps(n.load_kw, now, end)]
-        phase_load = dict(n.phase_load_a)
-        for p, parts in extra_a.get(n.id, {}).items():
-            own = phase_load.get(p)
-            phase_load[p] = _sum(parts + ([] if own is None else [_steps(own, now, end)]))
-        nodes.append(replace(n, load_kw=_sum(base + extra[n.id]), phase_load_a=phase_load))
-    return replace(site, nodes=tuple(nodes))

@@ -1,12 +1,9 @@
-"""The smart-charging scheduler: plans each site with the engine and sends the profiles.
+"""One site's planning: read its running transactions, reserve what the EVSEs it cannot
+steer may draw, run the engine in a thread, send each EVSE a TxProfile only when it changed
+materially (decreases first), and store the plan with its inputs.
 
-One task per site re-plans every `interval_s` on the CSMS clock and, debounced, after an
-event (transaction started or ended, new charging needs, a station connected or gone, a
-profile rejected). A plan reads the site's running transactions, reserves what the EVSEs
-it cannot steer may draw, runs the engine in a thread, sends each EVSE a TxProfile only
-when it changed materially (decreases first), and stores the plan with its inputs.
-Why it works this way: docs/decisions/scheduler.md; the decisions are in csms/sessions.py.
-
+Why it works this way: docs/decisions/scheduler.md. The decisions themselves are pure
+functions in `demand`, `limits` and `reserved_load`; this module does the I/O around them.
 Profile ids are fixed per EVSE, so a new profile replaces the last one (K01):
 TxDefaultProfile 7_100_000 + evseId, TxProfile 7_200_000 + evseId.
 """
@@ -15,12 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-import tomllib
 from collections import defaultdict
-from collections.abc import Awaitable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,47 +22,33 @@ import structlog
 
 from csms import metrics
 from csms.clock import Clock
-from csms.commands import Commands
 from csms.config import SchedulerConfig
-from csms.connection import CallFailed, Connections, StationOffline
-from csms.events import (
-    ChargingNeedsChanged,
-    ChargingProfilesCleared,
-    Event,
-    EventBus,
-    ExternalLimitChanged,
-    GridEventChanged,
-    PowerSampled,
-    ReservationChanged,
-    SiteSettingsChanged,
-    StationConnected,
-    StationDisconnected,
-    TransactionChanged,
-)
+from csms.events import ChargingProfilesCleared, PowerSampled
 from csms.frames import Payload
-from csms.grid import plan_inputs
-from csms.sessions import (
-    Change,
+from csms.scheduling.demand import (
     EvseKey,
-    Limit,
-    Reservation,
     SessionFacts,
+    departure_for,
+    evse_index,
+    next_local_time,
+    session_for,
+)
+from csms.scheduling.gateway import Capabilities, StationGateway, rate_unit_for
+from csms.scheduling.grid_inputs import plan_inputs
+from csms.scheduling.limits import (
+    Change,
+    Limit,
     compare,
     default_profile,
     default_shares,
-    departure_for,
-    evse_index,
     external_caps_w,
     falls_short,
     needed_decreases,
-    next_local_time,
     profile_limit,
-    session_for,
-    slot_ceil,
     slot_peaks_kw,
-    with_reservations,
     zero_profile,
 )
+from csms.scheduling.reserved_load import Reservation, slot_ceil, with_reservations
 from csms.store import Store
 from csms.store.plans import PlanRecord
 from smart_charging import (
@@ -80,8 +60,6 @@ from smart_charging import (
     Session,
     Site,
     charging_profile_for,
-    prices_from_dict,
-    site_from_dict,
 )
 from smart_charging.model import sample
 
@@ -90,44 +68,6 @@ log = structlog.get_logger()
 TX_DEFAULT_ID = 7_100_000
 TX_PROFILE_ID = 7_200_000
 NON_COMPLIANCE_FACTOR = 1.1
-
-
-def load_site(path: str | Path, tariffs_dir: str = "") -> tuple[Site, Prices]:
-    """A site TOML and its tariff (`[site] tariff = "<id>"`, found as <id>.toml)."""
-    path = Path(path)
-    with open(path, "rb") as f:
-        data = tomllib.load(f)
-    site = site_from_dict(data)
-    tariff = data.get("site", {}).get("tariff")
-    if not tariff:
-        return site, Prices()
-    folder = Path(tariffs_dir) if tariffs_dir else path.parent.parent / "tariffs"
-    tariff_path = folder / (tariff if tariff.endswith(".toml") else f"{tariff}.toml")
-    with open(tariff_path, "rb") as f:
-        return site, prices_from_dict(tomllib.load(f))
-
-
-PRUNE_EVERY_S = 3600.0
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """SmartChargingCtrlr.RateUnit and .PeriodsPerSchedule of a station."""
-
-    rate_units: tuple[str, ...] = ("A", "W")
-    periods: int = 24
-
-
-def rate_unit_for(evse: Evse, caps: Capabilities) -> str | None:
-    """The unit of an EVSE's profiles: the site file's choice, else A, else W, among those
-    the station reports. An AC station that reports none we can use still gets amps, the
-    unit every station takes; a DC EVSE is planned in W only (its plan has no current)."""
-    if not evse.is_ac:
-        return "W" if "W" in caps.rate_units else None
-    for unit in (evse.rate_unit, "A", "W"):
-        if unit in caps.rate_units:
-            return unit
-    return "A"
 
 
 @dataclass
@@ -176,15 +116,20 @@ def _compress(slot_starts: tuple[datetime, ...], amps: tuple[float, ...],
     return out
 
 
-class SiteScheduler:
-    """Plans one site; keeps one Planner (warm starts) and what each EVSE holds."""
+class SitePlanner:
+    """Plans one site; keeps one Planner (warm starts) and what each EVSE holds.
 
-    def __init__(self, site: Site, prices: Prices, owner: Scheduler) -> None:
+    It reads the store and reaches the stations only through `gateway`, so it knows
+    nothing of the scheduler that owns it (or of which process that is)."""
+
+    def __init__(self, site: Site, prices: Prices, config: SchedulerConfig, clock: Clock,
+                 store: Store, gateway: StationGateway, node: str = "") -> None:
         self.site = site
         self.prices = prices
-        self.owner = owner
-        self.config = owner.config
-        self.clock = owner.clock
+        self.config = config
+        self.clock = clock
+        self.store = store
+        self.gateway = gateway
         self.planner = Planner(PlanSettings(slot_minutes=self.config.slot_minutes,
                                             horizon_slots=self.config.horizon_slots))
         self.by_key: dict[EvseKey, Evse] = evse_index(site)
@@ -195,7 +140,7 @@ class SiteScheduler:
         self._ev_load_kw = 0.0
         self._wake = asyncio.Event()
         self._reasons: set[str] = set()
-        self.log = log.bind(site_id=site.id)
+        self.log = log.bind(site_id=site.id, **({"node": node} if node else {}))
 
     # ----------------------------------------------------------------- triggers
 
@@ -302,15 +247,15 @@ class SiteScheduler:
         # whole seconds: OCPP times and startPeriods are whole seconds, so every
         # station then switches at exactly the plan's slot boundaries
         cfg, now = self.config, self.clock.now().replace(microsecond=0)
-        await self.owner.prefetch(self.station_ids)
+        await self.gateway.prefetch(self.station_ids)
         await self._ensure_defaults()
         active = await self._active_transactions()
-        booted = {s.id for s in await self.owner.store.stations.list()
+        booted = {s.id for s in await self.store.stations.list()
                   if s.last_boot_at is not None}
         horizon_end = now + timedelta(minutes=cfg.slot_minutes * cfg.horizon_slots)
         overstay = timedelta(seconds=cfg.overstay_s)
         external = external_caps_w(  # K11-K14: limits external systems put on stations
-            await self.owner.store.charging.external_limits(self.station_ids), self.site,
+            await self.store.charging.external_limits(self.station_ids), self.site,
             now, horizon_end)
         sessions: list[Session] = []
         summaries: list[dict[str, Any]] = []
@@ -331,7 +276,7 @@ class SiteScheduler:
                 continue
             if mem.transaction_id != tx.transaction_id:
                 mem.transaction_id, mem.car_max_kw = tx.transaction_id, None
-            connected = self.owner.connections.is_connected(evse.station_id)
+            connected = self.gateway.connection(evse.station_id) is not None
             if connected:
                 departure = departure_for(tx, self.site, now, overstay)[0]
             else:  # offline: the transaction may have ended unseen; no overstay
@@ -362,7 +307,7 @@ class SiteScheduler:
                 margin=timedelta(seconds=cfg.departure_margin_s), car_max_kw=car_max)
             sessions.append(session)
             summaries.append(summary)
-        grid = await plan_inputs(self.owner.store, self.site, self.prices, now)
+        grid = await plan_inputs(self.store, self.site, self.prices, now)
         site = with_reservations(grid.site, reserved, now, horizon_end)
         started = time.perf_counter()
         plan = await asyncio.to_thread(self.planner.plan, site, sessions, grid.prices, now,
@@ -374,7 +319,7 @@ class SiteScheduler:
         jobs = await self._jobs(plan, sessions, now)
         await self._send(jobs)
         record = self._record(plan, trigger, summaries, reserved, site, jobs, sessions)
-        plan_id = await self.owner.store.plans.add(record)
+        plan_id = await self.store.plans.add(record)
         self.log.info("scheduler.planned", plan_id=plan_id, trigger=trigger,
                       sessions=len(sessions), reserved=len(reserved), status=plan.status,
                       sent=record.profiles_sent, rejected=record.profiles_rejected)
@@ -384,7 +329,7 @@ class SiteScheduler:
         """Site EVSEs a station holds for a driver (an Accepted reservation of that EVSE,
         block H), and until when."""
         out: dict[str, datetime] = {}
-        for r in await self.owner.store.reservations.active(self.station_ids, now):
+        for r in await self.store.reservations.active(self.station_ids, now):
             evse = self.by_key.get((r.station_id, r.evse_id or 0))
             if evse is not None:
                 out[evse.id] = max(out.get(evse.id, r.expires_at), r.expires_at)
@@ -394,7 +339,7 @@ class SiteScheduler:
         """The newest running transaction per site EVSE (an older one left open is stale)."""
         stations = set(self.station_ids)
         out: dict[str, SessionFacts] = {}
-        for tx in await self.owner.store.transactions.list(active=True, limit=1_000_000):
+        for tx in await self.store.transactions.list(active=True, limit=1_000_000):
             if tx.station_id not in stations or tx.evse_id is None or tx.started_at is None:
                 continue
             evse = self.by_key.get((tx.station_id, tx.evse_id))
@@ -413,7 +358,7 @@ class SiteScheduler:
             evse = self.site.evse(session.evse_id)
             tx_id = session.transaction_id
             assert tx_id is not None
-            caps = await self.owner.capabilities(evse.station_id)
+            caps = await self.gateway.capabilities(evse.station_id)
             unit = self._unit(evse, caps)
             profile_id = TX_PROFILE_ID + evse.ocpp_evse_id
             if unit is None:
@@ -438,7 +383,8 @@ class SiteScheduler:
             limit = profile_limit(profile, evse, now)
             current = self._allowance(evse, tx_id)
             held = self.memory[evse.id].tx
-            if held is not None and held.connection is not self.owner.connection(evse.station_id):
+            if (held is not None
+                    and held.connection is not self.gateway.connection(evse.station_id)):
                 current = Limit.constant(self._fallback_w(evse))  # a new connection: resend
             change = compare(current, limit, now, material_w=cfg.material_change_kw * 1000.0,
                              lookahead=timedelta(seconds=cfg.lookahead_s))
@@ -509,20 +455,20 @@ class SiteScheduler:
             by_station: dict[str, list[Job]] = defaultdict(list)
             for job in batch:
                 by_station[job.evse.station_id].append(job)
-            await asyncio.gather(*(self.owner.bounded(self._send_station(sid, js))
+            await asyncio.gather(*(self.gateway.bounded(self._send_station(sid, js))
                                    for sid, js in by_station.items()))
 
     async def _send_station(self, station_id: str, jobs: list[Job]) -> None:
         for job in jobs:
             evse, mem = job.evse, self.memory[job.evse.id]
-            reply = await self.owner.set_profile(station_id, evse.ocpp_evse_id, job.profile)
+            reply = await self.gateway.set_profile(station_id, evse.ocpp_evse_id, job.profile)
             if reply is None:
                 job.outcome = "failed"
                 continue
             if reply.get("status") == "Accepted":
                 job.outcome = "sent"
                 mem.tx = Held(job.profile, job.limit, job.profile.get("transactionId"),
-                              self.owner.connection(station_id), self.clock.now())
+                              self.gateway.connection(station_id), self.clock.now())
                 continue
             reason = (reply.get("statusInfo") or {}).get("reasonCode", "none")
             job.outcome = f"rejected: {reason}"
@@ -538,13 +484,13 @@ class SiteScheduler:
             return
         todo: dict[str, list[tuple[Evse, Payload]]] = defaultdict(list)
         for evse in self.site.evses:
-            conn = self.owner.connection(evse.station_id)
-            if conn is None or getattr(conn.ctx, "boot_status", None) != "Accepted":
+            if not self.gateway.booted(evse.station_id):
                 continue
+            conn = self.gateway.connection(evse.station_id)
             mem = self.memory[evse.id]
             if mem.default_refused_on is conn:
                 continue
-            caps = await self.owner.capabilities(evse.station_id)
+            caps = await self.gateway.capabilities(evse.station_id)
             unit = self._unit(evse, caps)
             if unit is None:
                 continue
@@ -558,8 +504,8 @@ class SiteScheduler:
 
         async def send(station_id: str, items: list[tuple[Evse, Payload]]) -> None:
             for evse, profile in items:
-                conn = self.owner.connection(station_id)
-                reply = await self.owner.set_profile(station_id, evse.ocpp_evse_id, profile,
+                conn = self.gateway.connection(station_id)
+                reply = await self.gateway.set_profile(station_id, evse.ocpp_evse_id, profile,
                                                      purpose="TxDefaultProfile")
                 mem = self.memory[evse.id]
                 if reply is None:
@@ -575,7 +521,7 @@ class SiteScheduler:
                                  evse_id=evse.ocpp_evse_id, purpose="TxDefaultProfile",
                                  reason_code=(reply.get("statusInfo") or {}).get("reasonCode"))
 
-        await asyncio.gather(*(self.owner.bounded(send(s, items)) for s, items in todo.items()))
+        await asyncio.gather(*(self.gateway.bounded(send(s, items)) for s, items in todo.items()))
 
     # ----------------------------------------------------------------- the stored plan
 
@@ -641,186 +587,3 @@ class SiteScheduler:
                                   for o in outcomes),
             profiles_failed=outcomes.count("failed"),
         )
-
-
-@dataclass
-class Scheduler:
-    """All sites' schedulers, the event feed that triggers them, and what they share."""
-
-    config: SchedulerConfig
-    store: Store
-    commands: Commands
-    connections: Connections
-    events: EventBus
-    clock: Clock
-    sites: dict[str, SiteScheduler] = field(default_factory=dict)
-    _by_station: dict[str, SiteScheduler] = field(default_factory=dict)
-    _caps: dict[str, Capabilities] = field(default_factory=dict)
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _helpers: set[asyncio.Task[None]] = field(default_factory=set)
-    _queue: asyncio.Queue[Event] | None = None
-    _gate: asyncio.Semaphore | None = None
-
-    def add_site(self, site: Site, prices: Prices) -> SiteScheduler:
-        runner = SiteScheduler(site, prices, self)
-        self.sites[site.id] = runner
-        for station_id in runner.station_ids:
-            self._by_station[station_id] = runner
-        return runner
-
-    async def start(self) -> None:
-        for path in self.config.sites:
-            site, prices = load_site(path, self.config.tariffs_dir)
-            self.add_site(site, prices)
-            log.info("scheduler.site_loaded", site_id=site.id, path=str(path),
-                     evses=len(site.evses))
-        self._gate = asyncio.Semaphore(self.config.max_concurrent_calls)
-        self._queue = self.events.subscribe()
-        self._tasks = [asyncio.create_task(self._feed(), name="scheduler-events")]
-        self._tasks += [asyncio.create_task(s.run(), name=f"scheduler-{sid}")
-                        for sid, s in self.sites.items()]
-        if self.config.keep_plans_days > 0:
-            self._tasks.append(asyncio.create_task(self._prune_plans(), name="scheduler-prune"))
-
-    async def _prune_plans(self) -> None:
-        """Delete plans older than `keep_plans_days`, at start and every hour of the CSMS
-        clock: one row per site every few minutes would otherwise grow without end."""
-        keep = timedelta(days=self.config.keep_plans_days)
-        while True:
-            try:
-                gone = await self.store.plans.prune(self.clock.now() - keep)
-                if gone:
-                    log.info("scheduler.plans_pruned", deleted=gone)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("scheduler.prune_failed")
-            await self.clock.sleep(PRUNE_EVERY_S)
-
-    async def stop(self) -> None:
-        for task in [*self._tasks, *self._helpers]:
-            task.cancel()
-        await asyncio.gather(*self._tasks, *self._helpers, return_exceptions=True)
-        self._tasks.clear()
-        if self._queue is not None:
-            self.events.unsubscribe(self._queue)
-            self._queue = None
-
-    # ----------------------------------------------------------------- shared services
-
-    def connection(self, station_id: str) -> Any:
-        try:
-            return self.connections.get(station_id)
-        except StationOffline:
-            return None
-
-    async def bounded(self, job: Awaitable[None]) -> None:
-        assert self._gate is not None
-        async with self._gate:
-            await job
-
-    async def set_profile(self, station_id: str, evse_id: int, profile: Payload,
-                          purpose: str = "TxProfile") -> Payload | None:
-        """SetChargingProfile; None when it could not be delivered (offline, error, timeout)."""
-        try:
-            reply = await self.commands.set_charging_profile(station_id, evse_id, profile)
-        except (StationOffline, CallFailed, TimeoutError) as exc:
-            metrics.profiles.labels(purpose, "failed").inc()
-            log.warning("scheduler.profile_failed", station_id=station_id, evse_id=evse_id,
-                        purpose=purpose, error=str(exc) or type(exc).__name__)
-            return None
-        metrics.profiles.labels(purpose, str(reply.get("status", "unknown")).lower()).inc()
-        return reply
-
-    async def prefetch(self, station_ids: list[str]) -> None:
-        """Capabilities of every connected station not known yet, asked in parallel."""
-        async def one(station_id: str) -> None:
-            await self.capabilities(station_id)
-
-        await asyncio.gather(*(self.bounded(one(sid)) for sid in station_ids
-                               if sid not in self._caps and self.connection(sid) is not None))
-
-    async def capabilities(self, station_id: str) -> Capabilities:
-        """RateUnit and PeriodsPerSchedule: from the device model, else asked once."""
-        if station_id in self._caps:
-            return self._caps[station_id]
-        wanted = {"RateUnit": "", "PeriodsPerSchedule": ""}
-        for v in await self.store.devices.variables(station_id, "SmartChargingCtrlr"):
-            if v.variable in wanted and v.attribute_type == "Actual" and v.value:
-                wanted[v.variable] = v.value
-        if not all(wanted.values()) and self.connection(station_id) is not None:
-            try:
-                results = await self.commands.get_variables(
-                    station_id, [("SmartChargingCtrlr", name) for name in wanted])
-                for r in results:
-                    if r.get("attributeStatus") == "Accepted" and r.get("attributeValue"):
-                        wanted[r["variable"]["name"]] = r["attributeValue"]
-            except (StationOffline, CallFailed, TimeoutError) as exc:
-                log.warning("scheduler.capabilities_unknown", station_id=station_id,
-                            error=str(exc) or type(exc).__name__)
-                return Capabilities()  # not cached: asked again next time
-        default = Capabilities()
-        units = tuple(u.strip() for u in wanted["RateUnit"].split(",") if u.strip())
-        try:
-            periods = int(float(wanted["PeriodsPerSchedule"]))
-        except ValueError:
-            periods = default.periods
-        caps = Capabilities(units or default.rate_units, max(periods, 1))
-        self._caps[station_id] = caps
-        return caps
-
-    # ----------------------------------------------------------------- events
-
-    async def _feed(self) -> None:
-        assert self._queue is not None
-        while True:
-            event = await self._queue.get()
-            try:
-                self._on_event(event)
-            except Exception:
-                log.exception("scheduler.event_failed", event=type(event).__name__)
-
-    def _on_event(self, event: Event) -> None:
-        if isinstance(event, GridEventChanged | SiteSettingsChanged):
-            by_site = self.sites.get(event.site_id)
-            if by_site is not None:
-                by_site.trigger(f"grid event {event.change}"
-                                if isinstance(event, GridEventChanged) else f"{event.what} set")
-            return
-        site = self._by_station.get(event.station_id)
-        if site is None:
-            return
-        if isinstance(event, PowerSampled):
-            site.on_power(event)
-        elif isinstance(event, TransactionChanged):
-            if event.event_type in ("Started", "Ended"):
-                site.trigger(f"transaction {event.event_type.lower()}")
-        elif isinstance(event, ChargingNeedsChanged):
-            site.trigger("charging needs")
-        elif isinstance(event, ReservationChanged):
-            site.trigger(f"reservation {event.status.lower()}")
-        elif isinstance(event, StationConnected):
-            self._caps.pop(event.station_id, None)
-            self._spawn(self._after_boot(site, event.station_id))
-        elif isinstance(event, StationDisconnected):
-            site.trigger("station disconnected")
-        elif isinstance(event, ExternalLimitChanged):
-            site.trigger(f"external limit {event.change}")
-        elif isinstance(event, ChargingProfilesCleared):
-            site.forget_profiles(event)
-            site.trigger("profiles cleared")
-
-    async def _after_boot(self, site: SiteScheduler, station_id: str) -> None:
-        """Re-plan once a connecting station is booted (its TxDefaultProfile goes first)."""
-        for _ in range(30):
-            conn = self.connection(station_id)
-            if conn is not None and getattr(conn.ctx, "boot_status", None) == "Accepted":
-                break
-            await self.clock.sleep(2.0)
-        site.trigger("station connected")
-
-    def _spawn(self, job: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(job)
-        self._helpers.add(task)
-        task.add_done_callback(self._helpers.discard)
-
