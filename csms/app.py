@@ -15,6 +15,8 @@ from csms.ca import CertificateAuthority
 from csms.ca import load_or_create as load_ca
 from csms.certificates import CertificateRenewal
 from csms.clock import Clock, SystemClock
+from csms.cluster.member import Member
+from csms.cluster.registry import Registry
 from csms.collector import Collector
 from csms.commands import Commands
 from csms.config import Config
@@ -56,6 +58,7 @@ class Csms:
     firmware: FirmwareUpdates | None = None
     diagnostics: Diagnostics | None = None
     iso15118: Iso15118 | None = None
+    cluster: Member | None = None  # one worker of several (csms/cluster/); None: alone
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Csms:
@@ -63,21 +66,30 @@ class Csms:
         ca = station_ca(config, clock)  # first: a bad CA file stops the start
         db = await open_database(config.database.url, Path(config.database.data_dir))
         store = Store(db.pool)
-        await store.stations.mark_all_offline(clock.now())
+        clustered = bool(config.cluster.broker_url)
+        if not clustered:  # in a cluster, other workers hold stations (csms/cluster/)
+            await store.stations.mark_all_offline(clock.now())
         events = EventBus()
         connections = Connections()
+        member = None
+        if clustered:  # before the OCPP server: every socket is shared from the first
+            member = Member(config.cluster, connections, events, Registry(db.pool), clock,
+                            config.server.call_timeout_s)
+            await member.start()
         iso15118 = Iso15118(config.iso15118)
         router = Router(routes(Deps(store, clock, events, config.boot, ca=ca, iso15118=iso15118)))
         ocpp = OcppServer(config.server, store, clock, router, connections, events,
                           client_cas=client_cas(config, ca))
         commands = Commands(connections, store, clock)
         scheduler = None
-        if config.scheduler.enabled:  # sites load first: a bad site file stops the start
+        # Hook for scale-out: `plans_here` says whether this process plans sites. Per-site
+        # leases (csms/scheduling/) may make it true on every worker.
+        if config.scheduler.enabled and plans_here(config):  # a bad site file stops the start
             scheduler = Scheduler(config.scheduler, store, commands, connections, events, clock)
             await scheduler.start()
         await ocpp.start()
         csms = cls(config, clock, db, store, events, connections, commands, ocpp, scheduler,
-                   ca=ca)
+                   ca=ca, cluster=member)
         csms.renewal = CertificateRenewal(config.security, store, commands, connections, clock)
         csms.renewal.start()
         csms.firmware = FirmwareUpdates(store, commands, clock, events,
@@ -109,6 +121,8 @@ class Csms:
         if self.firmware is not None:
             await self.firmware.stop()
         await self.ocpp.stop()
+        if self.cluster is not None:  # after the sockets closed: their ends are shared
+            await self.cluster.stop()
         await self.store.close()
         await self.db.close()
         if self.lag is not None:
@@ -134,6 +148,12 @@ class Csms:
         self.api = api
         if self.diagnostics is not None:
             self.diagnostics.serve_uploads_at(self.config.api.host, api.port)
+
+
+def plans_here(config: Config) -> bool:
+    """Whether this process runs the scheduler: always alone; in a cluster where
+    `[cluster] plans` says so (one planner per site until per-site leases exist)."""
+    return not config.cluster.broker_url or config.cluster.plans
 
 
 def station_ca(config: Config, clock: Clock) -> CertificateAuthority:
