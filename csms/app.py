@@ -138,7 +138,8 @@ class Csms:
                       ApiTokenRepo(self.store.pool), sites=sites,
                       tariffs=load_catalog(self.config.scheduler) if self.scheduler else
                       TariffCatalog(), ca=self.ca, firmware=self.firmware,
-                      diagnostics=self.diagnostics, iso15118=self.iso15118)
+                      diagnostics=self.diagnostics, iso15118=self.iso15118,
+                      cluster=self.cluster.registry if self.cluster else None)
         api = ApiServer(self.config.api, build_app(parts), parts.stopping)
         try:
             await api.start()

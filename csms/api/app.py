@@ -16,6 +16,7 @@ from fastapi_offline import FastAPIOffline
 
 from csms.api import (
     charging,
+    cluster,
     commands,
     diagnostics,
     display,
@@ -77,6 +78,7 @@ def build_app(parts: Parts) -> FastAPI:
         app.include_router(module.router)
     for module in (reservations, driver_tariffs):  # blocks H and I
         app.include_router(module.router)
+    app.include_router(cluster.router)  # scale-out: nodes, workers, stations
 
     @app.exception_handler(CommandFailed)
     async def command_failed(request: Request, exc: CommandFailed) -> JSONResponse:

@@ -144,8 +144,11 @@ class Member:
             servers=self.config.broker_url.split(","), name=self.worker_id,
             max_reconnect_attempts=-1, reconnect_time_wait=1, connect_timeout=5,
             allow_reconnect=True)
-        await self.registry.join(self.worker_id, self.node, self.config.worker, os.getpid(),
-                                 self.clock.now())
+        now = self.clock.now()
+        dropped = await self.registry.join(self.worker_id, self.node, self.config.worker,
+                                           os.getpid(), now)
+        # an earlier process of this name (crashed, restarted) held these: others forget it
+        await self._nc.publish(GONE, wire.encode({"workers": [self.worker_id]}))
         for h in await self.registry.holdings():
             if h.worker_id != self.worker_id:
                 self._elsewhere[h.station_id] = self._remote(h.station_id, h.worker_id,
@@ -156,6 +159,8 @@ class Member:
         await self._nc.subscribe(GONE, cb=self._on_gone)
         self.connections.elsewhere = self
         self.events.forward = self._forward
+        for station_id in dropped:
+            self.events.publish(StationDisconnected(station_id, now))
         for job, name in ((self._reconcile, "cluster-sockets"),
                           (self._send_events, "cluster-events"),
                           (self._heartbeat, "cluster-heartbeat")):
@@ -394,6 +399,7 @@ class Member:
         """Swept while alive (a long pause): register again, with what we hold."""
         log.warning("cluster.rejoined", worker_id=self.worker_id)
         await self.registry.join(self.worker_id, self.node, self.config.worker, os.getpid(), now)
+        await self.registry.mark_online(list(self._held), now)
         for station_id in self._held:
             self._mark(station_id)
 

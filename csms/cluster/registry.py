@@ -42,15 +42,17 @@ class Registry:
         self.pool = pool
 
     async def join(self, worker_id: str, node: str, worker: int, pid: int,
-                   now: datetime) -> None:
-        """A (re)started worker: what an earlier process of that name held is gone."""
+                   now: datetime) -> list[str]:
+        """A (re)started worker: what an earlier process of that name held is gone, and
+        its stations are offline (returned) until they reconnect."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM station_sockets WHERE worker_id = $1", worker_id)
+            stations = await _drop_sockets(conn, [worker_id], now)
             await conn.execute(
                 "INSERT INTO cluster_workers (worker_id, node, worker, pid, started_at, seen_at)"
                 " VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (worker_id) DO UPDATE SET"
                 " node = $2, worker = $3, pid = $4, started_at = $5, seen_at = $5",
                 worker_id, node, worker, pid, now)
+        return stations
 
     async def heartbeat(self, worker_id: str, now: datetime) -> bool:
         """False when this worker was swept as dead (it must rejoin)."""
@@ -75,6 +77,12 @@ class Registry:
             "DELETE FROM station_sockets WHERE station_id = $1 AND worker_id = $2",
             station_id, worker_id)
 
+    async def mark_online(self, station_ids: list[str], now: datetime) -> None:
+        """Stations a live worker holds after it was swept as dead (a long pause)."""
+        await self.pool.execute(
+            "UPDATE stations SET online = true, connected_at = $2"
+            " WHERE id = ANY($1::text[]) AND NOT online", station_ids, now)
+
     async def sweep(self, now: datetime, ttl_s: float) -> Swept:
         """Workers not seen for `ttl_s` are dead: drop them, and mark their stations
         offline (a station that reconnected elsewhere has a newer row and stays)."""
@@ -84,12 +92,7 @@ class Registry:
                 "DELETE FROM cluster_workers WHERE seen_at < $1 RETURNING worker_id", cutoff)]
             if not workers:
                 return Swept([], [])
-            stations = [r["station_id"] for r in await conn.fetch(
-                "DELETE FROM station_sockets WHERE worker_id = ANY($1::text[])"
-                " RETURNING station_id", workers)]
-            await conn.execute(
-                "UPDATE stations SET online = false, disconnected_at = $2"
-                " WHERE id = ANY($1::text[]) AND online", stations, now)
+            stations = await _drop_sockets(conn, workers, now)
         return Swept(workers, stations)
 
     async def workers(self) -> list[WorkerRecord]:
@@ -105,3 +108,17 @@ class Registry:
             " FROM station_sockets s JOIN cluster_workers w USING (worker_id)"
             " ORDER BY s.station_id LIMIT $1", limit)
         return [Holding(**dict(r)) for r in rows]
+
+
+async def _drop_sockets(conn: asyncpg.Connection, workers: list[str], now: datetime) -> list[str]:
+    """Forget the sockets `workers` held; their stations are offline (unless a newer
+    connect was stored since: the same guard as csms/store/stations.py)."""
+    stations = [r["station_id"] for r in await conn.fetch(
+        "DELETE FROM station_sockets WHERE worker_id = ANY($1::text[]) RETURNING station_id",
+        workers)]
+    if stations:
+        await conn.execute(
+            "UPDATE stations SET online = false, disconnected_at = $2"
+            " WHERE id = ANY($1::text[]) AND online"
+            " AND (connected_at IS NULL OR connected_at <= $2)", stations, now)
+    return stations
