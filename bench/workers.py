@@ -1,8 +1,8 @@
 """Scale-out (issue 13): what `csms serve --workers 2` gives over `--workers 1`, and what a
 CALL routed to another node costs.
 
-    .venv/bin/python bench/workers.py                  # both parts, ~1.5 min
-    .venv/bin/python bench/workers.py --part throughput --stations 200 --seconds 20
+    .venv/bin/python bench/workers.py                  # both parts, under 2 min
+    .venv/bin/python bench/workers.py --part throughput --stations 200 --seconds 15
     .venv/bin/python bench/workers.py --part cross --calls 500
 
 throughput: for each worker count, `csms serve --workers W` runs as its own process tree
@@ -249,7 +249,7 @@ async def main() -> dict[str, Any]:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["throughput", "cross", "both"], default="both")
     parser.add_argument("--stations", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--generators", type=int, default=2)
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--json", help="write the results here too (--json=FILE)")

@@ -15,7 +15,7 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +81,9 @@ async def run_workers(config: Config, count: int, argv: WorkerArgv, clock: Clock
 
 async def _spawn(argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
     """Start a worker and wait for its READY line; its later output is passed through."""
-    process = await asyncio.create_subprocess_exec(*argv, env=env,
+    # a session of its own: Ctrl-C reaches this parent only, which stops the workers in
+    # order (SIGTERM), rather than every process at once while this one restarts them
+    process = await asyncio.create_subprocess_exec(*argv, env=env, start_new_session=True,
                                                    stdout=asyncio.subprocess.PIPE)
     assert process.stdout is not None
     try:
@@ -106,7 +108,8 @@ async def _drain(stream: asyncio.StreamReader) -> None:
 
 
 async def _supervise(workers: dict[int, asyncio.subprocess.Process],
-                     respawn: Callable[[int], object], clock: Clock) -> int:
+                     respawn: Callable[[int], Awaitable[asyncio.subprocess.Process]],
+                     clock: Clock) -> int:
     """Until SIGINT/SIGTERM (0); a worker that dies is restarted, unless they keep dying."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -120,7 +123,7 @@ async def _supervise(workers: dict[int, asyncio.subprocess.Process],
             done, _ = await asyncio.wait({stopping, *waits}, return_when=asyncio.FIRST_COMPLETED)
             for task in waits:
                 task.cancel()
-            if stopping in done:
+            if stopping in done or stop.is_set():
                 return 0
             for task in done:
                 index = waits[task]
@@ -131,7 +134,9 @@ async def _supervise(workers: dict[int, asyncio.subprocess.Process],
                     log.error("cluster.workers_keep_dying", crashes=len(crashes))
                     return 1
                 await clock.sleep(1.0)
-                workers[index] = await respawn(index)  # type: ignore[misc]
+                if stop.is_set():
+                    return 0
+                workers[index] = await respawn(index)
     finally:
         stopping.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):

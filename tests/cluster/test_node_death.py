@@ -46,6 +46,7 @@ async def test_a_node_that_dies_leaves_its_stations_offline_and_free_to_reconnec
     record = await eventually(lambda: _offline(a, "CS-C1"), timeout=30)
     assert record
     swept_after = time.monotonic() - killed
+    print(f"node death: 409 then offline after {swept_after:.1f} s")  # the decision record
     assert swept_after < 20, swept_after
     assert not a.csms.connections.is_connected("CS-C1")
     await doomed.stop()

@@ -5,6 +5,7 @@ through either process, and `csms status` saying which worker holds which statio
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from datetime import UTC, datetime
@@ -42,6 +43,15 @@ async def provision(database_url: str, private_dir: Path) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+async def worker_pids(database_url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT worker_id, pid FROM cluster_workers")
+    finally:
+        await conn.close()
+    return {r["worker_id"]: r["pid"] for r in rows}
 
 
 async def test_two_workers_serve_stations_through_one_port(
@@ -92,6 +102,15 @@ async def test_two_workers_serve_stations_through_one_port(
                 assert reply.status_code == 200, reply.text
             metrics = (await http.get("/metrics")).text
             assert 'csms_station_worker{node="here",station_id="W00"' in metrics
+        # a worker that dies is restarted, under the same name
+        pids = await worker_pids(database_url)
+        os.kill(pids["here/1"], signal.SIGKILL)
+
+        async def restarted() -> bool:
+            now = await worker_pids(database_url)
+            return now.get("here/1", pids["here/1"]) != pids["here/1"]
+
+        await eventually(restarted, timeout=60)
     finally:
         for station in stations:
             await station.stop()
