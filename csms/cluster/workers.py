@@ -17,6 +17,7 @@ import signal
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -115,7 +116,7 @@ async def _supervise(workers: dict[int, asyncio.subprocess.Process],
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    crashes: list[float] = []
+    crashes: list[datetime] = []
     stopping = asyncio.create_task(stop.wait())
     try:
         while True:
@@ -128,8 +129,8 @@ async def _supervise(workers: dict[int, asyncio.subprocess.Process],
             for task in done:
                 index = waits[task]
                 log.error("cluster.worker_died", worker=index, code=task.result())
-                now = loop.time()
-                crashes = [t for t in crashes if now - t < 60] + [now]
+                now = clock.now()
+                crashes = [t for t in crashes if now - t < timedelta(minutes=1)] + [now]
                 if len(crashes) > RESTARTS_PER_MINUTE:
                     log.error("cluster.workers_keep_dying", crashes=len(crashes))
                     return 1
