@@ -112,6 +112,7 @@ class _Held:
     connection: Connection
     at: datetime
     subscription: Subscription | None = None
+    claimed_boot: str | None = None  # the boot status the last claim told the others
 
 
 @dataclass
@@ -256,9 +257,10 @@ class Member:
         if held.subscription is None:
             held.subscription = await self._nc.subscribe(
                 wire.call_subject(station_id), cb=self._answerer(station_id))
+        held.claimed_boot = local.ctx.boot_status
         await self._nc.publish(wire.CLAIMS, wire.encode({
             "station": station_id, "worker": self.worker_id, "at": held.at.isoformat(),
-            "boot_status": local.ctx.boot_status}))
+            "boot_status": held.claimed_boot}))
         await self.registry.hold(station_id, self.worker_id, held.at)
 
     async def _on_claim(self, msg: Msg) -> None:
@@ -277,8 +279,12 @@ class Member:
         if held is not None and (held.at, self.worker_id) > (at, worker):
             return  # ours is the newer socket: the other worker drops its own
         boot = body.get("boot_status")
-        self._elsewhere[station_id] = self._remote(
-            station_id, worker, at, boot if isinstance(boot, str) else None)
+        boot = boot[:32] if isinstance(boot, str) else None
+        known = self._elsewhere.get(station_id)
+        if known is not None and (known.worker_id, known.connected_at) == (worker, at):
+            known.ctx.boot_status = boot  # the same socket, booted since: same stand-in
+            return
+        self._elsewhere[station_id] = self._remote(station_id, worker, at, boot)
         local = self.connections.local(station_id)
         if local is not None and self.connections.detach(local):
             log.info("station.moved", station_id=station_id, to=worker)
@@ -380,6 +386,9 @@ class Member:
         while True:
             await self.clock.sleep(self.config.heartbeat_s)
             now = self.clock.now()
+            for station_id, held in self._held.items():  # booted since its claim: tell them
+                if held.connection.ctx.boot_status != held.claimed_boot:
+                    self._mark(station_id)
             try:
                 if not await self.registry.heartbeat(self.worker_id, now):
                     await self._rejoin(now)

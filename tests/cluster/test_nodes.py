@@ -34,6 +34,8 @@ async def test_remote_control_through_node_a_reaches_a_station_on_node_b(
     try:
         await eventually(lambda: held_by(a, "CS-B1"), timeout=20)
         assert a.csms.connections.local("CS-B1") is None  # the socket is on b
+        # its boot (after the claim of its socket) reaches a too: the scheduler reads it
+        await eventually(lambda: _booted(a, "CS-B1"), timeout=20)
         reply = await a.http.post("/api/stations/CS-B1/commands/trigger-message",
                                   json={"requested_message": "Heartbeat"})
         assert reply.status_code == 200, reply.text
@@ -49,6 +51,10 @@ async def test_remote_control_through_node_a_reaches_a_station_on_node_b(
     reply = await a.http.post("/api/stations/CS-B1/commands/trigger-message",
                               json={"requested_message": "Heartbeat"})
     assert reply.status_code == 409, reply.text
+
+
+async def _booted(node: Node, station_id: str) -> bool:
+    return node.csms.connections.get(station_id).ctx.boot_status == "Accepted"
 
 
 async def _not(check: object) -> bool:
