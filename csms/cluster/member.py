@@ -4,7 +4,7 @@ when its station reconnected elsewhere, and keeps the registry of who holds what
 
 Hooks, not a wrapper: `Connections.elsewhere` and `EventBus.forward` are set here, so the
 rest of the CSMS calls `connections.get(...).call(...)` and `events.publish(...)` as in a
-single process. Without a broker URL this module is never imported.
+single process. Without a broker URL no Member is made and no hook is set.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ class Member:
         for h in await self.registry.holdings():
             if h.worker_id != self.worker_id:
                 self._elsewhere[h.station_id] = self._remote(h.station_id, h.worker_id,
-                                                             h.connected_at, None)
+                                                             h.connected_at, h.boot_status)
         await self._nc.subscribe(wire.EVENTS, cb=self._on_event)
         await self._nc.subscribe(wire.CLAIMS, cb=self._on_claim)
         await self._nc.subscribe(wire.RELEASES, cb=self._on_release)

@@ -29,6 +29,7 @@ class Holding:
     node: str
     worker: int
     connected_at: datetime
+    boot_status: str | None  # as stored: what another worker's scheduler needs to know
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,9 @@ class Registry:
 
     async def holdings(self, limit: int = 100_000) -> list[Holding]:
         rows = await self.pool.fetch(
-            "SELECT s.station_id, s.worker_id, w.node, w.worker, s.connected_at"
-            " FROM station_sockets s JOIN cluster_workers w USING (worker_id)"
+            "SELECT s.station_id, s.worker_id, w.node, w.worker, s.connected_at,"
+            " st.boot_status FROM station_sockets s JOIN cluster_workers w USING (worker_id)"
+            " LEFT JOIN stations st ON st.id = s.station_id"
             " ORDER BY s.station_id LIMIT $1", limit)
         return [Holding(**dict(r)) for r in rows]
 

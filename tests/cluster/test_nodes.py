@@ -8,8 +8,11 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+from csms.app import Csms
+from csms.cluster.broker import EmbeddedBroker
+from csms.config import Config
 from simulators.station import Station, StationSpec
-from tests.cluster.conftest import Node
+from tests.cluster.conftest import Node, node_config
 from tests.e2e.conftest import _HASH, PASSWORD
 from tests.support import eventually
 
@@ -134,3 +137,28 @@ async def _holdings(node: Node, worker_id: str) -> list:
     assert node.csms.cluster is not None
     found = await node.csms.cluster.registry.holdings()
     return [h for h in found if h.worker_id == worker_id]
+
+
+async def test_a_node_that_starts_later_knows_the_booted_stations_the_others_hold(
+    nodes: dict[str, Node], config: Config, broker: EmbeddedBroker,
+) -> None:
+    b = nodes["b"]
+    station = await station_on(b, "CS-B2")
+    late = None
+    try:
+        await eventually(lambda: _holdings(b, "b/0"), timeout=20)
+        await eventually(lambda: _stored_boot(b, "CS-B2"), timeout=20)
+        late = await Csms.start(node_config(config, broker.url, "late"))
+        assert late.connections.is_connected("CS-B2")
+        assert late.connections.get("CS-B2").ctx.boot_status == "Accepted"
+        reply = await late.commands.trigger_message("CS-B2", "Heartbeat")
+        assert reply["status"] == "Accepted"
+    finally:
+        if late is not None:
+            await late.stop()
+        await station.stop()
+
+
+async def _stored_boot(node: Node, station_id: str) -> bool:
+    record = await node.csms.store.stations.get(station_id)
+    return record is not None and record.boot_status == "Accepted"

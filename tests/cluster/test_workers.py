@@ -102,6 +102,8 @@ async def test_two_workers_serve_stations_through_one_port(
                 assert reply.status_code == 200, reply.text
             metrics = (await http.get("/metrics")).text
             assert 'csms_station_worker{node="here",station_id="W00"' in metrics
+            # every worker's own gauges, whichever answers the scrape (multiprocess mode)
+            assert metrics.count('csms_connected_stations{pid="') == 2, metrics[:2000]
         # a worker that dies is restarted, under the same name
         pids = await worker_pids(database_url)
         os.kill(pids["here/1"], signal.SIGKILL)
