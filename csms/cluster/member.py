@@ -86,8 +86,12 @@ class RemoteStation:
         raise StationOffline(self.station_id)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        await self._ask(wire.encode({"close": {"code": code, "reason": reason[:120]}}),
-                        self.margin)
+        """Best effort, as a local close is: a holder that does not answer holds nothing."""
+        try:
+            await self._ask(wire.encode({"close": {"code": code, "reason": reason[:120]}}),
+                            self.margin)
+        except (StationOffline, TimeoutError) as exc:
+            log.info("cluster.close_unanswered", station_id=self.station_id, error=str(exc))
 
     async def _ask(self, data: bytes, wait: float) -> dict[str, object]:
         try:
