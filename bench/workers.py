@@ -203,7 +203,9 @@ async def cross(admin_url: str, calls: int) -> dict[str, Any]:
             await nc.request("bench.echo", b'{"outcome":"ok","payload":{}}', timeout=5)
             bare.append(time.perf_counter() - t)
         await nc.close()
-        base = load(None, database_url=url, data_dir="unused")
+        # a data folder of its own: the CSMS makes its CA beside it (not in the repository)
+        base = load(None, database_url=url,
+                    data_dir=str(Path(tempfile.mkdtemp(prefix="bench-cross-")) / "pg"))
         for name in ("a", "b"):
             nodes.append(await Csms.start(replace(
                 base, server=ServerConfig(host="127.0.0.1", port=0),
