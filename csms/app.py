@@ -16,6 +16,8 @@ from csms.ca import CertificateAuthority
 from csms.ca import load_or_create as load_ca
 from csms.certificates import CertificateRenewal
 from csms.clock import Clock, SystemClock
+from csms.cluster.member import Member
+from csms.cluster.registry import Registry
 from csms.collector import Collector
 from csms.commands import Commands
 from csms.config import Config
@@ -59,6 +61,7 @@ class Csms:
     diagnostics: Diagnostics | None = None
     iso15118: Iso15118 | None = None
     sites: Sites = field(default_factory=Sites)  # as configured, planned here or not
+    cluster: Member | None = None  # one worker of several (csms/cluster/); None: alone
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Csms:
@@ -67,22 +70,31 @@ class Csms:
         sites = Sites.load(config.scheduler.sites, config.scheduler.tariffs_dir)
         db = await open_database(config.database.url, Path(config.database.data_dir))
         store = Store(db.pool)
-        await store.stations.mark_all_offline(clock.now())
+        clustered = bool(config.cluster.broker_url)
+        if not clustered:  # in a cluster, other workers hold stations (csms/cluster/)
+            await store.stations.mark_all_offline(clock.now())
         events = EventBus()
         connections = Connections()
+        member = None
+        if clustered:  # before the OCPP server: every socket is shared from the first
+            member = Member(config.cluster, connections, events, Registry(db.pool), clock,
+                            config.server.call_timeout_s)
+            await member.start()
         iso15118 = Iso15118(config.iso15118)
         router = Router(routes(Deps(store, clock, events, config.boot, ca=ca, iso15118=iso15118)))
         ocpp = OcppServer(config.server, store, clock, router, connections, events,
                           client_cas=client_cas(config, ca))
         commands = Commands(connections, store, clock)
         scheduler = None
-        if config.scheduler.on:
+        # in a cluster, worker 0 of each node plans (`plans_here`); per-site leases
+        # (csms/scheduling/leases.py) keep each site to one planner across nodes
+        if config.scheduler.on and plans_here(config):
             scheduler = Scheduler(config.scheduler, store, commands, connections, events, clock,
                                   sites, db.url)
             await scheduler.start()
         await ocpp.start()
         csms = cls(config, clock, db, store, events, connections, commands, ocpp, scheduler,
-                   ca=ca, sites=sites)
+                   ca=ca, sites=sites, cluster=member)
         csms.renewal = CertificateRenewal(config.security, store, commands, connections, clock)
         csms.renewal.start()
         csms.firmware = FirmwareUpdates(store, commands, clock, events,
@@ -114,6 +126,8 @@ class Csms:
         if self.firmware is not None:
             await self.firmware.stop()
         await self.ocpp.stop()
+        if self.cluster is not None:  # after the sockets closed: their ends are shared
+            await self.cluster.stop()
         await self.store.close()
         await self.db.close()
         if self.lag is not None:
@@ -128,7 +142,8 @@ class Csms:
                       tariffs=load_catalog(self.sites, self.config.scheduler.slot_minutes),
                       ca=self.ca, firmware=self.firmware,
                       diagnostics=self.diagnostics, iso15118=self.iso15118,
-                      audit_key=load_key(self.config.audit_dir()))
+                      audit_key=load_key(self.config.audit_dir()),
+                      cluster=self.cluster.registry if self.cluster else None)
         api = ApiServer(self.config.api, build_app(parts), parts.stopping)
         try:
             await api.start()
@@ -138,6 +153,13 @@ class Csms:
         self.api = api
         if self.diagnostics is not None:
             self.diagnostics.serve_uploads_at(self.config.api.host, api.port)
+
+
+def plans_here(config: Config) -> bool:
+    """Whether this process runs the scheduler: always alone; in a cluster where
+    `[cluster] plans` says so (worker 0 of each node; the site leases decide which node
+    plans which site)."""
+    return not config.cluster.broker_url or config.cluster.plans
 
 
 def station_ca(config: Config, clock: Clock) -> CertificateAuthority:

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from csms import log as logging_setup
 from csms.api.auth import ROLES, new_token
 from csms.app import Csms, station_ca
 from csms.clock import SystemClock
+from csms.cluster.registry import Registry
+from csms.cluster.workers import Shared, WorkerArgv, run_workers
 from csms.config import Config, load
 from csms.passwords import generate_password, hash_password
 from csms.store import Store, open_database
@@ -52,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="OCPP WebSocket port (default [server] "
                        "port, 9000)")
     serve.add_argument("--api-port", type=int, help="HTTP API port (default 8080, 0 = any)")
+    serve.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                       help="processes sharing the ports (default: one per core); 1: one "
+                       "process and no broker, as before")
+    serve.add_argument("--broker-url", help="NATS of a cluster of nodes, e.g. nats://nats:4222 "
+                       "(or CSMS_BROKER_URL); default with --workers > 1: one started here")
+    serve.add_argument("--node", help="this machine's name in the cluster (default: host name)")
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the parent
+
+    status = sub.add_parser("status", help="the cluster: nodes, workers and their stations")
+    _common(status)
+    status.add_argument("--stations", action="store_true", help="list each station's worker")
 
     migrate = sub.add_parser("migrate", help="apply database migrations and exit")
     _common(migrate)
@@ -156,6 +170,7 @@ def config_from(args: argparse.Namespace) -> Config:
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
         api_port=getattr(args, "api_port", None),
+        broker_url=getattr(args, "broker_url", None),
     )
 
 
@@ -378,6 +393,46 @@ def _log_level(args: argparse.Namespace, level: str) -> str:
     return level if level.lower() in quiet else "warning"
 
 
+def _as_worker(args: argparse.Namespace, config: Config) -> Config:
+    """A process of `--workers N` (csms/cluster/workers.py starts it with --worker-index):
+    it shares the ports, and plans sites only as worker 0 (csms/app.py, `plans_here`)."""
+    cluster = replace(config.cluster, node=args.node or config.cluster.node)
+    if args.worker_index is None:
+        return replace(config, cluster=cluster)
+    cluster = replace(cluster, worker=args.worker_index,
+                      plans=cluster.plans and args.worker_index == 0)
+    return replace(config, cluster=cluster,
+                   server=replace(config.server, reuse_port=True),
+                   api=replace(config.api, reuse_port=True))
+
+
+def _worker_argv(args: argparse.Namespace, config: Config) -> WorkerArgv:
+    def argv(index: int, shared: Shared) -> list[str]:
+        return [sys.executable, "-m", "csms.cli", "serve", "--workers", "1",
+                "--worker-index", str(index), "--database-url", shared.database_url,
+                "--broker-url", shared.broker_url, "--host", config.server.host,
+                "--port", str(shared.port), "--api-port", str(shared.api_port),
+                *(["--config", args.config] if args.config else []),
+                *(["--node", args.node] if args.node else [])]
+    return argv
+
+
+async def _status(args: argparse.Namespace, store: Store) -> int:
+    registry = Registry(store.pool)
+    workers = await registry.workers()
+    if not workers:
+        print("no cluster workers registered (one process, or none running)")
+    print(f"{'node':<20} {'worker':<7} {'pid':<8} {'stations':<9} last seen")
+    for w in workers:
+        print(f"{w.node:<20} {w.worker:<7} {w.pid:<8} {w.stations:<9} "
+              f"{w.seen_at.isoformat(timespec='seconds')}")
+    if args.stations:
+        print(f"\n{'station':<24} {'node':<20} worker")
+        for h in await registry.holdings():
+            print(f"{h.station_id:<24} {h.node:<20} {h.worker}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if (run := getattr(args, "run", None)) is not None:
@@ -389,7 +444,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging_setup.configure(_log_level(args, config.log.level), config.log.json)
     if args.command == "serve":
+        config = _as_worker(args, config)
+        if args.workers < 1 or args.workers > 256:
+            print("error: --workers must be 1 to 256", file=sys.stderr)
+            return 2
+        if args.workers > 1 and args.worker_index is None:
+            return asyncio.run(run_workers(config, args.workers, _worker_argv(args, config),
+                                           SystemClock(), lambda line: print(line, flush=True)))
         return asyncio.run(_serve(config))
+    if args.command == "status":
+        return asyncio.run(_with_store(config, lambda store: _status(args, store)))
     if args.command == "migrate":
         return asyncio.run(_with_store(config, _migrated))
     if args.command == "ca":

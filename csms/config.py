@@ -27,6 +27,7 @@ class ServerConfig:
     max_handshakes: int = 2_000  # handshakes in progress at once; above: HTTP 503
     auth_free_failures: int = 5  # failed logins per station id / address before a lockout
     auth_lockout_max_s: float = 300.0  # the lockout doubles from 1 s up to this
+    reuse_port: bool = False  # SO_REUSEPORT: several workers share the port (csms/cluster/)
 
     def __post_init__(self) -> None:
         if self.max_connections < 1 or self.max_handshakes < 1:
@@ -141,6 +142,32 @@ class ApiConfig:
     enabled: bool = True
     host: str = "0.0.0.0"
     port: int = 8080  # 0 = any free port (tests)
+    reuse_port: bool = False  # SO_REUSEPORT: several workers share the port (csms/cluster/)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Several processes or machines as one CSMS over a NATS broker (csms/cluster/,
+    docs/decisions/cluster-broker.md). No broker_url: one process, no broker, as ever."""
+
+    broker_url: str = ""  # nats://host:4222 (comma-separated for several servers)
+    node: str = ""  # this machine's name in the cluster; empty: the host name
+    worker: int = 0  # this process's index on its node (`csms serve --workers` sets it)
+    heartbeat_s: float = 5.0  # each worker's row in the registry is refreshed this often
+    worker_ttl_s: float = 20.0  # a worker not seen for this long is dead: its stations go
+    call_margin_s: float = 5.0  # a routed CALL waits the station's timeout plus this
+    plans: bool = True  # run the scheduler in this process (until per-site leases land,
+                        # `csms serve --workers N` plans on worker 0 only)
+
+    def __post_init__(self) -> None:
+        if len(self.node) > 64 or not (self.node == "" or self.node.isprintable()):
+            raise ValueError("[cluster] node: up to 64 printable characters")
+        if not 0 <= self.worker < 1024:
+            raise ValueError("[cluster] worker must be 0 to 1023")
+        if self.heartbeat_s <= 0 or self.worker_ttl_s <= 2 * self.heartbeat_s:
+            raise ValueError("[cluster] heartbeat_s positive, worker_ttl_s over twice it")
+        if self.call_margin_s < 0:
+            raise ValueError("[cluster] call_margin_s must not be negative")
 
 
 @dataclass(frozen=True)
@@ -244,6 +271,7 @@ class Config:
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     billing: BillingConfig = field(default_factory=BillingConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def ca_dir(self) -> str:
         """Where the CSMS's own CA lives: configured, or beside the database folder."""
@@ -282,6 +310,7 @@ def load(
     host: str | None = None,
     port: int | None = None,
     api_port: int | None = None,
+    broker_url: str | None = None,
 ) -> Config:
     """File, then DATABASE_URL, then explicit arguments (the CLI flags)."""
     data: dict[str, Any] = {}
@@ -298,4 +327,6 @@ def load(
         port=port if port is not None else config.server.port,
     )
     api = replace(config.api, port=api_port if api_port is not None else config.api.port)
-    return replace(config, database=db, server=server, api=api)
+    cluster = replace(config.cluster, broker_url=broker_url or os.environ.get(
+        "CSMS_BROKER_URL") or config.cluster.broker_url)
+    return replace(config, database=db, server=server, api=api, cluster=cluster)

@@ -271,22 +271,55 @@ class Connection:
         await self.ws.close(code, reason)
 
 
+class StationLink(Protocol):
+    """What callers of `Connections.get` use: a local Connection, or (in a cluster) a
+    stand-in for a socket another process holds (csms/cluster/)."""
+
+    station_id: str
+    ctx: StationContext
+
+    async def call(self, action: str, payload: Payload,
+                   timeout: float | None = None) -> Payload: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class Elsewhere(Protocol):
+    """The stations other processes of a cluster hold; None outside a cluster."""
+
+    def link(self, station_id: str) -> StationLink | None: ...
+
+    def ids(self) -> list[str]: ...
+
+    def added(self, conn: Connection) -> None: ...
+
+    def removed(self, conn: Connection) -> None: ...
+
+
 class Connections:
-    """The stations connected to this process, by identity."""
+    """The stations connected to this process, by identity; in a cluster, also those that
+    other processes hold (`elsewhere`), so a caller reaches a station wherever it is."""
 
     def __init__(self) -> None:
         self._by_id: dict[str, Connection] = {}
         self.opened = 0  # connections registered since start
         self.closed = 0  # connections ended since start, replaced ones included
+        self.elsewhere: Elsewhere | None = None
 
-    def get(self, station_id: str) -> Connection:
-        conn = self._by_id.get(station_id)
+    def get(self, station_id: str) -> StationLink:
+        conn: StationLink | None = self._by_id.get(station_id)
+        if conn is None and self.elsewhere is not None:
+            conn = self.elsewhere.link(station_id)
         if conn is None:
             raise StationOffline(station_id)
         return conn
 
+    def local(self, station_id: str) -> Connection | None:
+        return self._by_id.get(station_id)
+
     def is_connected(self, station_id: str) -> bool:
-        return station_id in self._by_id
+        return station_id in self._by_id or (
+            self.elsewhere is not None and self.elsewhere.link(station_id) is not None)
 
     def add(self, conn: Connection) -> Connection | None:
         """Register `conn`; returns the connection it replaces, if any."""
@@ -294,15 +327,24 @@ class Connections:
         old = self._by_id.get(conn.station_id)
         self._by_id[conn.station_id] = conn
         metrics.connected.set(len(self._by_id))
+        if self.elsewhere is not None:
+            self.elsewhere.added(conn)
         return old
 
     def remove(self, conn: Connection) -> bool:
         """Unregister `conn` (called once, when it ended) if it is still the current one
         for its station."""
         self.closed += 1
+        return self.detach(conn)
+
+    def detach(self, conn: Connection) -> bool:
+        """Forget `conn` if it is the current one: its end is then not a disconnection
+        (the station moved to another process of the cluster)."""
         if self._by_id.get(conn.station_id) is conn:
             del self._by_id[conn.station_id]
             metrics.connected.set(len(self._by_id))
+            if self.elsewhere is not None:
+                self.elsewhere.removed(conn)
             return True
         return False
 
@@ -310,4 +352,10 @@ class Connections:
         return len(self._by_id)
 
     def ids(self) -> list[str]:
+        """Connected stations: this process's, and in a cluster every other's too."""
+        if self.elsewhere is None:
+            return list(self._by_id)
+        return list(dict.fromkeys([*self._by_id, *self.elsewhere.ids()]))
+
+    def local_ids(self) -> list[str]:
         return list(self._by_id)

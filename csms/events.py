@@ -7,6 +7,7 @@ logged), it never slows a station down.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -159,8 +160,12 @@ Event = (
 
 
 class EventBus:
+    """Subscribers in this process; in a cluster, `forward` also hands each event published
+    here to the broker, and events from other processes come in through `deliver`."""
+
     def __init__(self) -> None:
         self._subscribers: list[asyncio.Queue[Event]] = []
+        self.forward: Callable[[Event], None] | None = None
 
     def subscribe(self, maxsize: int = 10_000) -> asyncio.Queue[Event]:
         queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
@@ -171,6 +176,12 @@ class EventBus:
         self._subscribers.remove(queue)
 
     def publish(self, event: Event) -> None:
+        self.deliver(event)
+        if self.forward is not None:
+            self.forward(event)
+
+    def deliver(self, event: Event) -> None:
+        """To this process's subscribers only."""
         for queue in self._subscribers:
             try:
                 queue.put_nowait(event)

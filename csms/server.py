@@ -148,6 +148,7 @@ class OcppServer:
             ping_interval=None,  # Connection pings, spread over the interval
             ssl=ssl_context,
             backlog=LISTEN_BACKLOG,
+            reuse_port=self.config.reuse_port or None,
         )
         self._presence_task = asyncio.create_task(self.presence.run(), name="presence")
         log.info("ocpp.listening", host=self.config.host, port=self.port,

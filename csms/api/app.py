@@ -16,6 +16,7 @@ from fastapi_offline import FastAPIOffline
 
 from csms.api import (
     charging,
+    cluster,
     commands,
     diagnostics,
     display,
@@ -83,6 +84,7 @@ def build_app(parts: Parts) -> FastAPI:
         app.include_router(module.router)
     app.include_router(portfolios.router)  # issue 14: aggregators
     app.include_router(settlements.router)
+    app.include_router(cluster.router)  # scale-out: nodes, workers, stations
 
     @app.exception_handler(CommandFailed)
     async def command_failed(request: Request, exc: CommandFailed) -> JSONResponse:

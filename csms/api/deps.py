@@ -16,6 +16,7 @@ from fastapi import Depends, HTTPException, Request, status
 
 from csms.ca import CertificateAuthority
 from csms.clock import Clock
+from csms.cluster.registry import Registry
 from csms.commands import Commands
 from csms.connection import Connections
 from csms.diagnostics import Diagnostics
@@ -43,6 +44,7 @@ class Parts:
     firmware: FirmwareUpdates | None = None  # updates and rollouts (block L)
     diagnostics: Diagnostics | None = None  # logs, monitors, customer data (block N)
     iso15118: Iso15118 | None = None  # block M: root certificates to install
+    cluster: Registry | None = None  # who holds which station, in a cluster (csms/cluster/)
     audit_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
 
 

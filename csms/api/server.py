@@ -39,7 +39,8 @@ class ApiServer:
         # Bound here rather than by uvicorn: a port in use is an OSError for the caller,
         # where uvicorn would call sys.exit; and port 0 gives a free port we can report.
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
-        self._socket = socket.create_server((self.config.host, self.config.port), family=family)
+        self._socket = socket.create_server((self.config.host, self.config.port), family=family,
+                                            reuse_port=self.config.reuse_port)
         self.port = int(self._socket.getsockname()[1])
         self._server = _EmbeddedServer(uvicorn.Config(
             self.app, log_config=None, access_log=False, lifespan="off",
