@@ -13,13 +13,13 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from csms import grid
 from csms.api.auth import Caller, Permission
 from csms.api.deps import Parts
 from csms.api.sites import may_see
 from csms.dashboard import holds
 from csms.dashboard.holds import Hold
 from csms.dashboard.i18n import _
+from csms.scheduling.grid_inputs import with_grid
 from csms.store.devices import ConnectorStatus
 from csms.store.event_log import EventLogRepo, LoggedEvent
 from smart_charging import prices_from_dict
@@ -372,7 +372,7 @@ async def hold_reasons(parts: Parts, site: Site, inputs: dict[str, Any],
     prices = prices_from_dict(tariff) if tariff else None
     live = [e for e in events if e.effective_end > e.start]
     return holds.explain(
-        grid.with_grid(site, limits, live), inputs, schedule,
+        with_grid(site, limits, live), inputs, schedule,
         None if prices is None else prices.energy_price(starts, ends), live, now,
         display_zone(dict(parts.sites)), prices.currency if prices else "")
 

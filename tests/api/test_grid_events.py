@@ -58,13 +58,18 @@ max_current_a = 32
 """
 
 
-@pytest.fixture
-def config(config: Config, tmp_path: Path) -> Config:
-    site = tmp_path / "street.toml"
+def with_street(config: Config, folder: Path) -> Config:
+    """The config planning the street site (written to `folder`), re-planned on demand."""
+    site = folder / "street.toml"
     site.write_text(SITE)
     return replace(config, scheduler=SchedulerConfig(
         enabled=True, sites=(str(site),), tariffs_dir=str(TARIFFS), interval_s=3600,
         debounce_s=0, tx_default_profile=False))
+
+
+@pytest.fixture
+def config(config: Config, tmp_path: Path) -> Config:
+    return with_street(config, tmp_path)
 
 
 @pytest.fixture

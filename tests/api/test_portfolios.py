@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,21 +15,17 @@ import pytest
 
 from csms.api.auth import new_token
 from csms.app import Csms
-from csms.config import Config, SchedulerConfig
+from csms.config import Config
 from csms.store.api_tokens import ApiTokenRepo
 from tests.api.conftest import Client
-from tests.api.test_grid_events import SITE, TARIFFS
+from tests.api.test_grid_events import with_street
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def config(config: Config, tmp_path: Path) -> Config:
-    site = tmp_path / "street.toml"
-    site.write_text(SITE)
-    return replace(config, scheduler=SchedulerConfig(
-        enabled=True, sites=(str(site),), tariffs_dir=str(TARIFFS), interval_s=3600,
-        debounce_s=0, tx_default_profile=False))
+    return with_street(config, tmp_path)
 
 
 async def _aggregator(csms: Csms, base_url: str, *portfolios: str) -> httpx.AsyncClient:
