@@ -10,7 +10,7 @@ verify`). A removed *tail* leaves no broken link: it shows as a gap once the nex
 appended, or against a head an auditor noted (`csms audit head`, `verify --head`).
 
 Personal data stays out: bodies name sites, nodes, portfolios and API token names only.
-Why this shape: docs/decisions/audit-log.md.
+Why this shape: docs/decisions/0026-audit-log.md.
 """
 
 from __future__ import annotations

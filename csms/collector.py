@@ -12,7 +12,7 @@ The price is that a reference cycle frozen before it became garbage is not recla
 until the next full pass: every `full_interval_s`, or once the connections closed since
 the last pass reach `full_after_closed` of those open (a closed connection is a frozen
 cycle), everything is unfrozen and collected once (one long pause, logged, then frozen
-again). Why: docs/decisions/csms-gc-policy.md.
+again). Why: docs/decisions/0010-csms-gc-policy.md.
 
 Every collection's pause is measured (`csms_gc_pause_seconds`) whether the policy is on
 or not, so an operator can see the collector in the latency tail.

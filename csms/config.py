@@ -92,7 +92,7 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """Smart charging: which sites to plan and how often (see docs/decisions/scheduler.md).
+    """Smart charging: which sites to plan and how often (see docs/decisions/0008-scheduler.md).
 
     `enabled` unset means on when `sites` names a file: listing a site is asking for it to
     be planned, and a second switch left off made `csms serve` plan nothing."""
@@ -148,7 +148,7 @@ class ApiConfig:
 @dataclass(frozen=True)
 class ClusterConfig:
     """Several processes or machines as one CSMS over a NATS broker (csms/cluster/,
-    docs/decisions/cluster-broker.md). No broker_url: one process, no broker, as ever."""
+    docs/decisions/0024-cluster-broker.md). No broker_url: one process, no broker, as ever."""
 
     broker_url: str = ""  # nats://host:4222 (comma-separated for several servers)
     node: str = ""  # this machine's name in the cluster; empty: the host name

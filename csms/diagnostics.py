@@ -5,7 +5,7 @@ CSMS's own database (N09/N10).
 
 A log's upload URL carries a one-time token: 32 random bytes, only its SHA-256 stored,
 spent by the first upload and dead after `upload_window_s` (see
-docs/decisions/log-uploads.md).
+docs/decisions/0018-log-uploads.md).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ connection can answer with a CALLERROR and keep going.
 
 JSON the CSMS cannot hold (csms/jsontext.py: NaN, Infinity, numbers no double holds,
 integers of more than 20 digits, nesting deeper than `MAX_DEPTH`, strings holding NUL or
-a lone UTF-16 surrogate) is a FormatViolation. See docs/decisions/csms-input-bounds.md.
+a lone UTF-16 surrogate) is a FormatViolation. See docs/decisions/0021-csms-input-bounds.md.
 """
 
 from __future__ import annotations

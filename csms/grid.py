@@ -1,6 +1,6 @@
 """Grid events on a site: which nodes a grid token covers, and what the meters say came
 of an event. How they enter a plan: `csms.scheduling.grid_inputs`. Why delivery is
-measured the way it is: docs/decisions/grid-events.md.
+measured the way it is: docs/decisions/0009-grid-events.md.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ limit, a cap on sockets and on handshakes in progress, and the throttle on faile
 
 Kept apart from csms/server.py (which calls it from two small methods) so the handshake's
 rules and these limits can change independently. Decisions:
-docs/decisions/csms-input-bounds.md (Connections and logins).
+docs/decisions/0021-csms-input-bounds.md (Connections and logins).
 """
 
 from __future__ import annotations

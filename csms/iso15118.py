@@ -14,7 +14,7 @@ make the CSMS fetch arbitrary URLs.
 The contract service interface: POST `contract_service_url` with JSON
 `{"stationId", "iso15118SchemaVersion", "action", "exiRequest"}`; a 200 answer with JSON
 `{"exiResponse": "<base64 EXI>"}` is passed to the station as Accepted.
-Why this shape: docs/decisions/iso15118-certificates.md.
+Why this shape: docs/decisions/0014-iso15118-certificates.md.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ verified in a worker thread, and remembered by its SHA-256 for the life of the p
 reconnect after a network blip pays nothing. A password the CSMS generated carries 192
 random bits; a slow hash adds nothing against guessing it, so it is stored as salted SHA-256
 and a reconnect storm after a restart costs microseconds per station, not scrypt
-(docs/decisions/csms-station-passwords.md).
+(docs/decisions/0004-csms-station-passwords.md).
 """
 
 from __future__ import annotations

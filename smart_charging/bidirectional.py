@@ -4,7 +4,7 @@ Why a problem beside problem.py rather than inside it: the charge-only QP, its
 projection, rounding and warm starts all rest on every coefficient being >= 0 (drawing
 less never raises a row). Discharge breaks that, so it gets its own small QP, used only
 when a site has something that can discharge or solar (`needed`); every other caller
-gets the charge-only engine unchanged. See docs/decisions/v2g-engine.md.
+gets the charge-only engine unchanged. See docs/decisions/0025-v2g-engine.md.
 
 Per (lane, slot) pair: charge c >= 0 and discharge d >= 0 at the EVSE (kW, metered),
 net p = c - d. A lane with a battery (an opted-in car on a bidirectional EVSE, or a
@@ -392,7 +392,7 @@ class BidiQp:
 
 def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 0.0,
                   target_kw: StepSeries | None = None, margin_kwh: float = 0.0) -> BidiQp:
-    """Assemble the bidirectional QP (terms in docs/decisions/v2g-engine.md).
+    """Assemble the bidirectional QP (terms in docs/decisions/0025-v2g-engine.md).
 
     `margin_kwh` plans each reserve that much higher (where the battery is above it
     now): the solver's tolerance then cannot leave a car a few Wh short of the relief

@@ -5,7 +5,7 @@ site (the CSMS reads them from its stored transactions; the engine only gets the
 result) the distribution of the ratio actual stay / estimated stay is kept as a few
 quantiles. The planner turns it into the probability that a car is already gone at a
 slot, and a kWh planned there is worth that much less (see `Weights.departure_risk`
-and docs/decisions/engine-rules.md): energy is front-loaded exactly as far as history
+and docs/decisions/0001-engine-rules.md): energy is front-loaded exactly as far as history
 says drivers leave early, instead of by a hand-tuned weight.
 """
 

@@ -252,7 +252,7 @@ class Evse:
 
         Line-to-line EVSEs count their full current on both phases: the triangle bound
         |I_a| <= |I_ab| + |I_ca|. The planner's rows are tighter where line-to-line
-        loads meet (see `problem.current_rows` and docs/decisions/engine-rules.md).
+        loads meet (see `problem.current_rows` and docs/decisions/0001-engine-rules.md).
         """
         if self.wiring == Wiring.DC:
             return 1000.0 / (3 * self.voltage_v)

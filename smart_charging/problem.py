@@ -3,7 +3,7 @@
 Decision: power (kW) per (session, slot) pair, only where the car is plugged in, so a
 1,000-session site has ~50k variables instead of a dense N x T block. Every limit is a
 linear row (node kW, node phase current), the objective is a sum of weighted terms
-(see docs/decisions/engine-rules.md). The `Grid` (which pairs exist, their caps, the
+(see docs/decisions/0001-engine-rules.md). The `Grid` (which pairs exist, their caps, the
 limit rows and headroom) is shared with the baselines, the fallback and the rounding.
 """
 
@@ -463,7 +463,7 @@ def group_sums(grid: Grid, min_size: int = GROUP_MIN) -> GroupSums:
 def build_qp(grid: Grid, weights: Weights, demand_charge_per_kw: float = 0.0,
              target_kw: StepSeries | None = None, sums: GroupSums | None = None,
              gone: np.ndarray | None = None) -> Qp:
-    """Assemble the sparse QP; see docs/decisions/engine-rules.md for the terms.
+    """Assemble the sparse QP; see docs/decisions/0001-engine-rules.md for the terms.
 
     `gone`: per pair, the probability that its car has left by then (`pair_gone`)."""
     w = weights

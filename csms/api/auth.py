@@ -26,7 +26,7 @@ from csms.store.api_tokens import ApiToken, ApiTokenRepo
 TOKEN_PREFIX = "csms_"  # makes a leaked token easy to recognise (and to scan for)
 # The dashboard's login keeps the token in this HttpOnly cookie, and the API accepts it
 # too; a request that changes something must then also carry CSRF_HEADER (see
-# docs/decisions/dashboard.md).
+# docs/decisions/0012-dashboard.md).
 COOKIE = "csms_token"
 CSRF_HEADER = "X-Requested-With"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

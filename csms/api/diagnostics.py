@@ -455,7 +455,7 @@ async def customer_information(body: CustomerIn, parts: PartsDep,
                                who: Privacy) -> CustomerOut:
     """Export and/or erase one customer's data (N09/N10): CustomerInformation to each
     station, and the same in the CSMS's own records (transactions keep station, times
-    and energy for billing; the token is removed: docs/decisions/customer-data.md)."""
+    and energy for billing; the token is removed: docs/decisions/0016-customer-data.md)."""
     station_ids = body.station_ids
     if station_ids is None:
         station_ids = sorted(parts.connections.ids())

@@ -7,7 +7,7 @@ csms.jsontext refuses (NaN, Infinity, 1e309, 20+ digit integers, deep nesting, N
 surrogates); a body above `MAX_BODY_BYTES` is a 413. Behind it, the models bound each
 field (ge/le, max_length, allow_inf_nan=False), and `install` maps what still slips
 through (a value PostgreSQL refuses; a 422 that echoes an unencodable input) to a 422.
-Bounds: docs/decisions/csms-input-bounds.md.
+Bounds: docs/decisions/0021-csms-input-bounds.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Which worker holds each station's socket, in PostgreSQL (docs/decisions/cluster-broker.md
+"""Which worker holds each station's socket, in PostgreSQL (docs/decisions/0024-cluster-broker.md
 says why there and not in NATS KV): read by `csms status`, /api/cluster and /metrics, and
 by a worker that starts, to learn what the others hold. Routing does not read it: the
 broker routes a CALL by the station's subject."""

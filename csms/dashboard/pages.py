@@ -4,7 +4,7 @@ the page's script swaps in when something changes.
 Pages are rendered on the server with Jinja2 (templates/), which escapes every value; the
 browser only adds the live parts (static/dashboard.js: charts from the JSON API, fragments
 refreshed on the live feed). Sign-in keeps the API token in an HttpOnly cookie that the
-API accepts too (docs/decisions/dashboard.md).
+API accepts too (docs/decisions/0012-dashboard.md).
 """
 
 from __future__ import annotations

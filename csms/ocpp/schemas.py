@@ -13,7 +13,7 @@ Both check a bounded copy of the official schema (`bounded`): OCPP's integer is 
 every decimal a station sends is within +-1e12, a meter's multiplier within +-12 (the CSMS
 computes 10^multiplier) and every `date-time` is an RFC 3339 time in years 1970-2999 that
 Python and PostgreSQL both hold. Out of range is PropertyConstraintViolation, a malformed
-time FormatViolation. The bounds: docs/decisions/csms-input-bounds.md.
+time FormatViolation. The bounds: docs/decisions/0021-csms-input-bounds.md.
 """
 
 from __future__ import annotations

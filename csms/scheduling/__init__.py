@@ -8,5 +8,5 @@
 - `grid_inputs`: what the grid side set on a site (limits, events, tariff), merged in
 
 Imports run one way: scheduler -> site -> gateway, leases, the pure modules; nothing here
-imports csms.api. Why it works this way: docs/decisions/scheduler.md.
+imports csms.api. Why it works this way: docs/decisions/0008-scheduler.md.
 """

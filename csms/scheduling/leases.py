@@ -4,7 +4,7 @@ plan one site (or send one station conflicting profiles) at once.
 
 The database ends the lock with the session: a process that dies, or whose connection
 drops, loses its sites without a word from it, and another takes them at its next try.
-Why locks and not a lease table: docs/decisions/scheduler-site-leases.md.
+Why locks and not a lease table: docs/decisions/0023-scheduler-site-leases.md.
 """
 
 from __future__ import annotations

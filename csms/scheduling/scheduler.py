@@ -6,7 +6,7 @@ it checks its lease connection and tries again for the sites nobody holds, so wh
 owner dies another process takes its sites within about that long and re-plans them from
 what is stored. An owned site gets a `SitePlanner` and its task (one plan at a time, every
 `interval_s` on the CSMS clock and, debounced, after an event); a lost one is cancelled at
-once. Why: docs/decisions/scheduler.md, docs/decisions/scheduler-site-leases.md.
+once. Why: docs/decisions/0008-scheduler.md, docs/decisions/0023-scheduler-site-leases.md.
 """
 
 from __future__ import annotations

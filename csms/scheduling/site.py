@@ -2,7 +2,7 @@
 steer may draw, run the engine in a thread, send each EVSE a TxProfile only when it changed
 materially (decreases first), and store the plan with its inputs.
 
-Why it works this way: docs/decisions/scheduler.md. The decisions themselves are pure
+Why it works this way: docs/decisions/0008-scheduler.md. The decisions themselves are pure
 functions in `demand`, `limits` and `reserved_load`; this module does the I/O around them.
 Profile ids are fixed per EVSE, so a new profile replaces the last one (K01):
 TxDefaultProfile 7_100_000 + evseId, TxProfile 7_200_000 + evseId.

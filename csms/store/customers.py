@@ -7,7 +7,7 @@ loses its id token (set to null), the stored TransactionEvent payloads lose thei
 and the token itself is deleted from `id_tokens` (it can no longer charge). Earlier
 customer-information requests about the same token, and the exports they hold, are deleted
 too; the clearing request itself keeps only the token's SHA-256. See
-docs/decisions/customer-data.md.
+docs/decisions/0016-customer-data.md.
 """
 
 from __future__ import annotations

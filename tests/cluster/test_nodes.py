@@ -1,6 +1,6 @@
 """Two nodes as one CSMS: a command through either reaches a station on the other, each
 node's live feed shows the other's events, and a station that reconnects to the other node
-leaves no stale socket behind (issue 13; docs/decisions/cluster-broker.md)."""
+leaves no stale socket behind (issue 13; docs/decisions/0024-cluster-broker.md)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ def _instance(seed: int):
 
 
 def reference(grid, w: Weights, gone: np.ndarray | None) -> np.ndarray:
-    """The objective of engine-rules.md written out in cvxpy."""
+    """The objective of docs/decisions/0001-engine-rules.md written out in cvxpy."""
     K, J = grid.n_pairs, len(grid.sessions)
     dt = grid.slots.hours
     hours_from_now = np.cumsum(dt) - dt / 2

@@ -1,6 +1,6 @@
 -- Scale-out (csms/cluster/): which worker process holds each station's socket, and the
 -- workers alive. Written on connect and disconnect; a worker not seen for a while is
--- swept by any other, with its stations (docs/decisions/cluster-broker.md).
+-- swept by any other, with its stations (docs/decisions/0024-cluster-broker.md).
 CREATE TABLE cluster_workers (
     worker_id   text PRIMARY KEY,
     node        text NOT NULL,
