@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import os
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -13,7 +15,7 @@ from dataclasses import replace
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from csms import audit
+from csms import audit, portfolios
 from csms import log as logging_setup
 from csms.api.auth import ROLES, new_token
 from csms.app import Csms, station_ca
@@ -22,8 +24,10 @@ from csms.cluster.registry import Registry
 from csms.cluster.workers import Shared, WorkerArgv, run_workers
 from csms.config import Config, load
 from csms.passwords import generate_password, hash_password
+from csms.sites import Sites
 from csms.store import Store, open_database
 from csms.store.api_tokens import ApiTokenRepo
+from csms.store.portfolios import Portfolio
 from csms.store.tokens import TOKEN_STATUSES
 
 TOKEN_TYPES = ("Central", "eMAID", "ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress",
@@ -136,6 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
                              help="names and addresses stations connect to")
     server_cert.add_argument("--out", required=True, metavar="DIR",
                              help="folder to write the keys and certificates to")
+    pf = sub.add_parser("portfolios", help="sites (or nodes of sites) an aggregator pools")
+    psub = pf.add_subparsers(dest="action", required=True)
+    padd = psub.add_parser("add", help="make a portfolio of configured sites (audited)")
+    _common(padd)
+    padd.add_argument("portfolio_id", help="its id: letters, digits, . _ - (at most 64)")
+    padd.add_argument("--name", required=True, help="what it is called")
+    padd.add_argument("--operator", required=True, help="who operates the pooled sites")
+    padd.add_argument("--member", action="append", required=True, metavar="SITE[/NODE]",
+                      help="a configured site, or one node of it (repeat for more)")
+    plist = psub.add_parser("list", help="list portfolios and their members")
+    _common(plist)
+    prm = psub.add_parser("remove", help="remove a portfolio; its sites stay (audited)")
+    _common(prm)
+    prm.add_argument("portfolio_id", help="the portfolio to remove")
     audit_cmd = sub.add_parser("audit", help="the tamper-evident log of dispatches and "
                                "portfolios (csms/audit.py)")
     ausub = audit_cmd.add_subparsers(dest="action", required=True)
@@ -312,6 +330,47 @@ def _tokens(args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
     return job
 
 
+def _portfolios(args: argparse.Namespace, config: Config
+                ) -> Callable[[Store], Awaitable[int]]:
+    now = SystemClock().now()
+    actor = f"cli:{getpass.getuser()}"
+
+    async def job(store: Store) -> int:
+        if args.action == "list":
+            print(f"{'id':<20} {'operator':<28} members")
+            for p in await store.portfolios.list():
+                members = ", ".join(m.site_id + (f"/{m.node}" if m.node else "")
+                                    for m in p.members)
+                print(f"{p.id:<20} {p.operator[:27]:<28} {members}")
+            return 0
+        key = audit.load_key(config.audit_dir())
+        if args.action == "remove":
+            if not await portfolios.remove(store, key, args.portfolio_id, actor, now):
+                print(f"error: no portfolio {args.portfolio_id}", file=sys.stderr)
+                return 1
+            print(f"removed portfolio {args.portfolio_id}")
+            return 0
+        if not re.fullmatch(portfolios.PORTFOLIO_ID, args.portfolio_id):
+            print("error: a portfolio id is 1-64 letters, digits, . _ -", file=sys.stderr)
+            return 2
+        try:
+            sites = Sites.load(config.scheduler.sites, config.scheduler.tariffs_dir).models()
+            wanted = portfolios.members(sites, [
+                (m.partition("/")[0], m.partition("/")[2] or None) for m in args.member])
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        made = Portfolio(args.portfolio_id, args.name[:200], args.operator[:200], wanted,
+                         actor, now)
+        if not await portfolios.create(store, key, made, now):
+            print(f"error: a portfolio {args.portfolio_id} exists", file=sys.stderr)
+            return 1
+        print(f"portfolio {made.id}: {len(made.members)} member(s)")
+        return 0
+
+    return job
+
+
 def _audit(args: argparse.Namespace, config: Config) -> Callable[[Store], Awaitable[int]]:
     async def job(store: Store) -> int:
         entries = await store.audit.entries()
@@ -461,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "stations":
         return asyncio.run(_with_store(config, _stations(args, config)))
     jobs = {"tokens": _tokens, "api-tokens": _api_tokens,
-            "audit": lambda a: _audit(a, config)}
+            "audit": lambda a: _audit(a, config),
+            "portfolios": lambda a: _portfolios(a, config)}
     job = jobs[args.command](args)
     return asyncio.run(_with_store(config, job))
 

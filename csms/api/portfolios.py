@@ -14,14 +14,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import Field
 
+from csms import portfolios
 from csms.api.auth import Caller, Permission, require
 from csms.api.deps import Parts, PartsDep, not_found
 from csms.api.models import Body, Model
-from csms.store.portfolios import Member, Portfolio
+from csms.portfolios import PORTFOLIO_ID
+from csms.store.portfolios import Portfolio
 
 router = APIRouter(prefix="/api", tags=["portfolios"])
 
-PORTFOLIO_ID = r"^[A-Za-z0-9_.-]{1,64}$"
 PortfolioId = Annotated[str, Path(pattern=PORTFOLIO_ID)]
 Reader = Annotated[Caller, require(Permission.PORTFOLIOS)]
 Writer = Annotated[Caller, require(Permission.PORTFOLIOS_WRITE)]
@@ -65,21 +66,6 @@ class AuditEntryOut(Model):
     hash: str = Field(description="hex SHA-256 over the previous hash and this entry")
 
 
-def _members(parts: Parts, members: list[MemberIn]) -> tuple[Member, ...]:
-    """Members of configured sites and nodes only (422 naming the first that is not)."""
-    out: list[Member] = []
-    for i, m in enumerate(members):
-        site = parts.sites.get(m.site_id)
-        if site is None:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
-                                f"members[{i}]: no site {m.site_id}")
-        if m.node is not None and m.node not in {n.id for n in site.nodes}:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
-                                f"members[{i}]: site {m.site_id} has no node {m.node}")
-        out.append(Member(m.site_id, m.node))
-    return tuple(dict.fromkeys(out))
-
-
 @router.get("/portfolios")
 async def list_portfolios(who: Reader, parts: PartsDep) -> list[PortfolioOut]:
     """Every portfolio; an aggregator's token: its own."""
@@ -93,14 +79,13 @@ async def list_portfolios(who: Reader, parts: PartsDep) -> list[PortfolioOut]:
 async def create_portfolio(body: PortfolioIn, who: Writer, parts: PartsDep) -> PortfolioOut:
     """Pool sites (or nodes of sites) under one portfolio; recorded in the audit log."""
     now = parts.clock.now()
-    portfolio = Portfolio(body.id, body.name, body.operator, _members(parts, body.members),
-                          who.name, now)
-    async with parts.store.pool.acquire() as conn, conn.transaction():
-        if not await parts.store.portfolios.create(portfolio, conn):
-            raise HTTPException(status.HTTP_409_CONFLICT, f"portfolio {body.id} exists")
-        await parts.store.audit.append(parts.audit_key, who.name, "portfolio.created", {
-            "portfolio": portfolio.id, "operator": portfolio.operator,
-            "members": [[m.site_id, m.node] for m in portfolio.members]}, now, conn)
+    try:
+        wanted = portfolios.members(parts.sites, [(m.site_id, m.node) for m in body.members])
+    except portfolios.MemberError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+    portfolio = Portfolio(body.id, body.name, body.operator, wanted, who.name, now)
+    if not await portfolios.create(parts.store, parts.audit_key, portfolio, now):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"portfolio {body.id} exists")
     return PortfolioOut.model_validate(portfolio)
 
 
@@ -121,11 +106,9 @@ async def get_portfolio(portfolio_id: PortfolioId, who: Reader,
                responses={404: {"description": "no such portfolio"}})
 async def remove_portfolio(portfolio_id: PortfolioId, who: Writer, parts: PartsDep) -> None:
     """Remove a portfolio (its sites stay); recorded in the audit log."""
-    async with parts.store.pool.acquire() as conn, conn.transaction():
-        if not await parts.store.portfolios.remove(portfolio_id, conn):
-            raise not_found(f"portfolio {portfolio_id}")
-        await parts.store.audit.append(parts.audit_key, who.name, "portfolio.removed",
-                                       {"portfolio": portfolio_id}, parts.clock.now(), conn)
+    if not await portfolios.remove(parts.store, parts.audit_key, portfolio_id, who.name,
+                                   parts.clock.now()):
+        raise not_found(f"portfolio {portfolio_id}")
 
 
 @router.get("/audit")

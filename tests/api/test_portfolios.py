@@ -18,7 +18,7 @@ from csms.app import Csms
 from csms.config import Config
 from csms.store.api_tokens import ApiTokenRepo
 from tests.api.conftest import Client
-from tests.api.test_grid_events import with_street
+from tests.api.test_grid_events import TARIFFS, with_street
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,11 +76,35 @@ async def test_portfolios_are_made_by_operators_and_seen_by_their_aggregator(
     assert (await operator.delete("/api/portfolios/west")).status_code == 404
 
 
-def _cli(*args: str, config: Config) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, config: Config, command: str = "audit",
+         extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "csms.cli", "audit", *args,
+        [sys.executable, "-m", "csms.cli", command, *args, *extra,
          "--database-url", config.database.url, "--data-dir", config.database.data_dir],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+async def test_portfolios_from_the_command_line(csms: Csms, client: Client,
+                                                tmp_path: Path) -> None:
+    settings = tmp_path / "csms.toml"
+    settings.write_text(f"[scheduler]\nsites = [{str(tmp_path / 'street.toml')!r}]\n"
+                        f"tariffs_dir = {str(TARIFFS)!r}\n")
+    conf = ("--config", str(settings))
+    made = _cli("add", "north", "--name", "North pool", "--operator", "Grid Co.",
+                "--member", "street/feeder-b", "--member", "street", config=csms.config,
+                command="portfolios", extra=conf)
+    assert made.returncode == 0, made.stderr
+    wrong = _cli("add", "south", "--name", "S", "--operator", "O", "--member", "street/nope",
+                 config=csms.config, command="portfolios", extra=conf)
+    assert wrong.returncode == 2 and "has no node nope" in wrong.stderr
+    listed = _cli("list", config=csms.config, command="portfolios", extra=conf)
+    assert "north" in listed.stdout and "street, street/feeder-b" in listed.stdout
+    got = (await client("viewer").get("/api/portfolios/north")).json()
+    assert got["created_by"].startswith("cli:") and len(got["members"]) == 2
+    assert _cli("remove", "north", config=csms.config, command="portfolios",
+                extra=conf).returncode == 0
+    log = (await client("admin").get("/api/audit")).json()
+    assert [e["kind"] for e in log] == ["portfolio.created", "portfolio.removed"]
 
 
 async def test_dispatches_and_portfolios_are_in_a_chain_that_audit_verify_checks(
