@@ -114,6 +114,9 @@ class SchedulerConfig:
     non_compliance_margin_w: float = 500.0
     non_compliance_grace_s: float = 120.0
     learn_car_max: bool = True
+    # how the site's drivers really leave against the departure they gave, learnt once a
+    # day from this many days of finished transactions (0: trust the estimates)
+    learn_departures_days: float = 60.0
     keep_plans_days: float = 30.0  # stored plans older than this are deleted; 0 = keep all
     lease_retry_s: float = 5.0  # how often to check this process's leases, try free sites
     node_name: str = ""  # who holds a lease, as shown; empty: host:pid
@@ -122,8 +125,9 @@ class SchedulerConfig:
         object.__setattr__(self, "sites", tuple(self.sites))
         if self.lease_retry_s <= 0:
             raise ValueError("[scheduler] lease_retry_s must be positive")
-        if self.keep_plans_days < 0:
-            raise ValueError("[scheduler] keep_plans_days must not be negative")
+        if self.keep_plans_days < 0 or self.learn_departures_days < 0:
+            raise ValueError("[scheduler] keep_plans_days and learn_departures_days must not "
+                             "be negative")
         if self.interval_s <= 0 or self.debounce_s < 0:
             raise ValueError("[scheduler] interval_s must be positive, debounce_s not negative")
         if self.max_concurrent_calls < 1:

@@ -33,6 +33,7 @@ from csms.scheduling.demand import (
     next_local_time,
     session_for,
 )
+from csms.scheduling.departures import DepartureHistory
 from csms.scheduling.gateway import Capabilities, StationGateway, rate_unit_for
 from csms.scheduling.grid_inputs import plan_inputs
 from csms.scheduling.limits import (
@@ -134,6 +135,8 @@ class SitePlanner:
                                             horizon_slots=self.config.horizon_slots))
         self.by_key: dict[EvseKey, Evse] = evse_index(site)
         self.station_ids = sorted({e.station_id for e in site.evses})
+        self.departures = DepartureHistory(store, site.id, self.station_ids,
+                                           config.learn_departures_days)
         self.memory: dict[str, EvseMemory] = {e.id: EvseMemory() for e in site.evses}
         self.shares = default_shares(site, self.clock.now())
         self._last_power_kw: dict[str, float] = {}  # each EVSE's last sample, for the gauge
@@ -310,8 +313,9 @@ class SitePlanner:
         grid = await plan_inputs(self.store, self.site, self.prices, now)
         site = with_reservations(grid.site, reserved, now, horizon_end)
         started = time.perf_counter()
+        departures = await self.departures.model(now)
         plan = await asyncio.to_thread(self.planner.plan, site, sessions, grid.prices, now,
-                                       grid.target_kw)
+                                       grid.target_kw, departures)
         metrics.plan_seconds.labels(self.site.id).observe(time.perf_counter() - started)
         metrics.plans.labels(self.site.id, "fallback" if plan.fallback_used else "solved").inc()
         if plan.fallback_used:

@@ -141,6 +141,18 @@ class TransactionRepo:
             )
             return True
 
+    async def past_stays(self, station_ids: list[str], since: datetime,
+                         limit: int = 10_000) -> list[tuple[datetime, datetime, datetime]]:
+        """(started, departure the driver gave, ended) of these stations' transactions
+        that ended since `since` with a departure given, newest first: how drivers really
+        leave (csms/scheduling/departures.py)."""
+        rows = await self.pool.fetch(
+            "SELECT started_at, departure_time, ended_at FROM transactions"
+            " WHERE station_id = ANY($1) AND ended_at >= $2 AND started_at IS NOT NULL"
+            " AND departure_time IS NOT NULL ORDER BY ended_at DESC LIMIT $3",
+            station_ids, since, limit)
+        return [(r["started_at"], r["departure_time"], r["ended_at"]) for r in rows]
+
     async def get(self, station_id: str, transaction_id: str) -> Transaction | None:
         row = await self.pool.fetchrow(
             f"SELECT {_COLUMNS} FROM transactions WHERE station_id = $1 AND transaction_id = $2",
