@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from csms.store import Store
 from csms.store.portfolios import Member, Portfolio
-from smart_charging import Site
+
+if TYPE_CHECKING:
+    from smart_charging import Site
 
 PORTFOLIO_ID = r"^[A-Za-z0-9_.-]{1,64}$"  # as the table's CHECK says
 
