@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from csms import frames, metrics
 from csms.frames import Call, CallError, CallResult, FrameError, Payload
-from csms.ocpp.schemas import validate_request, validate_response
+from csms.ocpp.schemas import VERSION, validate_request, validate_response
 
 log = structlog.get_logger()
 
@@ -55,6 +55,7 @@ class StationContext:
     station_id: str
     boot_status: str | None
     connection: Connection | None = None
+    ocpp_version: str = VERSION  # the subprotocol chosen: "2.0.1" or "2.1"
     transaction_evse: dict[str, int] = field(default_factory=dict)
     _after: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -232,7 +233,8 @@ class Connection:
 
         Raises CallFailed (CALLERROR or invalid answer), TimeoutError, StationOffline.
         """
-        validate_request(action, payload)  # a bad request is our bug: fail before sending
+        version = self.ctx.ocpp_version
+        validate_request(action, payload, version=version)  # our bug: fail before sending
         async with self._call_lock:
             message_id = str(uuid.uuid4())
             future: asyncio.Future[CallResult | CallError] = (
@@ -260,7 +262,7 @@ class Connection:
                              reason=answer.description)
             raise CallFailed(answer.code, answer.description, answer.details)
         try:
-            validate_response(action, answer.payload)
+            validate_response(action, answer.payload, version=version)
         except FrameError as exc:
             metrics.calls.labels(action, "invalid").inc()
             raise CallFailed(exc.code, f"invalid {action} response: {exc.description}") from None

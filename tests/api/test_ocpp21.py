@@ -1,0 +1,232 @@
+"""OCPP 2.1 beside 2.0.1 through the socket: the station chooses the version in the
+handshake, and every message on its connection is judged by that version's schemas.
+
+The simulator speaks 2.0.1 only, so the 2.1 stations here are raw `websockets` clients
+(`Raw`), which also keep the CSMS's CALLs to them for the test to answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidStatus
+
+from csms.app import Csms
+from csms.ocpp.schemas import validate_request, validate_response
+from tests.api.conftest import Client
+from tests.e2e.conftest import PASSWORD, StationFactory
+from tests.support import eventually
+
+Payload = dict[str, Any]
+NOW = "2026-12-05T08:00:00Z"
+
+
+def _auth(station_id: str) -> dict[str, str]:
+    token = base64.b64encode(f"{station_id}:{PASSWORD}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+class Raw:
+    """A station as a bare WebSocket: `call` sends a CALL and returns the CSMS's answer
+    frame; the CSMS's own CALLs are answered by `replies` (action -> payload) or, for an
+    action not there, with a CALLERROR NotSupported, and kept in `received`."""
+
+    def __init__(self, ws: ClientConnection, replies: dict[str, Payload]) -> None:
+        self.ws = ws
+        self.replies = replies
+        self.received: list[tuple[str, Payload]] = []
+        self._ids = itertools.count(1)
+        self._answers: dict[str, asyncio.Future[list[Any]]] = {}
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for raw in self.ws:
+            frame = json.loads(raw)
+            if frame[0] == 2:
+                _, message_id, action, payload = frame
+                self.received.append((action, payload))
+                if action in self.replies:
+                    answer: list[Any] = [3, message_id, self.replies[action]]
+                else:
+                    answer = [4, message_id, "NotSupported", "", {}]
+                await self.ws.send(json.dumps(answer))
+            elif (future := self._answers.pop(frame[1], None)) is not None:
+                future.set_result(frame)
+
+    async def call(self, action: str, payload: Payload) -> list[Any]:
+        message_id = f"m{next(self._ids)}"
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._answers[message_id] = future
+        await self.ws.send(json.dumps([2, message_id, action, payload]))
+        return await asyncio.wait_for(future, 10)
+
+    async def ok(self, action: str, payload: Payload, version: str) -> Payload:
+        """The CALLRESULT's payload, checked against `version`'s response schema."""
+        frame = await self.call(action, payload)
+        assert frame[0] == 3, frame
+        validate_response(action, frame[2], version=version)
+        return dict(frame[2])
+
+    async def boot(self, version: str) -> None:
+        reply = await self.ok("BootNotification", {
+            "reason": "PowerUp",
+            "chargingStation": {"vendorName": "Raw", "model": "V2X-1"},
+        }, version)
+        assert reply["status"] == "Accepted"
+
+
+@pytest.fixture
+def raw(csms: Csms, make_station: StationFactory) -> Callable[..., Any]:
+    """`async with raw("CS21", ["ocpp2.1"]) as station`: provisioned, connected, not booted."""
+
+    @asynccontextmanager
+    async def connect(station_id: str, offered: list[str],
+                      replies: dict[str, Payload] | None = None) -> AsyncIterator[Raw]:
+        await make_station(station_id, start=False)
+        async with websockets.connect(
+            f"ws://127.0.0.1:{csms.ocpp.port}/ocpp/{station_id}",
+            subprotocols=offered,  # type: ignore[arg-type]
+            additional_headers=_auth(station_id),
+        ) as ws:
+            station = Raw(ws, replies or {})
+            try:
+                yield station
+            finally:
+                station._reader.cancel()
+
+    return connect
+
+
+def _meter(measurand: str, value: float, unit: str = "W") -> Payload:
+    return {"timestamp": NOW, "sampledValue": [
+        {"value": value, "measurand": measurand, "unitOfMeasure": {"unit": unit}}]}
+
+
+async def test_A00_station_chooses_ocpp21_in_its_order_of_preference(
+    csms: Csms, raw: Callable[..., Any]
+) -> None:
+    async with raw("PREFERS21", ["ocpp2.1", "ocpp2.0.1"]) as station:
+        assert station.ws.subprotocol == "ocpp2.1"
+        assert csms.connections.local("PREFERS21").ctx.ocpp_version == "2.1"
+    async with raw("PREFERS201", ["ocpp2.0.1", "ocpp2.1"]) as station:
+        assert station.ws.subprotocol == "ocpp2.0.1"
+        assert csms.connections.local("PREFERS201").ctx.ocpp_version == "2.0.1"
+
+
+async def test_A00_unknown_subprotocol_is_still_refused_with_400(
+    csms: Csms, make_station: StationFactory
+) -> None:
+    await make_station("OLD16", start=False)
+    with pytest.raises(InvalidStatus) as refused:
+        async with websockets.connect(
+            f"ws://127.0.0.1:{csms.ocpp.port}/ocpp/OLD16",
+            subprotocols=["ocpp1.6", "ocpp2.2"],  # type: ignore[list-item]
+            additional_headers=_auth("OLD16"),
+        ):
+            pass
+    assert refused.value.response.status_code == 400
+    assert b"ocpp2.1" in refused.value.response.body
+
+
+async def test_B01_E01_J02_ocpp21_station_boots_charges_and_is_stored_like_201(
+    csms: Csms, client: Client, raw: Callable[..., Any]
+) -> None:
+    async with raw("CS21", ["ocpp2.1"]) as station:
+        await station.boot("2.1")
+        await station.ok("StatusNotification", {
+            "timestamp": NOW, "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1,
+        }, "2.1")
+        started = await station.ok("TransactionEvent", {
+            "eventType": "Started", "timestamp": NOW, "triggerReason": "CablePluggedIn",
+            "seqNo": 0, "transactionInfo": {"transactionId": "T21", "chargingState": "EVConnected"},
+            "evse": {"id": 1, "connectorId": 1},
+            "meterValue": [_meter("Energy.Active.Import.Register", 1000.0, "Wh")],
+        }, "2.1")
+        assert "idTokenInfo" not in started  # no token was sent
+        await station.ok("TransactionEvent", {  # OperationModeChanged: a 2.1-only reason
+            "eventType": "Updated", "timestamp": NOW, "triggerReason": "OperationModeChanged",
+            "seqNo": 1, "transactionInfo": {"transactionId": "T21", "chargingState": "Charging"},
+            "meterValue": [_meter("Energy.Active.Import.Register", 1500.0, "Wh")],
+        }, "2.1")
+        await station.ok("MeterValues", {  # Power.Active.Setpoint: a 2.1-only measurand
+            "evseId": 1, "meterValue": [_meter("Power.Active.Setpoint", -7400.0)],
+        }, "2.1")
+
+        tx = await csms.store.transactions.get("CS21", "T21")
+        assert tx is not None and tx.evse_id == 1 and tx.charging_state == "Charging"
+        assert tx.meter_start_wh == 1000.0
+        values = await csms.store.transactions.meter_values("CS21", "T21")
+        assert {v.measurand for v in values} >= {"Energy.Active.Import.Register"}
+        stations = {s["id"]: s for s in (await client("operator").get("/api/stations")).json()}
+        assert stations["CS21"]["ocpp_version"] == "2.1"
+        assert stations["CS21"]["boot_status"] == "Accepted"
+
+
+async def test_A00_both_versions_on_one_csms_are_judged_by_their_own_schemas(
+    csms: Csms, client: Client, raw: Callable[..., Any]
+) -> None:
+    setpoint = {"evseId": 1, "meterValue": [_meter("Power.Active.Setpoint", 3000.0)]}
+    alarm = {"controlType": "FreqDroop", "timestamp": NOW}
+    async with raw("NEW21", ["ocpp2.1"]) as new, raw("OLD201", ["ocpp2.0.1"]) as old:
+        await new.boot("2.1")
+        await old.boot("2.0.1")
+        # a measurand 2.1 added: valid on the 2.1 connection only
+        await new.ok("MeterValues", setpoint, "2.1")
+        refused = await old.call("MeterValues", setpoint)
+        assert refused[:3] == [4, refused[1], "PropertyConstraintViolation"]
+        # R: a 2.1-only notification: kept and acknowledged on 2.1, unknown on 2.0.1
+        assert await new.ok("NotifyDERAlarm", alarm, "2.1") == {}
+        unknown = await old.call("NotifyDERAlarm", alarm)
+        assert unknown[0] == 4 and unknown[2] == "NotImplemented"
+        kept = await csms.store.notifications.list("NEW21", "NotifyDERAlarm")
+        assert [n.payload for n in kept] == [alarm]
+        assert await csms.store.notifications.list("OLD201", "NotifyDERAlarm") == []
+        # a 2.1 request whose answer needs a decision the CSMS cannot make yet
+        vat = await new.call("VatNumberValidation", {"vatNumber": "NL123"})
+        assert vat[0] == 4 and vat[2] == "NotImplemented"
+        # a 2.1 CSMS-to-station action sent by a station
+        wrong_way = await new.call("SetDERControl", {
+            "isDefault": False, "controlId": "c1", "controlType": "FreqDroop"})
+        assert wrong_way[0] == 4 and wrong_way[2] == "NotSupported"
+        listed = {s["id"]: s["ocpp_version"]
+                  for s in (await client("operator").get("/api/stations")).json()}
+        assert listed["NEW21"] == "2.1" and listed["OLD201"] == "2.0.1"
+
+
+async def test_D01_commands_api_validates_against_the_stations_version(
+    csms: Csms, client: Client, raw: Callable[..., Any]
+) -> None:
+    """An id token of a type only 2.1 names (DirectPayment) goes to a 2.1 station; the same
+    request to a 2.0.1 station is refused before it is sent (422)."""
+    local_list = {"versionNumber": 7, "updateType": "Full", "localAuthorizationList": [
+        {"idToken": {"idToken": "PAY-1", "type": "DirectPayment"},
+         "idTokenInfo": {"status": "Accepted"}}]}
+    replies = {"SendLocalList": {"status": "Accepted"}}
+    operator = client("operator")
+    async with raw("API21", ["ocpp2.1"], replies) as new, \
+            raw("API201", ["ocpp2.0.1"], replies) as old:
+        await new.boot("2.1")
+        await old.boot("2.0.1")
+        sent = await operator.post("/api/stations/API21/commands/send-local-list",
+                                   json=local_list)
+        assert sent.status_code == 200, sent.text
+        assert sent.json()["reply"] == {"status": "Accepted"}
+        async def delivered() -> bool:
+            return any(a == "SendLocalList" for a, _ in new.received)
+
+        await eventually(delivered)
+        for action, payload in new.received:
+            validate_request(action, payload, version="2.1")
+        refused = await operator.post("/api/stations/API201/commands/send-local-list",
+                                      json=local_list)
+        assert refused.status_code == 422, refused.text
+        assert not any(a == "SendLocalList" for a, _ in old.received)
