@@ -20,10 +20,13 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 
+from csms import metrics
 from csms.app import Csms
-from csms.ocpp.schemas import validate_request, validate_response
+from csms.ocpp.routes import NOT_YET_21
+from csms.ocpp.schemas import known_actions, validate_request, validate_response
 from tests.api.conftest import Client
 from tests.e2e.conftest import PASSWORD, StationFactory
+from tests.e2e.test_fuzz import SPEC_CODES, draw
 from tests.support import eventually
 
 Payload = dict[str, Any]
@@ -64,9 +67,13 @@ class Raw:
 
     async def call(self, action: str, payload: Payload) -> list[Any]:
         message_id = f"m{next(self._ids)}"
+        return await self.send_raw(json.dumps([2, message_id, action, payload]), message_id)
+
+    async def send_raw(self, text: str, message_id: str) -> list[Any]:
+        """Send `text` as it is; the answer whose id is `message_id`."""
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._answers[message_id] = future
-        await self.ws.send(json.dumps([2, message_id, action, payload]))
+        await self.ws.send(text)
         return await asyncio.wait_for(future, 10)
 
     async def ok(self, action: str, payload: Payload, version: str) -> Payload:
@@ -230,3 +237,29 @@ async def test_D01_commands_api_validates_against_the_stations_version(
                                       json=local_list)
         assert refused.status_code == 422, refused.text
         assert not any(a == "SendLocalList" for a, _ in old.received)
+
+
+async def test_every_ocpp21_only_charger_action_survives_near_valid_payloads(
+    csms: Csms, raw: Callable[..., Any]
+) -> None:
+    """The 2.1-only actions a station may send, fuzzed as tests/e2e/test_fuzz.py does 2.0.1's:
+    a CALLRESULT valid in 2.1 or a CALLERROR with an OCPP-J code, never InternalError."""
+    only_21 = sorted((set(csms.ocpp.router.table) | NOT_YET_21)  # type: ignore[attr-defined]
+                     - known_actions("2.0.1"))
+    assert "NotifyDERAlarm" in only_21 and "VatNumberValidation" in only_21
+    internal_before = metrics.errors.labels("InternalError")._value.get()
+    answered = 0
+    async with raw("FUZZ21", ["ocpp2.1"]) as station:
+        await station.boot("2.1")
+        for action in only_21:
+            for text in draw(action, 12, "v21"):
+                message_id = json.loads(text)[1]
+                reply = await station.send_raw(text, message_id)
+                if reply[0] == 4:
+                    assert reply[2] in SPEC_CODES - {"InternalError"}, (reply, text[:300])
+                else:
+                    validate_response(action, reply[2], version="2.1")
+                answered += 1
+        assert (await station.ok("Heartbeat", {}, "2.1"))["currentTime"]
+    assert metrics.errors.labels("InternalError")._value.get() == internal_before
+    assert answered == 12 * len(only_21)
