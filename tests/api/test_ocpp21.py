@@ -7,9 +7,6 @@ The simulator speaks 2.0.1 only, so the 2.1 stations here are raw `websockets` c
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import itertools
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,7 +14,6 @@ from typing import Any
 
 import pytest
 import websockets
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 
 from csms import metrics
@@ -27,68 +23,11 @@ from csms.ocpp.schemas import known_actions, validate_request, validate_response
 from tests.api.conftest import Client
 from tests.e2e.conftest import PASSWORD, StationFactory
 from tests.e2e.test_fuzz import SPEC_CODES, draw
+from tests.raw_station import Raw, basic_auth
 from tests.support import eventually
 
 Payload = dict[str, Any]
 NOW = "2026-12-05T08:00:00Z"
-
-
-def _auth(station_id: str) -> dict[str, str]:
-    token = base64.b64encode(f"{station_id}:{PASSWORD}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
-class Raw:
-    """A station as a bare WebSocket: `call` sends a CALL and returns the CSMS's answer
-    frame; the CSMS's own CALLs are answered by `replies` (action -> payload) or, for an
-    action not there, with a CALLERROR NotSupported, and kept in `received`."""
-
-    def __init__(self, ws: ClientConnection, replies: dict[str, Payload]) -> None:
-        self.ws = ws
-        self.replies = replies
-        self.received: list[tuple[str, Payload]] = []
-        self._ids = itertools.count(1)
-        self._answers: dict[str, asyncio.Future[list[Any]]] = {}
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for raw in self.ws:
-            frame = json.loads(raw)
-            if frame[0] == 2:
-                _, message_id, action, payload = frame
-                self.received.append((action, payload))
-                if action in self.replies:
-                    answer: list[Any] = [3, message_id, self.replies[action]]
-                else:
-                    answer = [4, message_id, "NotSupported", "", {}]
-                await self.ws.send(json.dumps(answer))
-            elif (future := self._answers.pop(frame[1], None)) is not None:
-                future.set_result(frame)
-
-    async def call(self, action: str, payload: Payload) -> list[Any]:
-        message_id = f"m{next(self._ids)}"
-        return await self.send_raw(json.dumps([2, message_id, action, payload]), message_id)
-
-    async def send_raw(self, text: str, message_id: str) -> list[Any]:
-        """Send `text` as it is; the answer whose id is `message_id`."""
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._answers[message_id] = future
-        await self.ws.send(text)
-        return await asyncio.wait_for(future, 10)
-
-    async def ok(self, action: str, payload: Payload, version: str) -> Payload:
-        """The CALLRESULT's payload, checked against `version`'s response schema."""
-        frame = await self.call(action, payload)
-        assert frame[0] == 3, frame
-        validate_response(action, frame[2], version=version)
-        return dict(frame[2])
-
-    async def boot(self, version: str) -> None:
-        reply = await self.ok("BootNotification", {
-            "reason": "PowerUp",
-            "chargingStation": {"vendorName": "Raw", "model": "V2X-1"},
-        }, version)
-        assert reply["status"] == "Accepted"
 
 
 @pytest.fixture
@@ -102,7 +41,7 @@ def raw(csms: Csms, make_station: StationFactory) -> Callable[..., Any]:
         async with websockets.connect(
             f"ws://127.0.0.1:{csms.ocpp.port}/ocpp/{station_id}",
             subprotocols=offered,  # type: ignore[arg-type]
-            additional_headers=_auth(station_id),
+            additional_headers=basic_auth(station_id, PASSWORD),
         ) as ws:
             station = Raw(ws, replies or {})
             try:
@@ -137,7 +76,7 @@ async def test_A00_unknown_subprotocol_is_still_refused_with_400(
         async with websockets.connect(
             f"ws://127.0.0.1:{csms.ocpp.port}/ocpp/OLD16",
             subprotocols=["ocpp1.6", "ocpp2.2"],  # type: ignore[list-item]
-            additional_headers=_auth("OLD16"),
+            additional_headers=basic_auth("OLD16", PASSWORD),
         ):
             pass
     assert refused.value.response.status_code == 400
