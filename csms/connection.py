@@ -23,7 +23,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from csms import frames, metrics
-from csms.frames import Call, CallError, CallResult, FrameError, Payload
+from csms.frames import Call, CallError, CallResult, CallResultError, FrameError, Payload, Send
 from csms.ocpp.schemas import VERSION, validate_request, validate_response
 
 log = structlog.get_logger()
@@ -153,6 +153,9 @@ class Connection:
                 return
             await self._refuse(exc, raw)
             return
+        if isinstance(frame, Send | CallResultError):
+            await self._unanswered(frame, raw)
+            return
         if isinstance(frame, Call):
             try:
                 self._inbox.put_nowait(frame)
@@ -169,6 +172,23 @@ class Connection:
             return
         if not pending[2].done():
             pending[2].set_result(frame)
+
+    async def _unanswered(self, frame: Send | CallResultError, raw: str | bytes) -> None:
+        """OCPP 2.1's SEND and CALLRESULTERROR, which nobody answers: logged, and the error
+        counted (no SEND is acted on yet: docs/requirements-status.md). On 2.0.1 they are
+        unknown message types."""
+        if self.ctx.ocpp_version == "2.0.1":
+            kind = 6 if isinstance(frame, Send) else 7
+            await self._refuse(FrameError("MessageTypeNotSupported",
+                                          f"message type {kind} is unknown in OCPP 2.0.1",
+                                          frame.message_id), raw)
+            return
+        if isinstance(frame, Send):
+            self.log.info("send.ignored", action=frame.action[:64], message_id=frame.message_id)
+        else:
+            metrics.errors.labels("CallResultError").inc()
+            self.log.warning("frame.callresult_refused", message_id=frame.message_id,
+                             code=frame.code, reason=frame.description)
 
     async def _refuse(self, exc: FrameError, raw: str | bytes) -> None:
         metrics.errors.labels(exc.code).inc()

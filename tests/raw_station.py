@@ -30,6 +30,7 @@ class Raw:
         self.ws = ws
         self.replies = replies
         self.received: list[tuple[str, Payload]] = []
+        self.unmatched: list[list[Any]] = []  # answers to no CALL of ours
         self._ids = itertools.count(1)
         self._answers: dict[str, asyncio.Future[list[Any]]] = {}
         self._reader = asyncio.create_task(self._read())
@@ -47,6 +48,8 @@ class Raw:
                 await self.ws.send(json.dumps(answer))
             elif (future := self._answers.pop(frame[1], None)) is not None:
                 future.set_result(frame)
+            else:
+                self.unmatched.append(frame)
 
     async def call(self, action: str, payload: Payload) -> list[Any]:
         message_id = f"m{next(self._ids)}"

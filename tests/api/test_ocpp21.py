@@ -202,3 +202,23 @@ async def test_every_ocpp21_only_charger_action_survives_near_valid_payloads(
         assert (await station.ok("Heartbeat", {}, "2.1"))["currentTime"]
     assert metrics.errors.labels("InternalError")._value.get() == internal_before
     assert answered == 12 * len(only_21)
+
+
+async def test_ocpp21_send_and_callresulterror_get_no_answer_but_are_unknown_in_201(
+    csms: Csms, raw: Callable[..., Any]
+) -> None:
+    """OCPP-J 2.1's SEND (NotifyPeriodicEventStream) and CALLRESULTERROR are never answered;
+    on a 2.0.1 connection they are unknown message types."""
+    stream = {"id": 1, "pending": 0, "basetime": NOW, "data": [{"t": 0.0, "v": "1"}]}
+    async with raw("SEND21", ["ocpp2.1"]) as new, raw("SEND201", ["ocpp2.0.1"]) as old:
+        await new.boot("2.1")
+        await new.ws.send(json.dumps([6, "s1", "NotifyPeriodicEventStream", stream]))
+        await new.ws.send(json.dumps([7, "r1", "FormatViolation", "bad", {}]))
+        assert (await new.ok("Heartbeat", {}, "2.1"))["currentTime"]  # answered in order
+        assert new.unmatched == []
+        await old.boot("2.0.1")
+        for text, message_id in [(json.dumps([6, "s2", "NotifyPeriodicEventStream", stream]),
+                                  "s2"),
+                                 (json.dumps([7, "r2", "FormatViolation", "bad", {}]), "r2")]:
+            refused = await old.send_raw(text, message_id)
+            assert refused[:3] == [4, message_id, "MessageTypeNotSupported"]
