@@ -36,8 +36,10 @@ def raw(csms: Csms, make_station: StationFactory) -> Callable[..., Any]:
 
     @asynccontextmanager
     async def connect(station_id: str, offered: list[str],
-                      replies: dict[str, Payload] | None = None) -> AsyncIterator[Raw]:
-        await make_station(station_id, start=False)
+                      replies: dict[str, Payload] | None = None,
+                      provision: bool = True) -> AsyncIterator[Raw]:
+        if provision:
+            await make_station(station_id, start=False)
         async with websockets.connect(
             f"ws://127.0.0.1:{csms.ocpp.port}/ocpp/{station_id}",
             subprotocols=offered,  # type: ignore[arg-type]
@@ -60,12 +62,29 @@ def _meter(measurand: str, value: float, unit: str = "W") -> Payload:
 async def test_A00_station_chooses_ocpp21_in_its_order_of_preference(
     csms: Csms, raw: Callable[..., Any]
 ) -> None:
+    async def version(station_id: str) -> str | None:
+        conn = csms.connections.local(station_id)
+        return conn.ctx.ocpp_version if conn else None
+
+    async def stored(station_id: str) -> str | None:
+        record = await csms.store.stations.get(station_id)
+        return record.ocpp_version if record else None
+
     async with raw("PREFERS21", ["ocpp2.1", "ocpp2.0.1"]) as station:
         assert station.ws.subprotocol == "ocpp2.1"
-        assert csms.connections.local("PREFERS21").ctx.ocpp_version == "2.1"
+        assert await eventually(lambda: version("PREFERS21")) == "2.1"
     async with raw("PREFERS201", ["ocpp2.0.1", "ocpp2.1"]) as station:
         assert station.ws.subprotocol == "ocpp2.0.1"
-        assert csms.connections.local("PREFERS201").ctx.ocpp_version == "2.0.1"
+        assert await eventually(lambda: version("PREFERS201")) == "2.0.1"
+    assert await eventually(lambda: stored("PREFERS21")) == "2.1"
+    # the same station back with 2.0.1 only: its stored version follows its connection
+
+    async def back_on_201() -> bool:
+        return await stored("PREFERS21") == "2.0.1"
+
+    async with raw("PREFERS21", ["ocpp2.0.1"], provision=False) as station:
+        assert station.ws.subprotocol == "ocpp2.0.1"
+        await eventually(back_on_201)
 
 
 async def test_A00_unknown_subprotocol_is_still_refused_with_400(
