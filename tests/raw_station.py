@@ -51,6 +51,10 @@ class Raw:
             else:
                 self.unmatched.append(frame)
 
+    def stop(self) -> None:
+        """Stop answering (the socket is closed by its owner)."""
+        self._reader.cancel()
+
     async def call(self, action: str, payload: Payload) -> list[Any]:
         message_id = f"m{next(self._ids)}"
         return await self.send_raw(json.dumps([2, message_id, action, payload]), message_id)

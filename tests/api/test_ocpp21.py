@@ -49,7 +49,7 @@ def raw(csms: Csms, make_station: StationFactory) -> Callable[..., Any]:
             try:
                 yield station
             finally:
-                station._reader.cancel()
+                station.stop()
 
     return connect
 

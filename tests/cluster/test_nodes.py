@@ -80,7 +80,7 @@ async def test_an_ocpp21_station_on_node_b_is_commanded_as_21_through_node_a(
                  "idTokenInfo": {"status": "Accepted"}}]})
         assert reply.status_code == 200, reply.text
         assert [action for action, _ in station.received] == ["SendLocalList"]
-        station._reader.cancel()
+        station.stop()
 
 
 async def _booted(node: Node, station_id: str) -> bool:
