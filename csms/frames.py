@@ -1,4 +1,5 @@
-"""OCPP-J framing (OCPP 2.0.1 Part 4): parse and build CALL / CALLRESULT / CALLERROR.
+"""OCPP-J framing (OCPP 2.0.1 and 2.1 Part 4): parse and build CALL / CALLRESULT / CALLERROR,
+and 2.1's SEND and CALLRESULTERROR (which a 2.0.1 connection refuses: connection.py).
 
 The one place that knows the wire format. A frame that cannot be parsed raises `FrameError`
 carrying the error code the spec names and, when one could be read, the message id, so the
@@ -21,6 +22,8 @@ from csms import jsontext
 CALL = 2
 CALLRESULT = 3
 CALLERROR = 4
+CALLRESULTERROR = 7  # OCPP 2.1: the answer to a CALLRESULT the receiver could not process
+SEND = 6  # OCPP 2.1: a CALL that gets no answer (NotifyPeriodicEventStream)
 MAX_MESSAGE_ID_LENGTH = 36
 # The deepest OCPP 2.0.1 payload nests about 8 levels (NotifyEVChargingSchedule); the
 # rest is headroom for customData and DataTransfer's free-form data.
@@ -51,7 +54,22 @@ class CallError:
     details: Payload = field(default_factory=dict)
 
 
-Frame = Call | CallResult | CallError
+@dataclass(frozen=True)
+class Send:
+    message_id: str
+    action: str
+    payload: Payload
+
+
+@dataclass(frozen=True)
+class CallResultError:
+    message_id: str
+    code: str
+    description: str = ""
+    details: Payload = field(default_factory=dict)
+
+
+Frame = Call | CallResult | CallError | Send | CallResultError
 
 
 class FrameError(Exception):
@@ -82,21 +100,24 @@ def parse(text: str | bytes) -> Frame:
     type_id, message_id = data[0], data[1]
     if not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_MESSAGE_ID_LENGTH:
         raise FrameError("RpcFrameworkError", "messageId must be a string of 1-36 characters")
-    if type_id == CALL:
+    if type_id in (CALL, SEND):
         if len(data) != 4 or not isinstance(data[2], str):
-            raise FrameError("RpcFrameworkError", "CALL is [2, id, action, payload]", message_id)
+            raise FrameError("RpcFrameworkError", f"[{type_id}, id, action, payload] expected",
+                             message_id)
         if not isinstance(data[3], dict):
             raise FrameError("FormatViolation", "payload must be a JSON object", message_id)
-        return Call(message_id, data[2], data[3])
+        kind = Call if type_id == CALL else Send
+        return kind(message_id, data[2], data[3])
     if type_id == CALLRESULT:
         if len(data) != 3 or not isinstance(data[2], dict):
             raise FrameError("RpcFrameworkError", "CALLRESULT is [3, id, payload]", message_id)
         return CallResult(message_id, data[2])
-    if type_id == CALLERROR:
+    if type_id in (CALLERROR, CALLRESULTERROR):
         if len(data) not in (4, 5):
-            raise FrameError("RpcFrameworkError", "CALLERROR is [4, id, code, desc, details]")
+            raise FrameError("RpcFrameworkError", f"[{type_id}, id, code, desc, details] expected")
         details = data[4] if len(data) == 5 and isinstance(data[4], dict) else {}
-        return CallError(message_id, str(data[2]), str(data[3]), details)
+        error = CallError if type_id == CALLERROR else CallResultError
+        return error(message_id, str(data[2])[:64], str(data[3])[:512], details)
     raise FrameError("MessageTypeNotSupported", f"message type {type_id!r} is unknown", message_id)
 
 
@@ -115,10 +136,12 @@ def _head_id(text: str) -> str | None:
 
 
 def dump(frame: Frame) -> str:
-    if isinstance(frame, Call):
-        data: list[Any] = [CALL, frame.message_id, frame.action, frame.payload]
+    if isinstance(frame, Call | Send):
+        data: list[Any] = [CALL if isinstance(frame, Call) else SEND, frame.message_id,
+                           frame.action, frame.payload]
     elif isinstance(frame, CallResult):
         data = [CALLRESULT, frame.message_id, frame.payload]
     else:
-        data = [CALLERROR, frame.message_id, frame.code, frame.description, frame.details]
+        data = [CALLERROR if isinstance(frame, CallError) else CALLRESULTERROR,
+                frame.message_id, frame.code, frame.description, frame.details]
     return json.dumps(data, separators=(",", ":"))

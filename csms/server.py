@@ -1,11 +1,16 @@
 """The WebSocket endpoint stations connect to: the handshake rules, then one Connection each.
 
 Handshake (OCPP 2.0.1 Part 4 and block A): the identity is the last path segment; the station
-must offer the `ocpp2.0.1` subprotocol (else HTTP 400, with the reason); Security Profile 1/2
+must offer `ocpp2.0.1` or `ocpp2.1` (else HTTP 400, with the reason); Security Profile 1/2
 Basic auth with username = identity (else HTTP 401); Security Profile 3 a client certificate
 whose CN is the identity (another station's certificate: HTTP 403). A station never connects
 with a lower profile than it has used (A05: HTTP 401). Unknown stations are refused unless
 auto-registration is on. A second connection for an identity replaces the first.
+
+Versions: RFC 6455 (4.1) has the client list its subprotocols "ordered by preference" and
+the server select one of them, so the CSMS takes the first one the station offers that it
+speaks: a station offering `ocpp2.1, ocpp2.0.1` gets 2.1, one offering them the other way
+round 2.0.1. The connection's context and the station's row keep the version chosen.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ from csms.store.stations import Admission
 
 log = structlog.get_logger()
 
-SUBPROTOCOL = "ocpp2.0.1"
+# subprotocol -> OCPP version (csms/ocpp/schemas.py's names)
+SUBPROTOCOLS: dict[str, str] = {"ocpp2.0.1": "2.0.1", "ocpp2.1": "2.1"}
 MAX_IDENTITY_LENGTH = 48
 # Connections the kernel may hold before we accept them (capped by net.core.somaxconn).
 # asyncio's default of 100 overflows when thousands of stations reconnect at once: the
@@ -60,6 +66,16 @@ def offered_subprotocols(request: Request) -> list[str]:
         p.strip() for value in request.headers.get_all("Sec-WebSocket-Protocol")
         for p in value.split(",") if p.strip()
     ]
+
+
+def choose_subprotocol(offered: Sequence[str]) -> str | None:
+    """The first subprotocol the station offers that the CSMS speaks (RFC 6455 4.1: the
+    client's list is ordered by preference), or None."""
+    return next((p for p in offered if p in SUBPROTOCOLS), None)
+
+
+def _select_subprotocol(ws: ServerConnection, offered: Sequence[str]) -> str | None:
+    return choose_subprotocol(offered)
 
 
 def basic_credentials(request: Request) -> tuple[str, str] | None:
@@ -142,7 +158,8 @@ class OcppServer:
             self._handle,
             self.config.host,
             self.config.port,
-            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            subprotocols=list(SUBPROTOCOLS),  # type: ignore[arg-type]
+            select_subprotocol=_select_subprotocol,  # type: ignore[arg-type]
             process_request=self._handshake,
             max_size=self.config.max_message_bytes,
             ping_interval=None,  # Connection pings, spread over the interval
@@ -195,10 +212,10 @@ class OcppServer:
         if station_id is None:
             return self._refuse(ws, HTTPStatus.NOT_FOUND, "no_identity",
                                 "the URL must end with the station identity (1-48 characters)")
-        if SUBPROTOCOL not in offered_subprotocols(request):
+        if choose_subprotocol(offered_subprotocols(request)) is None:
             return self._refuse(ws, HTTPStatus.BAD_REQUEST, "no_subprotocol",
-                                f"no supported subprotocol: this CSMS speaks {SUBPROTOCOL}",
-                                station_id)
+                                "no supported subprotocol: this CSMS speaks "
+                                + " and ".join(SUBPROTOCOLS), station_id)
         if (locked := self._locked(ws, station_id)) is not None:
             return locked
         credentials = basic_credentials(request)
@@ -319,10 +336,12 @@ class OcppServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         station_id = station_identity(ws.request.path if ws.request else "")
-        if station_id is None or ws.subprotocol != SUBPROTOCOL:
-            await ws.close(1002, f"{SUBPROTOCOL} subprotocol required")
+        version = SUBPROTOCOLS.get(ws.subprotocol or "")
+        if station_id is None or version is None:
+            await ws.close(1002, "an OCPP subprotocol is required")
             return
-        ctx = StationContext(station_id, boot_status=self._admitted.pop(ws, None))
+        ctx = StationContext(station_id, boot_status=self._admitted.pop(ws, None),
+                             ocpp_version=version)
         conn = Connection(ctx, ws, self.router, call_timeout=self.config.call_timeout_s,
                           on_seen=self.presence.seen, ping_interval=self.config.ping_interval_s,
                           max_message_bytes=self.config.max_message_bytes)
@@ -331,9 +350,10 @@ class OcppServer:
             log.info("station.replaced", station_id=station_id)
             await old.close(1000, "replaced by a new connection")
         now = self.clock.now()
-        await self.store.stations.set_connected(station_id, now)
+        await self.store.stations.set_connected(station_id, now, version)
         self.events.publish(StationConnected(station_id, now))
-        log.info("station.connected", station_id=station_id, boot_status=ctx.boot_status)
+        log.info("station.connected", station_id=station_id, boot_status=ctx.boot_status,
+                 ocpp_version=version)
         try:
             await conn.run()
         finally:

@@ -56,6 +56,8 @@ class Station(Model):
     has_password: bool
     security_profile: int | None = Field(
         None, description="the lowest security profile the station may connect with (A05)")
+    ocpp_version: str | None = Field(
+        None, description="OCPP version of its latest connection (2.0.1 or 2.1)")
 
 
 class Connector(Model):

@@ -36,7 +36,7 @@ from csms.connection import (
 )
 from csms.events import Event, EventBus, StationDisconnected
 from csms.frames import FrameError, Payload
-from csms.ocpp.schemas import validate_request
+from csms.ocpp.schemas import VERSION, VERSIONS, validate_request
 
 log = structlog.get_logger()
 
@@ -66,7 +66,8 @@ class RemoteStation:
     margin: float
 
     async def call(self, action: str, payload: Payload, timeout: float | None = None) -> Payload:
-        validate_request(action, payload)  # a bad request is our bug: fail before sending
+        # a bad request is our bug: fail before sending
+        validate_request(action, payload, version=self.ctx.ocpp_version)
         wait = (timeout or self.call_timeout) + self.margin
         answer = await self._ask(wire.call_request(action, payload, timeout), wait)
         outcome = answer.get("outcome")
@@ -156,8 +157,8 @@ class Member:
         await self._nc.publish(GONE, wire.encode({"workers": [self.worker_id]}))
         for h in await self.registry.holdings():
             if h.worker_id != self.worker_id:
-                self._elsewhere[h.station_id] = self._remote(h.station_id, h.worker_id,
-                                                             h.connected_at, h.boot_status)
+                self._elsewhere[h.station_id] = self._remote(
+                    h.station_id, h.worker_id, h.connected_at, h.boot_status, h.ocpp_version)
         await self._nc.subscribe(wire.EVENTS, cb=self._on_event)
         await self._nc.subscribe(wire.CLAIMS, cb=self._on_claim)
         await self._nc.subscribe(wire.RELEASES, cb=self._on_release)
@@ -222,9 +223,12 @@ class Member:
         self._wake.set()
 
     def _remote(self, station_id: str, worker: str, at: datetime,
-                boot_status: str | None) -> RemoteStation:
+                boot_status: str | None, version: object = None) -> RemoteStation:
+        """The stand-in; `version` as the holder said (one we speak, else 2.0.1's)."""
         assert self._nc is not None
-        return RemoteStation(station_id, worker, at, StationContext(station_id, boot_status),
+        ctx = StationContext(station_id, boot_status,
+                             ocpp_version=str(version) if version in VERSIONS else VERSION)
+        return RemoteStation(station_id, worker, at, ctx,
                              self._nc.request, self.call_timeout, self.config.call_margin_s)
 
     # -- sockets: subscribe, claim, release (in order, one station at a time) --------------
@@ -264,7 +268,7 @@ class Member:
         held.claimed_boot = local.ctx.boot_status
         await self._nc.publish(wire.CLAIMS, wire.encode({
             "station": station_id, "worker": self.worker_id, "at": held.at.isoformat(),
-            "boot_status": held.claimed_boot}))
+            "boot_status": held.claimed_boot, "ocpp_version": local.ctx.ocpp_version}))
         await self.registry.hold(station_id, self.worker_id, held.at)
 
     async def _on_claim(self, msg: Msg) -> None:
@@ -288,7 +292,8 @@ class Member:
         if known is not None and (known.worker_id, known.connected_at) == (worker, at):
             known.ctx.boot_status = boot  # the same socket, booted since: same stand-in
             return
-        self._elsewhere[station_id] = self._remote(station_id, worker, at, boot)
+        self._elsewhere[station_id] = self._remote(station_id, worker, at, boot,
+                                                   body.get("ocpp_version"))
         local = self.connections.local(station_id)
         if local is not None and self.connections.detach(local):
             log.info("station.moved", station_id=station_id, to=worker)

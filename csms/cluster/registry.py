@@ -30,6 +30,7 @@ class Holding:
     worker: int
     connected_at: datetime
     boot_status: str | None  # as stored: what another worker's scheduler needs to know
+    ocpp_version: str | None = None  # as stored: what its requests are validated against
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,8 @@ class Registry:
     async def holdings(self, limit: int = 100_000) -> list[Holding]:
         rows = await self.pool.fetch(
             "SELECT s.station_id, s.worker_id, w.node, w.worker, s.connected_at,"
-            " st.boot_status FROM station_sockets s JOIN cluster_workers w USING (worker_id)"
+            " st.boot_status, st.ocpp_version"
+            " FROM station_sockets s JOIN cluster_workers w USING (worker_id)"
             " LEFT JOIN stations st ON st.id = s.station_id"
             " ORDER BY s.station_id LIMIT $1", limit)
         return [Holding(**dict(r)) for r in rows]

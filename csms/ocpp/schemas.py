@@ -1,4 +1,6 @@
-"""Validation against the official OCPP 2.0.1 JSON schemas shipped in the `ocpp` package.
+"""Validation against the official OCPP 2.0.1 and 2.1 JSON schemas shipped in the `ocpp`
+package. Every function takes the `version` of the connection (the subprotocol the station
+chose, see server.py): a payload is judged by its connection's version's schemas only.
 
 A schema error becomes the CALLERROR code the spec names for it (Part 4, 4.3): a wrong type
 is TypeConstraintViolation, a missing field OccurrenceConstraintViolation, a bad value
@@ -32,7 +34,9 @@ from jsonschema.exceptions import ValidationError
 from csms.clock import parse_ocpp
 from csms.frames import FrameError
 
-VERSION = "2.0.1"
+VERSION = "2.0.1"  # the default where no connection says otherwise
+VERSIONS = ("2.0.1", "2.1")
+_FOLDERS = {"2.0.1": "v201", "2.1": "v21"}
 
 _CODES = {
     "type": "TypeConstraintViolation",
@@ -85,11 +89,16 @@ def _bound(node: Any) -> None:
             _bound(value)
 
 
+def _folder(version: str) -> Any:
+    """The `ocpp` package's schema folder for `version` (KeyError: not one we speak)."""
+    return resources.files("ocpp") / _FOLDERS[version] / "schemas"
+
+
 @cache
-def bounded(action: str, response: bool) -> dict[str, Any]:
-    """The official schema of `action` with the CSMS's bounds added."""
+def bounded(action: str, response: bool, version: str = VERSION) -> dict[str, Any]:
+    """The official schema of `action` in `version` with the CSMS's bounds added."""
     name = f"{action}{'Response' if response else 'Request'}.json"
-    path = resources.files("ocpp") / "v201" / "schemas" / name
+    path = _folder(version) / name
     schema = json.loads(path.read_text(encoding="utf-8-sig"))
     unit = schema.get("definitions", {}).get("UnitOfMeasureType")
     if unit:
@@ -99,37 +108,41 @@ def bounded(action: str, response: bool) -> dict[str, Any]:
 
 
 @cache
-def known_actions() -> frozenset[str]:
-    folder = resources.files("ocpp") / "v201" / "schemas"
+def known_actions(version: str = VERSION) -> frozenset[str]:
+    """The actions (CALLs, either direction) `version` defines."""
     return frozenset(
-        f.name.removesuffix("Request.json") for f in folder.iterdir()
+        f.name.removesuffix("Request.json") for f in _folder(version).iterdir()
         if f.name.endswith("Request.json")
     )
 
 
 @cache
-def _validator(action: str, response: bool) -> Draft4Validator:
-    return Draft4Validator(bounded(action, response), format_checker=_FORMATS)
+def _validator(action: str, response: bool, version: str) -> Draft4Validator:
+    return Draft4Validator(bounded(action, response, version), format_checker=_FORMATS)
 
 
 @cache
-def _fast(action: str, response: bool) -> Callable[[Any], Any]:
+def _fast(action: str, response: bool, version: str) -> Callable[[Any], Any]:
     return fastjsonschema.compile(
-        bounded(action, response),
+        bounded(action, response, version),
         use_default=False,  # never write schema defaults into a payload we store
         formats={"date-time": is_date_time},
         detailed_exceptions=False,
     )
 
 
-def _check(action: str, payload: dict[str, Any], response: bool, message_id: str | None) -> None:
+def _check(action: str, payload: dict[str, Any], response: bool, message_id: str | None,
+           version: str) -> None:
+    if action not in known_actions(version):  # no schema: the caller should have asked
+        raise FrameError("NotImplemented", f"OCPP {version} has no action {action!r}",
+                         message_id)
     try:
-        _fast(action, response)(payload)
+        _fast(action, response, version)(payload)
         return
     except fastjsonschema.JsonSchemaException:
         pass
     try:
-        _validator(action, response).validate(payload)
+        _validator(action, response, version).validate(payload)
     except ValidationError as exc:
         _raise(action, exc, message_id)
 
@@ -140,20 +153,22 @@ def _raise(action: str, error: ValidationError, message_id: str | None) -> None:
     raise FrameError(code, f"{action}: {where}: {error.message}"[:500], message_id)
 
 
-def validate_request(action: str, payload: dict[str, Any], message_id: str | None = None) -> None:
-    _check(action, payload, False, message_id)
+def validate_request(action: str, payload: dict[str, Any], message_id: str | None = None,
+                     version: str = VERSION) -> None:
+    _check(action, payload, False, message_id, version)
 
 
-def validate_response(action: str, payload: dict[str, Any], message_id: str | None = None) -> None:
-    _check(action, payload, True, message_id)
+def validate_response(action: str, payload: dict[str, Any], message_id: str | None = None,
+                      version: str = VERSION) -> None:
+    _check(action, payload, True, message_id, version)
 
 
 @cache
-def request_schema(action: str) -> dict[str, Any]:
+def request_schema(action: str, version: str = VERSION) -> dict[str, Any]:
     """The action's request schema with its `$ref`s resolved in place, for documents (such as
-    OpenAPI) in which the schema's own `#/definitions` cannot be reached. OCPP 2.0.1's types
-    are not recursive, so resolving terminates."""
-    path = resources.files("ocpp") / "v201" / "schemas" / f"{action}Request.json"
+    OpenAPI) in which the schema's own `#/definitions` cannot be reached. OCPP's types are
+    not recursive, so resolving terminates."""
+    path = _folder(version) / f"{action}Request.json"
     schema = json.loads(path.read_text(encoding="utf-8-sig"))
     definitions = schema.pop("definitions", {})
 

@@ -31,16 +31,19 @@ class StationRecord:
     pending_since: datetime | None = None
     local_list_version: int | None = None
     local_list_synced_at: datetime | None = None
+    ocpp_version: str | None = None  # of its latest connection: "2.0.1" or "2.1"
 
 
 _COLUMNS = (
     "id, created_at, vendor, model, serial_number, firmware_version, boot_status, last_boot_at,"
     " online, connected_at, disconnected_at, last_seen, report_complete_at,"
     " password_hash IS NOT NULL AS has_password, security_profile, boot_hold, pending_since,"
-    " local_list_version, local_list_synced_at"
+    " local_list_version, local_list_synced_at, ocpp_version"
 )
 
 
+# station id, online, time, OCPP version (of a connect; None for a disconnect)
+State = tuple[str, bool, datetime, str | None]
 # station id, vendor, model, serial number, firmware version, reason, status, time
 Boot = tuple[str, str, str, str | None, str | None, str, str, datetime]
 
@@ -56,7 +59,7 @@ class StationRepo:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
         # connection state and boots: group-committed, a reconnect storm is thousands at once
-        self._states: GroupCommit[tuple[str, bool, datetime]] = GroupCommit(
+        self._states: GroupCommit[State] = GroupCommit(
             self._write_states, "station-states")
         self._boots: GroupCommit[Boot] = GroupCommit(self._write_boots, "station-boots")
         self._profiles: GroupCommit[tuple[str, int]] = GroupCommit(
@@ -183,30 +186,38 @@ class StationRepo:
             " WHERE id = $1", station_id, version, now,
         )
 
-    async def set_connected(self, station_id: str, now: datetime) -> None:
-        await self._states.write([(station_id, True, now)])
+    async def set_connected(self, station_id: str, now: datetime,
+                            ocpp_version: str | None = None) -> None:
+        """Online from `now`, speaking `ocpp_version` (None: keep the stored one)."""
+        await self._states.write([(station_id, True, now, ocpp_version)])
 
     async def set_disconnected(self, station_id: str, now: datetime) -> None:
         """A late write for a replaced connection must not mark its successor offline."""
-        await self._states.write([(station_id, False, now)])
+        await self._states.write([(station_id, False, now, None)])
 
     async def close(self) -> None:
         await self._states.close()
         await self._boots.close()
         await self._profiles.close()
 
-    async def _write_states(self, changes: list[tuple[str, bool, datetime]]) -> None:
+    async def _write_states(self, changes: list[State]) -> None:
         """A storm's connects and disconnects in two statements. Connects go first, so a
         disconnect in the same batch is still checked against its successor's connect."""
         latest: dict[bool, dict[str, datetime]] = {True: {}, False: {}}
-        for station_id, online, ts in changes:
+        versions: dict[str, str | None] = {}
+        for station_id, online, ts, version in changes:
             seen = latest[online]
-            seen[station_id] = max(ts, seen.get(station_id, ts))
+            if ts >= seen.get(station_id, ts):
+                seen[station_id] = ts
+                if online:
+                    versions[station_id] = version
         if connected := latest[True]:
             await self.pool.execute(
-                "UPDATE stations s SET online = true, connected_at = u.ts, last_seen = u.ts"
-                " FROM unnest($1::text[], $2::timestamptz[]) AS u(id, ts) WHERE s.id = u.id",
-                list(connected), list(connected.values()),
+                "UPDATE stations s SET online = true, connected_at = u.ts, last_seen = u.ts,"
+                " ocpp_version = COALESCE(u.version, s.ocpp_version)"
+                " FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS u(id, ts, version)"
+                " WHERE s.id = u.id",
+                list(connected), list(connected.values()), [versions[s] for s in connected],
             )
         if disconnected := latest[False]:
             await self.pool.execute(

@@ -8,12 +8,15 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+import websockets
+
 from csms.app import Csms
 from csms.cluster.broker import EmbeddedBroker
 from csms.config import Config
 from simulators.station import Station, StationSpec
 from tests.cluster.conftest import Node, node_config
 from tests.e2e.conftest import _HASH, PASSWORD
+from tests.raw_station import Raw, basic_auth
 from tests.support import eventually
 
 
@@ -54,6 +57,30 @@ async def test_remote_control_through_node_a_reaches_a_station_on_node_b(
     reply = await a.http.post("/api/stations/CS-B1/commands/trigger-message",
                               json={"requested_message": "Heartbeat"})
     assert reply.status_code == 409, reply.text
+
+
+async def test_an_ocpp21_station_on_node_b_is_commanded_as_21_through_node_a(
+    nodes: dict[str, Node],
+) -> None:
+    """Node a's stand-in knows the station's version: a request valid in 2.1 only (a
+    DirectPayment token) passes node a's check and reaches the 2.1 station on node b."""
+    a, b = nodes["a"], nodes["b"]
+    await b.csms.store.stations.add("CS-B21", _HASH, b.csms.clock.now())
+    async with websockets.connect(
+        f"{b.url}/CS-B21", subprotocols=["ocpp2.1"],  # type: ignore[list-item]
+        additional_headers=basic_auth("CS-B21", PASSWORD),
+    ) as ws:
+        station = Raw(ws, {"SendLocalList": {"status": "Accepted"}})
+        await station.boot("2.1")
+        await eventually(lambda: _booted(a, "CS-B21"), timeout=20)
+        assert a.csms.connections.get("CS-B21").ctx.ocpp_version == "2.1"
+        reply = await a.http.post("/api/stations/CS-B21/commands/send-local-list", json={
+            "versionNumber": 3, "updateType": "Full", "localAuthorizationList": [
+                {"idToken": {"idToken": "PAY-1", "type": "DirectPayment"},
+                 "idTokenInfo": {"status": "Accepted"}}]})
+        assert reply.status_code == 200, reply.text
+        assert [action for action, _ in station.received] == ["SendLocalList"]
+        station.stop()
 
 
 async def _booted(node: Node, station_id: str) -> bool:
