@@ -86,8 +86,8 @@ class Csms:
                           client_cas=client_cas(config, ca))
         commands = Commands(connections, store, clock)
         scheduler = None
-        # in a cluster, worker 0 of each node plans (`plans_here`); per-site leases
-        # (csms/scheduling/leases.py) keep each site to one planner across nodes
+        # in a cluster, every worker that `plans_here` takes its share of the sites; the
+        # per-site leases (csms/scheduling/leases.py) keep each site to one planner
         if config.scheduler.on and plans_here(config):
             scheduler = Scheduler(config.scheduler, store, commands, connections, events, clock,
                                   sites, db.url)
@@ -157,8 +157,8 @@ class Csms:
 
 def plans_here(config: Config) -> bool:
     """Whether this process runs the scheduler: always alone; in a cluster where
-    `[cluster] plans` says so (worker 0 of each node; the site leases decide which node
-    plans which site)."""
+    `[cluster] plans` says so (every worker by default; the site leases decide which
+    process plans which site)."""
     return not config.cluster.broker_url or config.cluster.plans
 
 

@@ -160,8 +160,8 @@ class ClusterConfig:
     heartbeat_s: float = 5.0  # each worker's row in the registry is refreshed this often
     worker_ttl_s: float = 20.0  # a worker not seen for this long is dead: its stations go
     call_margin_s: float = 5.0  # a routed CALL waits the station's timeout plus this
-    plans: bool = True  # run the scheduler in this process (until per-site leases land,
-                        # `csms serve --workers N` plans on worker 0 only)
+    plans: bool = True  # run the scheduler in this process; each planning process takes
+                        # its share of the sites (the site leases: one planner per site)
 
     def __post_init__(self) -> None:
         if len(self.node) > 64 or not (self.node == "" or self.node.isprintable()):

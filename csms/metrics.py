@@ -23,8 +23,9 @@ plan_seconds = Histogram("csms_plan_seconds", "Time to plan a site (engine, in a
                          ["site"])
 profiles = Counter("csms_profiles_total", "Charging profiles the scheduler sent, by purpose "
                    "and outcome", ["purpose", "outcome"])
-scheduler_leases = Counter("csms_scheduler_leases_total", "Sites this process took (taken) "
-                           "or lost (lost: its lease connection went) to plan", ["site", "event"])
+scheduler_leases = Counter("csms_scheduler_leases_total", "Sites this process took (taken), "
+                           "gave back to a process under its share (released) or lost (lost: "
+                           "its lease connection went) to plan", ["site", "event"])
 scheduler_sites_owned = Gauge("csms_scheduler_sites_owned", "Sites this process plans now "
                               "(holds the lease of)")
 non_compliance = Counter("csms_non_compliance_total", "Meter samples of an EVSE drawing "
