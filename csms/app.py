@@ -90,7 +90,7 @@ class Csms:
         # per-site leases (csms/scheduling/leases.py) keep each site to one planner
         if config.scheduler.on and plans_here(config):
             scheduler = Scheduler(config.scheduler, store, commands, connections, events, clock,
-                                  sites, db.url)
+                                  sites, db.url, node=member.worker_id if member else "")
             await scheduler.start()
         await ocpp.start()
         csms = cls(config, clock, db, store, events, connections, commands, ocpp, scheduler,

@@ -75,7 +75,8 @@ class Scheduler:
     sites: dict[str, SitePlanner] = field(default_factory=dict)
     gateway: Gateway = field(init=False)
     leases: Leases | None = None
-    node: str = ""
+    node: str = ""  # who holds a lease, as operators see it: [scheduler] node_name, else
+                   # the cluster worker (node/worker), else host:pid
     _by_station: dict[str, SitePlanner] = field(default_factory=dict)
     _site_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -88,7 +89,7 @@ class Scheduler:
     def __post_init__(self) -> None:
         self.gateway = Gateway(self.commands, self.connections, self.store,
                                self.config.max_concurrent_calls)
-        self.node = self.node or self.config.node_name or default_node_name()
+        self.node = self.config.node_name or self.node or default_node_name()
 
     def add_site(self, site_file: SiteFile) -> SitePlanner:
         """A planner for the site, fed its stations' events (its task is not started)."""
