@@ -9,8 +9,9 @@ or stored twice.
 Two `csms serve --workers 1` nodes (a, b) on one PostgreSQL (embedded in a temporary
 folder, or DATABASE_URL) and one nats-server, with their default cluster and scheduler
 settings (`[cluster] heartbeat_s` 5, `worker_ttl_s` 20; `[scheduler] lease_retry_s` 5).
-One site holds every station (one 7 kW EVSE each) under a feeder that fits a third of them
-at full power, so the plan shapes every session. Node a starts first and so plans the site.
+--sites sites share the stations (one 7 kW EVSE each), each under a feeder that fits a
+third of its stations at full power, so the plan shapes every session. Node a starts
+first and takes every site; once b is up, a gives b its share (the site leases).
 
 The stations are plain WebSocket clients in --generators processes of their own; even ids
 connect to a, odd to b. Half of them (every other pair) charge: TransactionEvent Started,
@@ -20,12 +21,13 @@ random back-off in [0, --backoff] s it connects to the other node, boots, and re
 unacknowledged event (the same seqNo: the offline queue). Every CALL from the CSMS gets
 {"status": "Accepted"}; each SetChargingProfile's arrival time is recorded.
 
-After --warmup seconds (all booted, a plan sent), node a gets SIGKILL at T0. Reported, from
-T0: every one of a's stations booted on b (p50, max); b holds the site's lease; b stored
-its first plan; every charging station got a SetChargingProfile after its reconnect (or
-after T0 for those on b). Then, from the database: events acknowledged to a station but
-not stored (lost) and events stored twice (the key makes that impossible; counted anyway
-from `transactions.event_count` against the rows).
+After --warmup seconds (all booted, the sites shared, plans sent), node a gets SIGKILL
+at T0. Reported, from T0: every one of a's stations booted on b (p50, max); b holds every
+site's lease; b stored a plan of every site; every charging station got a
+SetChargingProfile after its reconnect (or after T0 for those on b). Then, from the
+database: events acknowledged to a station but not stored (lost) and events stored twice
+(the key makes that impossible; counted anyway from `transactions.event_count` against
+the rows).
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ CSMS = [sys.executable, "-m", "csms.cli"]
 SITE = "failover"
 
 
-def site_file(folder: Path, stations: int) -> Path:
-    path = folder / f"{SITE}.toml"
+def site_file(folder: Path, name: str, prefix: str, stations: int) -> Path:
+    path = folder / f"{name}.toml"
     path.write_text(f"""[site]
 utc_offset = "+08:00"
 default_departure = "07:30"
@@ -70,7 +72,7 @@ limit_kw = {max(10.0, stations * 7.4 / 3):.1f}
 
 [[evse_groups]]
 count = {stations}
-id_prefix = "F"
+id_prefix = "{prefix}"
 node = "feeder"
 wiring = "wye"
 phases = "rotate"
@@ -83,8 +85,13 @@ ocpp_evse_id = 1
     return path
 
 
-def station_ids(stations: int) -> list[str]:
-    return [f"F{i + 1:03d}" for i in range(stations)]
+def sites_of(stations: int, sites: int) -> dict[str, list[str]]:
+    """Site id -> its station ids (as the site file's evse_groups name them)."""
+    out = {}
+    for k in range(sites):
+        count = stations // sites + (1 if k < stations % sites else 0)
+        out[f"{SITE}-{k + 1}"] = [f"F{k + 1}x{i + 1:03d}" for i in range(count)]
+    return out
 
 
 def now_ocpp() -> str:
@@ -209,7 +216,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     admin_url, _server = database()
     url = await fresh_database(admin_url)
     folder = Path(tempfile.mkdtemp(prefix="bench-failover-"))
-    ids = station_ids(args.stations)
+    by_site = sites_of(args.stations, args.sites)
+    ids = [sid for members in by_site.values() for sid in members]
+    files = [site_file(folder, site, f"F{k + 1}x", len(members))
+             for k, (site, members) in enumerate(by_site.items())]
     proc = await asyncio.create_subprocess_exec(*CSMS, "migrate", "--database-url", url,
                                                 stdout=asyncio.subprocess.DEVNULL)
     await proc.wait()
@@ -219,7 +229,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     config = folder / "csms.toml"
     config.write_text(f'[api]\nenabled = false\n[log]\nlevel = "warning"\n'
                       f'[server]\nping_interval_s = 0\n'
-                      f'[scheduler]\nsites = ["{site_file(folder, args.stations)}"]\n')
+                      f'[scheduler]\nsites = {json.dumps([str(f) for f in files])}\n')
     broker = await EmbeddedBroker.start()
     ports = [free_port(), free_port()]
     nodes = [await start_node("a", config, url, broker.url, ports[0])]
@@ -235,21 +245,22 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         for p in procs:
             p.start()
         await asyncio.sleep(args.warmup)
-        lease = (await holders(db, [SITE]))[SITE]
-        plans_before = await db.fetchval("SELECT count(*) FROM plans WHERE site_id = $1", SITE)
+        leases = await holders(db, list(by_site))
+        plans_before = await db.fetchval("SELECT count(*) FROM plans")
         t0 = time.time()
         nodes[0].send_signal(signal.SIGKILL)
         await nodes[0].wait()
         t_lease = t_plan = None
         while time.time() < t_end and (t_lease is None or t_plan is None):
-            holder = (await holders(db, [SITE]))[SITE]
-            if t_lease is None and holder is not None and holder.node.startswith("b/"):
+            now = await holders(db, list(by_site))
+            if t_lease is None and all(h is not None and h.node.startswith("b/")
+                                       for h in now.values()):
                 t_lease = time.time() - t0
-            planned = await db.fetchval(
-                "SELECT extract(epoch FROM min(planned_at)) FROM plans WHERE site_id = $1"
-                " AND planned_at > to_timestamp($2)", SITE, t0)
-            if t_plan is None and planned is not None:
-                t_plan = float(planned) - t0
+            planned = await db.fetch(
+                "SELECT site_id, extract(epoch FROM min(planned_at)) AS at FROM plans"
+                " WHERE planned_at > to_timestamp($1) GROUP BY site_id", t0)
+            if t_plan is None and len(planned) == len(by_site):
+                t_plan = max(float(r["at"]) for r in planned) - t0
             await asyncio.sleep(0.1)
         records: dict[str, Any] = {}
         for _ in procs:
@@ -280,7 +291,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         profile_delays.append(min(got) - t0 if got else None)
     acked = {(f"T-{sid}", seq) for sid in charging for seq in records[sid]["acked"]}
     return {
-        "stations": args.stations, "lease_before": lease.node if lease else None,
+        "stations": args.stations, "sites": args.sites,
+        "planners_before_kill": sorted({h.node for h in leases.values() if h}),
+        "sites_on_a": sum(1 for h in leases.values() if h and h.node.startswith("a/")),
         "plans_before_kill": plans_before,
         "a_stations": len(on_a), "a_stations_not_back": missing,
         "reconnected_p50_s": round(pct(delays, 50), 2) if delays else None,
@@ -299,6 +312,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--stations", type=int, default=1000)
+    p.add_argument("--sites", type=int, default=4, help="the stations split over this many")
     p.add_argument("--warmup", type=float, default=60.0, help="seconds before the kill")
     p.add_argument("--after", type=float, default=60.0, help="seconds watched after it")
     p.add_argument("--generators", type=int, default=2)
