@@ -22,9 +22,10 @@ unacknowledged event (the same seqNo: the offline queue). Every CALL from the CS
 {"status": "Accepted"}; each SetChargingProfile's arrival time is recorded.
 
 After --warmup seconds (all booted, the sites shared, plans sent), node a gets SIGKILL
-at T0. Reported, from T0: every one of a's stations booted on b (p50, max); b holds every
-site's lease; b stored a plan of every site; every charging station got a
-SetChargingProfile after its reconnect (or after T0 for those on b). Then, from the
+(`--signal term`: SIGTERM, the stop of a rolling restart) at T0. Reported, from T0:
+every one of a's stations booted on b (p50, max); b holds every site's lease; b stored a
+plan of every site; every charging station got a SetChargingProfile after its reconnect
+(or after T0 for those on b). Then, from the
 database: events acknowledged to a station but not stored (lost) and events stored twice
 (the key makes that impossible; counted anyway from `transactions.event_count` against
 the rows).
@@ -174,10 +175,13 @@ async def run_station(sid: str, index: int, urls: list[str], t_end: float,
                         await link.call("TransactionEvent", pending)
                         record["acked"].append(pending["seqNo"])
                         started, seq, pending = True, seq + 1, None
-                        await asyncio.sleep(args["tx_every"])
                     else:
                         await link.call("Heartbeat", {})
-                        await asyncio.sleep(30)
+                    # as firmware does, notice a closed socket at once, not at the next send
+                    await asyncio.wait({link.reader},
+                                       timeout=args["tx_every"] if charging else 30)
+                    if link.reader.done():
+                        raise ConnectionError("socket closed")
         except (OSError, ConnectionError, TimeoutError, websockets.ConnectionClosed,
                 websockets.InvalidHandshake):
             record["dropped"].append(time.time())
@@ -214,6 +218,12 @@ async def start_node(name: str, config: Path, url: str, broker: str,
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     admin_url, _server = database()
+    return await run(admin_url, args)
+
+
+async def run(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One failover on a fresh database of the PostgreSQL at `admin_url`
+    (tests/cluster/test_failover.py runs it small)."""
     url = await fresh_database(admin_url)
     folder = Path(tempfile.mkdtemp(prefix="bench-failover-"))
     by_site = sites_of(args.stations, args.sites)
@@ -248,7 +258,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         leases = await holders(db, list(by_site))
         plans_before = await db.fetchval("SELECT count(*) FROM plans")
         t0 = time.time()
-        nodes[0].send_signal(signal.SIGKILL)
+        nodes[0].send_signal(signal.SIGKILL if args.signal == "kill" else signal.SIGTERM)
         await nodes[0].wait()
         t_lease = t_plan = None
         while time.time() < t_end and (t_lease is None or t_plan is None):
@@ -291,7 +301,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         profile_delays.append(min(got) - t0 if got else None)
     acked = {(f"T-{sid}", seq) for sid in charging for seq in records[sid]["acked"]}
     return {
-        "stations": args.stations, "sites": args.sites,
+        "signal": args.signal, "stations": args.stations, "sites": args.sites,
         "planners_before_kill": sorted({h.node for h in leases.values() if h}),
         "sites_on_a": sum(1 for h in leases.values() if h and h.node.startswith("a/")),
         "plans_before_kill": plans_before,
@@ -309,7 +319,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-if __name__ == "__main__":
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--stations", type=int, default=1000)
     p.add_argument("--sites", type=int, default=4, help="the stations split over this many")
@@ -318,4 +328,10 @@ if __name__ == "__main__":
     p.add_argument("--generators", type=int, default=2)
     p.add_argument("--tx-every", type=float, default=10.0)
     p.add_argument("--backoff", type=float, default=2.0)
-    print(json.dumps(asyncio.run(main(p.parse_args())), indent=2))
+    p.add_argument("--signal", choices=["kill", "term"], default="kill",
+                   help="kill: SIGKILL (a crash); term: SIGTERM (a rolling restart's stop)")
+    return p
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main(parser().parse_args())), indent=2))
