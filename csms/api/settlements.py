@@ -137,13 +137,20 @@ def _overlaps(events: list[GridEvent], node: str, start: datetime, end: datetime
 
 
 @router.post("/{site_id}/events/{event_id}/settlement", responses={
-    404: {"description": "no such event"},
-    409: {"description": "the event has not ended, or is shorter than one interval"}})
+    403: {"description": "a portfolio named by a caller who may not write portfolios"},
+    404: {"description": "no such event, or no such portfolio"},
+    409: {"description": "the event has not ended, or is shorter than one interval; the "
+          "portfolio has no revenue shares, or this event is in its ledger already"},
+    422: {"description": "bad body, or the site is not a member of the portfolio"}})
 async def settle_event(event: EventDep, body: SettlementIn, who: Settler,
                        parts: PartsDep) -> SettlementOut:
     """Settle an ended event: baseline from similar days (event days excluded), delivery
-    per 15-minute interval, payment and penalty; appended to the audit log."""
+    per 15-minute interval, payment and penalty, energy and emissions (site and each
+    session); appended to the audit log. With `portfolio`: the revenue-split ledger too."""
     site = configured(parts, event.site_id)
+    if body.portfolio is not None and not who.may(Permission.PORTFOLIOS_WRITE):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {who.role} may not write a "
+                            "portfolio's ledger (needs permission portfolios:write)")
     now = parts.clock.now()
     end = event.effective_end
     if end > now:

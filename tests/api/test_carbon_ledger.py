@@ -149,7 +149,7 @@ async def _session(station: Any, tx: str, token: str, started: datetime,
 
 
 async def test_a_settlement_carries_carbon_figures_per_session_and_writes_the_ledger(
-    csms: Csms, client: Client, make_station: Any
+    csms: Csms, client: Client, make_station: Any, base_url: str
 ) -> None:
     a, b = await make_station("FA001"), await make_station("FA002")
     now = csms.clock.now().replace(second=0, microsecond=0)
@@ -190,6 +190,8 @@ async def test_a_settlement_carries_carbon_figures_per_session_and_writes_the_le
     assert (await operator.put(shares, json={"aggregator": 0.2, "site_operator": 0.3,
                                              "drivers": 0.5})).status_code == 200
     assert (await admin.post(url, json={**terms, "portfolio": "west"})).status_code == 404
+    async with await _token(csms, base_url, "grid", nodes=("street/transformer",)) as dso:
+        assert (await dso.post(url, json=terms)).status_code == 403  # settles, no ledger
 
     settled = await admin.post(url, json=terms)
     assert settled.status_code == 200, settled.text
@@ -226,7 +228,7 @@ async def test_a_settlement_carries_carbon_figures_per_session_and_writes_the_le
     assert [e["seq"] for e in recorded] == [r["audit_seq"] for r in ledger]
     assert all(e["body"]["settlement_seq"] == s["audit_seq"] for e in recorded)
 
-    async with await _token(csms, client("admin").base_url.__str__(), "aggregator",
+    async with await _token(csms, base_url, "aggregator",
                             portfolios=("east",)) as vpp:
         csv_text = (await vpp.get("/api/portfolios/east/ledger",
                                   params={"format": "csv"})).text
