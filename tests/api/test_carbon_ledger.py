@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 
 from csms import metrics
 from csms.api.auth import new_token
@@ -98,9 +99,13 @@ async def test_emission_factors_are_set_by_the_grid_company_or_aggregator_and_bo
                                 "end": (now + timedelta(days=60, hours=1)).isoformat()}]),
         ]:
             before = _rejected(reason)
-            refused = await dso.put(url, json={"intervals": bad})
+            with structlog.testing.capture_logs() as logs:
+                refused = await dso.put(url, json={"intervals": bad})
             assert refused.status_code == 422, (reason, refused.text)
             assert _rejected(reason) == before + 1, reason
+            assert [(e["event"], e["reason"], e["site"]) for e in logs
+                    if e["event"].endswith(".rejected")] == [
+                ("emission_factors.rejected", reason, "street")]
         nan_body = json.dumps({"intervals": [{**hour, "kg_per_kwh": math.nan}]})
         nan = await dso.put(url, content=nan_body, headers={"Content-Type": "application/json"})
         assert nan.status_code == 422
