@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openleadr import OpenADRServer
+from openleadr import OpenADRServer, utils
 
 from csms import metrics
 from csms.app import Csms
@@ -84,6 +84,15 @@ class Vtn:
             intervals=[{"dtstart": start, "duration": timedelta(minutes=minutes),
                         "signal_payload": value}], market_context="oadr://jiangsu-dr")
 
+    def modify(self, event_id: str, value: float) -> None:
+        """A new payload for the event's first interval, as a utility revises an event."""
+        event = utils.find_by(self.server.events[VEN_ID], "event_descriptor.event_id",
+                              event_id)
+        signal = utils.getmember(event, "event_signals")[0]
+        utils.setmember(utils.getmember(signal, "intervals")[0], "signal_payload", value)
+        utils.increment_event_modification_number(event)
+        self.server.events_updated[VEN_ID] = True
+
 
 @pytest.fixture
 async def vtn() -> AsyncIterator[Vtn]:
@@ -149,7 +158,20 @@ async def test_the_ven_turns_vtn_events_into_grid_events_and_reports_metered_loa
     assert await _until(lambda: vtn.opts.get(huge)) == "optOut"
     cap = vtn.event("LOAD_CONTROL", "x-loadControlSetpoint", 30.0, start)
     assert await _until(lambda: vtn.opts.get(cap)) == "optIn"
-    assert [e["kind"] for e in await _ours(client, "lane", f"openadr:{cap}")] == ["limit"]
+    assert [(e["kind"], e["kw"]) for e in await _ours(client, "lane", f"openadr:{cap}")] == [
+        ("limit", 6.0)]
+
+    vtn.modify(cap, 40.0)  # revised: the old limits go, new ones come
+
+    async def revised() -> list[tuple[float, str]]:
+        lane = await _ours(client, "lane", f"openadr:{cap}")
+        return sorted((e["kw"], e["status"]) for e in lane)
+
+    for _ in range(200):
+        if len(await revised()) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert await revised() == [(6.0, "cancelled"), (8.0, "scheduled")]
 
     vtn.server.cancel_event(VEN_ID, dispatch)
 
