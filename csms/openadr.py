@@ -15,8 +15,9 @@ Anything else (SIMPLE levels, deltas, prices, an ended event, a malformed interv
 answered optOut, counted (`csms_openadr_events_total`, `csms_rejected_inputs_total`) and
 logged. A modified event replaces its grid events; a cancelled one cancels them. Every
 grid event is a `dispatch.created` in the audit log, every answer an `openadr.answered`.
-Events are found again by their reference (`openadr:<event id>`), so a restart that
-receives the same events does not dispatch them twice.
+Events are found again by their reference (`openadr:<event id>#<modification number>`),
+so a restart that receives the same events does not dispatch them twice, and one that
+receives a modification it had not seen still replaces them.
 
 The VEN reports the portfolio's metered EV load (kW, from Power.Active.Import samples) per
 interval as TELEMETRY_USAGE, when the VTN asks for it.
@@ -227,13 +228,13 @@ class Ven:
     # ------------------------------------------------------------------ events
 
     async def on_event(self, event: dict[str, Any]) -> str:
-        return await self._answer(event, replace=False)
+        return await self._answer(event)
 
     async def on_update_event(self, event: dict[str, Any]) -> str:
         """A modified event replaces its grid events; a cancelled one cancels them."""
-        return await self._answer(event, replace=True)
+        return await self._answer(event)
 
-    async def _answer(self, event: dict[str, Any], replace: bool) -> str:
+    async def _answer(self, event: dict[str, Any]) -> str:
         descriptor = event.get("event_descriptor") or {}
         event_id = str(descriptor.get("event_id", ""))[:100]
         async with self._lock:
@@ -242,7 +243,7 @@ class Ven:
                     n = await self._cancel(event_id)
                     opt, reason = OPT_IN, f"cancelled {n}"
                 else:
-                    opt, reason = await self._dispatch(event_id, event, replace)
+                    opt, reason = await self._dispatch(event_id, event)
             except Refused as exc:
                 metrics.rejected_inputs.labels("openadr_event", exc.reason).inc()
                 log.warning("openadr.event_refused", vtn_event=event_id, reason=exc.reason,
@@ -259,8 +260,8 @@ class Ven:
             log.info("openadr.answered", vtn_event=event_id, opt=opt, reason=reason)
             return opt
 
-    def _reference(self, event_id: str) -> str:
-        return f"openadr:{event_id}"
+    def _reference(self, event_id: str, modification: object = "") -> str:
+        return f"openadr:{event_id}#{modification}"
 
     async def _portfolio(self) -> Portfolio:
         found = await self.store.portfolios.get(self.config.portfolio)
@@ -275,15 +276,18 @@ class Ven:
         out: list[GridEvent] = []
         for site_id in sorted({m.site_id for m in portfolio.members}):
             out += [e for e in await self.store.grid.events(site_id, now, since=now)
-                    if e.reference == self._reference(event_id) and e.cancelled_at is None]
+                    if (e.reference or "").startswith(self._reference(event_id))
+                    and e.cancelled_at is None]
         return out
 
-    async def _dispatch(self, event_id: str, event: dict[str, Any],
-                        replace: bool) -> tuple[str, str]:
+    async def _dispatch(self, event_id: str, event: dict[str, Any]) -> tuple[str, str]:
+        """Grid events for the event's modification, replacing those of an earlier one."""
         now = self.clock.now()
         order = instruction(event, now)
+        reference = self._reference(
+            event_id, (event.get("event_descriptor") or {}).get("modification_number", 0))
         existing = await self._ours(event_id)
-        if existing and not replace:
+        if existing and all(e.reference == reference for e in existing):
             return OPT_IN, "already dispatched"
         portfolio = await self._portfolio()
         members = member_sites(portfolio, self.sites, order.kind)
@@ -299,7 +303,7 @@ class Ven:
                 for m, share in zip(members, self.split(kw, members), strict=True):
                     e = await self.store.grid.add_event(
                         m.site_id, m.node, order.kind, round(share, 3), start, end,
-                        self._reference(event_id), self.actor, now, conn)
+                        reference, self.actor, now, conn)
                     await self.store.audit.append(self.audit_key, self.actor,
                                                   "dispatch.created", grid.audited(e) | {
                                                       "portfolio": portfolio.id}, now, conn)
@@ -338,7 +342,10 @@ class Ven:
         metrics.openadr_reports.inc()
         step = sampling_interval if sampling_interval > timedelta(0) else \
             timedelta(seconds=self.config.report_interval_s)
-        portfolio = await self._portfolio()
+        portfolio = await self.store.portfolios.get(self.config.portfolio)
+        if portfolio is None:
+            log.warning("openadr.no_portfolio", portfolio=self.config.portfolio)
+            return []
         evses: list[tuple[str, int]] = []
         for m in portfolio.members:
             site = self.sites.get(m.site_id)

@@ -126,7 +126,7 @@ async def _until(check: Callable[[], Any], seconds: float = 20.0) -> Any:
 
 async def _ours(client: Client, site: str, reference: str) -> list[dict[str, Any]]:
     events = (await client("admin").get(f"/api/sites/{site}/events")).json()
-    return [e for e in events if e["reference"] == reference]
+    return [e for e in events if (e["reference"] or "").startswith(reference + "#")]
 
 
 async def test_the_ven_turns_vtn_events_into_grid_events_and_reports_metered_load(
@@ -172,6 +172,13 @@ async def test_the_ven_turns_vtn_events_into_grid_events_and_reports_metered_loa
             break
         await asyncio.sleep(0.1)
     assert await revised() == [(6.0, "cancelled"), (8.0, "scheduled")]
+    # the same event again (as after a restart, when the VEN syncs): nothing new
+    seen = next(e for e in csms.openadr._client.received_events
+                if e["event_descriptor"]["event_id"] == cap)
+    assert await csms.openadr.on_event(seen) == "optIn"
+    assert await revised() == [(6.0, "cancelled"), (8.0, "scheduled")]
+    assert [e["reference"] for e in await _ours(client, "lane", f"openadr:{cap}")
+            if e["status"] == "scheduled"] == [f"openadr:{cap}#1"]
 
     vtn.server.cancel_event(VEN_ID, dispatch)
 
