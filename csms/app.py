@@ -30,6 +30,7 @@ from csms.iso15118 import Iso15118
 from csms.lag import LagProbe
 from csms.ocpp.deps import Deps
 from csms.ocpp.routes import Router, routes
+from csms.openadr import Ven
 from csms.scheduling.scheduler import Scheduler
 from csms.server import OcppServer
 from csms.sites import Sites
@@ -62,6 +63,7 @@ class Csms:
     iso15118: Iso15118 | None = None
     sites: Sites = field(default_factory=Sites)  # as configured, planned here or not
     cluster: Member | None = None  # one worker of several (csms/cluster/); None: alone
+    openadr: Ven | None = None  # the OpenADR VEN, where `[openadr] vtn_url` is set
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Csms:
@@ -110,6 +112,10 @@ class Csms:
             csms.cost_updates = CostUpdates(store, commands, connections, clock,
                                             config.billing.cost_updated_interval_s)
             csms.cost_updates.start()
+        if config.openadr.vtn_url and plans_here(config) and config.cluster.worker == 0:
+            csms.openadr = Ven(config.openadr, store, clock, events, sites.models(),
+                               load_key(config.audit_dir()))  # one VEN per installation
+            await csms.openadr.start()
         if config.api.enabled:
             await csms._start_api()
         return csms
@@ -117,6 +123,8 @@ class Csms:
     async def stop(self) -> None:
         if self.api is not None:  # first: no request finds the store closed
             await self.api.stop()
+        if self.openadr is not None:
+            await self.openadr.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
         if self.renewal is not None:
@@ -143,6 +151,7 @@ class Csms:
                       ca=self.ca, firmware=self.firmware,
                       diagnostics=self.diagnostics, iso15118=self.iso15118,
                       audit_key=load_key(self.config.audit_dir()),
+                      carbon=self.sites.carbon(),
                       cluster=self.cluster.registry if self.cluster else None)
         api = ApiServer(self.config.api, build_app(parts), parts.stopping)
         try:

@@ -262,6 +262,36 @@ class Iso15118Config:
 
 
 @dataclass(frozen=True)
+class OpenAdrConfig:
+    """The OpenADR 2.0b VEN (csms/openadr.py, docs/decisions/0030-openadr-carbon-ledger.md):
+    registers with a utility's VTN, turns its events into grid events on the portfolio's
+    sites, answers optIn/optOut and reports the portfolio's metered load. No vtn_url: off."""
+
+    vtn_url: str = ""  # e.g. https://vtn.example.net/OpenADR2/Simple/2.0b
+    ven_name: str = ""  # how this VEN is known to the VTN
+    portfolio: str = ""  # the portfolio (csms portfolios) whose sites the events act on
+    ven_id: str = ""  # empty: the VTN assigns one at registration
+    report_interval_s: float = 60.0  # metered load per interval of this length
+    cert: str = ""  # PEM certificate and key signing messages (and TLS client auth)
+    key: str = ""
+    vtn_fingerprint: str = ""  # the VTN certificate's fingerprint, checked on messages
+    ca_file: str = ""  # CA for the VTN's TLS certificate
+    retry_s: float = 30.0  # registration is retried this often while the VTN is away
+
+    def __post_init__(self) -> None:
+        if not self.vtn_url:
+            return
+        if not self.vtn_url.startswith(("http://", "https://")):
+            raise ValueError("[openadr] vtn_url must be an http(s) URL")
+        if not self.ven_name or not self.portfolio:
+            raise ValueError("[openadr] vtn_url needs ven_name and portfolio")
+        if not 1 <= self.report_interval_s <= 86_400 or self.retry_s <= 0:
+            raise ValueError("[openadr] report_interval_s 1 to 86400, retry_s positive")
+        if bool(self.cert) != bool(self.key):
+            raise ValueError("[openadr] cert and key go together")
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     boot: BootConfig = field(default_factory=BootConfig)
@@ -276,6 +306,7 @@ class Config:
     billing: BillingConfig = field(default_factory=BillingConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    openadr: OpenAdrConfig = field(default_factory=OpenAdrConfig)
 
     def ca_dir(self) -> str:
         """Where the CSMS's own CA lives: configured, or beside the database folder."""

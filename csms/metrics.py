@@ -51,3 +51,10 @@ loop_lag = Histogram("csms_event_loop_lag_seconds", "How late a 100 ms timer fir
 contracts_refused = Counter("csms_contract_certificates_refused_total", "Authorize requests "
                             "whose contract certificate was not accepted (C07), by "
                             "certificateStatus", ["status"])
+rejected_inputs = Counter("csms_rejected_inputs_total", "Inputs refused at the edge (emission "
+                          "factors, revenue shares, OpenADR events), by input and reason",
+                          ["input", "reason"])
+openadr_events = Counter("csms_openadr_events_total", "OpenADR events from the VTN, by how the "
+                         "VEN answered (optIn, optOut) and why", ["opt", "reason"])
+openadr_reports = Counter("csms_openadr_reports_total", "Metered-load reports the VEN built for "
+                          "the VTN")
