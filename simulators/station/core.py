@@ -14,12 +14,13 @@ import functools
 import logging
 import random
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from simulators.clock import Clock, SystemClock, to_ocpp
-from simulators.device_model import DeviceModel, standard_device_model
+from simulators.device_model import DeviceModel, add_v2x_variables, standard_device_model
 from simulators.ev import EV
-from simulators.profiles import ProfileStore
+from simulators.profiles import V2X_OPERATION_MODES, ProfileStore
 from simulators.station import diagnostics, reservation, tariff_cost
 from simulators.station.authorization import LocalAuth, master_pass_group, may_stop
 from simulators.station.diagnostics import DiagnosticsState
@@ -73,6 +74,12 @@ class Station(Link, Physics):
             tx_message_attempts=spec.tx_message_attempts,
             tx_message_attempt_interval_s=spec.tx_message_attempt_interval_s,
         )
+        if spec.ocpp_version == "2.1":
+            for e in spec.evses:
+                if e.bidirectional:
+                    add_v2x_variables(
+                        self.device_model, e.evse_id, e.kind, e.phases, V2X_OPERATION_MODES
+                    )
         # fault injection
         self.ignore_profiles = False
         self.drop_responses = False
@@ -124,7 +131,7 @@ class Station(Link, Physics):
         else:  # started by RequestStartTransaction before the cable
             evse.tx.charging_state = self._charging_state(evse, self._draw(evse)[0])
             await self._tx_event(evse, "Updated", "CablePluggedIn")
-        if ev.iso15118:
+        if ev.iso15118 or ev.bidirectional:  # ISO 15118 (-20 for a bidirectional EV)
             await self._notify_charging_needs(evse)
         self._recompute_all()
 
@@ -374,9 +381,62 @@ class Station(Link, Physics):
             }
         if ev.departure is not None:
             needs["departureTime"] = to_ocpp(ev.departure)
+        if ev.bidirectional and self._can_discharge(evse):
+            self._add_v2x_needs(evse, needs)
         try:
             await self.call(
                 "NotifyEVChargingNeeds", {"evseId": evse.spec.evse_id, "chargingNeeds": needs}
             )
         except (ConnectionError, TimeoutError, CallFailed) as exc:
             log.info("%s NotifyEVChargingNeeds failed: %s", self.station_id, exc)
+
+    def _add_v2x_needs(self, evse: EvseState, needs: dict) -> None:
+        """OCPP 2.1: a bidirectional EV on a bidirectional EVSE asks for BPT and says what it
+        can give (ISO 15118-20 terms: signed energies to its reserve, its target and full)."""
+        ev = evse.ev
+        assert ev is not None
+        capacity_wh = ev.battery_kwh * 1000.0
+        if evse.spec.kind == "AC":
+            plain = needs["requestedEnergyTransfer"]
+            bpt = "AC_BPT"
+            charge_max_w = ev.max_ac_current_a * evse.spec.voltage_v * min(
+                ev.ac_phases, evse.spec.phases
+            )
+        else:
+            plain, bpt, charge_max_w = "DC", "DC_BPT", ev.max_dc_power_w
+        charge_max_w = min(charge_max_w, evse.spec.max_power_w or charge_max_w)
+        discharge_max_w = min(
+            ev.max_discharge_power_w if ev.max_discharge_power_w is not None else charge_max_w,
+            evse.spec.max_discharge_power_w or 0.0,
+        )
+        to_reserve_wh = (ev.min_soc - ev.soc) * capacity_wh  # negative: it may give this much
+        to_full_wh = (1.0 - ev.soc) * capacity_wh
+        target_soc = min(1.0, ev.soc + ev.energy_needed_wh / capacity_wh)
+        needs["requestedEnergyTransfer"] = bpt
+        needs["availableEnergyTransfer"] = [plain, bpt]
+        needs["controlMode"] = "ScheduledControl"
+        needs["v2xChargingParameters"] = {
+            "minChargePower": 0.0,
+            "maxChargePower": round(charge_max_w, 1),
+            "minDischargePower": 0.0,
+            "maxDischargePower": round(discharge_max_w, 1),
+            "evTargetEnergyRequest": round(ev.energy_needed_wh, 1),
+            "evMinEnergyRequest": round(min(ev.energy_needed_wh, max(0.0, to_reserve_wh)), 1),
+            "evMaxEnergyRequest": round(to_full_wh, 1),
+            "evMinV2XEnergyRequest": round(to_reserve_wh, 1),
+            "evMaxV2XEnergyRequest": round(to_full_wh, 1),
+            "targetSoC": round(target_soc * 100),
+        }
+        now = self.clock.now()
+        until = ev.departure or now + timedelta(hours=24)
+        needs["evEnergyOffer"] = {
+            "evPowerSchedule": {
+                "timeAnchor": to_ocpp(now),
+                "evPowerScheduleEntries": [
+                    {
+                        "duration": max(1, int((until - now).total_seconds())),
+                        "power": -round(discharge_max_w, 1),  # what it offers to give back
+                    }
+                ],
+            }
+        }

@@ -2,7 +2,7 @@
 
 It accepts one station at a time over a real WebSocket, answers the station's CALLs with
 defaults a test can override, sends CSMS-initiated CALLs on demand, and checks every
-payload that crosses the wire against the OCPP 2.0.1 JSON schemas.
+payload that crosses the wire against the JSON schemas of its OCPP version (2.0.1 or 2.1).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from simulators.ocppj import schema_errors
+from simulators.ocppj import SUBPROTOCOL, schema_errors
 
 Answer = dict | Callable[[dict], dict]
 
@@ -29,7 +29,9 @@ class ScriptedCsms:
         password: str | None = None,
         boot_status: str = "Accepted",
         interval: int = 300,
+        version: str = "2.0.1",
     ) -> None:
+        self.version = version
         self.password = password
         self.boot_status = boot_status
         self.interval = interval
@@ -50,7 +52,7 @@ class ScriptedCsms:
             self._handle,
             "127.0.0.1",
             0,
-            subprotocols=["ocpp2.0.1"],
+            subprotocols=[SUBPROTOCOL[self.version]],  # type: ignore[list-item]
             process_request=self._check_auth,
             compression=None,
         )
@@ -93,7 +95,7 @@ class ScriptedCsms:
     async def _on_message(self, ws: ServerConnection, msg: list) -> None:
         if msg[0] == 2:
             _, message_id, action, payload = msg
-            for problem in schema_errors(action, payload):
+            for problem in schema_errors(action, payload, version=self.version):
                 self.schema_problems.append(f"{action} request: {problem}")
             async with self._arrived:
                 self.received.append((action, payload))
@@ -114,7 +116,7 @@ class ScriptedCsms:
             if fut is None:
                 return
             if msg[0] == 3:
-                for problem in schema_errors(action, msg[2], response=True):
+                for problem in schema_errors(action, msg[2], response=True, version=self.version):
                     self.schema_problems.append(f"{action} response: {problem}")
                 fut.set_result(("result", msg[2]))
             else:

@@ -1,0 +1,210 @@
+"""V2X over OCPP 2.1 (Part 2 block Q): a bidirectional station discharges under the composite
+schedule and meters the export; one that cannot discharge rejects V2X profiles with the
+spec's reason codes. Over a real WebSocket against a scripted 2.1 (or 2.0.1) CSMS peer that
+checks every payload against its version's schemas."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from simulators.clock import to_ocpp
+from simulators.ev import EV
+from simulators.station import EvseSpec
+from tests.simulators.peer import ScriptedCsms
+from tests.simulators.test_station import eventually
+
+V2X_EVSE = EvseSpec(1, phases=3, max_current_a=16.0, bidirectional=True,
+                    max_discharge_power_w=11_000.0)
+
+
+@pytest.fixture
+async def peer21():
+    csms = ScriptedCsms(version="2.1")
+    await csms.start()
+    yield csms
+    await csms.stop()
+    assert csms.schema_problems == [], csms.schema_problems
+
+
+def profile(tx_id: str, periods: list[dict], pid: int = 20, start=None, **extra) -> dict:
+    schedule: dict = {"id": pid, "chargingRateUnit": "W", "chargingSchedulePeriod": periods}
+    kind = "Relative"
+    if start is not None:
+        schedule["startSchedule"] = to_ocpp(start)
+        kind = "Absolute"
+    return {
+        "id": pid,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": kind,
+        "transactionId": tx_id,
+        "chargingSchedule": [schedule],
+        **extra,
+    }
+
+
+async def v2x_session(peer, stations, ev: EV, **spec):
+    spec.setdefault("evses", [V2X_EVSE])
+    spec.setdefault("ocpp_version", "2.1")
+    st = stations(peer.url, **spec)
+    await st.start()
+    await st.plug_in(1, ev)
+    assert await st.present_token(1, "TOKEN1") == "Accepted"
+    return st
+
+
+def sampled(event: dict, measurand: str) -> float | None:
+    for mv in event.get("meterValue", []):
+        for sv in mv["sampledValue"]:
+            if sv.get("measurand") == measurand:
+                return sv["value"]
+    return None
+
+
+async def test_Q_21_station_offers_ocpp21_and_reports_v2x_needs(peer21, stations):
+    ev = EV(battery_kwh=60, soc=0.6, min_soc=0.3, bidirectional=True, energy_wanted_wh=6000)
+    st = await v2x_session(peer21, stations, ev)
+    assert st.ocpp_version == "2.1"
+    (needs,) = await peer21.wait_for("NotifyEVChargingNeeds")
+    cn = needs["chargingNeeds"]
+    assert cn["requestedEnergyTransfer"] == "AC_BPT"
+    v2x = cn["v2xChargingParameters"]
+    assert v2x["maxDischargePower"] == 11_000.0
+    assert v2x["evMinV2XEnergyRequest"] == pytest.approx(-18_000.0)  # 30 % of 60 kWh above
+    assert v2x["evTargetEnergyRequest"] == 6000.0
+    assert cn["evEnergyOffer"]["evPowerSchedule"]["evPowerScheduleEntries"][0]["power"] < 0
+    got = await peer21.result("GetVariables", {"getVariableData": [{
+        "component": {"name": "V2XChargingCtrlr", "evse": {"id": 1}},
+        "variable": {"name": "SupportedOperationModes"}}]})
+    assert "CentralSetpoint" in got["getVariableResult"][0]["attributeValue"]
+
+
+async def test_Q_negative_limit_discharges_and_the_meter_counts_export(peer21, stations):
+    ev = EV(battery_kwh=60, soc=0.6, min_soc=0.3, bidirectional=True, energy_wanted_wh=6000)
+    st = await v2x_session(peer21, stations, ev, meter_interval_s=60)
+    tx = st.transaction_id(1)
+    assert st.power_w(1) > 0
+    answer = await peer21.result("SetChargingProfile", {
+        "evseId": 1, "chargingProfile": profile(tx, [{"startPeriod": 0, "limit": -7000.0}])})
+    assert answer["status"] == "Accepted"
+    assert st.power_w(1) == pytest.approx(-7000.0)
+    soc_before = ev.soc
+    # periodic samples: export rising, signed Power.Active.Import negative
+    events = await peer21.wait_for(
+        "TransactionEvent", 2, where=lambda p: (sampled(p, "Power.Active.Import") or 0) < 0)
+    exports = [sampled(e, "Energy.Active.Export.Register") for e in events]
+    assert exports[1] > exports[0] >= 0
+    assert sampled(events[-1], "Power.Active.Import") == pytest.approx(-7000.0)
+    assert sampled(events[-1], "Power.Active.Export") == pytest.approx(7000.0)
+    assert ev.soc < soc_before
+    assert ev.energy_discharged_wh == pytest.approx(st.evses[1].export_wh)
+
+
+async def test_Q_central_setpoint_export_matches_the_profile(peer21, stations):
+    ev = EV(battery_kwh=60, soc=0.7, min_soc=0.2, bidirectional=True, energy_wanted_wh=0)
+    st = await v2x_session(peer21, stations, ev)
+    tx = st.transaction_id(1)
+    start = st.clock.now()
+    periods = [
+        {"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -5000.0,
+         "dischargeLimit": -9000.0, "limit": 11000.0},
+        {"startPeriod": 600, "operationMode": "Idle"},
+    ]
+    answer = await peer21.result("SetChargingProfile", {
+        "evseId": 1, "chargingProfile": profile(tx, periods, start=start)})
+    assert answer["status"] == "Accepted"
+    installed = st.clock.now()
+    assert st.power_w(1) == pytest.approx(-5000.0)
+    composite = await peer21.result("GetCompositeSchedule", {
+        "evseId": 1, "duration": 1200, "chargingRateUnit": "W"})
+    first = composite["schedule"]["chargingSchedulePeriod"][0]
+    assert (first["setpoint"], first["dischargeLimit"], first["operationMode"]) == (
+        -5000.0, -9000.0, "CentralSetpoint")
+    await eventually(lambda: (st.clock.now() - start).total_seconds() > 700, timeout=5)
+    assert st.power_w(1) == 0.0
+    expected = 5000.0 * (600 - (installed - start).total_seconds()) / 3600.0
+    assert st.evses[1].export_wh == pytest.approx(expected, abs=15.0)  # ~833 Wh
+    assert st.energy_wh(1) == 0.0  # nothing imported: the EV wanted nothing
+
+
+async def test_Q_soc_never_goes_below_the_reserve(peer21, stations):
+    ev = EV(battery_kwh=10, soc=0.32, min_soc=0.3, bidirectional=True, energy_wanted_wh=0)
+    st = await v2x_session(peer21, stations, ev, meter_interval_s=30)
+    tx = st.transaction_id(1)
+    answer = await peer21.result("SetChargingProfile", {
+        "evseId": 1, "chargingProfile": profile(tx, [
+            {"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -11000.0}])})
+    assert answer["status"] == "Accepted"
+    await eventually(lambda: st.power_w(1) == 0.0, timeout=5)
+    assert ev.soc == pytest.approx(0.3)
+    assert st.evses[1].export_wh == pytest.approx(200.0, abs=0.5)  # 2 % of 10 kWh
+    await asyncio.sleep(0.3)  # a few more samples at the reserve
+    socs = [sampled(e, "SoC") for e in peer21.of("TransactionEvent")]
+    assert min(s for s in socs if s is not None) >= 30.0
+    assert st.evses[1].export_wh == pytest.approx(200.0, abs=0.5)
+
+
+async def test_Q_non_bidirectional_21_station_rejects_v2x_with_reason_codes(peer21, stations):
+    ev = EV(battery_kwh=60, soc=0.6, bidirectional=True)
+    st = await v2x_session(peer21, stations, ev, evses=[EvseSpec(1, max_current_a=16.0)])
+    tx = st.transaction_id(1)
+    cases = [
+        ({"startPeriod": 0, "limit": -3000.0}, "ValuePositiveOnly"),
+        ({"startPeriod": 0, "limit": 5000.0, "dischargeLimit": -3000.0}, "UnsupportedParam"),
+        ({"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -3000.0},
+         "InvalidOperationMode"),
+        ({"startPeriod": 0, "operationMode": "ExternalLimits", "limit": 5000.0},
+         "InvalidOperationMode"),
+    ]
+    for period, reason in cases:
+        answer = await peer21.result("SetChargingProfile", {
+            "evseId": 1, "chargingProfile": profile(tx, [period])})
+        assert answer["status"] == "Rejected", period
+        assert answer["statusInfo"]["reasonCode"] == reason, period
+    assert st.power_w(1) > 0  # still charging as before
+    (needs,) = await peer21.wait_for("NotifyEVChargingNeeds")
+    assert "v2xChargingParameters" not in needs["chargingNeeds"]  # the EVSE cannot discharge
+
+
+async def test_Q_bidirectional_evse_on_201_cannot_discharge(peer, stations):
+    ev = EV(battery_kwh=60, soc=0.6, min_soc=0.3, bidirectional=True)
+    st = await v2x_session(peer, stations, ev, ocpp_version="2.0.1")
+    assert st.ocpp_version == "2.0.1"
+    tx = st.transaction_id(1)
+    answer = await peer.result("SetChargingProfile", {
+        "evseId": 1, "chargingProfile": profile(tx, [{"startPeriod": 0, "limit": -3000.0}])})
+    assert (answer["status"], answer["statusInfo"]["reasonCode"]) == (
+        "Rejected", "ValuePositiveOnly")
+    kind, code = await peer.call("SetChargingProfile", {
+        "evseId": 1, "chargingProfile": profile(tx, [
+            {"startPeriod": 0, "limit": 0.0, "dischargeLimit": -3000.0}])})
+    assert (kind, code) == ("error", "FormatViolation")  # not a 2.0.1 field
+    events = await peer.wait_for("TransactionEvent")
+    assert sampled(events[-1], "Energy.Active.Export.Register") is None
+
+
+async def test_Q_station_max_discharge_limit_caps_the_tx_profile(peer21, stations):
+    ev = EV(battery_kwh=60, soc=0.8, min_soc=0.2, bidirectional=True, energy_wanted_wh=0)
+    st = await v2x_session(peer21, stations, ev)
+    tx = st.transaction_id(1)
+    cap = {
+        "id": 1, "stackLevel": 0, "chargingProfilePurpose": "ChargingStationMaxProfile",
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": [{"id": 1, "chargingRateUnit": "W", "startSchedule":
+                              to_ocpp(st.clock.now()), "chargingSchedulePeriod": [
+                                  {"startPeriod": 0, "limit": 11000.0,
+                                   "dischargeLimit": -5000.0}]}],
+    }
+    assert (await peer21.result("SetChargingProfile", {"evseId": 0, "chargingProfile": cap}))[
+        "status"] == "Accepted"
+    answer = await peer21.result("SetChargingProfile", {"evseId": 1, "chargingProfile": profile(
+        tx, [{"startPeriod": 0, "limit": -9000.0}])})
+    assert answer["status"] == "Accepted", answer
+    assert st.power_w(1) == pytest.approx(-5000.0)
+    # below the EVSE's 6 A floor (IEC 61851) a discharge pauses, as charging does
+    answer = await peer21.result("SetChargingProfile", {"evseId": 1, "chargingProfile": profile(
+        tx, [{"startPeriod": 0, "limit": -3000.0}])})
+    assert answer["status"] == "Accepted"
+    assert st.power_w(1) == 0.0
