@@ -203,15 +203,15 @@ class Physics:
                     return p.schedule.charging_rate_unit
         return None
 
-    def _draw(self, evse: EvseState) -> tuple[float, float, int]:
-        """(power W, current A per phase, phases) the EV draws under the composite schedule;
-        negative while it discharges."""
+    def _draw(self, evse: EvseState, at: datetime | None = None) -> tuple[float, float, int]:
+        """(power W, current A per phase, phases) the EV draws under the composite schedule
+        (now, or `at`); negative while it discharges."""
         ev = evse.ev
         tx = evse.tx
         spec = evse.spec
         if ev is None or tx is None or not tx.authorized or tx.ended or not evse.operative:
             return 0.0, 0.0, 0
-        now = self.clock.now()
+        now = at or self.clock.now()
         electrical = self._electrical(evse)
         unit = "A" if spec.kind == "AC" else "W"
         op = None
@@ -282,14 +282,25 @@ class Physics:
         return got[0] / max(1, charging)
 
     def _advance(self, evse: EvseState) -> None:
-        """Integrate energy at the current power up to now."""
+        """Integrate energy up to now, changing the power at each schedule step in between:
+        the meter follows the profile to the second however late the meter loop wakes."""
         now = self.clock.now()
         last = evse.last_update
         evse.last_update = now
-        if last is None or evse.power_w == 0:
-            return
-        dt = (now - last).total_seconds()
-        if dt <= 0:
+        while last is not None and last < now:
+            change = None
+            if evse.tx is not None and not self.ignore_profiles:
+                change = next_change(self.profiles, evse.spec.evse_id, last,
+                                     (now - last).total_seconds(), self._tx(evse))
+            self._integrate(evse, ((change or now) - last).total_seconds())
+            if change is None:
+                return
+            self._set_power(evse, *self._draw(evse, change))
+            last = change
+
+    def _integrate(self, evse: EvseState, dt: float) -> None:
+        """Energy at the present power for `dt` seconds, into the EV and the meter."""
+        if evse.power_w == 0 or dt <= 0:
             return
         energy = evse.power_w * dt / 3600.0
         if energy < 0:  # V2X: the EV feeds back, down to its reserve

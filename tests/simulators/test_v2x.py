@@ -6,11 +6,15 @@ checks every payload against its version's schemas."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from simulators.clock import to_ocpp
+from simulators.clock import AcceleratedClock, to_ocpp
 from simulators.ev import EV
+from simulators.fleet import Fleet
+from simulators.scenario import draw_sessions, load_scenario
 from simulators.station import EvseSpec
 from tests.simulators.peer import ScriptedCsms
 from tests.simulators.test_station import eventually
@@ -124,8 +128,9 @@ async def test_Q_central_setpoint_export_matches_the_profile(peer21, stations):
         -5000.0, -9000.0, "CentralSetpoint")
     await eventually(lambda: (st.clock.now() - start).total_seconds() > 700, timeout=5)
     assert st.power_w(1) == 0.0
-    expected = 5000.0 * (600 - (installed - start).total_seconds()) / 3600.0
-    assert st.evses[1].export_wh == pytest.approx(expected, abs=15.0)  # ~833 Wh
+    # 5 kW from the install (between `start` and `installed`) to the Idle step at 600 s
+    least = 5000.0 * (600 - (installed - start).total_seconds()) / 3600.0
+    assert least - 0.1 <= st.evses[1].export_wh <= 5000.0 * 600 / 3600 + 0.1  # 833 Wh
     assert st.energy_wh(1) == 0.0  # nothing imported: the EV wanted nothing
 
 
@@ -208,3 +213,84 @@ async def test_Q_station_max_discharge_limit_caps_the_tx_profile(peer21, station
         tx, [{"startPeriod": 0, "limit": -3000.0}])})
     assert answer["status"] == "Accepted"
     assert st.power_w(1) == 0.0
+
+
+# ---- the scenario and the fleet -------------------------------------------------------
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "config" / "scenarios"
+
+
+def test_Q_v2g_scenario_has_a_21_v2g_station_and_a_201_one_on_an_overloaded_node():
+    sc = load_scenario(SCENARIOS / "v2g-evening.toml")
+    specs = {spec.station_id: (spec, node) for spec, node in sc.station_specs()}
+    v2g, v2g_node = specs["V2G01"]
+    home, home_node = specs["HOME01"]
+    assert v2g_node == home_node == "T-V2G"
+    assert (v2g.ocpp_version, v2g.subprotocols) == ("2.1", ("ocpp2.1",))
+    assert v2g.evses[0].bidirectional and v2g.evses[0].max_discharge_power_w == 11_000.0
+    assert (home.ocpp_version, home.evses[0].bidirectional) == ("2.0.1", False)
+    node = sc.nodes[0]
+    assert max(node.household_kw) > node.limit_kw  # the household peak alone is too much
+    sessions = {s.station_id: s for s in draw_sessions(sc)}
+    car = sessions["V2G01"]
+    assert car.bidirectional and car.min_soc == 0.3 and car.soc > car.min_soc
+    assert not sessions["HOME01"].bidirectional
+
+
+TINY_V2G = """
+name = "tiny-v2g"
+seed = 1
+utc_offset = "+00:00"
+start = "2026-11-23T17:00:00Z"
+end = "2026-11-23T18:00:00Z"
+meter_interval_s = 600
+trace_interval_s = 600
+
+[[nodes]]
+id = "T1"
+limit_kw = 20
+
+[[stations]]
+id = "B{n:02d}"
+node = "T1"
+ocpp_version = "2.1"
+  [[stations.evses]]
+  phases = 3
+  max_current_a = 16.0
+  bidirectional = true
+
+[arrivals]
+arrive = ["17:00", "17:01"]
+stay_h = [0.5, 0.5]
+energy_kwh = [5.0, 5.0]
+battery_kwh = [60.0, 60.0]
+soc = [0.5, 0.5]
+ac_phases = 3
+max_ac_current_a = 16.0
+bidirectional_share = 1.0
+min_soc = 0.2
+"""
+
+
+async def test_Q_fleet_reports_what_each_car_gave_back(peer21, tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_V2G)
+    clock = AcceleratedClock(datetime(2026, 11, 23, 17, 0, tzinfo=UTC), speed=3_600)
+    fleet = Fleet(load_scenario(path), peer21.url, clock)
+    await fleet.connect()
+    default = {  # discharge 6.9 kW from every transaction on EVSE 1
+        "id": 5, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Relative", "chargingSchedule": [{
+            "id": 5, "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": -10.0}]}]}
+    answer = await peer21.result("SetChargingProfile", {"evseId": 1, "chargingProfile": default})
+    assert answer["status"] == "Accepted"
+    result = await fleet.run()
+    (run,) = result.sessions
+    assert run.authorized_at is not None
+    discharging_h = (run.session.departure - run.authorized_at).total_seconds() / 3600
+    (session,) = result.to_dict()["per_session"]
+    # 10 A x 3 x 230 V from authorization to departure (a few wall ms are minutes at 3600x)
+    assert session["discharged_wh"] == pytest.approx(6900 * discharging_h, rel=0.03)
+    assert session["delivered_wh"] == pytest.approx(-session["discharged_wh"])  # net
+    assert result.to_dict()["energy_discharged_kwh"] == round(session["discharged_wh"] / 1e3, 1)
