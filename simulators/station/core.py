@@ -264,6 +264,7 @@ class Station(Link, Physics):
             install_remote_profile(self, evse)
         tx = evse.tx
         tx.charging_state = self._charging_state(evse, self._draw(evse)[0])
+        tx.operation_mode = self._operation_mode(evse)
         await self._tx_event(evse, "Started", trigger, context="Transaction.Begin")
         evse.meter_task = self._spawn(self._meter_loop(evse, tx))
         self._recompute_all()
@@ -314,6 +315,8 @@ class Station(Link, Physics):
             info["stoppedReason"] = stopped_reason
         if tx.remote_start_id is not None:
             info["remoteStartId"] = tx.remote_start_id
+        if tx.operation_mode is not None:  # only on 2.1, for a bidirectional EVSE
+            info["operationMode"] = tx.operation_mode
         payload: dict = {
             "eventType": event_type,
             "timestamp": to_ocpp(self.clock.now()),

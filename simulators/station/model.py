@@ -84,6 +84,7 @@ class TxState:
     ended: bool = False
     stop_id_token: dict | None = None  # the token that stopped it (StopAuthorized)
     reservation_id: int | None = None  # the reservation it used (H03)
+    operation_mode: str | None = None  # 2.1 V2X: the mode its EVSE follows (None: not V2X)
 
 
 @dataclass

@@ -22,7 +22,14 @@ from typing import Any
 
 from simulators.clock import to_ocpp
 from simulators.ev import EV, RESERVE_SNAP_WH
-from simulators.profiles import Electrical, Transaction, limit_at, next_change, operation_at
+from simulators.profiles import (
+    CHARGING_ONLY,
+    Electrical,
+    Transaction,
+    limit_at,
+    next_change,
+    operation_at,
+)
 from simulators.station.link import CallFailed
 from simulators.station.model import EvseState, TxState
 
@@ -339,12 +346,27 @@ class Physics:
         tx = evse.tx
         if tx is not None and not tx.ended:
             state = self._charging_state(evse, watts)
+            mode = self._operation_mode(evse)
             if state != tx.charging_state:
                 tx.charging_state = state
+                tx.operation_mode = mode
                 self._spawn(self._tx_event(evse, "Updated", "ChargingStateChanged"))
+            elif mode != tx.operation_mode:  # 2.1: the CSMS learns the EVSE follows it now
+                tx.operation_mode = mode
+                self._spawn(self._tx_event(evse, "Updated", "OperationModeChanged"))
             elif state == "Charging" and abs(watts - old) > 0.1 * max(old, 1.0):
                 pass  # the next periodic sample shows the new rate
         _wake(evse)
+
+    def _operation_mode(self, evse: EvseState) -> str | None:
+        """The V2X operation mode a bidirectional EVSE on 2.1 follows now (None elsewhere)."""
+        if not self._can_discharge(evse) or evse.tx is None:
+            return None
+        op = None
+        if not self.ignore_profiles:
+            op = operation_at(self.profiles, evse.spec.evse_id, self.clock.now(), "W",
+                              self._electrical(evse), self._tx(evse))
+        return CHARGING_ONLY if op is None else op.mode
 
     async def _meter_loop(self, evse: EvseState, tx: TxState) -> None:
         """While `tx` runs: follow the schedule, send periodic meter values."""

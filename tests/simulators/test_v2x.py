@@ -104,6 +104,14 @@ async def test_Q_negative_limit_discharges_and_the_meter_counts_export(peer21, s
     assert sampled(events[-1], "Power.Active.Export") == pytest.approx(7000.0)
     assert ev.soc < soc_before
     assert ev.energy_discharged_wh == pytest.approx(st.evses[1].export_wh)
+    # still Charging (energy flows), now in another mode: OperationModeChanged (2.1)
+    answer = await peer21.result("SetChargingProfile", {"evseId": 1, "chargingProfile": profile(
+        tx, [{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -6000.0}])})
+    assert answer["status"] == "Accepted"
+    (changed,) = await peer21.wait_for(
+        "TransactionEvent", where=lambda p: p["triggerReason"] == "OperationModeChanged")
+    assert changed["transactionInfo"]["operationMode"] == "CentralSetpoint"
+    assert st.power_w(1) == pytest.approx(-6000.0)
 
 
 async def test_Q_central_setpoint_export_matches_the_profile(peer21, stations):
@@ -121,6 +129,12 @@ async def test_Q_central_setpoint_export_matches_the_profile(peer21, stations):
     assert answer["status"] == "Accepted"
     installed = st.clock.now()
     assert st.power_w(1) == pytest.approx(-5000.0)
+    (changed,) = await peer21.wait_for(  # SuspendedEV -> Charging, in CentralSetpoint
+        "TransactionEvent", where=lambda p: p["transactionInfo"].get("operationMode")
+        == "CentralSetpoint")
+    assert changed["triggerReason"] == "ChargingStateChanged"
+    started = peer21.of("TransactionEvent")[0]
+    assert started["transactionInfo"]["operationMode"] == "ChargingOnly"
     composite = await peer21.result("GetCompositeSchedule", {
         "evseId": 1, "duration": 1200, "chargingRateUnit": "W"})
     first = composite["schedule"]["chargingSchedulePeriod"][0]
