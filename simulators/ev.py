@@ -99,14 +99,20 @@ class EV:
     def discharge(self, energy_wh: float) -> float:
         """Take `energy_wh` out of the battery (losses ignored), never below the reserve;
         return what was taken."""
-        energy_wh = min(max(0.0, energy_wh), self.dischargeable_wh)
+        available = self.dischargeable_wh
+        if energy_wh <= 0:
+            return 0.0
+        energy_wh = min(energy_wh, available)
+        if available - energy_wh < RESERVE_SNAP_WH:  # at the reserve: stop, not creep to it
+            energy_wh = available
         if energy_wh <= 0:
             return 0.0
         self.energy_received_wh -= energy_wh
         self.energy_discharged_wh += energy_wh
-        self.soc = max(self.min_soc, self.soc - energy_wh / (self.battery_kwh * 1000.0))
-        if self.dischargeable_wh < RESERVE_SNAP_WH:  # at the reserve: stop, not creep to it
+        if energy_wh == available:
             self.soc = self.min_soc
+        else:
+            self.soc -= energy_wh / (self.battery_kwh * 1000.0)
         return energy_wh
 
     @property

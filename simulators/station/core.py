@@ -74,12 +74,15 @@ class Station(Link, Physics):
             tx_message_attempts=spec.tx_message_attempts,
             tx_message_attempt_interval_s=spec.tx_message_attempt_interval_s,
         )
-        if spec.ocpp_version == "2.1":
+        if spec.ocpp_version == "2.1" and any(e.bidirectional for e in spec.evses):
             for e in spec.evses:
                 if e.bidirectional:
                     add_v2x_variables(
                         self.device_model, e.evse_id, e.kind, e.phases, V2X_OPERATION_MODES
                     )
+            measurands = self.device_model.value("SampledDataCtrlr", "TxUpdatedMeasurands")
+            self.device_model.put("SampledDataCtrlr", "TxUpdatedMeasurands", measurands
+                                  + ",Energy.Active.Export.Register,Power.Active.Export")
         # fault injection
         self.ignore_profiles = False
         self.drop_responses = False

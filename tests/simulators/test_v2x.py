@@ -308,3 +308,18 @@ async def test_Q_fleet_reports_what_each_car_gave_back(peer21, tmp_path):
     assert session["discharged_wh"] == pytest.approx(6900 * discharging_h, rel=0.03)
     assert session["delivered_wh"] == pytest.approx(-session["discharged_wh"])  # net
     assert result.to_dict()["energy_discharged_kwh"] == round(session["discharged_wh"] / 1e3, 1)
+
+
+async def test_Q_a_bidirectional_dc_evse_follows_a_setpoint_in_watts(peer21, stations):
+    dc = EvseSpec(1, kind="DC", max_power_w=50_000.0, bidirectional=True,
+                  max_discharge_power_w=25_000.0)
+    ev = EV(battery_kwh=80, soc=0.8, min_soc=0.2, bidirectional=True, energy_wanted_wh=10_000)
+    st = await v2x_session(peer21, stations, ev, evses=[dc])
+    (needs,) = await peer21.wait_for("NotifyEVChargingNeeds")
+    assert needs["chargingNeeds"]["requestedEnergyTransfer"] == "DC_BPT"
+    assert needs["chargingNeeds"]["v2xChargingParameters"]["maxDischargePower"] == 25_000.0
+    tx = st.transaction_id(1)
+    answer = await peer21.result("SetChargingProfile", {"evseId": 1, "chargingProfile": profile(
+        tx, [{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -40_000.0}])})
+    assert answer["status"] == "Accepted"
+    assert st.power_w(1) == pytest.approx(-25_000.0)  # the EVSE's discharge maximum
