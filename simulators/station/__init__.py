@@ -10,7 +10,8 @@ bidirectional EVSE), offline queueing, and fault injection for tests.
     handlers.py   the table: CSMS action -> handler in one block module
     provisioning.py (B), authorization.py (C, D), transactions.py (E, F),
     availability.py (G), smart_charging.py (K), firmware.py (L), diagnostics.py (N),
-    data_transfer.py (P), security.py (A: its certificate, CSRs, installed roots)
+    data_transfer.py (P), v2x.py (Q, 2.1), security.py (A: its certificate, CSRs,
+    installed roots)
 """
 
 from simulators.station.core import Station

@@ -143,7 +143,7 @@ class Station(Link, Physics):
         "Reserved" (not an authorization status): the EVSE is held for another driver."""
         evse = self._evse(evse_id)
         id_token = {"idToken": token, "type": token_type}
-        info = await self._authorize(id_token)
+        info, transfer = await self._authorize(id_token)
         status = info["status"]
         if status != "Accepted":
             return status
@@ -168,10 +168,12 @@ class Station(Link, Physics):
             return "Reserved"
         if evse.tx is None:
             await self._start_transaction(evse, "Authorized", id_token=id_token,
-                                          reservation_id=reservation_id)
+                                          reservation_id=reservation_id,
+                                          allowed_energy_transfer=transfer)
         else:
             evse.tx.id_token = id_token
             evse.tx.reservation_id = reservation_id
+            evse.tx.allowed_energy_transfer = transfer
             await self._authorize_transaction(evse, "Authorized")
         if evse.tx is not None:
             self.local_auth.tx_groups[evse.tx.transaction_id] = token_group
@@ -194,20 +196,21 @@ class Station(Link, Physics):
             if evse.tx is not None and evse.tx.transaction_id == tx_id and not evse.tx.ended:
                 self._spawn(self._end_transaction(evse, "Deauthorized", "DeAuthorized"))
 
-    async def _authorize(self, id_token: dict) -> dict:
+    async def _authorize(self, id_token: dict) -> tuple[dict, tuple[str, ...]]:
         """The idTokenInfo for a token: from the CSMS (C01, then cached), else from the
-        local list or the cache, else by AuthCtrlr.LocalAuthorizeOffline."""
+        local list or the cache, else by AuthCtrlr.LocalAuthorizeOffline; with the energy
+        transfer modes the CSMS allows (2.1 Q01; none said, or offline: charging only)."""
         if self.connected and self.boot_status == "Accepted":
             try:
                 response = await self.call("Authorize", {"idToken": id_token})
                 info: dict = response["idTokenInfo"]
                 self.local_auth.remember(self, id_token, info)
                 tariff_cost.on_authorize(self, info)  # block I: the tariff shown
-                return info
+                return info, tuple(response.get("allowedEnergyTransfer") or ())
             except (NotConnected, TimeoutError):
                 pass
         known = self.local_auth.offline_info(self, id_token, self.clock.now())
-        return known if known is not None else {"status": self._offline_auth()}
+        return (known if known is not None else {"status": self._offline_auth()}), ()
 
     async def unplug(self, evse_id: int) -> None:
         """EV leaves: stop charging, TransactionEvent Ended, StatusNotification Available."""
@@ -251,6 +254,7 @@ class Station(Link, Physics):
         id_token: dict | None = None,
         remote_start_id: int | None = None,
         reservation_id: int | None = None,
+        allowed_energy_transfer: tuple[str, ...] = (),
     ) -> None:
         now = self.clock.now()
         evse.tx = TxState(
@@ -261,6 +265,7 @@ class Station(Link, Physics):
             charging_state="EVConnected" if evse.ev is not None else "Idle",
             authorized=id_token is not None,
             reservation_id=reservation_id,
+            allowed_energy_transfer=allowed_energy_transfer,
         )
         evse.last_update = now
         if evse.pending_remote_start is not None:

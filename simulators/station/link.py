@@ -243,7 +243,7 @@ class Link:
             return
         self.received_calls.append(frame.action)
         handler = self._handlers.get(frame.action)
-        if handler is None:
+        if handler is None or not ocppj.has_schema(frame.action, self.ocpp_version):
             await self._reply(
                 ws,
                 ocppj.encode_error(

@@ -85,6 +85,14 @@ class TxState:
     stop_id_token: dict | None = None  # the token that stopped it (StopAuthorized)
     reservation_id: int | None = None  # the reservation it used (H03)
     operation_mode: str | None = None  # 2.1 V2X: the mode its EVSE follows (None: not V2X)
+    # 2.1 Q01: the energy transfer modes the CSMS allows (Authorize, NotifyAllowedEnergy-
+    # Transfer); without a bidirectional (BPT) one the EV only charges
+    allowed_energy_transfer: tuple[str, ...] = ()
+
+    @property
+    def may_discharge(self) -> bool:
+        return any(mode.endswith("_BPT") or "_BPT_" in mode
+                   for mode in self.allowed_energy_transfer)
 
 
 @dataclass

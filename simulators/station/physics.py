@@ -2,8 +2,10 @@
 charging profiles (and an equal share of a station-wide limit), the energy meter, and the
 loops that follow schedule steps and send meter values.
 
-On an OCPP 2.1 connection a bidirectional EVSE with a bidirectional EV runs at the composite's
-signed rate (`Operation.target`): a negative one discharges the EV, never below its reserve,
+On an OCPP 2.1 connection a bidirectional EVSE with a bidirectional EV, in a transaction the
+CSMS allowed a BPT energy transfer mode (Authorize or NotifyAllowedEnergyTransfer), runs at
+the composite's signed rate (`Operation.target`): a negative one discharges the EV, never
+below its reserve,
 and the meter counts it on Energy.Active.Export.Register; Power.Active.Import is signed
 (negative while discharging) and Power.Active.Export carries the same power as a magnitude.
 
@@ -253,7 +255,9 @@ class Physics:
         phase on AC, W on DC), within the EVSE's and the EV's discharge limits."""
         ev = evse.ev
         spec = evse.spec
-        if ev is None or not self._can_discharge(evse):
+        if ev is None or evse.tx is None or not self._can_discharge(evse):
+            return 0.0, 0.0, 0
+        if not evse.tx.may_discharge:  # the CSMS allowed no bidirectional transfer (Q01)
             return 0.0, 0.0, 0
         evse_max_w = spec.max_discharge_power_w or 0.0
         if spec.kind == "AC":

@@ -23,9 +23,15 @@ V2X_EVSE = EvseSpec(1, phases=3, max_current_a=16.0, bidirectional=True,
                     max_discharge_power_w=11_000.0)
 
 
+BPT = ["AC_single_phase", "AC_three_phase", "AC_BPT", "DC", "DC_BPT"]
+
+
 @pytest.fixture
 async def peer21():
+    """A 2.1 CSMS that allows every token's transaction bidirectional transfer (Q01)."""
     csms = ScriptedCsms(version="2.1")
+    csms.answers["Authorize"] = lambda p: {"idTokenInfo": {"status": "Accepted"},
+                                           "allowedEnergyTransfer": BPT}
     await csms.start()
     yield csms
     await csms.stop()
@@ -323,3 +329,32 @@ async def test_Q_a_bidirectional_dc_evse_follows_a_setpoint_in_watts(peer21, sta
         tx, [{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -40_000.0}])})
     assert answer["status"] == "Accepted"
     assert st.power_w(1) == pytest.approx(-25_000.0)  # the EVSE's discharge maximum
+
+
+async def test_Q01_no_discharge_until_the_csms_allows_a_bpt_transfer(peer21, stations):
+    peer21.answers["Authorize"] = lambda p: {"idTokenInfo": {"status": "Accepted"}}
+    ev = EV(battery_kwh=60, soc=0.6, min_soc=0.3, bidirectional=True, energy_wanted_wh=0)
+    st = await v2x_session(peer21, stations, ev)
+    tx = st.transaction_id(1)
+    answer = await peer21.result("SetChargingProfile", {"evseId": 1, "chargingProfile": profile(
+        tx, [{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -7000.0}])})
+    assert answer["status"] == "Accepted"  # the EVSE can; this transaction may not (yet)
+    assert st.power_w(1) == 0.0
+    answer = await peer21.result("NotifyAllowedEnergyTransfer", {
+        "transactionId": "not-here", "allowedEnergyTransfer": BPT})
+    assert (answer["status"], answer["statusInfo"]["reasonCode"]) == ("Rejected", "TxNotFound")
+    answer = await peer21.result("NotifyAllowedEnergyTransfer", {
+        "transactionId": tx, "allowedEnergyTransfer": BPT})
+    assert answer["status"] == "Accepted"
+    assert st.power_w(1) == pytest.approx(-7000.0)
+    await peer21.result("NotifyAllowedEnergyTransfer", {
+        "transactionId": tx, "allowedEnergyTransfer": ["AC_three_phase"]})  # opted out
+    assert st.power_w(1) == 0.0
+
+
+async def test_Q01_notify_allowed_energy_transfer_is_not_201(peer, stations):
+    st = stations(peer.url)
+    await st.start()
+    kind, code = await peer.call("NotifyAllowedEnergyTransfer", {
+        "transactionId": "t", "allowedEnergyTransfer": ["AC_BPT"]})
+    assert (kind, code) == ("error", "NotImplemented")
