@@ -358,3 +358,43 @@ async def test_Q01_notify_allowed_energy_transfer_is_not_201(peer, stations):
     kind, code = await peer.call("NotifyAllowedEnergyTransfer", {
         "transactionId": "t", "allowedEnergyTransfer": ["AC_BPT"]})
     assert (kind, code) == ("error", "NotImplemented")
+
+
+async def test_Q_v2g_scenario_plays_a_discharge_through_the_evening_peak():
+    """The scenario end to end against a scripted CSMS that speaks both versions and gives
+    the V2G station a default profile: discharge 5 kW 19:00-22:00 local, then charge. The car
+    gives back 15 kWh and still leaves with its energy; the 2.0.1 car only charges."""
+    peer = ScriptedCsms(version="2.1", also=("2.0.1",))
+    peer.answers["Authorize"] = lambda p: {"idTokenInfo": {"status": "Accepted"},
+                                           "allowedEnergyTransfer": BPT}
+    await peer.start()
+    scenario = load_scenario(SCENARIOS / "v2g-evening.toml")
+    fleet = Fleet(scenario, peer.url, AcceleratedClock(scenario.start, speed=10_800))
+    try:
+        await fleet.connect()
+        assert fleet.stations["V2G01"].ocpp_version == "2.1"
+        assert fleet.stations["HOME01"].ocpp_version == "2.0.1"
+        peak = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)  # 19:00 at +08:00
+        evening = {
+            "id": 30, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Absolute", "chargingSchedule": [{
+                "id": 30, "chargingRateUnit": "W", "startSchedule": to_ocpp(peak),
+                "chargingSchedulePeriod": [
+                    {"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -5000.0,
+                     "dischargeLimit": -5000.0, "limit": 0.0},
+                    {"startPeriod": 3 * 3600, "operationMode": "ChargingOnly",
+                     "limit": 11040.0}]}]}
+        answer = await peer.result("SetChargingProfile", {"evseId": 1,
+                                                          "chargingProfile": evening},
+                                   station_id="V2G01")
+        assert answer["status"] == "Accepted"
+        summary = await fleet.run()
+    finally:
+        await fleet.stop()
+        await peer.stop()
+    assert peer.schema_problems == [], peer.schema_problems
+    by_station = {r.session.station_id: r for r in summary.sessions}
+    car, home = by_station["V2G01"], by_station["HOME01"]
+    assert car.discharged_wh == pytest.approx(15_000.0, rel=0.02)
+    assert car.satisfied and home.satisfied
+    assert home.discharged_wh == 0.0
