@@ -5,9 +5,10 @@ loops that follow schedule steps and send meter values.
 On an OCPP 2.1 connection a bidirectional EVSE with a bidirectional EV, in a transaction the
 CSMS allowed a BPT energy transfer mode (Authorize or NotifyAllowedEnergyTransfer), runs at
 the composite's signed rate (`Operation.target`): a negative one discharges the EV, never
-below its reserve,
-and the meter counts it on Energy.Active.Export.Register; Power.Active.Import is signed
-(negative while discharging) and Power.Active.Export carries the same power as a magnitude.
+below its reserve, and the meter counts it on Energy.Active.Export.Register;
+Power.Active.Import is signed (negative while discharging) and Power.Active.Export carries
+the same power as a magnitude. The meter integrates across schedule steps (`_advance`), so
+metered energy follows the profile however late the meter loop wakes.
 
 `Physics` is a base of `Station`: it uses the station's spec, clock, device model, profile
 store and EVSEs; it sends through the link (`call`, `_spawn`) and the station's `_tx_event`
