@@ -24,6 +24,7 @@ from csms.config import Config
 from csms.connection import Connections
 from csms.cost_updates import CostUpdates
 from csms.diagnostics import Diagnostics
+from csms.dispatch import Tracker
 from csms.events import EventBus
 from csms.firmware import FirmwareUpdates
 from csms.iso15118 import Iso15118
@@ -62,6 +63,7 @@ class Csms:
     iso15118: Iso15118 | None = None
     sites: Sites = field(default_factory=Sites)  # as configured, planned here or not
     cluster: Member | None = None  # one worker of several (csms/cluster/); None: alone
+    tracker: Tracker | None = None  # follows running VPP dispatches (issue 14)
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Csms:
@@ -110,6 +112,10 @@ class Csms:
             csms.cost_updates = CostUpdates(store, commands, connections, clock,
                                             config.billing.cost_updated_interval_s)
             csms.cost_updates.start()
+        if plans_here(config):  # where sites are planned: re-splits of VPP dispatches
+            csms.tracker = Tracker(store, load_key(config.audit_dir()), sites.models(), events,
+                                   clock, config.vpp)
+            csms.tracker.start()
         if config.api.enabled:
             await csms._start_api()
         return csms
@@ -117,6 +123,8 @@ class Csms:
     async def stop(self) -> None:
         if self.api is not None:  # first: no request finds the store closed
             await self.api.stop()
+        if self.tracker is not None:
+            await self.tracker.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
         if self.renewal is not None:
@@ -142,7 +150,7 @@ class Csms:
                       tariffs=load_catalog(self.sites, self.config.scheduler.slot_minutes),
                       ca=self.ca, firmware=self.firmware,
                       diagnostics=self.diagnostics, iso15118=self.iso15118,
-                      audit_key=load_key(self.config.audit_dir()),
+                      audit_key=load_key(self.config.audit_dir()), vpp=self.config.vpp,
                       cluster=self.cluster.registry if self.cluster else None)
         api = ApiServer(self.config.api, build_app(parts), parts.stopping)
         try:

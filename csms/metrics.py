@@ -50,3 +50,12 @@ loop_lag = Histogram("csms_event_loop_lag_seconds", "How late a 100 ms timer fir
 contracts_refused = Counter("csms_contract_certificates_refused_total", "Authorize requests "
                             "whose contract certificate was not accepted (C07), by "
                             "certificateStatus", ["status"])
+vpp_tracking_error = Gauge("csms_vpp_tracking_error_kw", "A running VPP dispatch's last "
+                           "minute: committed minus delivered response (positive: short), "
+                           "by portfolio", ["portfolio"])
+vpp_tracking_abs_error = Histogram("csms_vpp_tracking_abs_error_kw", "Absolute tracking error "
+                                   "of running VPP dispatches, one sample per minute tracked",
+                                   ["portfolio"],
+                                   buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+vpp_resplits = Counter("csms_vpp_resplits_total", "Dispatches re-split because a site fell "
+                       "short of its share, by portfolio", ["portfolio"])

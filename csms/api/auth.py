@@ -47,6 +47,7 @@ class Permission(StrEnum):
     PORTFOLIOS = "portfolios:read"  # an aggregator's pooled sites (its own, if scoped)
     PORTFOLIOS_WRITE = "portfolios:write"  # make and remove portfolios
     AUDIT = "audit:read"  # the tamper-evident log
+    VPP = "vpp:write"  # answer demand-response invitations, accept offers (dispatch)
 
 
 ROLES: dict[str, frozenset[Permission]] = {
@@ -59,8 +60,9 @@ ROLES: dict[str, frozenset[Permission]] = {
     # A grid company sees and limits its own nodes; it does not see drivers or stations.
     "grid": frozenset({Permission.SITES, Permission.LIMITS}),
     # An aggregator sees the portfolios its token names (and the log of what it
-    # committed to); no drivers, no stations.
-    "aggregator": frozenset({Permission.PORTFOLIOS, Permission.AUDIT}),
+    # committed to), forecasts them and answers invitations for them; no drivers, no
+    # stations.
+    "aggregator": frozenset({Permission.PORTFOLIOS, Permission.AUDIT, Permission.VPP}),
     "viewer": frozenset({Permission.READ, Permission.SITES, Permission.METRICS,
                          Permission.PORTFOLIOS}),
 }

@@ -28,6 +28,7 @@ from csms.store.station_reports import StationReportRepo
 from csms.store.stations import StationRepo
 from csms.store.tokens import TokenRepo
 from csms.store.transactions import TransactionRepo
+from csms.store.vpp import VppRepo
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Store:
     installed_certificates: InstalledCertificateRepo = field(init=False)
     portfolios: PortfolioRepo = field(init=False)
     audit: AuditRepo = field(init=False)
+    vpp: VppRepo = field(init=False)
 
     def __post_init__(self) -> None:
         self.stations = StationRepo(self.pool)
@@ -85,6 +87,7 @@ class Store:
         self.installed_certificates = InstalledCertificateRepo(self.pool)
         self.portfolios = PortfolioRepo(self.pool)
         self.audit = AuditRepo(self.pool)
+        self.vpp = VppRepo(self.pool)
 
     async def close(self) -> None:
         await self.meter.close()
