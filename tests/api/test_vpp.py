@@ -287,3 +287,12 @@ async def test_forecast_offer_dispatch_tracking_and_resplit(
         assert (await stranger.get(f"/api/portfolios/pool/dispatches/{d['id']}")
                 ).status_code == 404
         assert len((await vpp.get("/api/portfolios/pool/dispatches")).json()) == 1
+
+        # the dashboard's page: committed vs baseline vs metered, per-member shares
+        page = await vpp.get("/portfolios/pool")
+        assert page.status_code == 200
+        assert "Portfolio pool" in page.text and f"Dispatch {d['id']}" in page.text
+        assert 'class="metered" d="M' in page.text and "south" in page.text
+        chinese = await vpp.get("/portfolios/pool", headers={"Accept-Language": "zh-CN"})
+        assert "资源组合 pool" in chinese.text and "当前分摊" in chinese.text
+        assert (await stranger.get("/portfolios/pool")).status_code == 404
