@@ -16,12 +16,12 @@ from csms.scheduling.demand import SessionFacts, evse_index, session_for
 from csms.scheduling.grid_inputs import plan_inputs
 from csms.store import Store
 from csms.store.portfolios import Member
+from csms.store.transactions import Transaction
 from csms.tariffs import TariffCatalog
 from smart_charging import Prices, Session, Site, prices_from_dict
 from vpp import Flexibility, PastSession, expected, learn, site_flexibility
 
 OVERSTAY = timedelta(minutes=30)  # a car past its departure: planned to leave this soon
-MAX_HISTORY = 200_000  # past transactions read for one site's arrival model
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,16 @@ def prices_of(tariffs: TariffCatalog, site_id: str) -> Prices:
     return prices_from_dict(tariff) if tariff else Prices()
 
 
-async def plugged(store: Store, site: Site, now: datetime) -> list[Session]:
-    """The running transactions on the site's EVSEs as engine sessions (newest per EVSE)."""
+async def running(store: Store) -> list[Transaction]:
+    return await store.transactions.list(active=True, limit=1_000_000)
+
+
+def plugged(site: Site, active: list[Transaction], now: datetime) -> list[Session]:
+    """The running transactions on the site's EVSEs as engine sessions (newest per EVSE,
+    `active` newest first as the store lists them)."""
     by_key = evse_index(site)
     out: dict[str, Session] = {}
-    for tx in await store.transactions.list(active=True, limit=1_000_000):
+    for tx in active:
         if tx.evse_id is None or tx.started_at is None:
             continue
         evse = by_key.get((tx.station_id, tx.evse_id))
@@ -78,25 +83,24 @@ async def plugged(store: Store, site: Site, now: datetime) -> list[Session]:
 
 async def history(store: Store, site: Site, now: datetime, days: int) -> list[PastSession]:
     """The site's finished sessions of the last `days` days (times and energy only)."""
-    stations = {e.station_id for e in site.evses}
-    out = []
-    for tx in await store.transactions.list(active=False, limit=MAX_HISTORY,
-                                            since=now - timedelta(days=days), until=now):
-        if (tx.station_id in stations and tx.started_at is not None
-                and tx.ended_at is not None and tx.ended_at > tx.started_at):
-            out.append(PastSession(tx.started_at, tx.ended_at,
-                                   max(0.0, (tx.energy_wh or 0.0) / 1000.0), tx.charge_now))
-    return out
+    rows = await store.vpp.past_sessions(sorted({e.station_id for e in site.evses}),
+                                         now - timedelta(days=days), now)
+    return [PastSession(r["started_at"], r["ended_at"],
+                        max(0.0, (r["energy_wh"] or 0.0) / 1000.0), bool(r["charge_now"]))
+            for r in rows]
 
 
 async def site_forecast(store: Store, site: Site, prices: Prices, now: datetime,
-                        duration: timedelta, history_days: int,
-                        node: str | None = None) -> Flexibility:
-    """The forecast of a site (or of the EVSEs under one of its nodes) from `now`."""
+                        duration: timedelta, history_days: int, node: str | None = None,
+                        active: list[Transaction] | None = None) -> Flexibility:
+    """The forecast of a site (or of the EVSEs under one of its nodes) from `now`;
+    `active`: the running transactions, when the caller read them already."""
     inputs = await plan_inputs(store, site, prices, now)
     part = under(inputs.site, node)
     ids = {e.id for e in part.evses}
-    cars = [s for s in await plugged(store, site, now) if s.evse_id in ids]
+    if active is None:
+        active = await running(store)
+    cars = [s for s in plugged(site, active, now) if s.evse_id in ids]
     past = await history(store, part, now, history_days)
     last_day = (now.astimezone(UTC) + site.utc_offset).date() - timedelta(days=1)
     model = learn(past, site.utc_offset, last_day - timedelta(days=history_days - 1), last_day)
@@ -111,11 +115,12 @@ async def portfolio_forecast(store: Store, sites: dict[str, Site], tariffs: Tari
     """Each member's forecast (one `now` for all, so their intervals line up); a member
     whose site is no longer configured is left out."""
     out = []
+    active = await running(store)
     for m in members_once(members):
         site = sites.get(m.site_id)
         if site is None:
             continue
         f = await site_forecast(store, site, prices_of(tariffs, m.site_id), now, duration,
-                                history_days, m.node)
+                                history_days, m.node, active)
         out.append(MemberForecast(label(m), m.site_id, m.node or site.root.id, f))
     return out

@@ -63,6 +63,15 @@ class VppRepo:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
+    async def past_sessions(self, station_ids: list[str], since: datetime,
+                            until: datetime) -> list[asyncpg.Record]:
+        """Finished transactions of these stations that started in [since, until): start,
+        end, energy and whether the driver opted out; no driver data."""
+        return list(await self.pool.fetch(
+            "SELECT started_at, ended_at, energy_wh, charge_now FROM transactions"
+            " WHERE station_id = ANY($1) AND started_at >= $2 AND started_at < $3"
+            " AND ended_at IS NOT NULL AND ended_at > started_at", station_ids, since, until))
+
     async def add_invitation(self, portfolio_id: str, programme: str, direction: str,
                              start: datetime, end: datetime, requested_kw: float,
                              price_per_kwh: float, answer_by: datetime, reference: str | None,

@@ -296,3 +296,35 @@ async def test_forecast_offer_dispatch_tracking_and_resplit(
         chinese = await vpp.get("/portfolios/pool", headers={"Accept-Language": "zh-CN"})
         assert "资源组合 pool" in chinese.text and "当前分摊" in chinese.text
         assert (await stranger.get("/portfolios/pool")).status_code == 404
+
+
+async def test_the_forecast_counts_the_cars_the_history_expects(
+    csms: Csms, client: Client, make_station: StationFactory,
+) -> None:
+    """Two weeks of one car a day arriving an hour from now (local time): on half the
+    days of each weekday, so P90 expects none, P50 half a car, P10 one."""
+    station = await make_station("N001")
+    now = csms.clock.now().replace(second=0, microsecond=0)
+    arrive = now + timedelta(hours=1)
+    for back in range(2, 16):  # whole local days before today, whatever the hour
+        start, tx = arrive - timedelta(days=back), f"PAST-{back}"
+        for seq, (kind, at, wh) in enumerate((("Started", start, 0.0),
+                                              ("Ended", start + timedelta(hours=10), 12_000))):
+            event: dict[str, Any] = {
+                "eventType": kind, "timestamp": _stamp(at), "seqNo": seq,
+                "triggerReason": "Authorized" if kind == "Started" else "EVDeparted",
+                "transactionInfo": {"transactionId": tx}, "offline": True,
+                "meterValue": [{"timestamp": _stamp(at), "sampledValue": [{
+                    "value": wh, "measurand": "Energy.Active.Import.Register"}]}]}
+            if kind == "Started":
+                event["evse"] = {"id": 1, "connectorId": 1}
+            await station.call("TransactionEvent", event)
+    got = await client("viewer").get("/api/sites/north/flexibility?hold_minutes=60")
+    assert got.status_code == 200, got.text
+    f = got.json()
+    assert f["sessions"] == 0
+    assert f["expected"] == {"p90": 0.0, "p50": 0.5, "p10": 1.0}
+    later = [i for i in f["intervals"] if datetime.fromisoformat(i["start"]) > arrive]
+    assert max(i["baseline_kw"]["p10"] for i in later) > 0
+    assert max(i["baseline_kw"]["p90"] for i in later) == 0
+    assert max(i["shed_kw"]["p10"] for i in later) > max(i["shed_kw"]["p90"] for i in later)

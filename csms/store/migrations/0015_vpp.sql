@@ -49,3 +49,6 @@ CREATE TABLE vpp_resplits (
     before      jsonb NOT NULL,
     after       jsonb NOT NULL
 );
+
+-- A site's past sessions by start, for the arrival history behind its forecast.
+CREATE INDEX transactions_station_started ON transactions (station_id, started_at);
