@@ -182,13 +182,17 @@ def shares_at(d: StoredDispatch, resplits: list[dict[str, Any]], t: datetime
 
 
 async def tracking(store: Store, sites: Mapping[str, Site], inv: StoredInvitation,
-                   d: StoredDispatch, now: datetime) -> list[Minute]:
-    """Minute by minute from the window's start to now (or its end): the commitment, the
-    baseline and the metered EV load of the portfolio and of each member. Computed from
-    stored meter values each time, so it is reproducible."""
+                   d: StoredDispatch, now: datetime,
+                   since: datetime | None = None) -> list[Minute]:
+    """Minute by minute from the window's start (or the minute of it at or before `since`)
+    to now (or its end): the commitment, the baseline and the metered EV load of the
+    portfolio and of each member. Computed from stored meter values each time, so it is
+    reproducible."""
     end = min(d.end, now)
     times: list[datetime] = []
     t = d.start
+    if since is not None and since > d.start:
+        t += ((since - d.start) // STEP) * STEP
     while t < end:
         times.append(t)
         t += STEP
@@ -201,7 +205,7 @@ async def tracking(store: Store, sites: Mapping[str, Site], inv: StoredInvitatio
         site = sites.get(info["site_id"])
         evses[member] = grid.evses_under(site, info["node"]) if site else []
     stations = sorted({s for e in evses.values() for s, _ in e})
-    samples = await store.grid.power_samples(stations, d.start - grid.MAX_HOLD, end)
+    samples = await store.grid.power_samples(stations, times[0] - grid.MAX_HOLD, end)
     metered = {m: grid.ev_load(samples, e, times) for m, e in evses.items()}
     resplits = await store.vpp.resplits(d.id)
     out = []
@@ -263,7 +267,8 @@ class Tracker:
             inv = await self.store.vpp.invitation(d.portfolio_id, d.invitation_id)
             if inv is None:
                 continue
-            minutes = await tracking(self.store, self.sites, inv, d, now)
+            back = timedelta(minutes=self.config.resplit_after_minutes + 1)
+            minutes = await tracking(self.store, self.sites, inv, d, now, since=now - back)
             if not minutes:
                 continue
             last = minutes[-1].point
