@@ -294,6 +294,11 @@ class VppConfig:
         for name, rules in self.programmes.items():
             if not isinstance(rules, dict) or set(rules) - known:
                 raise ValueError(f"[vpp.programmes.{name}]: keys are {', '.join(sorted(known))}")
+            numbers = [rules.get(k, 0) for k in known - {"confidence"}]
+            if (rules.get("confidence", "p90") not in ("p90", "p50", "p10")
+                    or not all(isinstance(v, int | float) and 0 <= v < 1e9 for v in numbers)):
+                raise ValueError(f"[vpp.programmes.{name}]: confidence p90, p50 or p10; "
+                                 "min_kw, min_duration_minutes, penalty_per_kwh >= 0")
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ class Programme:
     def __post_init__(self) -> None:
         if self.min_kw < 0 or self.min_duration < timedelta(0) or self.penalty_per_kwh < 0:
             raise ValueError("programme minimums and penalty must be >= 0")
+        if self.confidence not in ("p90", "p50", "p10"):
+            raise ValueError("a programme's confidence is p90, p50 or p10")
 
 
 @dataclass(frozen=True)

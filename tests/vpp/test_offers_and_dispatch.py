@@ -137,3 +137,4 @@ def test_tracking_error(points: list[tuple[float, float, float]]) -> None:
     assert mean >= 0 and worst >= 0
     exact = [TrackingPoint(c, b, b - c) for c, b, _ in points]
     assert tracking_error(exact, "down") == pytest.approx((0.0, 0.0), abs=1e-9)
+
