@@ -5,11 +5,14 @@ expected arrivals and the band."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from smart_charging import Evse, Node, Prices, Session, Site
 from tests.smart_charging.helpers import (
     DAY,
     at,
@@ -103,3 +106,34 @@ def test_a_portfolio_is_the_sum_of_its_sites(flex) -> None:  # type: ignore[no-u
     assert both.shed_kw.p50[20] == pytest.approx(2 * flex.shed_kw.p50[20], abs=1e-3)
     with pytest.raises(ValueError):
         total([])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_random_sites_keep_every_sessions_energy_under_the_forecast(data) -> None:  # type: ignore[no-untyped-def]
+    """Any small site, any window: the engine follows baseline minus the P50 shed (or plus
+    the absorb) and every session still gets its energy."""
+    n = data.draw(st.integers(1, 6))
+    limit = data.draw(st.floats(10, 60))
+    site = Site("s", (Node("root", limit_kw=limit),),
+                tuple(Evse(f"e{i}", "root") for i in range(n)))
+    now = datetime(2026, 12, 7, 10, tzinfo=UTC)
+    sessions = []
+    for i in range(n):
+        arrive = data.draw(st.integers(0, 6 * 4)) * 15
+        stay = data.draw(st.integers(2 * 4, 12 * 4)) * 15
+        energy = data.draw(st.floats(2, 30))
+        sessions.append(Session(f"s{i}", f"e{i}", now + timedelta(minutes=arrive),
+                                now + timedelta(minutes=arrive + stay), energy,
+                                opted_out=data.draw(st.booleans()) and i == 0))
+    hours = data.draw(st.integers(1, 3))
+    flex = site_flexibility(site, sessions, Prices(flat_price=1.0), now,
+                            timedelta(hours=hours))
+    first = data.draw(st.integers(1, 40))
+    up = data.draw(st.booleans())
+    kw = (flex.absorb_kw if up else flex.shed_kw).p50[first]
+    target = [(flex.slot_starts[k], flex.slot_ends[k],
+               max(0.0, flex.baseline_kw.p50[k] + (kw if up else -kw)))
+              for k in range(first, first + 4 * hours)]
+    _, served = engine_check(site, sessions, Prices(flat_price=1.0), now, target)
+    assert served
