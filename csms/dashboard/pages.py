@@ -201,6 +201,7 @@ async def overview(request: Request, who: Visitor, parts: PartsDep,
         counts=views.station_counts(await views.stations(parts) if reads else []),
         sessions=await views.sessions(parts) if reads else [],
         errors=await views.errors(parts, who, views.display_zone(dict(parts.sites))),
+        portfolios=await portfolio.visible(parts, who),
     )
 
 

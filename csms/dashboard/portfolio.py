@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from csms import dispatch
+from csms.api.auth import Caller, Permission
 from csms.api.deps import Parts
 from csms.dashboard.i18n import _
 from csms.dashboard.views import step_path
@@ -103,3 +104,11 @@ async def invitation_rows(parts: Parts, portfolio: Portfolio) -> list[Invitation
         float(i.offer["quantity_kw"]), bool(i.offer["eligible"]),
         "accepted" if i.dispatch_id is not None else "open" if now <= i.answer_by
         else "expired") for i in await parts.store.vpp.invitations(portfolio.id, 20)]
+
+
+async def visible(parts: Parts, who: Caller) -> list[Portfolio]:
+    """The portfolios the caller may see (an aggregator: those its token names)."""
+    if not who.may(Permission.PORTFOLIOS):
+        return []
+    return await parts.store.portfolios.list(who.portfolios if who.role == "aggregator"
+                                             else None)

@@ -296,6 +296,8 @@ async def test_forecast_offer_dispatch_tracking_and_resplit(
         chinese = await vpp.get("/portfolios/pool", headers={"Accept-Language": "zh-CN"})
         assert "资源组合 pool" in chinese.text and "当前分摊" in chinese.text
         assert (await stranger.get("/portfolios/pool")).status_code == 404
+        assert 'href="/portfolios/pool"' in (await vpp.get("/")).text
+        assert 'href="/portfolios/pool"' not in (await stranger.get("/")).text
 
 
 async def test_the_forecast_counts_the_cars_the_history_expects(
