@@ -113,7 +113,11 @@ def site_flexibility(site: Site, plugged: Sequence[Session], prices: Prices, now
     idx = {s.id: i for i, s in enumerate(everyone)}
     kept = np.array([idx[s.id] for s in grid.sessions], dtype=int)
     base = np.zeros((len(grid.sessions), T))
-    base[:, : len(grid.slots)] = plan.power_w / 1000.0
+    row = {sid: i for i, sid in enumerate(plan.session_ids)}
+    width = min(len(plan.slot_starts), T)
+    for j, s in enumerate(grid.sessions):  # by id: a bidirectional plan orders its own way
+        if s.id in row:
+            base[j, :width] = np.clip(plan.power_w[row[s.id], :width] / 1000.0, 0.0, None)
     d = max(1, math.ceil(duration / timedelta(minutes=st.slot_minutes)))
     bands: dict[str, dict[str, np.ndarray]] = {}
     for name, w in weights.items():
