@@ -29,6 +29,7 @@ from tests.e2e.conftest import StationFactory
 
 
 def _site(site_id: str, prefix: str) -> str:
+    """A transformer and two feeders, one EVSE on each."""
     return f"""
 [site]
 id = "{site_id}"
@@ -41,10 +42,22 @@ kind = "transformer"
 limit_kw = 40.0
 load_kw_daily = [5]
 
-[[evse_groups]]
-count = 2
-id_prefix = "{prefix}"
-node = "transformer"
+[[nodes]]
+id = "feeder-1"
+parent = "transformer"
+
+[[nodes]]
+id = "feeder-2"
+parent = "transformer"
+
+[[evses]]
+id = "{prefix}001"
+node = "feeder-1"
+max_current_a = 32
+
+[[evses]]
+id = "{prefix}002"
+node = "feeder-2"
 max_current_a = 32
 """
 
@@ -330,3 +343,40 @@ async def test_the_forecast_counts_the_cars_the_history_expects(
     assert max(i["baseline_kw"]["p10"] for i in later) > 0
     assert max(i["baseline_kw"]["p90"] for i in later) == 0
     assert max(i["shed_kw"]["p10"] for i in later) > max(i["shed_kw"]["p90"] for i in later)
+
+
+async def test_node_members_are_dispatched_as_limits_on_their_nodes(
+    csms: Csms, client: Client, base_url: str, make_station: StationFactory, tmp_path: Path,
+) -> None:
+    """A member that is one feeder of a site (not all its EVSEs) gets `limit` events on
+    that feeder: its EV target plus the feeder's non-EV load (none here)."""
+    operator = client("operator")
+    now = csms.clock.now()
+    for sid in ("N001", "N002"):
+        await _plug_in(await make_station(sid), sid, operator, now)
+    made = await operator.post("/api/portfolios", json={
+        "id": "feeders", "name": "North feeders", "operator": "Grid Co.",
+        "members": [{"site_id": "north", "node": "feeder-1"},
+                    {"site_id": "north", "node": "feeder-2"}]})
+    assert made.status_code == 201, made.text
+    async with await _aggregator(csms, base_url, "feeders") as vpp:
+        pool = (await vpp.get("/api/portfolios/feeders/flexibility?hold_minutes=60")).json()
+        assert [m["forecast"]["sessions"] for m in pool["members"]] == [1, 1]
+        best = max(range(1, 90), key=lambda k: pool["total"]["intervals"][k]["shed_kw"]["p90"])
+        start = datetime.fromisoformat(pool["total"]["intervals"][best]["start"])
+        inv = (await vpp.post("/api/portfolios/feeders/invitations",
+                              json=_body(start, 60, 100))).json()
+        quantity = math.floor(10 * inv["offer"]["quantity_kw"]) / 10
+        assert quantity >= 5
+        accepted = await vpp.post(f"/api/portfolios/feeders/invitations/{inv['id']}/accept",
+                                  json={"quantity_kw": quantity})
+        assert accepted.status_code == 201, accepted.text
+        d = accepted.json()
+        assert {(e["member"], e["node"], e["kind"]) for e in d["events"]} == {
+            ("north/feeder-1", "feeder-1", "limit"), ("north/feeder-2", "feeder-2", "limit")}
+        baseline = {m["member"]: m["forecast"]["intervals"][best]["baseline_kw"]["p50"]
+                    for m in pool["members"]}
+        for e in d["events"]:
+            if datetime.fromisoformat(e["start"]) == start:
+                assert e["kw"] == pytest.approx(
+                    max(0.0, baseline[e["member"]] - d["shares"][e["member"]]), abs=0.01)
