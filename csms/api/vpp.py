@@ -21,6 +21,7 @@ from csms.api.auth import Caller, Permission, caller, require
 from csms.api.deps import Parts, PartsDep, not_found
 from csms.api.models import Body, Model
 from csms.api.portfolios import PortfolioId, _visible
+from csms.api.sites import may_see
 from csms.store.portfolios import Portfolio
 from csms.store.vpp import StoredDispatch, StoredInvitation
 from smart_charging.problem import make_slots
@@ -251,7 +252,8 @@ async def _forecasts(parts: Parts, portfolio: Portfolio, now: datetime,
 
 @router.get("/api/sites/{site_id}/flexibility", responses={
     403: {"description": "the role may not read sites"},
-    404: {"description": "no such site (for an aggregator: none in its portfolios)"}})
+    404: {"description": "no such site (an aggregator: none of its portfolios'; a grid "
+          "token: none of its nodes')"}})
 async def site_flexibility(
     site_id: Annotated[str, Path(min_length=1, max_length=64)],
     who: Annotated[Caller, Depends(caller)], parts: PartsDep, hold_minutes: HoldMinutes = 120,
@@ -268,6 +270,8 @@ async def site_flexibility(
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             f"role {who.role} may not do this (needs permission "
                             f"{Permission.SITES.value})")
+    elif not may_see(who, site_id):  # a grid token: the sites of its nodes
+        site = None
     if site is None:
         raise not_found(f"site {site_id}")
     now = parts.clock.now().replace(microsecond=0)

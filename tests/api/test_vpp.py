@@ -168,6 +168,7 @@ async def test_forecast_offer_dispatch_tracking_and_resplit(
     assert north["sessions"] == 2 and len(north["intervals"]) == 96
     assert max(i["shed_kw"]["p90"] for i in north["intervals"]) > 5
     assert (await client("viewer").get("/api/sites/nowhere/flexibility")).status_code == 404
+    assert (await client("grid").get("/api/sites/north/flexibility")).status_code == 404
     assert (await client("viewer").get("/api/sites/north/flexibility?hold_minutes=5")
             ).status_code == 422
     made = await operator.post("/api/portfolios", json={
