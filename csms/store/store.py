@@ -29,6 +29,7 @@ from csms.store.station_reports import StationReportRepo
 from csms.store.stations import StationRepo
 from csms.store.tokens import TokenRepo
 from csms.store.transactions import TransactionRepo
+from csms.store.vpp import VppRepo
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Store:
     portfolios: PortfolioRepo = field(init=False)
     audit: AuditRepo = field(init=False)
     carbon: CarbonRepo = field(init=False)  # emission factors, revenue shares, ledger
+    vpp: VppRepo = field(init=False)
 
     def __post_init__(self) -> None:
         self.stations = StationRepo(self.pool)
@@ -88,6 +90,7 @@ class Store:
         self.portfolios = PortfolioRepo(self.pool)
         self.audit = AuditRepo(self.pool)
         self.carbon = CarbonRepo(self.pool)
+        self.vpp = VppRepo(self.pool)
 
     async def close(self) -> None:
         await self.meter.close()
