@@ -36,6 +36,7 @@ from vpp import Programme, SiteDelivery, TrackingPoint, resplit, short_sites, sp
 log = structlog.get_logger()
 STEP = timedelta(minutes=1)
 MERGE_KW = 0.05  # consecutive intervals closer than this share one event
+MIN_SHARE_KW = 0.1  # a smaller share makes no event: under what a meter resolves
 
 
 def programmes(config: VppConfig) -> dict[str, Programme]:
@@ -98,7 +99,7 @@ async def place(store: Store, key: Ed25519PrivateKey, sites: Mapping[str, Site],
     for member, share in sorted(shares.items()):
         info = offer["members"][member]
         site = sites.get(info["site_id"])
-        if site is None or share <= 0:
+        if site is None or share < MIN_SHARE_KW:
             continue
         node = info["node"]
         as_target = grid.holds_all_evses(site, node)

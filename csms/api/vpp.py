@@ -343,13 +343,13 @@ async def create_invitation(portfolio: PortfolioDep, body: InvitationIn, who: An
         raise _invalid("end", "must be after start")
     if body.start < now:
         raise _invalid("start", "the window has started")
-    if body.end > now + HORIZON:
-        raise _invalid("end", "beyond the forecast's 24 h")
+    slots = make_slots(now, int(SLOT / timedelta(minutes=1)), int(HORIZON / SLOT))
+    if body.end > slots.ends[-1]:
+        raise _invalid("end", f"beyond the forecast's horizon ({slots.ends[-1].isoformat()})")
     if body.answer_by > body.start:
         raise _invalid("answer_by", "must not be after the window's start")
     invitation = Invitation(body.start, body.end, body.direction, body.requested_kw,
                             body.price_per_kwh, body.answer_by)
-    slots = make_slots(now, int(SLOT / timedelta(minutes=1)), int(HORIZON / SLOT))
     first = max(i for i, a in enumerate(slots.starts) if a <= body.start)
     members = await _forecasts(parts, portfolio, now, body.end - slots.starts[first])
     if not members:
