@@ -11,7 +11,9 @@ a pilot a charger does not accept raises, and the phasor currents of the pilots 
 compared with every limit.
 
 Algorithms: acnportal's own earliest-deadline-first and least-laxity-first (its sorted
-queue with its infrastructure checks), and this engine (`smart_charging.Planner`) on a
+queue with its infrastructure checks), `adaptive`: the adaptive scheduling of Lee, Li,
+Low et al. as published, our implementation in `bench/acn_adaptive.py` (not Caltech's
+`adacharge`, which is not installable here), and this engine (`smart_charging.Planner`) on a
 model of the same garage (line-to-line EVSEs, phase and primary current limits of the
 transformer, the pods as child nodes). Every controller sees the driver's estimated
 departure, never the real one; a car still plugged in after its estimate is treated
@@ -199,6 +201,9 @@ def run_one(name: str, start: datetime, days: int, weights: Weights | None = Non
         algo = SortedSchedulingAlgo(least_laxity_first)
     elif name == "uncontrolled":
         algo = UncontrolledCharging()
+    elif name == "adaptive":
+        from bench.acn_adaptive import make_adaptive_algo
+        algo = make_adaptive_algo()
     else:
         algo = make_engine_algo(start, weights or Weights(), oracle, learn, settings)
     sim = acnsim.Simulator(network, algo, acnsim.EventQueue(events), start,
@@ -237,7 +242,9 @@ def run_one(name: str, start: datetime, days: int, weights: Weights | None = Non
         "fallbacks": list(getattr(algo, "fallbacks", [])),
         "osqp_failures": sum(algo.planner.osqp_failures.values()) if hasattr(
             algo, "planner") else 0,
+        "solver_status": dict(getattr(algo, "solver_status", {})),
         "pilots_whole_amps": bool(np.all(np.isclose(pilots, np.round(pilots)))),
+        "solve_times_s": [float(x) for x in solve],  # for pooling chunks (bench.acn_sum)
     }
 
 
@@ -247,6 +254,8 @@ LABELS = {
     "edf": "acnportal earliest deadline first",
     "llf": "acnportal least laxity first",
     "uncontrolled": "acnportal uncontrolled (full pilot, limits ignored)",
+    "adaptive": "adaptive scheduling as published (quick charge + equal share, whole amps), "
+                "our implementation, not Caltech's adacharge",
     "engine": "engine, garage weights (flatness 0, early 0.2), no learnt departures",
     "engine-default": "engine, default settings (learnt departures, Clarabel backup, fill, "
                       "completion when short)",
@@ -288,6 +297,8 @@ def main() -> None:
     ap.add_argument("--algorithms", nargs="*", default=["edf", "llf", "engine", "engine-default"],
                     choices=list(LABELS))
     ap.add_argument("--jobs", type=int, default=2, help="algorithms run in parallel")
+    ap.add_argument("--json", help="also write every result (with each solve time) here, "
+                    "to pool chunks with bench.acn_sum")
     args = ap.parse_args()
     start = datetime.fromisoformat(args.start + "T00:00:00-07:00")
     t0 = time.perf_counter()
@@ -318,6 +329,11 @@ def main() -> None:
               f"OSQP failures {r['osqp_failures']}, "
               f"fallbacks {len(r['fallbacks'])} {r['fallbacks'][:3]}")
     print(f"total wall time {time.perf_counter() - t0:.0f} s")
+    if args.json:
+        import json
+        Path(args.json).write_text(json.dumps(
+            {"start": args.start, "days": args.days, "load": os.getloadavg()[0],
+             "results": results}))
 
 
 if __name__ == "__main__":
