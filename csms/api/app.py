@@ -87,10 +87,10 @@ def build_app(parts: Parts) -> FastAPI:
         app.include_router(module.router)
     app.include_router(portfolios.router)  # issue 14: aggregators
     app.include_router(settlements.router)
+    app.include_router(storage.router)  # issue 15: a site's battery and solar
     app.include_router(carbon.router)  # emission factors, a session's emissions
     app.include_router(ledger.router)  # revenue shares and the revenue-split ledger
     app.include_router(cluster.router)  # scale-out: nodes, workers, stations
-    app.include_router(storage.router)  # issue 15: a site's battery and solar
 
     @app.exception_handler(CommandFailed)
     async def command_failed(request: Request, exc: CommandFailed) -> JSONResponse:
