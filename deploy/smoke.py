@@ -20,7 +20,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -61,13 +60,14 @@ async def call(ws: Any, action: str, payload: dict[str, Any]) -> Any:
             return frame
 
 
-async def station(url: str, got_calls: list[str], stop: asyncio.Event) -> None:
+async def station(url: str, got_calls: list[str], stop: asyncio.Event,
+                  booted: asyncio.Event) -> None:
     """Boot, then answer the CSMS's CALLs until told to stop or the socket closes."""
     async with websockets.connect(url, subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
                                   ping_interval=None) as ws:
         await call(ws, "BootNotification", {"reason": "PowerUp", "chargingStation": {
             "model": "smoke", "vendorName": "smoke"}})
-        got_calls.append("booted")
+        booted.set()
         while not stop.is_set():
             try:
                 frame = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
@@ -76,6 +76,30 @@ async def station(url: str, got_calls: list[str], stop: asyncio.Event) -> None:
             if frame[0] == 2:
                 got_calls.append(frame[2])
                 await ws.send(json.dumps([3, frame[1], {"status": "Accepted"}]))
+
+
+async def within(event: asyncio.Event, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+        return True
+    except TimeoutError:
+        return False
+
+
+async def all_up(http: httpx.AsyncClient) -> bool:
+    """HAProxy's health checks mark a node up after two passes: wait for that (up to 30 s),
+    seen as three answers in a row through the API address (round robin: every node)."""
+    streak = 0
+    for _ in range(60):
+        try:
+            ok = (await http.get("/api/health")).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        streak = streak + 1 if ok else 0
+        if streak >= 3:
+            return True
+        await asyncio.sleep(0.5)
+    return False
 
 
 async def main() -> int:
@@ -124,20 +148,17 @@ async def main() -> int:
         procs.append(await asyncio.create_subprocess_exec(
             "haproxy", "-f", str(cfg), stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL))
-        await asyncio.sleep(3)  # the health checks mark the nodes up
         headers = {"Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{front_api}",
                                      headers=headers, timeout=30) as http:
-            health = await http.get("/api/health")
-            step(health.status_code == 200, "GET /api/health through HAProxy")
+            step(await all_up(http), "GET /api/health through HAProxy, every "
+                 "node up in its checks")
             calls: list[str] = []
             stop = asyncio.Event()
             ws_url = f"ws://127.0.0.1:{front_ocpp}/ocpp/SMOKE-1"
-            task = asyncio.create_task(station(ws_url, calls, stop))
-            deadline = time.monotonic() + 20
-            while "booted" not in calls and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-            step("booted" in calls, "a station boots through HAProxy's OCPP address")
+            booted = asyncio.Event()
+            task = asyncio.create_task(station(ws_url, calls, stop, booted))
+            step(await within(booted, 20), "a station boots through HAProxy's OCPP address")
             answers = []
             for _ in range(3):  # round robin: the API calls land on different nodes
                 reply = await http.post("/api/stations/SMOKE-1/commands/trigger-message",
@@ -156,12 +177,14 @@ async def main() -> int:
             await asyncio.gather(task, return_exceptions=True)
             calls.clear()
             stop = asyncio.Event()
-            await asyncio.sleep(3)  # HAProxy's checks mark the stopped node down
-            task = asyncio.create_task(station(ws_url, calls, stop))
-            deadline = time.monotonic() + 20
-            while "booted" not in calls and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-            step("booted" in calls, f"with {holder} stopped, the station is back through "
+            for _ in range(10):  # until HAProxy's checks have marked the node down
+                booted = asyncio.Event()
+                task = asyncio.create_task(station(ws_url, calls, stop, booted))
+                if await within(booted, 3):
+                    break
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            step(booted.is_set(), f"with {holder} stopped, the station is back through "
                  "HAProxy on another node")
             reply = await http.post("/api/stations/SMOKE-1/commands/trigger-message",
                                     json={"requested_message": "Heartbeat"})

@@ -46,6 +46,7 @@ from csms.api import (
     tariffs,
     tokens,
     transactions,
+    vpp,
 )
 from csms.api.auth import ROLES, Caller, caller
 from csms.api.commands import CommandFailed
@@ -60,8 +61,8 @@ stations, a live feed and metrics.
 Every call but `/api/health` needs an API token: `csms api-tokens add NAME --role ROLE`
 prints one. Send it as `Authorization: Bearer <token>` (the Authorize button here).
 Roles: `admin` (everything), `operator` (stations, id tokens, transactions, sessions,
-commands, site tariffs), `grid` (site load, limits and events on its nodes), `viewer`
-(read only).
+commands, site tariffs), `grid` (site load, limits and events on its nodes), `aggregator`
+(its portfolios: forecasts, invitations, offers, dispatches), `viewer` (read only).
 """
 
 
@@ -90,6 +91,7 @@ def build_app(parts: Parts) -> FastAPI:
     app.include_router(storage.router)  # issue 15: a site's battery and solar
     app.include_router(carbon.router)  # emission factors, a session's emissions
     app.include_router(ledger.router)  # revenue shares and the revenue-split ledger
+    app.include_router(vpp.router)  # forecasts, invitations, offers, dispatches
     app.include_router(cluster.router)  # scale-out: nodes, workers, stations
 
     @app.exception_handler(CommandFailed)

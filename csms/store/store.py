@@ -30,6 +30,7 @@ from csms.store.stations import StationRepo
 from csms.store.storage import StorageRepo
 from csms.store.tokens import TokenRepo
 from csms.store.transactions import TransactionRepo
+from csms.store.vpp import VppRepo
 
 
 @dataclass
@@ -61,6 +62,7 @@ class Store:
     portfolios: PortfolioRepo = field(init=False)
     audit: AuditRepo = field(init=False)
     carbon: CarbonRepo = field(init=False)  # emission factors, revenue shares, ledger
+    vpp: VppRepo = field(init=False)
     storage: StorageRepo = field(init=False)  # battery SoC and solar forecasts (0017)
 
     def __post_init__(self) -> None:
@@ -90,6 +92,7 @@ class Store:
         self.portfolios = PortfolioRepo(self.pool)
         self.audit = AuditRepo(self.pool)
         self.carbon = CarbonRepo(self.pool)
+        self.vpp = VppRepo(self.pool)
         self.storage = StorageRepo(self.pool)
 
     async def close(self) -> None:
