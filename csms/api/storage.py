@@ -69,6 +69,8 @@ class BatteryOut(Model):
                             "site_file (its initial_soc)")
     measured_by: str | None
     measured_at: datetime | None
+    charge_planned_kwh: float = Field(description="over the newest plan's horizon")
+    discharge_planned_kwh: float = Field(description="over the newest plan's horizon")
     planned: list[SlotOut] = Field(description="the newest plan's power and SoC per slot")
 
 
@@ -160,13 +162,18 @@ async def site_energy_view(parts: Parts, site_id: str, hours: int = 24,
                  for a, z, p, e in zip(starts, ends, entry.get("power_kw", []),
                                        entry.get("stored_kwh", []), strict=False)]
         top = bat.capacity_kwh if bat.max_kwh is None else bat.max_kwh
+        hours = [(s.end - s.start).total_seconds() / 3600 for s in slots]
+        charge = sum(max(s.power_kw, 0.0) * h for s, h in zip(slots, hours, strict=True))
+        discharge = sum(max(-s.power_kw, 0.0) * h for s, h in zip(slots, hours, strict=True))
         node(bat.node).storage.append(BatteryOut(
             id=bat.id, node=bat.node, capacity_kwh=bat.capacity_kwh,
             min_soc=round(bat.min_kwh / bat.capacity_kwh, 4),
             max_soc=round(top / bat.capacity_kwh, 4), max_charge_kw=bat.max_charge_kw,
             max_discharge_kw=bat.max_discharge_kw, soc=round(b.soc, 4),
             energy_kwh=round(bat.energy_now_kwh, 3), soc_source=b.source,
-            measured_by=b.measured_by, measured_at=b.measured_at, planned=slots))
+            measured_by=b.measured_by, measured_at=b.measured_at,
+            charge_planned_kwh=round(charge, 3), discharge_planned_kwh=round(discharge, 3),
+            planned=slots))
     for f in current.solar:
         kw = f.power_kw.over(f_starts, f_ends, "min")
         override = overrides.get(f.id)

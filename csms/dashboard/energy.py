@@ -53,15 +53,11 @@ async def energy_rows(parts: Parts, site: Site) -> tuple[list[BatteryRow], list[
     for node in view.nodes:
         for b in node.storage:
             current = [s.power_kw for s in b.planned if s.start <= now < s.end]
-            hours = [(s.end - s.start).total_seconds() / 3600 for s in b.planned]
             batteries.append(BatteryRow(
                 b.id, b.node, b.capacity_kwh, round(100 * b.soc, 1),
                 SOURCES.get(b.soc_source, b.soc_source), b.measured_at,
-                current[0] if current else None,
-                round(sum(max(s.power_kw, 0) * h for s, h in zip(b.planned, hours,
-                                                                 strict=True)), 1),
-                round(sum(max(-s.power_kw, 0) * h for s, h in zip(b.planned, hours,
-                                                                  strict=True)), 1),
+                current[0] if current else None, round(b.charge_planned_kwh, 1),
+                round(b.discharge_planned_kwh, 1),
                 round(100 * min(s.soc for s in b.planned), 1) if b.planned else None))
         for p in node.solar:
             best = max(p.forecast, key=lambda f: f.kw, default=None)

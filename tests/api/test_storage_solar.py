@@ -104,6 +104,11 @@ async def test_soc_and_forecast_reach_the_plan_and_the_api(csms: Csms, client: C
     assert bess["soc_source"] == "planned" and bess["capacity_kwh"] == 100.0
     assert (bess["min_soc"], bess["max_soc"]) == (0.1, 0.9)
     assert len(bess["planned"]) == len(first.inputs["slot_starts"])
+    hours = [(datetime.fromisoformat(s["end"]) - datetime.fromisoformat(s["start"]))
+             .total_seconds() / 3600 for s in bess["planned"]]
+    assert bess["discharge_planned_kwh"] == pytest.approx(sum(
+        max(-s["power_kw"], 0) * h for s, h in zip(bess["planned"], hours, strict=True)),
+        abs=1e-2)
     assert view["nodes"][0]["solar"][0]["source"] == "site_file"
 
     put = await operator.put(f"{BASE}/storage/bess/soc", json={"soc": 0.8})
@@ -187,3 +192,17 @@ async def test_a_station_meters_soc_is_a_measurement(csms: Csms, client: Client,
     await client("operator").put(f"{BASE}/storage/bess/soc", json={"soc": 0.6})
     plan = await newest_plan(csms, first.id)
     assert plan.inputs["storage"][0]["energy_now_kwh"] == 60.0  # the newer of the two
+
+
+async def test_a_site_taken_over_continues_the_stored_trajectory(csms: Csms) -> None:
+    """Another node taking the site has no plan in memory: it reads the stored one."""
+    first = await newest_plan(csms)
+    assert csms.scheduler is not None
+    planner = csms.scheduler.sites["home"]
+    planner._battery_plans = None  # as a fresh SitePlanner on the node taking over
+    plan_id = await planner.plan_once("taken over")
+    plans = {p.id: p for p in await csms.store.plans.list("home", limit=100)}
+    stored = plans[plan_id].inputs["storage"][0]
+    assert stored["soc_source"] == "planned"
+    energy = first.inputs["storage"][0]["stored_kwh"]
+    assert min(50.0, energy[0]) - 1e-3 <= stored["energy_now_kwh"] <= max(50.0, energy[0]) + 1e-3
