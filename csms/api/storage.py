@@ -12,13 +12,17 @@ logged (`<input>.rejected`) and counted (`csms_rejected_inputs_total`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import AwareDatetime, Field
 
+from csms import metrics
 from csms.api.auth import Caller, Permission, require
 from csms.api.carbon import rejected
 from csms.api.deps import Parts, PartsDep, not_found
@@ -35,7 +39,30 @@ from csms.store.storage import SolarOverride
 from smart_charging.model import SiteEnergy
 
 log = structlog.get_logger()
-router = APIRouter(prefix="/api/sites", tags=["storage and solar"])
+
+
+class CountedRoute(APIRoute):
+    """A request the schema refuses (a misspelt field, text for a number) is counted and
+    logged like the bounds the routes check themselves, then answered 422 as usual."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        what = "storage_soc" if self.path.endswith("/soc") else "solar_forecast" \
+            if self.path.endswith("/forecast") else "site_energy"
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                metrics.rejected_inputs.labels(what, "schema").inc()
+                log.warning(f"{what}.rejected", reason="schema", path=request.url.path,
+                            errors=len(exc.errors()))
+                raise
+
+        return route
+
+
+router = APIRouter(prefix="/api/sites", tags=["storage and solar"], route_class=CountedRoute)
 
 Writer = Annotated[Caller, require(Permission.STORAGE)]
 

@@ -172,8 +172,13 @@ async def test_who_may_set_what(csms: Csms, client: Client) -> None:
         == 404
     assert (await admin.put("/api/sites/nope/storage/bess/soc",
                             json={"soc": 0.5})).status_code == 404
+    before = rejected("storage_soc", "schema")
     assert (await admin.put(f"{BASE}/storage/bess/soc",
                             json={"soc": 0.5, "percent": 50})).status_code == 422
+    assert (await admin.put(f"{BASE}/solar/pv/forecast",
+                            json={"kw": "lots"})).status_code == 422
+    assert rejected("storage_soc", "schema") == before + 1
+    assert rejected("solar_forecast", "schema") >= 1
 
 
 async def test_a_station_meters_soc_is_a_measurement(csms: Csms, client: Client,
