@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import structlog
+
+from csms import metrics
 from smart_charging import Carbon, Prices, Site, prices_from_dict, site_from_dict
-from smart_charging.config import carbon_from_dict
+from smart_charging.config import carbon_from_dict, energy_from_dict
+from smart_charging.model import SiteEnergy
+
+log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,8 @@ class SiteFile:
     prices: Prices
     path: Path
     tariff: str | None  # the tariff id it names (`[site] tariff`), None if none
+    # its stationary batteries and solar (`[[storage]]`, `[[solar]]`), planned with the EVs
+    energy: SiteEnergy = field(default_factory=SiteEnergy)
 
     @property
     def carbon(self) -> Carbon:
@@ -63,13 +71,19 @@ def load_site_file(path: str | Path, tariffs_dir: str = "") -> SiteFile:
         carbon = carbon_from_dict(data)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
+    try:
+        energy = energy_from_dict(data, site)
+    except ValueError as exc:  # the start stops here; counted and logged for whoever watches
+        metrics.rejected_inputs.labels("site_file", "storage_or_solar").inc()
+        log.error("sites.rejected", path=str(path), detail=str(exc))
+        raise ValueError(f"{path}: {exc}") from None
     tariff = meta.get("tariff") or None
     if not tariff:
-        return SiteFile(site, Prices(carbon=carbon), path, None)
+        return SiteFile(site, Prices(carbon=carbon), path, None, energy)
     tariff = str(tariff).removesuffix(".toml")
     with open(tariffs_folder(path, tariffs_dir) / f"{tariff}.toml", "rb") as f:
         prices = prices_from_dict(tomllib.load(f))
-    return SiteFile(site, replace(prices, carbon=carbon), path, tariff)
+    return SiteFile(site, replace(prices, carbon=carbon), path, tariff, energy)
 
 
 def load_site(path: str | Path, tariffs_dir: str = "") -> tuple[Site, Prices]:
@@ -110,6 +124,10 @@ class Sites(Mapping[str, SiteFile]):
     def models(self) -> dict[str, Site]:
         """Site id -> the engine's Site: what the API shows."""
         return {f.site.id: f.site for f in self.files}
+
+    def energy(self) -> dict[str, SiteEnergy]:
+        """Site id -> its configured stationary batteries and solar."""
+        return {f.site.id: f.energy for f in self.files}
 
     def carbon(self) -> dict[str, Carbon]:
         """Site id -> its configured emission factors and carbon weight."""

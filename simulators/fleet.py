@@ -19,6 +19,7 @@ from typing import IO
 from simulators.clock import Clock, to_ocpp
 from simulators.ev import EV
 from simulators.scenario import Node, Scenario, Session, draw_sessions
+from simulators.site_energy import Battery
 from simulators.station import Station, cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ class NodePeak:
     node: str
     peak_ev_kw: float = 0.0
     peak_ev_at: datetime | None = None
-    peak_total_kw: float = 0.0  # EV load plus household load, if the scenario gives it
+    # EV load plus household load, less solar, plus batteries, where the scenario has them
+    peak_total_kw: float = 0.0
     peak_total_at: datetime | None = None
     limit_kw: float | None = None
 
@@ -68,6 +70,7 @@ class Summary:
     peaks: dict[str, NodePeak] = field(default_factory=dict)
     stations: int = 0
     stations_failed: int = 0
+    batteries: list[Battery] = field(default_factory=list)  # the scenario's, as they ended
 
     @property
     def unsatisfied(self) -> list[SessionResult]:
@@ -92,6 +95,15 @@ class Summary:
                     "limit_kw": p.limit_kw,
                 }
                 for n, p in self.peaks.items()
+            },
+            "storage": {
+                b.spec.id: {
+                    "node": b.spec.node,
+                    "soc_end": round(b.soc, 3),
+                    "charged_kwh": round(b.charged_kwh, 1),
+                    "discharged_kwh": round(b.discharged_kwh, 1),
+                }
+                for b in self.batteries
             },
             "per_session": [
                 {
@@ -122,6 +134,11 @@ class Summary:
             lines.append(
                 f"node {n}: peak EV load {p['peak_ev_kw']} kW at {p['peak_ev_at']}, "
                 f"peak EV+household {p['peak_total_kw']} kW at {p['peak_total_at']}{limit}"
+            )
+        for b_id, b in d["storage"].items():
+            lines.append(
+                f"battery {b_id} on {b['node']}: charged {b['charged_kwh']} kWh, "
+                f"discharged {b['discharged_kwh']} kWh, SoC at the end {b['soc_end']}"
             )
         return "\n".join(lines)
 
@@ -165,6 +182,8 @@ class Fleet:
         self.results = {s.session_id: SessionResult(s) for s in self.sessions}
         self.active: dict[tuple[str, int], SessionResult] = {}
         self.summary = Summary(scenario.name)
+        self.batteries = [Battery(spec) for spec in scenario.storage]
+        self.summary.batteries = self.batteries
         self.summary.peaks = {
             n.id: NodePeak(n.id, limit_kw=node_limit_kw(n)) for n in scenario.nodes
         }
@@ -321,11 +340,17 @@ class Fleet:
             self._trace_file.flush()
 
     def record_peaks(self, now: datetime, node_kw: Mapping[str, float]) -> None:
-        """The summary's peaks, from one sample of the EV load per node."""
+        """The summary's peaks, from one sample of the EV load per node (with the node's
+        household load, less its solar, plus its batteries: simulators/site_energy.py)."""
         local = self.scenario.local(now)
         for node_id, kw in node_kw.items():
             peak = self.summary.peaks.setdefault(node_id, NodePeak(node_id))
             total = kw + (self.nodes[node_id].household_at(local) if node_id in self.nodes else 0)
+            total -= sum(p.kw_at(local) for p in self.scenario.solar if p.node == node_id)
+            limit = self.summary.peaks[node_id].limit_kw
+            for b in self.batteries:
+                if b.spec.node == node_id:
+                    total += b.sample(now, total, limit)
             if kw > peak.peak_ev_kw:
                 peak.peak_ev_kw, peak.peak_ev_at = kw, now
             if total > peak.peak_total_kw:

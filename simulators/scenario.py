@@ -14,6 +14,7 @@ from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 
 from simulators.clock import parse_ocpp
+from simulators.site_energy import BatterySpec, SolarPlant, battery_from_dict, solar_from_dict
 from simulators.station import EvseSpec, StationSpec
 
 
@@ -111,6 +112,9 @@ class Scenario:
     trace_interval_s: float = 900.0
     description: str = ""
     extra: dict = field(default_factory=dict)
+    # on-site solar (a negative household load) and batteries (simulators/site_energy.py)
+    solar: tuple[SolarPlant, ...] = ()
+    storage: tuple[BatterySpec, ...] = ()
 
     def station_specs(self) -> list[tuple[StationSpec, str]]:
         """(spec, node id) for every station of the scenario."""
@@ -209,6 +213,8 @@ def load_scenario(path: str | Path) -> Scenario:
         if g.node not in known:
             raise ValueError(f"station group {g.id_pattern} sits under unknown node {g.node}")
     arrivals = _arrival_model(data["arrivals"]) if "arrivals" in data else None
+    solar = tuple(solar_from_dict(d, known) for d in data.get("solar", []))
+    storage = tuple(battery_from_dict(d, known) for d in data.get("storage", []))
     sessions_csv = data.get("sessions_csv")
     return Scenario(
         name=data.get("name", path.stem),
@@ -224,6 +230,8 @@ def load_scenario(path: str | Path) -> Scenario:
         password_pattern=data.get("password"),
         meter_interval_s=data.get("meter_interval_s", 300.0),
         trace_interval_s=data.get("trace_interval_s", 900.0),
+        solar=solar,
+        storage=storage,
     )
 
 

@@ -13,12 +13,19 @@ Site layout (see config/sites/residential.toml):
   [carbon] kg_per_kwh_daily = [...] (grid emission factors, local time, any resolution
             dividing a day), weight_per_kg (currency per kgCO2 the plan weighs beside
             price; default 0: reported, not optimised)
+  [[storage]] id, node, capacity_kwh, min_soc, max_soc, initial_soc (shares of capacity),
+            max_charge_kw, max_discharge_kw, round_trip_efficiency | (charge_efficiency,
+            discharge_efficiency), wear_per_kwh, export_allowed, meter_station_id,
+            meter_evse_id (a station meter that reports its SoC)
+  [[solar]] id, node, peak_kw, profile_kw = [...] (kW, local time, any resolution
+            dividing a day) | shape = [...] (shares of peak_kw); neither: CLEAR_SKY
 Tariff layout (config/tariffs/*.toml):
   id, currency, utc_offset, demand_charge_per_kw, [[bands]] name, start, end, price
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -30,6 +37,9 @@ from smart_charging.model import (
     Node,
     Prices,
     Site,
+    SiteEnergy,
+    SolarForecast,
+    StationaryBattery,
     TimedLimit,
     TouBand,
     Wiring,
@@ -164,3 +174,148 @@ def carbon_from_dict(d: dict[str, Any]) -> Carbon:
     return Carbon(
         factors=None if daily is None else DailyProfile(tuple(float(v) for v in daily), offset),
         weight_per_kg=float(section.get("weight_per_kg", 0.0)))
+
+
+# --------------------------------------------------------------------------- storage, solar
+
+# Bounds for a site file's storage and solar: wide enough for any real plant, tight enough
+# that a typo (kWh for Wh, a percentage for a share) stops the start with the field named.
+MAX_STORAGE_KWH = 100_000.0
+MAX_PLANT_KW = 100_000.0
+MIN_EFFICIENCY = 0.5  # below it the number is a typo, not a battery
+MAX_WEAR_PER_KWH = 10.0  # currency per discharged kWh
+# A clear day's output as shares of peak, by local hour from 00:00 (no latitude: sunrise
+# 06:00, noon peak, sunset 18:00, sin^1.3). A site file's `shape` replaces it.
+CLEAR_SKY: tuple[float, ...] = (
+    0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.07, 0.29, 0.52, 0.74, 0.9, 0.99,
+    0.99, 0.9, 0.74, 0.52, 0.29, 0.07, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+)
+_STORAGE_KEYS = {
+    "id", "node", "capacity_kwh", "min_soc", "max_soc", "initial_soc", "max_charge_kw",
+    "max_discharge_kw", "round_trip_efficiency", "charge_efficiency", "discharge_efficiency",
+    "wear_per_kwh", "export_allowed", "meter_station_id", "meter_evse_id",
+}
+_SOLAR_KEYS = {"id", "node", "peak_kw", "profile_kw", "shape"}
+
+
+def _number(where: str, name: str, value: Any, lo: float, hi: float,
+            lo_open: bool = False) -> float:
+    """`value` as a float within [lo, hi] ((lo, hi] with `lo_open`), else a ValueError
+    naming the section and the field."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) \
+        and math.isfinite(value) and (lo < value if lo_open else lo <= value) and value <= hi
+    if not ok:
+        span = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+        raise ValueError(f"{where}: {name} must be a number in {span}, got {value!r}")
+    return float(value)
+
+
+def _section_id(kind: str, d: dict[str, Any], k: int, keys: set[str]) -> str:
+    """The entry's id, after refusing keys the layout does not have (a misspelt key would
+    otherwise be ignored silently)."""
+    ident = d.get("id")
+    if not isinstance(ident, str) or not ident or len(ident) > 64:
+        raise ValueError(f"[[{kind}]] #{k + 1}: id must be a string of 1 to 64 characters")
+    unknown = set(d) - keys
+    if unknown:
+        raise ValueError(f"[[{kind}]] {ident}: unknown key(s) {', '.join(sorted(unknown))}")
+    return ident
+
+
+def storage_from_dict(d: dict[str, Any], k: int = 0) -> tuple[StationaryBattery,
+                                                               tuple[str, int] | None]:
+    """One `[[storage]]` entry: the engine's battery, and the meter reporting its SoC."""
+    ident = _section_id("storage", d, k, _STORAGE_KEYS)
+    where = f"[[storage]] {ident}"
+    if not isinstance(d.get("node"), str):
+        raise ValueError(f"{where}: node must name a node of the site")
+    cap = _number(where, "capacity_kwh", d.get("capacity_kwh"), 0, MAX_STORAGE_KWH, True)
+    lo = _number(where, "min_soc", d.get("min_soc", 0.0), 0, 1)
+    hi = _number(where, "max_soc", d.get("max_soc", 1.0), 0, 1)
+    if hi <= lo:
+        raise ValueError(f"{where}: max_soc ({hi:g}) must be above min_soc ({lo:g})")
+    now = _number(where, "initial_soc", d.get("initial_soc", lo), 0, 1)
+    if "round_trip_efficiency" in d:
+        if "charge_efficiency" in d or "discharge_efficiency" in d:
+            raise ValueError(f"{where}: give round_trip_efficiency or charge_efficiency and "
+                             "discharge_efficiency, not both")
+        rt = _number(where, "round_trip_efficiency", d["round_trip_efficiency"],
+                     MIN_EFFICIENCY ** 2, 1)
+        eta_c = eta_d = math.sqrt(rt)  # the loss split evenly between the two ways
+    else:
+        eta_c = _number(where, "charge_efficiency", d.get("charge_efficiency", 0.95),
+                        MIN_EFFICIENCY, 1)
+        eta_d = _number(where, "discharge_efficiency", d.get("discharge_efficiency", 0.95),
+                        MIN_EFFICIENCY, 1)
+    wear = d.get("wear_per_kwh")
+    meter: tuple[str, int] | None = None
+    if "meter_station_id" in d:
+        station = d["meter_station_id"]
+        if not isinstance(station, str) or not 0 < len(station) <= 48:
+            raise ValueError(f"{where}: meter_station_id must be a station id (1-48 chars)")
+        meter = (station, int(_number(where, "meter_evse_id", d.get("meter_evse_id", 0),
+                                      0, 1000)))
+    elif "meter_evse_id" in d:
+        raise ValueError(f"{where}: meter_evse_id without meter_station_id")
+    export = d.get("export_allowed", False)
+    if not isinstance(export, bool):
+        raise ValueError(f"{where}: export_allowed must be true or false")
+    return StationaryBattery(
+        id=ident, node=d["node"], capacity_kwh=cap, energy_now_kwh=now * cap,
+        max_charge_kw=_number(where, "max_charge_kw", d.get("max_charge_kw"), 0,
+                              MAX_PLANT_KW, True),
+        max_discharge_kw=_number(where, "max_discharge_kw", d.get("max_discharge_kw"), 0,
+                                 MAX_PLANT_KW, True),
+        min_kwh=lo * cap, max_kwh=hi * cap,
+        wear_per_kwh=None if wear is None
+        else _number(where, "wear_per_kwh", wear, 0, MAX_WEAR_PER_KWH),
+        charge_efficiency=eta_c, discharge_efficiency=eta_d, export_allowed=export), meter
+
+
+def solar_from_dict(d: dict[str, Any], utc_offset: timedelta, k: int = 0
+                    ) -> tuple[SolarForecast, float]:
+    """One `[[solar]]` entry: the engine's forecast (a typical day) and its peak (kW)."""
+    ident = _section_id("solar", d, k, _SOLAR_KEYS)
+    where = f"[[solar]] {ident}"
+    if not isinstance(d.get("node"), str):
+        raise ValueError(f"{where}: node must name a node of the site")
+    peak = _number(where, "peak_kw", d.get("peak_kw"), 0, MAX_PLANT_KW, True)
+    if "profile_kw" in d and "shape" in d:
+        raise ValueError(f"{where}: give profile_kw or shape, not both")
+    name, raw, top = ("profile_kw", d["profile_kw"], peak) if "profile_kw" in d \
+        else ("shape", d.get("shape", CLEAR_SKY), 1.0)
+    if not isinstance(raw, list | tuple) or not raw or (24 * 60) % len(raw):
+        raise ValueError(f"{where}: {name} needs a list of values whose count divides a day "
+                         "(24 for hourly, 96 for 15 minutes)")
+    values = [_number(where, f"{name}[{i}]", v, 0, top) for i, v in enumerate(raw)]
+    if name == "shape":
+        values = [v * peak for v in values]
+    return SolarForecast(ident, d["node"], DailyProfile(tuple(values), utc_offset)), peak
+
+
+def energy_from_dict(d: dict[str, Any], site: Site) -> SiteEnergy:
+    """The `[[storage]]` and `[[solar]]` sections of a parsed site dict, checked against
+    the site's nodes (layout in this module's docstring)."""
+    offset = parse_offset(str(d.get("site", {}).get("utc_offset", "Z")))
+    nodes = {n.id for n in site.nodes}
+    batteries, meters = [], {}
+    for k, entry in enumerate(d.get("storage", [])):
+        battery, meter = storage_from_dict(entry, k)
+        batteries.append(battery)
+        if meter is not None:
+            meters[battery.id] = meter
+    plants, peaks = [], {}
+    for k, entry in enumerate(d.get("solar", [])):
+        plant, peak = solar_from_dict(entry, offset, k)
+        plants.append(plant)
+        peaks[plant.id] = peak
+    for kind, items in (("storage", batteries), ("solar", plants)):
+        seen: set[str] = set()
+        for item in items:
+            if item.node not in nodes:
+                raise ValueError(f"[[{kind}]] {item.id}: unknown node {item.node!r} "
+                                 f"(the site has {', '.join(sorted(nodes))})")
+            if item.id in seen:
+                raise ValueError(f"[[{kind}]] {item.id}: two entries with this id")
+            seen.add(item.id)
+    return SiteEnergy(tuple(batteries), tuple(plants), peaks, meters)

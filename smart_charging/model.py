@@ -446,6 +446,34 @@ class SolarForecast:
             _check_finite(f"solar {self.id}", power_kw=v)
 
 
+@dataclass(frozen=True)
+class SiteEnergy:
+    """A site's stationary batteries and solar as configured (site file `[[storage]]`,
+    `[[solar]]`), with what the engine does not need but the CSMS does: each plant's
+    peak (the bound for a forecast set through the API) and which station meter, if
+    any, reports a battery's state of charge (station id, EVSE id)."""
+
+    batteries: tuple[StationaryBattery, ...] = ()
+    solar: tuple[SolarForecast, ...] = ()
+    solar_peak_kw: Mapping[str, float] = field(default_factory=dict, hash=False)
+    soc_meters: Mapping[str, tuple[str, int]] = field(default_factory=dict, hash=False)
+
+    def __bool__(self) -> bool:
+        return bool(self.batteries or self.solar)
+
+    def battery(self, battery_id: str) -> StationaryBattery:
+        for b in self.batteries:
+            if b.id == battery_id:
+                return b
+        raise KeyError(battery_id)
+
+    def plant(self, solar_id: str) -> SolarForecast:
+        for f in self.solar:
+            if f.id == solar_id:
+                return f
+        raise KeyError(solar_id)
+
+
 # --------------------------------------------------------------------------- sessions
 
 

@@ -42,6 +42,7 @@ from csms.api import (
     site_load,
     sites,
     stations,
+    storage,
     tariffs,
     tokens,
     transactions,
@@ -87,6 +88,7 @@ def build_app(parts: Parts) -> FastAPI:
         app.include_router(module.router)
     app.include_router(portfolios.router)  # issue 14: aggregators
     app.include_router(settlements.router)
+    app.include_router(storage.router)  # issue 15: a site's battery and solar
     app.include_router(carbon.router)  # emission factors, a session's emissions
     app.include_router(ledger.router)  # revenue shares and the revenue-split ledger
     app.include_router(vpp.router)  # forecasts, invitations, offers, dispatches

@@ -50,6 +50,7 @@ class Permission(StrEnum):
     CARBON = "carbon:read"  # a site's grid emission factors
     CARBON_WRITE = "carbon:write"  # set them (a grid company, an aggregator: issue 14)
     VPP = "vpp:write"  # answer demand-response invitations, accept offers (dispatch)
+    STORAGE = "storage:write"  # a site battery's measured SoC, a solar forecast (issue 15)
 
 
 ROLES: dict[str, frozenset[Permission]] = {
@@ -58,7 +59,7 @@ ROLES: dict[str, frozenset[Permission]] = {
         Permission.READ, Permission.STATIONS, Permission.ID_TOKENS, Permission.SESSIONS,
         Permission.COMMANDS, Permission.SITES, Permission.METRICS, Permission.TARIFFS,
         Permission.PORTFOLIOS, Permission.PORTFOLIOS_WRITE, Permission.AUDIT,
-        Permission.CARBON,
+        Permission.CARBON, Permission.STORAGE,
     }),
     # A grid company sees and limits its own nodes; it does not see drivers or stations.
     # Emission factors: on the sites of its nodes.

@@ -27,7 +27,7 @@ from csms.iso15118 import Iso15118
 from csms.store import Store
 from csms.store.api_tokens import ApiTokenRepo
 from csms.tariffs import TariffCatalog
-from smart_charging.model import Carbon, Site
+from smart_charging.model import Carbon, Site, SiteEnergy
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class Parts:
     audit_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     carbon: Mapping[str, Carbon] = field(default_factory=dict)  # site files' [carbon]
     vpp: VppConfig = field(default_factory=VppConfig)  # programmes, history (issue 14)
+    energy: Mapping[str, SiteEnergy] = field(default_factory=dict)  # batteries and solar
 
 
 def parts(request: Request) -> Parts:

@@ -29,6 +29,7 @@ from csms.api.auth import COOKIE, CSRF_HEADER, Caller, Permission, lookup
 from csms.api.deps import Parts, parts
 from csms.api.sites import may_see
 from csms.dashboard import i18n, portfolio, views
+from csms.dashboard.energy import energy_rows
 from csms.store.driver_tariffs import TransactionCost
 from csms.store.transactions import Transaction
 from smart_charging.model import Site
@@ -376,9 +377,10 @@ async def site_page(site_id: str, request: Request, who: Visitor, parts: PartsDe
         return render(request, "missing.html", status_code=404, who=who,
                       what=f"site {site_id}")
     planned_at, evses = await views.schedules(parts, site)
+    batteries, plants = await energy_rows(parts, site)
     return render(
         request, "site.html", who=who, refresh=refresh, reads=who.may(Permission.READ),
-        site=site, planned_at=planned_at, evses=evses,
+        site=site, planned_at=planned_at, evses=evses, batteries=batteries, plants=plants,
         events=await views.grid_events(parts, site), limit_nodes=_limit_nodes(who, site),
         csrf_header=CSRF_HEADER,
     )
@@ -458,6 +460,18 @@ async def events_fragment(site_id: str, request: Request, who: Visitor,
         return render(request, "missing.html", status_code=404, who=who,
                       what=f"site {site_id}")
     return render(request, "_events.html", events=await views.grid_events(parts, site))
+
+
+@router.get("/fragments/sites/{site_id}/energy")
+async def energy_fragment(site_id: str, request: Request, who: Visitor,
+                          parts: PartsDep) -> Response:
+    """The site's battery and solar card, refreshed live (issue 15)."""
+    site = parts.sites.get(site_id)
+    if site is None or not who.may(Permission.SITES) or not may_see(who, site_id):
+        return render(request, "missing.html", status_code=404, who=who,
+                      what=f"site {site_id}")
+    batteries, plants = await energy_rows(parts, site)
+    return render(request, "_energy.html", batteries=batteries, plants=plants)
 
 
 def install(app: FastAPI) -> None:

@@ -94,7 +94,8 @@ class Scheduler:
     def add_site(self, site_file: SiteFile) -> SitePlanner:
         """A planner for the site, fed its stations' events (its task is not started)."""
         planner = SitePlanner(site_file.site, site_file.prices, self.config, self.clock,
-                              self.store, self.gateway, node=self.node)
+                              self.store, self.gateway, node=self.node,
+                              energy=site_file.energy)
         self.sites[site_file.site.id] = planner
         for station_id in planner.station_ids:
             self._by_station[station_id] = planner

@@ -25,6 +25,7 @@ from csms.clock import Clock
 from csms.config import SchedulerConfig
 from csms.events import ChargingProfilesCleared, PowerSampled
 from csms.frames import Payload
+from csms.scheduling import site_energy
 from csms.scheduling.demand import (
     EvseKey,
     SessionFacts,
@@ -62,7 +63,7 @@ from smart_charging import (
     Site,
     charging_profile_for,
 )
-from smart_charging.model import sample
+from smart_charging.model import SiteEnergy, sample
 
 log = structlog.get_logger()
 
@@ -124,8 +125,12 @@ class SitePlanner:
     nothing of the scheduler that owns it (or of which process that is)."""
 
     def __init__(self, site: Site, prices: Prices, config: SchedulerConfig, clock: Clock,
-                 store: Store, gateway: StationGateway, node: str = "") -> None:
+                 store: Store, gateway: StationGateway, node: str = "",
+                 energy: SiteEnergy | None = None) -> None:
         self.site = site
+        self.energy = energy or SiteEnergy()  # stationary batteries and solar (issue 15)
+        # each battery's planned energy from the last plan (None: read the stored plan)
+        self._battery_plans: dict[str, site_energy.Trajectory] | None = None
         self.prices = prices
         self.config = config
         self.clock = clock
@@ -319,8 +324,12 @@ class SitePlanner:
         site = with_reservations(grid.site, reserved, now, horizon_end)
         started = time.perf_counter()
         departures = await self.departures.model(now)
+        on_site = await self._site_energy(now, horizon_end)  # batteries and solar
         plan = await asyncio.to_thread(self.planner.plan, site, sessions, grid.prices, now,
-                                       grid.target_kw, departures)
+                                       grid.target_kw, departures, storage=on_site.storage,
+                                       solar=on_site.solar)
+        if self.energy:
+            self._battery_plans = site_energy.trajectories(plan, on_site)
         metrics.plan_seconds.labels(self.site.id).observe(time.perf_counter() - started)
         metrics.plans.labels(self.site.id, "fallback" if plan.fallback_used else "solved").inc()
         if plan.fallback_used:
@@ -328,11 +337,23 @@ class SitePlanner:
         jobs = await self._jobs(plan, sessions, now)
         await self._send(jobs)
         record = self._record(plan, trigger, summaries, reserved, site, jobs, sessions)
+        record.inputs.update(site_energy.record_entries(plan, on_site, self.site.root.id, {
+            n.id: self.site.path_to_root(n.id) for n in self.site.nodes}))
         plan_id = await self.store.plans.add(record)
         self.log.info("scheduler.planned", plan_id=plan_id, trigger=trigger,
                       sessions=len(sessions), reserved=len(reserved), status=plan.status,
                       sent=record.profiles_sent, rejected=record.profiles_rejected)
         return plan_id
+
+    async def _site_energy(self, now: datetime, end: datetime) -> site_energy.SiteEnergyNow:
+        """The site's batteries (state of charge now) and solar forecasts; the first plan
+        of a site just taken over continues the stored plan's battery trajectories."""
+        if self.energy and self._battery_plans is None:
+            last = await self.store.plans.latest(self.site.id)
+            self._battery_plans = {} if last is None else \
+                site_energy.trajectories_from_record(last.inputs, last.planned_at)
+        return await site_energy.read_site_energy(self.store, self.site.id, self.energy, now,
+                                                  end, self._battery_plans or {})
 
     async def _held_for_drivers(self, now: datetime) -> dict[str, datetime]:
         """Site EVSEs a station holds for a driver (an Accepted reservation of that EVSE,

@@ -27,6 +27,7 @@ from csms.store.reservations import ReservationRepo
 from csms.store.security import CertificateRepo, SecurityEventRepo
 from csms.store.station_reports import StationReportRepo
 from csms.store.stations import StationRepo
+from csms.store.storage import StorageRepo
 from csms.store.tokens import TokenRepo
 from csms.store.transactions import TransactionRepo
 from csms.store.vpp import VppRepo
@@ -62,6 +63,7 @@ class Store:
     audit: AuditRepo = field(init=False)
     carbon: CarbonRepo = field(init=False)  # emission factors, revenue shares, ledger
     vpp: VppRepo = field(init=False)
+    storage: StorageRepo = field(init=False)  # battery SoC and solar forecasts (0017)
 
     def __post_init__(self) -> None:
         self.stations = StationRepo(self.pool)
@@ -91,6 +93,7 @@ class Store:
         self.audit = AuditRepo(self.pool)
         self.carbon = CarbonRepo(self.pool)
         self.vpp = VppRepo(self.pool)
+        self.storage = StorageRepo(self.pool)
 
     async def close(self) -> None:
         await self.meter.close()

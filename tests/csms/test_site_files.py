@@ -54,3 +54,30 @@ def test_a_sites_lock_key_is_stable_across_processes() -> None:
     """Python's hash() is salted per process; two processes must agree on the key."""
     assert lock_key("test-small") == lock_key("test-small") == 710_007_944
     assert 0 <= lock_key("residential") < 2**31
+
+
+def test_the_shipped_solar_storage_site_has_its_battery_and_panels() -> None:
+    """config/sites/solar-storage.toml: an integrated station (issue 15)."""
+    sites = Sites.load([SITES / "solar-storage.toml"])
+    energy = sites["solar-storage"].energy
+    bess = energy.battery("bess")
+    assert (bess.capacity_kwh, bess.max_discharge_kw, bess.node) == (215.0, 100.0, "transformer")
+    assert energy.plant("carport-pv").node == "transformer"
+    assert energy.solar_peak_kw == {"carport-pv": 120.0}
+    assert sites.energy()["solar-storage"] is energy
+    assert not Sites.load([SITES / "test-small.toml"])["test-small"].energy  # none: as before
+
+
+def test_a_bad_storage_entry_stops_the_start_naming_file_and_field(tmp_path: Path) -> None:
+    from prometheus_client import REGISTRY
+
+    text = (SITES / "solar-storage.toml").read_text().replace("capacity_kwh = 215",
+                                                               "capacity_kwh = -215")
+    bad = tmp_path / "sites" / "bad.toml"
+    bad.parent.mkdir()
+    bad.write_text(text)
+    labels = {"input": "site_file", "reason": "storage_or_solar"}
+    before = REGISTRY.get_sample_value("csms_rejected_inputs_total", labels) or 0.0
+    with pytest.raises(ValueError, match=r"bad\.toml: \[\[storage\]\] bess: capacity_kwh"):
+        load_site(bad, str(SITES.parent / "tariffs"))
+    assert REGISTRY.get_sample_value("csms_rejected_inputs_total", labels) == before + 1

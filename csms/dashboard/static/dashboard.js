@@ -86,6 +86,8 @@
         r.planHousehold = inp.household_kw[i];
         r.evPlan = inp.planned_ev_kw[i] || 0;
         r.reserved = inp.reserved_kw[i] || 0;
+        // a site's battery (+ charging) and solar (a negative load): in the planned total
+        r.onSite = ((inp.storage_kw || [])[i] || 0) - ((inp.solar_kw || [])[i] || 0);
       });
     }
     const xs = [...rows.keys()].filter((x) => x >= lo - HOUR && x <= hi).sort((a, b) => a - b);
@@ -93,7 +95,7 @@
     const sum = (a, b) => (a == null || b == null ? null : a + b);
     const limit = pick((r) => (r.planLimit != null ? r.planLimit : r.limit));
     const measured = pick((r) => sum(r.household, r.ev));
-    const planned = pick((r) => sum(sum(r.planHousehold, r.evPlan), r.reserved));
+    const planned = pick((r) => sum(sum(sum(r.planHousehold, r.evPlan), r.reserved), r.onSite));
     if (mode === "overview") return [xs, limit, measured, planned];
     return [xs, limit, pick((r) => (r.household != null ? r.household : r.planHousehold)),
       pick((r) => r.ev), pick((r) => r.evPlan), pick((r) => r.reserved), measured, planned];
