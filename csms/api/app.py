@@ -43,6 +43,7 @@ from csms.api import (
     tariffs,
     tokens,
     transactions,
+    v2g,
 )
 from csms.api.auth import ROLES, Caller, caller
 from csms.api.commands import CommandFailed
@@ -85,6 +86,7 @@ def build_app(parts: Parts) -> FastAPI:
     app.include_router(portfolios.router)  # issue 14: aggregators
     app.include_router(settlements.router)
     app.include_router(cluster.router)  # scale-out: nodes, workers, stations
+    app.include_router(v2g.router)  # issue 15: vehicles' and sessions' V2G terms
 
     @app.exception_handler(CommandFailed)
     async def command_failed(request: Request, exc: CommandFailed) -> JSONResponse:

@@ -28,6 +28,7 @@ from csms.store.station_reports import StationReportRepo
 from csms.store.stations import StationRepo
 from csms.store.tokens import TokenRepo
 from csms.store.transactions import TransactionRepo
+from csms.store.v2g import V2gRepo
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Store:
     installed_certificates: InstalledCertificateRepo = field(init=False)
     portfolios: PortfolioRepo = field(init=False)
     audit: AuditRepo = field(init=False)
+    v2g: V2gRepo = field(init=False)
 
     def __post_init__(self) -> None:
         self.stations = StationRepo(self.pool)
@@ -85,6 +87,7 @@ class Store:
         self.installed_certificates = InstalledCertificateRepo(self.pool)
         self.portfolios = PortfolioRepo(self.pool)
         self.audit = AuditRepo(self.pool)
+        self.v2g = V2gRepo(self.pool)
 
     async def close(self) -> None:
         await self.meter.close()
