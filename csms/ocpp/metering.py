@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from csms.clock import parse_ocpp
 from csms.connection import StationContext
@@ -14,6 +15,7 @@ from csms.store.meter import MeterRow
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 POWER = "Power.Active.Import"
+POWER_EXPORT = "Power.Active.Export"
 _KILO_UNITS = {"kWh": "Wh", "kW": "W", "kvarh": "varh", "kvar": "var", "kVA": "VA", "kVAh": "VAh"}
 
 
@@ -64,9 +66,15 @@ def energy_range(rows: list[MeterRow]) -> tuple[float | None, float | None]:
 
 
 def publish_power(deps: Deps, rows: list[MeterRow]) -> None:
+    """One signed power sample per EVSE and time: import minus export (a V2G car feeding
+    back reports Power.Active.Export, or a negative Power.Active.Import)."""
+    net: dict[tuple[str, int, datetime], float] = {}
     for r in rows:
-        if r.measurand == POWER and r.phase == "":
-            deps.events.publish(PowerSampled(r.station_id, r.evse_id, r.ts, r.value))
+        if r.phase == "" and r.measurand in (POWER, POWER_EXPORT):
+            key = (r.station_id, r.evse_id, r.ts)
+            net[key] = net.get(key, 0.0) + (r.value if r.measurand == POWER else -r.value)
+    for (station_id, evse_id, ts), watts in net.items():
+        deps.events.publish(PowerSampled(station_id, evse_id, ts, watts))
 
 
 @dataclass(frozen=True)
