@@ -142,6 +142,12 @@ def engine_terms(terms: Terms, ev: EvV2x, battery_kwh: float | None, soc_percent
     ), "planned"
 
 
+def allowed_modes(offered: Iterable[str], terms: Terms) -> list[str]:
+    """The energy transfer modes to allow a car (2.1 NotifyAllowedEnergyTransfer): what it
+    offered, without the bidirectional ones unless its terms let it discharge."""
+    return [m for m in offered if terms.may_discharge or m not in BPT_MODES]
+
+
 def remaining_kwh(wanted_kwh: float, imported_kwh: float, exported_kwh: float,
                   efficiency: float = EFFICIENCY) -> float:
     """Metered kWh still to charge for the driver's energy when the car has also

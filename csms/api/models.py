@@ -250,6 +250,9 @@ class SessionV2g(Model):
     terms: dict[str, Any] = Field(description="in force: the session's over the vehicle's")
     ev: dict[str, Any] = Field(description="what the car reported (OCPP 2.1 V2X)")
     account: V2gAccount
+    station_told: str | None = Field(None, description=(
+        "after a change on a connected 2.1 station: its answer to NotifyAllowedEnergyTransfer "
+        "(the modes the car may use now), or why it was not told"))
 
 
 # -- commands -------------------------------------------------------------------------------

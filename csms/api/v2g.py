@@ -13,7 +13,7 @@ import structlog
 from fastapi import APIRouter, HTTPException, Path, status
 
 from csms.api.auth import Permission, require
-from csms.api.deps import PartsDep, not_found
+from csms.api.deps import Parts, PartsDep, not_found
 from csms.api.models import (
     VEHICLE_ID,
     SessionV2g,
@@ -22,9 +22,10 @@ from csms.api.models import (
     Vehicle,
     VehicleBody,
 )
+from csms.connection import CallFailed, StationOffline
 from csms.events import ChargingNeedsChanged
 from csms.store.v2g import Vehicle as VehicleRecord
-from csms.v2g import Accounting
+from csms.v2g import Accounting, Terms, allowed_modes
 from csms.v2g_ledger import V2gFacts, v2g_facts
 
 log = structlog.get_logger()
@@ -128,7 +129,30 @@ async def set_session_v2g(station_id: str, transaction_id: str, body: SessionV2g
              opted_in=body.opted_in, mode=body.mode)
     _replan(parts, station_id, transaction_id, tx.evse_id)
     facts = (await v2g_facts(parts.store, [tx]))[(station_id, transaction_id)]
-    return _session_out(station_id, transaction_id, facts)
+    out = _session_out(station_id, transaction_id, facts)
+    out.station_told = await _tell_station(parts, station_id, transaction_id, facts.terms)
+    return out
+
+
+async def _tell_station(parts: Parts, station_id: str, transaction_id: str,
+                        terms: Terms) -> str | None:
+    """Q01 on a connected 2.1 station: the modes the car may use under the new terms (a
+    car that may no longer discharge loses its BPT modes at once, before any re-plan)."""
+    station = await parts.store.stations.get(station_id)
+    if station is None or station.ocpp_version != "2.1" or not (
+            parts.connections.is_connected(station_id)):
+        return None
+    modes = allowed_modes(await parts.store.v2g.ev_modes(station_id, transaction_id), terms)
+    if not modes:
+        return "not told: the car offered no mode these terms allow"
+    try:
+        reply = await parts.commands.notify_allowed_energy_transfer(
+            station_id, transaction_id, modes)
+    except (StationOffline, CallFailed, TimeoutError) as exc:
+        log.warning("api.allowed_energy_transfer_failed", station_id=station_id,
+                    transaction_id=transaction_id, error=str(exc) or type(exc).__name__)
+        return f"not delivered: {str(exc) or type(exc).__name__}"
+    return str(reply.get("status"))
 
 
 def _replan(parts: PartsDep, station_id: str, transaction_id: str,

@@ -3,6 +3,7 @@ car's V2X parameters, and the discharge metered per transaction (migration 0014)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -136,6 +137,20 @@ class V2gRepo:
             " AS k(sid, tid) ON s.station_id = k.sid AND s.transaction_id = k.tid",
             [k[0] for k in keys], [k[1] for k in keys])
         return {(r["station_id"], r["transaction_id"]): SessionV2g(**dict(r)) for r in rows}
+
+    async def ev_modes(self, station_id: str, transaction_id: str) -> list[str]:
+        """The energy transfer modes the car last offered (2.1 availableEnergyTransfer,
+        else the one it requested), from its latest NotifyEVChargingNeeds."""
+        payload = await self.pool.fetchval(
+            "SELECT payload FROM ev_charging_needs WHERE station_id = $1"
+            " AND transaction_id = $2 ORDER BY received_at DESC LIMIT 1",
+            station_id, transaction_id)
+        if payload is None:
+            return []
+        needs = json.loads(payload).get("chargingNeeds", {})
+        modes = list(needs.get("availableEnergyTransfer") or [])
+        wanted = needs.get("requestedEnergyTransfer")
+        return modes or ([wanted] if wanted else [])
 
     # ----------------------------------------------------------------- metered
 

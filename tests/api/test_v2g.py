@@ -118,7 +118,8 @@ async def test_session_terms_override_the_vehicles_and_the_car_reports_v2x(
         "id_token": "TOK-V2G", "battery_kwh": 60, "v2g_opted_in": True,
         "v2g_mode": "export_allowed", "min_soc": 0.2,
         "compensation_per_kwh": 0.5})).status_code == 200
-    async with raw("V21", ["ocpp2.1"]) as station:
+    replies = {"NotifyAllowedEnergyTransfer": {"status": "Accepted"}}
+    async with raw("V21", ["ocpp2.1"], replies) as station:
         await start(station, "TX-V", "TOK-V2G")
         assert await station.ok("NotifyEVChargingNeeds", {
             "evseId": 1, "chargingNeeds": V2X_NEEDS}, "2.1") == {"status": "Accepted"}
@@ -134,6 +135,15 @@ async def test_session_terms_override_the_vehicles_and_the_car_reports_v2x(
         assert seen["ev"]["max_discharge_w"] == 7000
         assert seen["ev"]["min_v2x_energy_wh"] == -20000
         assert seen["ev"]["metered_soc"] == 60
+        # Q01: the station is told at once which modes the car may use now
+        assert seen["station_told"] == "Accepted"
+        told = [p for a, p in station.received if a == "NotifyAllowedEnergyTransfer"]
+        assert told == [{"transactionId": "TX-V",
+                         "allowedEnergyTransfer": ["AC_single_phase", "AC_BPT"]}]
+        out = await operator.put("/api/sessions/V21/TX-V/v2g", json={"opted_in": False})
+        assert out.json()["terms"]["opted_in"] is False
+        told = [p for a, p in station.received if a == "NotifyAllowedEnergyTransfer"]
+        assert told[-1]["allowedEnergyTransfer"] == ["AC_single_phase"]
         tx = await csms.store.transactions.get("V21", "TX-V")
         assert tx is not None and tx.energy_wanted_wh == 12000  # evTargetEnergyRequest
         # bad session terms: 422; an unknown transaction: 404

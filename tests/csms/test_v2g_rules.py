@@ -120,3 +120,12 @@ def test_too_many_periods_end_idle_rather_than_discharge_unplanned() -> None:
     periods = profile["chargingSchedule"][0]["chargingSchedulePeriod"]
     assert [p["limit"] for p in periods] == [4.3, 0.0]
     assert "setpoint" not in periods[1] and periods[1]["numberPhases"] == 1
+
+
+def test_a_car_may_keep_its_bidirectional_modes_only_under_terms_that_discharge() -> None:
+    from csms.v2g import allowed_modes
+
+    offered = ["AC_three_phase", "AC_BPT"]
+    assert allowed_modes(offered, Terms(True, "backup_only")) == offered
+    assert allowed_modes(offered, Terms(True, "charge_only")) == ["AC_three_phase"]
+    assert allowed_modes(["DC_BPT"], Terms(False, "export_allowed")) == []
