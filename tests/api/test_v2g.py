@@ -210,3 +210,30 @@ async def test_the_openapi_document_publishes_the_v2g_bounds(base_url: str) -> N
     body = doc["components"]["schemas"]["VehicleBody"]["properties"]
     assert body["min_soc"]["maximum"] == 1 and body["min_soc"]["minimum"] == 0
     assert "/api/sessions/{station_id}/{transaction_id}/v2g" in doc["paths"]
+
+
+async def test_a_negative_limit_through_the_commands_api_never_reaches_a_201_station(
+    client: Client, raw: Callable[..., Any],
+) -> None:
+    profile = {"id": 5, "stackLevel": 1, "chargingProfilePurpose": "TxDefaultProfile",
+               "chargingProfileKind": "Absolute", "chargingSchedule": [{
+                   "id": 5, "startSchedule": NOW, "chargingRateUnit": "W",
+                   "chargingSchedulePeriod": [{"startPeriod": 0, "limit": -3000.0}]}]}
+    replies = {"SetChargingProfile": {"status": "Accepted"}}
+    operator = client("operator")
+    route = "/api/stations/{station_id}/commands/set-charging-profile"
+    before = metrics.api_refused.labels(route)._value.get()
+    async with raw("NEW21", ["ocpp2.1"], replies) as new, \
+            raw("OLD201", ["ocpp2.0.1"], replies) as old:
+        await new.boot("2.1")
+        await old.boot("2.0.1")
+        body = {"evse_id": 1, "charging_profile": profile}
+        refused = await operator.post("/api/stations/OLD201/commands/set-charging-profile",
+                                      json=body)
+        assert refused.status_code == 422, refused.text
+        assert "2.0.1" in refused.text
+        assert not any(a == "SetChargingProfile" for a, _ in old.received)
+        assert metrics.api_refused.labels(route)._value.get() == before + 1
+        sent = await operator.post("/api/stations/NEW21/commands/set-charging-profile",
+                                   json=body)  # 2.1 keeps negative limits for old systems
+        assert sent.status_code == 200, sent.text
