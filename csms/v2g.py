@@ -23,6 +23,8 @@ from smart_charging.model import V2gMode, V2gTerms
 
 MODES = tuple(m.value for m in V2gMode)
 BPT_MODES = frozenset({"AC_BPT", "AC_BPT_DER", "DC_BPT", "DC_ACDP_BPT"})
+# what a vehicle allowed to discharge may choose from at authorization (Q01)
+ALL_MODES = ("AC_single_phase", "AC_two_phase", "AC_three_phase", "DC", "AC_BPT", "DC_BPT")
 # the device model variables a 2.1 station reports bidirectional power transfer with
 V2X_COMPONENT = "V2XChargingCtrlr"
 EFFICIENCY = 0.95  # each way, as the engine's V2gTerms default

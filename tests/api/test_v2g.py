@@ -237,3 +237,28 @@ async def test_a_negative_limit_through_the_commands_api_never_reaches_a_201_sta
         sent = await operator.post("/api/stations/NEW21/commands/set-charging-profile",
                                    json=body)  # 2.1 keeps negative limits for old systems
         assert sent.status_code == 200, sent.text
+
+
+async def test_q01_authorize_allows_bidirectional_modes_to_an_opted_in_vehicle_on_21(
+    csms: Csms, client: Client, raw: Callable[..., Any],
+) -> None:
+    now = csms.clock.now()
+    for token in ("TOK-V2G", "TOK-PLAIN"):
+        await csms.store.tokens.add(token, "ISO14443", now)
+    await client("operator").put("/api/vehicles/car-1", json={
+        "id_token": "TOK-V2G", "battery_kwh": 60, "v2g_opted_in": True,
+        "v2g_mode": "backup_only"})
+    async with raw("NEW21", ["ocpp2.1"]) as new, raw("OLD201", ["ocpp2.0.1"]) as old:
+        await new.boot("2.1")
+        await old.boot("2.0.1")
+
+        def authorize(token: str) -> Payload:
+            return {"idToken": {"idToken": token, "type": "ISO14443"}}
+
+        v2g = await new.ok("Authorize", authorize("TOK-V2G"), "2.1")
+        assert v2g["idTokenInfo"]["status"] == "Accepted"
+        assert {"AC_BPT", "DC_BPT", "AC_three_phase"} <= set(v2g["allowedEnergyTransfer"])
+        plain = await new.ok("Authorize", authorize("TOK-PLAIN"), "2.1")
+        assert "allowedEnergyTransfer" not in plain  # charging only
+        old_answer = await old.ok("Authorize", authorize("TOK-V2G"), "2.0.1")
+        assert "allowedEnergyTransfer" not in old_answer
