@@ -653,6 +653,8 @@ class SitePlanner:
                 entry["energy_planned_kwh"] = round(float(plan.energy_planned_kwh[i]), 3)
                 entry["setpoints"] = _compress(plan.slot_starts, tuple(plan.current_a[i]),
                                                tuple(plan.power_w[i]))
+                if plan.discharged_kwh is not None:  # V2G: what it feeds back
+                    entry["discharge_planned_kwh"] = round(float(plan.discharged_kwh[i]), 3)
             schedule[s.evse_id] = entry
         outcomes = [j.outcome for j in jobs]
         return PlanRecord(

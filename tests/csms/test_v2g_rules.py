@@ -129,3 +129,13 @@ def test_a_car_may_keep_its_bidirectional_modes_only_under_terms_that_discharge(
     assert allowed_modes(offered, Terms(True, "backup_only")) == offered
     assert allowed_modes(offered, Terms(True, "charge_only")) == ["AC_three_phase"]
     assert allowed_modes(["DC_BPT"], Terms(False, "export_allowed")) == []
+
+
+def test_a_discharge_is_one_signed_power_however_the_station_says_it() -> None:
+    from csms.ocpp.metering import signed_power
+
+    assert signed_power(7000.0, None) == 7000.0
+    assert signed_power(0.0, 5000.0) == -5000.0  # export as a magnitude
+    assert signed_power(-5000.0, 5000.0) == -5000.0  # signed import and export both
+    assert signed_power(-5000.0, None) == -5000.0
+    assert signed_power(None, 3000.0) == -3000.0
