@@ -30,6 +30,7 @@ from csms.iso15118 import Iso15118
 from csms.lag import LagProbe
 from csms.ocpp.deps import Deps
 from csms.ocpp.routes import Router, routes
+from csms.openadr import Ven
 from csms.scheduling.scheduler import Scheduler
 from csms.server import OcppServer
 from csms.sites import Sites
@@ -62,6 +63,7 @@ class Csms:
     iso15118: Iso15118 | None = None
     sites: Sites = field(default_factory=Sites)  # as configured, planned here or not
     cluster: Member | None = None  # one worker of several (csms/cluster/); None: alone
+    openadr: Ven | None = None  # the OpenADR VEN, where `[openadr] vtn_url` is set
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Csms:
@@ -86,11 +88,11 @@ class Csms:
                           client_cas=client_cas(config, ca))
         commands = Commands(connections, store, clock)
         scheduler = None
-        # in a cluster, worker 0 of each node plans (`plans_here`); per-site leases
-        # (csms/scheduling/leases.py) keep each site to one planner across nodes
+        # in a cluster, every worker that `plans_here` takes its share of the sites; the
+        # per-site leases (csms/scheduling/leases.py) keep each site to one planner
         if config.scheduler.on and plans_here(config):
             scheduler = Scheduler(config.scheduler, store, commands, connections, events, clock,
-                                  sites, db.url)
+                                  sites, db.url, node=member.worker_id if member else "")
             await scheduler.start()
         await ocpp.start()
         csms = cls(config, clock, db, store, events, connections, commands, ocpp, scheduler,
@@ -110,6 +112,10 @@ class Csms:
             csms.cost_updates = CostUpdates(store, commands, connections, clock,
                                             config.billing.cost_updated_interval_s)
             csms.cost_updates.start()
+        if config.openadr.vtn_url and plans_here(config) and config.cluster.worker == 0:
+            csms.openadr = Ven(config.openadr, store, clock, events, sites.models(),
+                               load_key(config.audit_dir()))  # one VEN per installation
+            await csms.openadr.start()
         if config.api.enabled:
             await csms._start_api()
         return csms
@@ -117,6 +123,8 @@ class Csms:
     async def stop(self) -> None:
         if self.api is not None:  # first: no request finds the store closed
             await self.api.stop()
+        if self.openadr is not None:
+            await self.openadr.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
         if self.renewal is not None:
@@ -143,6 +151,7 @@ class Csms:
                       ca=self.ca, firmware=self.firmware,
                       diagnostics=self.diagnostics, iso15118=self.iso15118,
                       audit_key=load_key(self.config.audit_dir()),
+                      carbon=self.sites.carbon(),
                       cluster=self.cluster.registry if self.cluster else None)
         api = ApiServer(self.config.api, build_app(parts), parts.stopping)
         try:
@@ -157,8 +166,8 @@ class Csms:
 
 def plans_here(config: Config) -> bool:
     """Whether this process runs the scheduler: always alone; in a cluster where
-    `[cluster] plans` says so (worker 0 of each node; the site leases decide which node
-    plans which site)."""
+    `[cluster] plans` says so (every worker by default; the site leases decide which
+    process plans which site)."""
     return not config.cluster.broker_url or config.cluster.plans
 
 

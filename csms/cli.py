@@ -467,12 +467,11 @@ def _log_level(args: argparse.Namespace, level: str) -> str:
 
 def _as_worker(args: argparse.Namespace, config: Config) -> Config:
     """A process of `--workers N` (csms/cluster/workers.py starts it with --worker-index):
-    it shares the ports, and plans sites only as worker 0 (csms/app.py, `plans_here`)."""
+    it shares the ports, and plans its share of the sites (csms/scheduling/scheduler.py)."""
     cluster = replace(config.cluster, node=args.node or config.cluster.node)
     if args.worker_index is None:
         return replace(config, cluster=cluster)
-    cluster = replace(cluster, worker=args.worker_index,
-                      plans=cluster.plans and args.worker_index == 0)
+    cluster = replace(cluster, worker=args.worker_index)
     return replace(config, cluster=cluster,
                    server=replace(config.server, reuse_port=True),
                    api=replace(config.api, reuse_port=True))

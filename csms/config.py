@@ -160,8 +160,8 @@ class ClusterConfig:
     heartbeat_s: float = 5.0  # each worker's row in the registry is refreshed this often
     worker_ttl_s: float = 20.0  # a worker not seen for this long is dead: its stations go
     call_margin_s: float = 5.0  # a routed CALL waits the station's timeout plus this
-    plans: bool = True  # run the scheduler in this process (until per-site leases land,
-                        # `csms serve --workers N` plans on worker 0 only)
+    plans: bool = True  # run the scheduler in this process; each planning process takes
+                        # its share of the sites (the site leases: one planner per site)
 
     def __post_init__(self) -> None:
         if len(self.node) > 64 or not (self.node == "" or self.node.isprintable()):
@@ -262,6 +262,36 @@ class Iso15118Config:
 
 
 @dataclass(frozen=True)
+class OpenAdrConfig:
+    """The OpenADR 2.0b VEN (csms/openadr.py, docs/decisions/0030-openadr-carbon-ledger.md):
+    registers with a utility's VTN, turns its events into grid events on the portfolio's
+    sites, answers optIn/optOut and reports the portfolio's metered load. No vtn_url: off."""
+
+    vtn_url: str = ""  # e.g. https://vtn.example.net/OpenADR2/Simple/2.0b
+    ven_name: str = ""  # how this VEN is known to the VTN
+    portfolio: str = ""  # the portfolio (csms portfolios) whose sites the events act on
+    ven_id: str = ""  # empty: the VTN assigns one at registration
+    report_interval_s: float = 60.0  # metered load per interval of this length
+    cert: str = ""  # PEM certificate and key signing messages (and TLS client auth)
+    key: str = ""
+    vtn_fingerprint: str = ""  # the VTN certificate's fingerprint, checked on messages
+    ca_file: str = ""  # CA for the VTN's TLS certificate
+    retry_s: float = 30.0  # registration is retried this often while the VTN is away
+
+    def __post_init__(self) -> None:
+        if not self.vtn_url:
+            return
+        if not self.vtn_url.startswith(("http://", "https://")):
+            raise ValueError("[openadr] vtn_url must be an http(s) URL")
+        if not self.ven_name or not self.portfolio:
+            raise ValueError("[openadr] vtn_url needs ven_name and portfolio")
+        if not 1 <= self.report_interval_s <= 86_400 or self.retry_s <= 0:
+            raise ValueError("[openadr] report_interval_s 1 to 86400, retry_s positive")
+        if bool(self.cert) != bool(self.key):
+            raise ValueError("[openadr] cert and key go together")
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     boot: BootConfig = field(default_factory=BootConfig)
@@ -276,6 +306,7 @@ class Config:
     billing: BillingConfig = field(default_factory=BillingConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    openadr: OpenAdrConfig = field(default_factory=OpenAdrConfig)
 
     def ca_dir(self) -> str:
         """Where the CSMS's own CA lives: configured, or beside the database folder."""

@@ -37,6 +37,13 @@ def covers(granted: tuple[str, ...], site: Site, node_id: str) -> bool:
     return any(g.split("/", 1) == [site.id, n] for g in granted for n in path)
 
 
+def audited(event: GridEvent) -> dict[str, object]:
+    """What the audit log keeps of a dispatch (a grid event): no personal data."""
+    return {"site": event.site_id, "event": event.id, "node": event.node, "kind": event.kind,
+            "kw": event.kw, "start": event.start.isoformat(), "end": event.end.isoformat(),
+            "reference": event.reference}
+
+
 def holds_all_evses(site: Site, node_id: str) -> bool:
     return all(node_id in site.path_to_root(e.node) for e in site.evses)
 

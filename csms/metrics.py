@@ -23,8 +23,9 @@ plan_seconds = Histogram("csms_plan_seconds", "Time to plan a site (engine, in a
                          ["site"])
 profiles = Counter("csms_profiles_total", "Charging profiles the scheduler sent, by purpose "
                    "and outcome", ["purpose", "outcome"])
-scheduler_leases = Counter("csms_scheduler_leases_total", "Sites this process took (taken) "
-                           "or lost (lost: its lease connection went) to plan", ["site", "event"])
+scheduler_leases = Counter("csms_scheduler_leases_total", "Sites this process took (taken), "
+                           "gave back to a process under its share (released) or lost (lost: "
+                           "its lease connection went) to plan", ["site", "event"])
 scheduler_sites_owned = Gauge("csms_scheduler_sites_owned", "Sites this process plans now "
                               "(holds the lease of)")
 non_compliance = Counter("csms_non_compliance_total", "Meter samples of an EVSE drawing "
@@ -55,3 +56,10 @@ api_refused = Counter("csms_api_refused_total", "HTTP API requests refused with 
 discharge_clamped = Counter("csms_discharge_clamped_total", "Planned discharge a station "
                             "could not be sent (OCPP 2.0.1, or not bidirectional): its "
                             "profile was clamped to 0, by site", ["site"])
+rejected_inputs = Counter("csms_rejected_inputs_total", "Inputs refused at the edge (emission "
+                          "factors, revenue shares, OpenADR events), by input and reason",
+                          ["input", "reason"])
+openadr_events = Counter("csms_openadr_events_total", "OpenADR events from the VTN, by how the "
+                         "VEN answered (optIn, optOut) and why", ["opt", "reason"])
+openadr_reports = Counter("csms_openadr_reports_total", "Metered-load reports the VEN built for "
+                          "the VTN")

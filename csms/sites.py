@@ -12,20 +12,26 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from smart_charging import Prices, Site, prices_from_dict, site_from_dict
+from smart_charging import Carbon, Prices, Site, prices_from_dict, site_from_dict
+from smart_charging.config import carbon_from_dict
 
 
 @dataclass(frozen=True)
 class SiteFile:
-    """One site as configured: its tree and EVSEs, its tariff's prices, and where from."""
+    """One site as configured: its tree and EVSEs, its tariff's prices (with the site's
+    `[carbon]` section, which the engine weighs beside price), and where from."""
 
     site: Site
     prices: Prices
     path: Path
     tariff: str | None  # the tariff id it names (`[site] tariff`), None if none
+
+    @property
+    def carbon(self) -> Carbon:
+        return self.prices.carbon
 
 
 def site_id_of(path: str | Path) -> str:
@@ -53,12 +59,17 @@ def load_site_file(path: str | Path, tariffs_dir: str = "") -> SiteFile:
             "what is stored under that id")
     meta["id"] = site_id
     site = site_from_dict({**data, "site": meta})
+    try:
+        carbon = carbon_from_dict(data)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     tariff = meta.get("tariff") or None
     if not tariff:
-        return SiteFile(site, Prices(), path, None)
+        return SiteFile(site, Prices(carbon=carbon), path, None)
     tariff = str(tariff).removesuffix(".toml")
     with open(tariffs_folder(path, tariffs_dir) / f"{tariff}.toml", "rb") as f:
-        return SiteFile(site, prices_from_dict(tomllib.load(f)), path, tariff)
+        prices = prices_from_dict(tomllib.load(f))
+    return SiteFile(site, replace(prices, carbon=carbon), path, tariff)
 
 
 def load_site(path: str | Path, tariffs_dir: str = "") -> tuple[Site, Prices]:
@@ -99,3 +110,7 @@ class Sites(Mapping[str, SiteFile]):
     def models(self) -> dict[str, Site]:
         """Site id -> the engine's Site: what the API shows."""
         return {f.site.id: f.site for f in self.files}
+
+    def carbon(self) -> dict[str, Carbon]:
+        """Site id -> its configured emission factors and carbon weight."""
+        return {f.site.id: f.carbon for f in self.files}

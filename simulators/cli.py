@@ -2,7 +2,7 @@
 CSMS must provision for it.
 
     csms-sim run config/scenarios/residential.toml --url ws://127.0.0.1:9000/ocpp \\
-        --speed 60 --trace out.csv --summary summary.json
+        --speed 60 --trace out.csv --summary summary.json [--processes 4]
     csms-sim provision config/scenarios/residential.toml --format commands
     csms-sim sessions config/scenarios/residential.toml --out sessions.csv
 """
@@ -18,8 +18,9 @@ import sys
 from pathlib import Path
 
 from simulators.clock import AcceleratedClock, parse_ocpp
-from simulators.fleet import Fleet
+from simulators.fleet import Fleet, Summary
 from simulators.scenario import draw_sessions, load_scenario, write_sessions_csv
+from simulators.spread import run_spread
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -29,6 +30,13 @@ def _run(args: argparse.Namespace) -> int:
     ssl_ctx = None
     if args.url.startswith("wss://"):
         ssl_ctx = ssl_module.create_default_context(cafile=args.cafile)
+    if args.processes < 1:
+        print("--processes must be at least 1", file=sys.stderr)
+        return 2
+    if args.processes > 1:
+        summary = run_spread(args.scenario, args.url, start, args.speed, args.processes,
+                             trace=args.trace, cafile=args.cafile)
+        return _report(summary, args)
     trace = open(args.trace, "w", newline="") if args.trace else None
     try:
         fleet = Fleet(scenario, args.url, clock, trace=trace, ssl=ssl_ctx)
@@ -36,6 +44,10 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if trace is not None:
             trace.close()
+    return _report(summary, args)
+
+
+def _report(summary: Summary, args: argparse.Namespace) -> int:
     print(summary.text())
     if args.summary:
         Path(args.summary).write_text(json.dumps(summary.to_dict(), indent=2))
@@ -114,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--trace", help="write the per-EVSE trace CSV here")
     run.add_argument("--summary", help="write the JSON summary here")
     run.add_argument("--cafile", help="CA bundle for wss:// (Security Profile 2)")
+    run.add_argument("--processes", type=int, default=1,
+                     help="spread the stations over this many processes (one clock)")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_run)
 

@@ -34,19 +34,26 @@ class SystemClock:
 
 
 class AcceleratedClock:
-    """Simulated time running `speed` times faster than the wall clock, starting at `start`."""
+    """Simulated time running `speed` times faster than the wall clock, starting at `start`.
 
-    def __init__(self, start: datetime, speed: float = 1.0) -> None:
+    `anchor` (a `time.time()` value) is the wall-clock moment at which simulated time is
+    `start`: processes given the same anchor share one simulated clock (a fleet spread
+    over several processes). Without it, the clock starts now on the monotonic clock."""
+
+    def __init__(self, start: datetime, speed: float = 1.0,
+                 anchor: float | None = None) -> None:
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.start = start.astimezone(UTC)
         self.speed = speed
-        self._t0 = time.monotonic()
+        self._wall = anchor is not None
+        self._t0 = anchor if anchor is not None else time.monotonic()
 
     def now(self) -> datetime:
-        return self.start + timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
+        elapsed = (time.time() if self._wall else time.monotonic()) - self._t0
+        return self.start + timedelta(seconds=elapsed * self.speed)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.speed)

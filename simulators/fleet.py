@@ -139,14 +139,20 @@ class Fleet:
         connect_concurrency: int = 200,
         ssl: object = None,
         passwords: Mapping[str, str] | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         """`passwords` (station id -> password) replaces the scenario's own, e.g. with
-        passwords the CSMS generated when the stations were provisioned."""
+        passwords the CSMS generated when the stations were provisioned. `shard` (i, n):
+        play only every n-th station from the i-th (simulators/spread.py runs n fleets)."""
         self.scenario = scenario
         self.clock = clock
         self.stations: dict[str, Station] = {}
         self.node_of: dict[str, str] = {}
-        for spec, node in scenario.station_specs():
+        self.node_load: dict[tuple[int, str], float] = {}  # (trace step, node) -> EV kW
+        index, count = shard
+        for k, (spec, node) in enumerate(scenario.station_specs()):
+            if k % count != index:
+                continue
             if passwords and spec.station_id in passwords:
                 spec = replace(spec, password=passwords[spec.station_id])
             self.stations[spec.station_id] = Station(spec, url=url, clock=clock, ssl=ssl)
@@ -259,11 +265,14 @@ class Fleet:
         await self._safe(st.unplug(session.evse_id))
 
     async def _trace_loop(self) -> None:
-        interval = self.scenario.trace_interval_s
-        next_t = self.clock.now()
+        """A sample now, then on the scenario's grid (start + k x interval), so fleets in
+        several processes sample the same moments and their loads add up."""
+        interval = timedelta(seconds=self.scenario.trace_interval_s)
+        steps = (self.clock.now() - self.scenario.start) // interval
+        next_t = self.scenario.start + steps * interval
         while True:
             self._sample(self.clock.now())
-            next_t += timedelta(seconds=interval)
+            next_t += interval
             await self._sleep_until(next_t)
 
     def _sample(self, now: datetime) -> None:
@@ -291,6 +300,16 @@ class Fleet:
                         "" if soc is None else round(soc * 100, 1),
                     ]
                 )
+        step = round((now - self.scenario.start).total_seconds()
+                     / self.scenario.trace_interval_s)
+        for node_id, kw in node_kw.items():
+            self.node_load[(step, node_id)] = kw
+        self.record_peaks(now, node_kw)
+        if self._trace_file is not None:
+            self._trace_file.flush()
+
+    def record_peaks(self, now: datetime, node_kw: Mapping[str, float]) -> None:
+        """The summary's peaks, from one sample of the EV load per node."""
         local = self.scenario.local(now)
         for node_id, kw in node_kw.items():
             peak = self.summary.peaks.setdefault(node_id, NodePeak(node_id))
@@ -299,5 +318,3 @@ class Fleet:
                 peak.peak_ev_kw, peak.peak_ev_at = kw, now
             if total > peak.peak_total_kw:
                 peak.peak_total_kw, peak.peak_total_at = total, now
-        if self._trace_file is not None:
-            self._trace_file.flush()

@@ -6,6 +6,7 @@ No I/O, no clock: the caller passes `now` and already-loaded config.
 from smart_charging.baselines import equal_share, tou_timer, uncontrolled
 from smart_charging.config import prices_from_dict, site_from_dict
 from smart_charging.model import (
+    Carbon,
     DailyProfile,
     Evse,
     Node,
@@ -28,6 +29,7 @@ from smart_charging.setpoints import Rounding, round_setpoints
 from smart_charging.solve import SolverSettings, project, violations
 
 __all__ = [
+    "Carbon",
     "DailyProfile",
     "Evse",
     "EvseSchedule",

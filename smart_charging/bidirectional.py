@@ -344,7 +344,7 @@ def build_lanes(site: Site, sessions: Sequence[Session], prices: Prices, now: da
         pair_hours, cap_c, cap_d, soc, e0, e_lo, e_hi, end_lo, end_hi, eta_c, eta_d, wear,
         need, target, backup, tuple(rows), row_coef, dis_coef, collinear, np.array(units),
         np.array(limits).reshape(R, T), np.array(his).reshape(R, T),
-        np.array(los).reshape(R, T), root_hi, root_lo, prices.energy_price(
+        np.array(los).reshape(R, T), root_hi, root_lo, prices.slot_cost(
             slots.starts, slots.ends), float(scale))
 
 

@@ -10,6 +10,9 @@ Site layout (see config/sites/residential.toml):
             max_power_kw, rate_unit, v2g (bidirectional), max_discharge_kw
   [[evse_groups]] the same fields plus count, id_prefix and phases = "rotate" to spread
             single-phase EVSEs over L1, L2, L3 in turn (one station per EVSE)
+  [carbon] kg_per_kwh_daily = [...] (grid emission factors, local time, any resolution
+            dividing a day), weight_per_kg (currency per kgCO2 the plan weighs beside
+            price; default 0: reported, not optimised)
 Tariff layout (config/tariffs/*.toml):
   id, currency, utc_offset, demand_charge_per_kw, [[bands]] name, start, end, price
 """
@@ -21,6 +24,7 @@ from typing import Any
 
 from smart_charging.model import (
     PHASES,
+    Carbon,
     DailyProfile,
     Evse,
     Node,
@@ -147,3 +151,16 @@ def prices_from_dict(d: dict[str, Any]) -> Prices:
         currency=str(d.get("currency", "CNY")),
         flat_price=float(d.get("flat_price", 0.0)),
     )
+
+
+def carbon_from_dict(d: dict[str, Any]) -> Carbon:
+    """The `[carbon]` section of a parsed site dict (layout in this module's docstring)."""
+    section = d.get("carbon", {})
+    unknown = set(section) - {"kg_per_kwh_daily", "weight_per_kg"}
+    if unknown:
+        raise ValueError(f"unknown key(s) in [carbon]: {', '.join(sorted(unknown))}")
+    offset = parse_offset(str(d.get("site", {}).get("utc_offset", "Z")))
+    daily = section.get("kg_per_kwh_daily")
+    return Carbon(
+        factors=None if daily is None else DailyProfile(tuple(float(v) for v in daily), offset),
+        weight_per_kg=float(section.get("weight_per_kg", 0.0)))

@@ -507,9 +507,31 @@ class TouBand:
 
 
 @dataclass(frozen=True)
+class Carbon:
+    """Grid emission factors (kgCO2 per kWh drawn) over time, and what a kg weighs in the
+    objective beside the energy price (currency per kg). A weight of 0 (the default) keeps
+    plans exactly as without carbon: the factors are then only reported, not optimised."""
+
+    factors: Series | None = None
+    weight_per_kg: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_finite("carbon", weight_per_kg=self.weight_per_kg)
+        for v in () if self.factors is None else self.factors.values:
+            _check_finite("carbon", kg_per_kwh=v)
+
+    def cost_per_kwh(self, starts: Sequence[datetime], ends: Sequence[datetime]) -> np.ndarray:
+        """The carbon term per slot (currency per kWh): weight x the slot's worst factor."""
+        if self.weight_per_kg == 0 or self.factors is None:
+            return np.zeros(len(starts))
+        return self.weight_per_kg * sample(self.factors, starts, ends, "max", 0.0)
+
+
+@dataclass(frozen=True)
 class Prices:
     """Energy prices (TOU bands, or per-interval prices that override them) and an
-    optional demand charge per kW of the site's peak within the horizon."""
+    optional demand charge per kW of the site's peak within the horizon. `carbon` adds
+    a per-slot cost for emissions, so the engine weighs them like a price and stays pure."""
 
     bands: tuple[TouBand, ...] = ()
     utc_offset: timedelta = timedelta(0)
@@ -517,6 +539,7 @@ class Prices:
     demand_charge_per_kw: float = 0.0
     currency: str = "CNY"
     flat_price: float = 0.0
+    carbon: Carbon = field(default_factory=Carbon)
 
     def band_at(self, t: datetime) -> TouBand | None:
         local = (t.astimezone(UTC) + self.utc_offset).time()
@@ -535,3 +558,7 @@ class Prices:
             if band is not None:
                 out[i] = band.price
         return out
+
+    def slot_cost(self, starts: Sequence[datetime], ends: Sequence[datetime]) -> np.ndarray:
+        """What the objective charges per kWh in each slot: energy price plus carbon term."""
+        return self.energy_price(starts, ends) + self.carbon.cost_per_kwh(starts, ends)

@@ -370,7 +370,7 @@ def build_grid(site: Site, sessions: Sequence[Session], prices: Prices, now: dat
     root_load = sample(root.load_kw, slots.starts, slots.ends, "max", 0.0)
     root_limit = root.limit_over(slots.starts, slots.ends)
     scale = root.limit_kw if root.limit_kw else float(sum(e.max_kw for e in site.evses)) or 1.0
-    price = prices.energy_price(slots.starts, slots.ends)
+    price = prices.slot_cost(slots.starts, slots.ends)
     return Grid(site, slots, tuple(kept), evses, pair_session, pair_slot, pair_hours, cap_kw,
                 need, target, tuple(rows), row_coef, limit, load, headroom, root_load,
                 root_limit, price, float(scale))

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from csms.api import (
+    carbon,
     charging,
     cluster,
     commands,
@@ -27,6 +28,7 @@ from csms.api import (
     grid,
     guard,
     iso15118,
+    ledger,
     local_lists,
     metrics,
     network_profiles,
@@ -85,6 +87,8 @@ def build_app(parts: Parts) -> FastAPI:
         app.include_router(module.router)
     app.include_router(portfolios.router)  # issue 14: aggregators
     app.include_router(settlements.router)
+    app.include_router(carbon.router)  # emission factors, a session's emissions
+    app.include_router(ledger.router)  # revenue shares and the revenue-split ledger
     app.include_router(cluster.router)  # scale-out: nodes, workers, stations
     app.include_router(v2g.router)  # issue 15: vehicles' and sessions' V2G terms
 

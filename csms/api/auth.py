@@ -47,6 +47,8 @@ class Permission(StrEnum):
     PORTFOLIOS = "portfolios:read"  # an aggregator's pooled sites (its own, if scoped)
     PORTFOLIOS_WRITE = "portfolios:write"  # make and remove portfolios
     AUDIT = "audit:read"  # the tamper-evident log
+    CARBON = "carbon:read"  # a site's grid emission factors
+    CARBON_WRITE = "carbon:write"  # set them (a grid company, an aggregator: issue 14)
 
 
 ROLES: dict[str, frozenset[Permission]] = {
@@ -55,14 +57,18 @@ ROLES: dict[str, frozenset[Permission]] = {
         Permission.READ, Permission.STATIONS, Permission.ID_TOKENS, Permission.SESSIONS,
         Permission.COMMANDS, Permission.SITES, Permission.METRICS, Permission.TARIFFS,
         Permission.PORTFOLIOS, Permission.PORTFOLIOS_WRITE, Permission.AUDIT,
+        Permission.CARBON,
     }),
     # A grid company sees and limits its own nodes; it does not see drivers or stations.
-    "grid": frozenset({Permission.SITES, Permission.LIMITS}),
+    # Emission factors: on the sites of its nodes.
+    "grid": frozenset({Permission.SITES, Permission.LIMITS, Permission.CARBON,
+                       Permission.CARBON_WRITE}),
     # An aggregator sees the portfolios its token names (and the log of what it
-    # committed to); no drivers, no stations.
-    "aggregator": frozenset({Permission.PORTFOLIOS, Permission.AUDIT}),
+    # committed to), and the emission factors of their sites; no drivers, no stations.
+    "aggregator": frozenset({Permission.PORTFOLIOS, Permission.AUDIT, Permission.CARBON,
+                             Permission.CARBON_WRITE}),
     "viewer": frozenset({Permission.READ, Permission.SITES, Permission.METRICS,
-                         Permission.PORTFOLIOS}),
+                         Permission.PORTFOLIOS, Permission.CARBON}),
 }
 
 

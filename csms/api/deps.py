@@ -26,7 +26,7 @@ from csms.iso15118 import Iso15118
 from csms.store import Store
 from csms.store.api_tokens import ApiTokenRepo
 from csms.tariffs import TariffCatalog
-from smart_charging.model import Site
+from smart_charging.model import Carbon, Site
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Parts:
     iso15118: Iso15118 | None = None  # block M: root certificates to install
     cluster: Registry | None = None  # who holds which station, in a cluster (csms/cluster/)
     audit_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    carbon: Mapping[str, Carbon] = field(default_factory=dict)  # site files' [carbon]
 
 
 def parts(request: Request) -> Parts:

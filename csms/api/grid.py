@@ -93,13 +93,6 @@ def configured(parts: Parts, site_id: str) -> Site:
     return site
 
 
-def _audited(event: GridEvent) -> dict[str, object]:
-    """What the audit log keeps of a dispatch (a grid event): no personal data."""
-    return {"site": event.site_id, "event": event.id, "node": event.node, "kind": event.kind,
-            "kw": event.kw, "start": event.start.isoformat(), "end": event.end.isoformat(),
-            "reference": event.reference}
-
-
 def may_act(who: Caller, site: Site, node_id: str) -> bool:
     return who.role != "grid" or grid.covers(who.nodes, site, node_id)
 
@@ -159,7 +152,7 @@ async def create_event(site_id: SiteId, body: EventIn, who: Writer,
                                                  start, body.end, body.reference, who.name,
                                                  now, conn)
         await parts.store.audit.append(parts.audit_key, who.name, "dispatch.created",
-                                       _audited(event), now, conn)
+                                       grid.audited(event), now, conn)
     _published(parts, event, "created")
     return await event_out(parts, site, event)
 
@@ -209,7 +202,7 @@ async def cancel_event(event: EventDep, who: Writer, parts: PartsDep) -> EventOu
             raise HTTPException(status.HTTP_409_CONFLICT,
                                 f"event {event.id} is {event.status(now)}")
         await parts.store.audit.append(parts.audit_key, who.name, "dispatch.cancelled",
-                                       _audited(cancelled), now, conn)
+                                       grid.audited(cancelled), now, conn)
     _published(parts, cancelled, "cancelled")
     return await event_out(parts, site, cancelled)
 

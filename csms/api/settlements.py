@@ -2,6 +2,12 @@
 data on similar days, delivered energy per 15-minute interval, payment and penalty by the
 programme's terms (csms/settlement.py), recorded in the audit log.
 
+Every settlement carries its carbon figures (energy, emissions, emissions avoided against
+the baseline, csms/carbon.py), for the site and for each session under the node, with the
+session's measured contribution. Naming a portfolio also writes the revenue-split ledger
+(csms/ledger.py): one record per payee, each with its own audit entry, stored in the
+same transaction as the settlement's.
+
 The figures are reproducible: the same stored samples, method and terms give the same
 settlement, and the audit entry keeps the method, terms and totals.
 """
@@ -11,17 +17,22 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Literal
 
+import asyncpg
 from fastapi import APIRouter, HTTPException, status
 from pydantic import Field
 
-from csms import grid, settlement
+from csms import carbon, grid, ledger, settlement
 from csms.api.auth import Caller, Permission, require
-from csms.api.deps import Parts, PartsDep
+from csms.api.deps import Parts, PartsDep, not_found
 from csms.api.grid import EventDep, configured
 from csms.api.models import Body, Model
+from csms.portfolios import PORTFOLIO_ID
+from csms.store.carbon import LedgerEntry
 from csms.store.grid import GridEvent
+from csms.store.portfolios import Portfolio
 from smart_charging.model import Site
 
 router = APIRouter(prefix="/api/sites", tags=["grid"])
@@ -44,6 +55,12 @@ class SettlementIn(Body):
     adjustment: settlement.Adjustment = "none"
     adjustment_hours: float = Field(2.0, gt=0, le=12, allow_inf_nan=False)
     adjustment_cap: float = Field(0.2, ge=0, le=1, allow_inf_nan=False)
+    portfolio: str | None = Field(None, pattern=PORTFOLIO_ID, description=(
+        "write the revenue-split ledger of this portfolio (the site must be a member, "
+        "its revenue shares set)"))
+    programme: str = Field("", pattern=r"^[A-Za-z0-9_.-]{0,64}$",
+                           description="whose revenue shares apply ('': the portfolio's)")
+    currency: str = Field("CNY", pattern=r"^[A-Z]{3}$")
 
 
 class IntervalOut(Model):
@@ -51,6 +68,37 @@ class IntervalOut(Model):
     baseline_kw: float
     metered_kw: float
     delivered_kw: float
+    kg_per_kwh: float | None = None
+
+
+class CarbonOut(Model):
+    """Energy and emissions in the window, metered and baseline (kg: null where energy
+    was drawn while the emission factor was unknown)."""
+
+    energy_kwh: float
+    emissions_kg: float | None
+    baseline_kwh: float
+    baseline_emissions_kg: float | None
+    avoided_kg: float | None
+
+
+class SessionOut(CarbonOut):
+    """A session under the node during the event: pseudonymous, never an id token."""
+
+    session: str
+    driver: str | None
+    opted_out: bool
+    contribution_kwh: float = Field(description="kWh not drawn in the window against its "
+                                    "uncontrolled counterfactual (0 when opted out)")
+
+
+class LedgerRecordOut(Model):
+    party: str
+    payee: str
+    contribution_kwh: float | None
+    amount: Decimal
+    currency: str
+    audit_seq: int
 
 
 class SettlementOut(Model):
@@ -66,6 +114,9 @@ class SettlementOut(Model):
     payment: float
     penalty: float
     net: float
+    carbon: CarbonOut
+    sessions: list[SessionOut]
+    ledger: list[LedgerRecordOut] = Field(default_factory=list)
 
 
 async def _interval_kw(parts: Parts, site: Site, node: str, start: datetime,
@@ -86,13 +137,20 @@ def _overlaps(events: list[GridEvent], node: str, start: datetime, end: datetime
 
 
 @router.post("/{site_id}/events/{event_id}/settlement", responses={
-    404: {"description": "no such event"},
-    409: {"description": "the event has not ended, or is shorter than one interval"}})
+    403: {"description": "a portfolio named by a caller who may not write portfolios"},
+    404: {"description": "no such event, or no such portfolio"},
+    409: {"description": "the event has not ended, or is shorter than one interval; the "
+          "portfolio has no revenue shares, or this event is in its ledger already"},
+    422: {"description": "bad body, or the site is not a member of the portfolio"}})
 async def settle_event(event: EventDep, body: SettlementIn, who: Settler,
                        parts: PartsDep) -> SettlementOut:
     """Settle an ended event: baseline from similar days (event days excluded), delivery
-    per 15-minute interval, payment and penalty; appended to the audit log."""
+    per 15-minute interval, payment and penalty, energy and emissions (site and each
+    session); appended to the audit log. With `portfolio`: the revenue-split ledger too."""
     site = configured(parts, event.site_id)
+    if body.portfolio is not None and not who.may(Permission.PORTFOLIOS_WRITE):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {who.role} may not write a "
+                            "portfolio's ledger (needs permission portfolios:write)")
     now = parts.clock.now()
     end = event.effective_end
     if end > now:
@@ -133,18 +191,118 @@ async def settle_event(event: EventDep, body: SettlementIn, who: Settler,
     result = settlement.settle([event.start + i * INTERVAL for i in range(n)],
                                INTERVAL / timedelta(hours=1), baseline, actual[before:],
                                terms, body.direction, tuple(days), applied)
-    entry = await parts.store.audit.append(parts.audit_key, who.name, "settlement.computed", {
+    minutes = [event.start + k * carbon.MINUTE for k in range(n * 15)]
+    stored = await parts.store.carbon.factors(site.id, event.start, minutes[-1] + carbon.MINUTE)
+    configured_carbon = parts.carbon.get(site.id)
+    per_minute = carbon.factor_at(minutes, None if configured_carbon is None
+                                  else configured_carbon.factors, stored)
+    per_interval = [sum(per_minute[i * 15:(i + 1) * 15]) / 15 for i in range(n)]  # NaN stays
+    site_carbon = carbon.emissions([i.metered_kw for i in result.intervals],
+                                   [i.baseline_kw for i in result.intervals], per_interval, 15)
+    sessions = await _sessions(parts, site, event, now, per_minute)
+    portfolio = None if body.portfolio is None else await _ledger_portfolio(
+        parts, who, body.portfolio, body.programme, site, event)
+    body_out = {
         "site": site.id, "event": event.id, "method": asdict(method), "terms": asdict(terms),
         "direction": body.direction, "baseline_days": [d.isoformat() for d in days],
         "delivered_kwh": result.delivered_kwh, "committed_kwh": result.committed_kwh,
         "performance": result.performance, "payment": result.payment,
-        "penalty": result.penalty}, now)
+        "penalty": result.penalty, "carbon": asdict(site_carbon)}
+    if portfolio is not None:
+        body_out |= {"portfolio": portfolio[0].id, "programme": body.programme}
+    records: list[LedgerRecordOut] = []
+    async with parts.store.pool.acquire() as conn, conn.transaction():
+        entry = await parts.store.audit.append(parts.audit_key, who.name,
+                                               "settlement.computed", body_out, now, conn)
+        if portfolio is not None:
+            records = await _write_ledger(parts, who, conn, portfolio, body.programme,
+                                          body.currency, site, event, entry.seq,
+                                          Decimal(str(result.net)), sessions, now)
     return SettlementOut(site_id=site.id, event_id=event.id, audit_seq=entry.seq,
-                         intervals=[IntervalOut.model_validate(i) for i in result.intervals],
+                         intervals=[IntervalOut.model_validate(asdict(i) | {
+                             "kg_per_kwh": None if math.isnan(f) else round(f, 4)})
+                             for i, f in zip(result.intervals, per_interval, strict=True)],
                          baseline_days=list(days), adjustment=result.adjustment,
                          delivered_kwh=result.delivered_kwh,
                          committed_kwh=result.committed_kwh, performance=result.performance,
-                         payment=result.payment, penalty=result.penalty, net=result.net)
+                         payment=result.payment, penalty=result.penalty, net=result.net,
+                         carbon=CarbonOut.model_validate(site_carbon), sessions=sessions,
+                         ledger=records)
+
+
+async def _sessions(parts: Parts, site: Site, event: GridEvent, now: datetime,
+                    factors: list[float]) -> list[SessionOut]:
+    """Each session under the event's node that ran during it, with its carbon figures
+    and measured contribution, by pseudonym."""
+    evses = set(grid.evses_under(site, event.node))
+    window_end = event.start + len(factors) * carbon.MINUTE
+    found = await parts.store.carbon.sessions(sorted({s for s, _ in evses}), event.start,
+                                              window_end)
+    key = ledger.key_from(parts.audit_key)
+    out = []
+    for tx in found:
+        if (tx.station_id, tx.evse_id) not in evses:
+            continue
+        samples = await parts.store.carbon.session_samples(tx.station_id, tx.transaction_id,
+                                                           now)
+        w = carbon.session_window(samples, tx.started_at, tx.ended_at, event.start, now,
+                                  factors)
+        session = ledger.session_pseudonym(key, tx.station_id, tx.transaction_id)
+        out.append(SessionOut(
+            **asdict(w.emissions), session=session, opted_out=tx.charge_now,
+            driver=None if tx.id_token is None else ledger.pseudonym(key, tx.id_token),
+            contribution_kwh=0.0 if tx.charge_now else w.contribution_kwh))
+    return sorted(out, key=lambda s: s.session)
+
+
+async def _ledger_portfolio(parts: Parts, who: Caller, portfolio_id: str, programme: str,
+                            site: Site, event: GridEvent
+                            ) -> tuple[Portfolio, ledger.Shares]:
+    """The portfolio whose ledger a settlement writes, and its shares; or why not."""
+    found = await parts.store.portfolios.get(portfolio_id)
+    if found is None or not who.sees_portfolio(portfolio_id):
+        raise not_found(f"portfolio {portfolio_id}")
+    if site.id not in {m.site_id for m in found.members}:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"site {site.id} is not a member of portfolio {portfolio_id}")
+    shares = await parts.store.carbon.shares(portfolio_id, programme)
+    if shares is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"portfolio {portfolio_id} has no "
+                            f"revenue shares for programme {programme!r} (PUT them first)")
+    if await parts.store.carbon.has_ledger(portfolio_id, site.id, event.id):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"event {event.id} is already in the "
+                            f"ledger of portfolio {portfolio_id}")
+    return found, ledger.Shares(*shares)
+
+
+async def _write_ledger(parts: Parts, who: Caller, conn: asyncpg.Connection,
+                        portfolio: tuple[Portfolio, ledger.Shares], programme: str,
+                        currency: str, site: Site, event: GridEvent, settlement_seq: int,
+                        net: Decimal, sessions: list[SessionOut],
+                        now: datetime) -> list[LedgerRecordOut]:
+    """Split the net, and store and audit each record (in the settlement's transaction)."""
+    owner, shares = portfolio
+    by_driver: dict[str, float] = {}
+    for s in sessions:
+        if not s.opted_out and s.contribution_kwh > 0:
+            payee = s.driver or s.session
+            by_driver[payee] = by_driver.get(payee, 0.0) + s.contribution_kwh
+    records = ledger.split(net, shares, owner.id, owner.operator,
+                           [ledger.Contribution(p, k) for p, k in sorted(by_driver.items())])
+    out = []
+    for r in records:
+        audited = await parts.store.audit.append(parts.audit_key, who.name, "ledger.recorded", {
+            "portfolio": owner.id, "programme": programme, "site": site.id,
+            "event": event.id, "settlement_seq": settlement_seq, "party": r.party,
+            "payee": r.payee, "contribution_kwh": r.contribution_kwh,
+            "amount": str(r.amount), "currency": currency}, now, conn)
+        await parts.store.carbon.add_entry(LedgerEntry(
+            0, owner.id, programme, site.id, event.id, settlement_seq, r.party, r.payee,
+            r.contribution_kwh, r.amount, currency, audited.seq, now), conn)
+        out.append(LedgerRecordOut(party=r.party, payee=r.payee,
+                                   contribution_kwh=r.contribution_kwh, amount=r.amount,
+                                   currency=currency, audit_seq=audited.seq))
+    return out
 
 
 def _mean(values: list[float]) -> float:

@@ -1,5 +1,6 @@
 """What the grid side sets on a site (static limit overrides, limit and target events, a
-tariff set through the API), merged into the site and prices a plan uses.
+tariff and emission factors set through the API), merged into the site and prices a plan
+uses.
 
 A plan reads these from the database every time (`plan_inputs`), so a limit, an event or a
 tariff set through the API holds after a restart with nothing kept in memory.
@@ -12,6 +13,7 @@ import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from csms import carbon
 from csms.store import Store
 from csms.store.grid import GridEvent
 from smart_charging import Prices, Site, StepSeries, TimedLimit, prices_from_dict
@@ -52,11 +54,19 @@ def target_series(events: list[GridEvent]) -> StepSeries | None:
     return StepSeries((first, *edges), (math.nan, *values))
 
 
+FACTOR_SPAN = timedelta(days=3)  # emission factors read for a plan: beyond any horizon
+
+
 async def plan_inputs(store: Store, site: Site, prices: Prices, now: datetime) -> PlanInputs:
-    """The site and prices as configured, with what was set through the API."""
-    limits, events, stored = await asyncio.gather(  # three small reads, one round trip
+    """The site and prices as configured, with what was set through the API. A tariff set
+    through the API keeps the site file's carbon weight; stored emission factors hold
+    over the configured ones where set."""
+    limits, events, stored, factors = await asyncio.gather(  # small reads, one round trip
         store.grid.node_limits(site.id), store.grid.in_force(site.id, now),
-        store.grid.tariff(site.id))
+        store.grid.tariff(site.id), store.carbon.factors(site.id, now, now + FACTOR_SPAN))
+    chosen = prices if stored is None else replace(prices_from_dict(stored),
+                                                   carbon=prices.carbon)
     return PlanInputs(with_grid(site, limits, events),
-                      prices if stored is None else prices_from_dict(stored),
+                      replace(chosen, carbon=carbon.for_engine(chosen.carbon, factors, now,
+                                                               now + FACTOR_SPAN)),
                       target_series(events))

@@ -106,6 +106,33 @@ class Leases:
             self.held.add(site_id)
         return bool(got)
 
+    async def planners(self) -> int:
+        """How many processes plan on this database now (each holds one lease connection,
+        named by HOLDER_PREFIX): the share of sites each should hold. At least 1."""
+        if self._conn is None or self._conn.is_closed():
+            return 1
+        try:
+            count = await asyncio.wait_for(self._conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name LIKE $1", HOLDER_PREFIX + "%"), self.timeout_s)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            self._drop(f"count failed: {str(exc) or type(exc).__name__}")
+            return 1
+        return max(1, int(count or 0))
+
+    async def release(self, site_id: str) -> None:
+        """Give one site's lock back (its planning must have stopped): another process
+        takes it at its next try."""
+        if site_id not in self.held or self._conn is None:
+            return
+        self.held.discard(site_id)
+        try:
+            await asyncio.wait_for(self._conn.fetchval(
+                "SELECT pg_advisory_unlock($1, $2)", LOCK_SPACE, lock_key(site_id)),
+                self.timeout_s)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            self._drop(f"release failed: {str(exc) or type(exc).__name__}")
+
     async def close(self) -> None:
         """Release every lock (by ending the session) once planning has stopped."""
         self._closing = True

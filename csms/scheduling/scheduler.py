@@ -12,6 +12,7 @@ once. Why: docs/decisions/0008-scheduler.md, docs/decisions/0023-scheduler-site-
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import socket
 from collections.abc import Awaitable
@@ -74,17 +75,21 @@ class Scheduler:
     sites: dict[str, SitePlanner] = field(default_factory=dict)
     gateway: Gateway = field(init=False)
     leases: Leases | None = None
-    node: str = ""
+    node: str = ""  # who holds a lease, as operators see it: [scheduler] node_name, else
+                   # the cluster worker (node/worker), else host:pid
     _by_station: dict[str, SitePlanner] = field(default_factory=dict)
     _site_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _helpers: set[asyncio.Task[None]] = field(default_factory=set)
     _queue: asyncio.Queue[Event] | None = None
+    _free: set[str] = field(default_factory=set)  # sites seen free, not taken, last round
+    _planners: int = 0  # planners alive at the last round
+    _given: set[str] = field(default_factory=set)  # sites this process just released
 
     def __post_init__(self) -> None:
         self.gateway = Gateway(self.commands, self.connections, self.store,
                                self.config.max_concurrent_calls)
-        self.node = self.node or self.config.node_name or default_node_name()
+        self.node = self.config.node_name or self.node or default_node_name()
 
     def add_site(self, site_file: SiteFile) -> SitePlanner:
         """A planner for the site, fed its stations' events (its task is not started)."""
@@ -126,17 +131,57 @@ class Scheduler:
     # ----------------------------------------------------------------- leases
 
     async def _take_free_sites(self) -> None:
+        """Take the free sites, up to this process's fair share of them while other
+        planners are alive (sites / planners, rounded up), so the sites' solves spread over
+        the processes; a site seen free twice in a row is taken whatever the share, so
+        none waits for a count that is off."""
+        share = len(self.site_files)
+        if self.leases is not None and self.leases.connected:
+            share = math.ceil(len(self.site_files) / await self.leases.planners())
+        seen_free, self._free = self._free, set()
+        given, self._given = self._given, set()
         for site_id, site_file in self.site_files.items():
             if site_id in self.sites:
                 continue
+            if len(self.sites) >= share and site_id not in seen_free:
+                if site_id not in given:  # just given back: for others first, a round
+                    self._free.add(site_id)  # probe it next round: still free, take it
+                continue
             if self.leases is not None and not await self.leases.take(site_id):
                 continue
-            planner = self.add_site(site_file)
-            self._site_tasks[site_id] = asyncio.create_task(
-                planner.run(), name=f"scheduler-{site_id}")
-            metrics.scheduler_leases.labels(site_id, "taken").inc()
-            log.info("scheduler.site_taken", site_id=site_id, node=self.node,
-                     evses=len(site_file.site.evses))
+            self._start_site(site_file)
+        metrics.scheduler_sites_owned.set(len(self.sites))
+
+    def _start_site(self, site_file: SiteFile) -> None:
+        planner = self.add_site(site_file)
+        site_id = site_file.site.id
+        self._site_tasks[site_id] = asyncio.create_task(planner.run(),
+                                                        name=f"scheduler-{site_id}")
+        metrics.scheduler_leases.labels(site_id, "taken").inc()
+        log.info("scheduler.site_taken", site_id=site_id, node=self.node,
+                 evses=len(site_file.site.evses))
+
+    async def _give_back_surplus(self) -> None:
+        """Hold no more than the fair share when more planners are alive than when the
+        sites were taken (a worker or node that started later): stop planning the surplus,
+        then release its locks, so a process under its share takes them at its next try.
+        Only after the planner count stayed the same for one round: no churn at start."""
+        assert self.leases is not None
+        planners = await self.leases.planners()
+        steady, self._planners = planners == self._planners, planners
+        share = math.ceil(len(self.site_files) / planners)
+        if not steady or len(self.sites) <= share:
+            return
+        for site_id in sorted(self.sites)[share:]:
+            task = self._site_tasks.get(site_id)
+            self._drop_site(site_id)
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
+            await self.leases.release(site_id)
+            self._given.add(site_id)
+            metrics.scheduler_leases.labels(site_id, "released").inc()
+            log.info("scheduler.site_released", site_id=site_id, node=self.node,
+                     planners=planners)
         metrics.scheduler_sites_owned.set(len(self.sites))
 
     async def _hold_leases(self) -> None:
@@ -149,6 +194,8 @@ class Scheduler:
             try:
                 if self.leases.connected:
                     await self.leases.check()
+                if self.leases.connected:
+                    await self._give_back_surplus()
                 await self._take_free_sites()
             except asyncio.CancelledError:
                 raise

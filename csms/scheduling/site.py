@@ -159,10 +159,15 @@ class SitePlanner:
         self._wake.set()
 
     async def run(self) -> None:
+        """Plan at once (a site just taken over has no owner's plan going out), then on
+        the interval and, debounced, after events."""
         self.trigger("start")
+        first = True
         while True:
-            if await self._wait(self.config.interval_s) and self.config.debounce_s:
+            if (await self._wait(self.config.interval_s) and self.config.debounce_s
+                    and not first):
                 await self.clock.sleep(self.config.debounce_s)
+            first = False
             reasons = ", ".join(sorted(self._reasons)) or "interval"
             self._reasons.clear()
             self._wake.clear()

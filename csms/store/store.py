@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from csms.store.audit import AuditRepo
+from csms.store.carbon import CarbonRepo
 from csms.store.charging import ChargingRepo
 from csms.store.customers import CustomerRepo
 from csms.store.devices import DeviceRepo
@@ -60,6 +61,7 @@ class Store:
     portfolios: PortfolioRepo = field(init=False)
     audit: AuditRepo = field(init=False)
     v2g: V2gRepo = field(init=False)
+    carbon: CarbonRepo = field(init=False)  # emission factors, revenue shares, ledger
 
     def __post_init__(self) -> None:
         self.stations = StationRepo(self.pool)
@@ -88,6 +90,7 @@ class Store:
         self.portfolios = PortfolioRepo(self.pool)
         self.audit = AuditRepo(self.pool)
         self.v2g = V2gRepo(self.pool)
+        self.carbon = CarbonRepo(self.pool)
 
     async def close(self) -> None:
         await self.meter.close()

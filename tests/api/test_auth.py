@@ -69,7 +69,8 @@ async def test_role_matrix(client: Client, role: str) -> None:
 async def test_whoami_and_health(client: Client) -> None:
     me = (await client("grid").get("/api/whoami")).json()
     assert me == {"name": "test-grid", "role": "grid", "nodes": ["site-1/transformer"],
-                  "permissions": ["limits:write", "sites:read"]}
+                  "permissions": ["carbon:read", "carbon:write", "limits:write",
+                                  "sites:read"]}
     assert (await client(None).get("/api/health")).json() == {"status": "ok"}
 
 

@@ -5,6 +5,7 @@ profiles; when it stops, or its lease connection is killed, the other takes over
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -129,6 +130,54 @@ async def test_a_node_whose_lease_connection_is_killed_stops_planning_at_once(
             # and plans it, from what is stored
             await eventually(lambda: _async(winner in planned_by(logs[killed_at:])),
                              timeout=20)
+
+
+async def test_a_process_that_starts_later_is_given_its_share_of_the_sites(
+    config: Config, tmp_path: Path,
+) -> None:
+    """Three sites: node-a, alone, plans all three; once node-b is up, node-a gives back
+    the surplus (stops planning it first) and node-b takes it, one planner per site."""
+    files = []
+    for name, prefix in (("north", "N"), ("south", "S"), ("east", "E")):
+        path = tmp_path / f"{name}.toml"
+        text = SITE_FILE.read_text().replace('id_prefix = "TS"', f'id_prefix = "{prefix}"')
+        path.write_text(re.sub(r"(?m)^tariff = .*$", "", text))  # no tariff folder here
+        files.append(str(path))
+
+    def with_sites(node: str) -> Config:
+        return replace(config, scheduler=SchedulerConfig(
+            sites=tuple(files), interval_s=3600, debounce_s=0.2, lease_retry_s=0.3,
+            node_name=node))
+
+    def planned(*apps: Csms) -> list[str]:
+        return sorted(site for app in apps if app.scheduler is not None
+                      for site in app.scheduler.sites)
+
+    with structlog.testing.capture_logs() as logs:
+        a = await Csms.start(with_sites("node-a"))
+        try:
+            assert planned(a) == ["east", "north", "south"]
+            b = await Csms.start(with_sites("node-b"))
+            try:
+                await eventually(lambda: _async(
+                    b.scheduler is not None and len(b.scheduler.sites) == 1), timeout=15)
+                assert a.scheduler is not None and len(a.scheduler.sites) == 2
+                assert planned(a, b) == ["east", "north", "south"]  # each once
+                locks = await holders(a.store.pool, ["east", "north", "south"])
+                assert {s: h.node for s, h in locks.items() if h} == {
+                    **dict.fromkeys(a.scheduler.sites, "node-a"),
+                    **dict.fromkeys(b.scheduler.sites, "node-b")}
+                await asyncio.sleep(1.5)  # 5 rounds: no churn once shared
+                assert len(a.scheduler.sites) == 2 and len(b.scheduler.sites) == 1
+            finally:
+                await b.stop()
+            # node-b gone: node-a takes its site back
+            await eventually(lambda: _async(planned(a) == ["east", "north", "south"]),
+                             timeout=15)
+        finally:
+            await a.stop()
+    released = [e for e in logs if e["event"] == "scheduler.site_released"]
+    assert [e["node"] for e in released] == ["node-a"]
 
 
 async def _async(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -81,6 +82,27 @@ async def test_fleet_runs_sessions_and_writes_trace_and_summary(peer, tmp_path):
     # what the CSMS saw
     ended = [p for p in peer.of("TransactionEvent") if p["eventType"] == "Ended"]
     assert len(ended) == 3
+
+
+async def test_cli_run_spreads_the_fleet_over_processes_on_one_clock(peer, tmp_path):
+    """`--processes 2`: two processes play the three stations (H01, H03 | H02) on one
+    clock; one summary and one trace come back, and the node's peak is the sum of both
+    processes' loads (all three charge at 17:15: more than one process's two EVSEs)."""
+    trace, summary_path = tmp_path / "trace.csv", tmp_path / "summary.json"
+    code = await asyncio.to_thread(main, [
+        "run", str(write_scenario(tmp_path)), "--url", peer.url, "--speed", "600",
+        "--processes", "2", "--trace", str(trace), "--summary", str(summary_path)])
+    assert code == 0
+    d = json.loads(summary_path.read_text())
+    assert d["stations"] == 3 and d["stations_failed"] == 0 and d["sessions"] == 3
+    assert {s["station_id"] for s in d["per_session"]} == {"H01", "H02", "H03"}
+    assert all(s["delivered_wh"] > 0 for s in d["per_session"])
+    assert 2 * 7.36 < d["peaks"]["T1"]["peak_ev_kw"] <= 3 * 7.36 + 0.05  # rounded
+    rows = list(csv.DictReader(io.StringIO(trace.read_text())))
+    assert {r["station_id"] for r in rows} == {"H01", "H02", "H03"}
+    assert not list(tmp_path.glob("trace.csv.part*"))
+    ended = [p for p in peer.of("TransactionEvent") if p["eventType"] == "Ended"]
+    assert len({p["transactionInfo"]["transactionId"] for p in ended}) == len(ended) == 3
 
 
 def test_cli_provision_lists_stations_and_tokens(tmp_path, capsys):
