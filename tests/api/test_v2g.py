@@ -183,6 +183,12 @@ async def test_accounting_from_the_export_register_per_transaction_and_vehicle(
     assert listed[0]["discharged_kwh"] == pytest.approx(6.0)
     totals = (await operator.get("/api/vehicles/car-1")).json()["totals"]
     assert totals == {"discharged_kwh": 6.0, "cycles": 0.1, "compensation": 3.0}
+    # the customer's data: exported with the vehicle, erased by unlinking it (0016)
+    exported = await csms.store.customers.export("TOK-V2G", "ISO14443")
+    assert [v["id"] for v in exported["vehicles"]] == ["car-1"]
+    erased = await csms.store.customers.erase("TOK-V2G", "ISO14443")
+    assert erased["vehicles_unlinked"] == 1
+    assert (await operator.get("/api/vehicles/car-1")).json()["id_token"] is None
 
 
 async def test_negative_v2x_magnitudes_from_a_car_are_property_constraint_violations(
