@@ -1,4 +1,5 @@
-"""Simulated OCPP 2.0.1 charging stations and EVs: an independent peer of the CSMS.
+"""Simulated OCPP 2.0.1 and 2.1 charging stations and EVs (bidirectional ones too: V2X on
+2.1): an independent peer of the CSMS.
 
     from simulators.clock import AcceleratedClock
     from simulators.ev import EV

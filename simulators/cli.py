@@ -115,7 +115,8 @@ def _sessions(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="csms-sim", description="OCPP 2.0.1 charger simulator")
+    parser = argparse.ArgumentParser(prog="csms-sim",
+                                     description="OCPP 2.0.1 / 2.1 charger simulator")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a scenario against a CSMS")

@@ -375,3 +375,19 @@ def standard_device_model(
             )
         )
     return dm
+
+
+def add_v2x_variables(
+    dm: DeviceModel, evse_id: int, kind: str, phases: int, operation_modes: Iterable[str]
+) -> None:
+    """V2XChargingCtrlr of one bidirectional EVSE (OCPP 2.1 Part 2 block Q), so a CSMS can
+    read what it may ask of it before sending a V2X profile."""
+    ac = {1: "AC_single_phase", 2: "AC_two_phase"}.get(phases, "AC_three_phase")
+    modes = f"{ac},AC_BPT" if kind == "AC" else "DC,DC_BPT"
+    for name, value, dtype in (
+        ("Enabled", "true", "boolean"),
+        ("Available", "true", "boolean"),
+        ("SupportedEnergyTransferModes", modes, "MemberList"),
+        ("SupportedOperationModes", ",".join(operation_modes), "MemberList"),
+    ):
+        dm.add(Variable("V2XChargingCtrlr", name, value, dtype, READ_ONLY, evse_id=evse_id))

@@ -44,6 +44,7 @@ class SessionResult:
     plugged_in: bool = False
     authorized: str = ""
     authorized_at: datetime | None = None  # when charging could begin (late under load)
+    discharged_wh: float = 0.0  # V2X: what the car gave back (delivered_wh is net of it)
 
     @property
     def satisfied(self) -> bool:
@@ -80,6 +81,7 @@ class Summary:
             "sessions": len(self.sessions),
             "energy_requested_kwh": round(sum(r.session.energy_wh for r in self.sessions) / 1e3, 1),
             "energy_delivered_kwh": round(sum(r.delivered_wh for r in self.sessions) / 1e3, 1),
+            "energy_discharged_kwh": round(sum(r.discharged_wh for r in self.sessions) / 1e3, 1),
             "unsatisfied_sessions": len(self.unsatisfied),
             "peaks": {
                 n: {
@@ -98,6 +100,7 @@ class Summary:
                     "evse_id": r.session.evse_id,
                     "requested_wh": r.session.energy_wh,
                     "delivered_wh": round(r.delivered_wh, 1),
+                    "discharged_wh": round(r.discharged_wh, 1),
                     "satisfied": r.satisfied,
                     "departure": to_ocpp(r.session.departure),
                 }
@@ -199,7 +202,7 @@ class Fleet:
             await cancel_and_wait(tasks)
             # sessions still plugged in at the end: account what they got
             for (sid, evse_id), result in list(self.active.items()):
-                result.delivered_wh = self._delivered(sid, evse_id)
+                self._account(result, sid, evse_id)
                 await self._safe(self.stations[sid].unplug(evse_id))
             self._sample(self.clock.now())
             await cancel_and_wait([tracer])
@@ -226,6 +229,12 @@ class Fleet:
         ev = self.stations[station_id].ev(evse_id)
         return ev.energy_received_wh if ev is not None else 0.0
 
+    def _account(self, result: SessionResult, station_id: str, evse_id: int) -> None:
+        self.stations[station_id].energy_wh(evse_id)  # bring the meter and the EV up to now
+        result.delivered_wh = self._delivered(station_id, evse_id)
+        ev = self.stations[station_id].ev(evse_id)
+        result.discharged_wh = ev.energy_discharged_wh if ev is not None else 0.0
+
     async def _play(self, session: Session) -> None:
         st = self.stations[session.station_id]
         key = (session.station_id, session.evse_id)
@@ -242,6 +251,9 @@ class Fleet:
             departure=session.departure,
             iso15118=session.iso15118,
             ac_phases=session.ac_phases,
+            bidirectional=session.bidirectional,
+            min_soc=session.min_soc,
+            max_discharge_power_w=session.max_discharge_power_w,
         )
         # active before the first await: a car still plugging in when the scenario ends
         # is unplugged with the others, not left with a transaction running
@@ -260,7 +272,7 @@ class Fleet:
         except Exception as exc:
             log.warning("%s authorization failed: %s", session.session_id, exc)
         await self._sleep_until(session.departure)
-        result.delivered_wh = self._delivered(*key)
+        self._account(result, *key)
         self.active.pop(key, None)
         await self._safe(st.unplug(session.evse_id))
 

@@ -3,7 +3,8 @@
 A thin layer of its own rather than `ocpp.ChargePoint`: a simulated station needs to send
 malformed frames on purpose, see every raw frame, and stay cheap enough to run thousands of
 stations in one process. The JSON schemas shipped with the `ocpp` package are the authority
-for payload shapes.
+for payload shapes: `ocpp.v201` for OCPP 2.0.1, `ocpp.v21` for 2.1 (a connection's version is
+the subprotocol the CSMS selected, and each payload is judged by that version's schemas only).
 """
 
 from __future__ import annotations
@@ -17,6 +18,18 @@ from typing import Any
 CALL = 2
 CALLRESULT = 3
 CALLERROR = 4
+
+VERSIONS = ("2.0.1", "2.1")
+SUBPROTOCOL = {"2.0.1": "ocpp2.0.1", "2.1": "ocpp2.1"}  # OCPP version -> WebSocket subprotocol
+_SCHEMA_PACKAGE = {"2.0.1": "ocpp.v201", "2.1": "ocpp.v21"}
+
+
+def version_of(subprotocol: str | None, default: str = "2.0.1") -> str:
+    """The OCPP version a negotiated subprotocol stands for (`default` when none or unknown)."""
+    for version, name in SUBPROTOCOL.items():
+        if name == subprotocol:
+            return version
+    return default
 
 
 @dataclass(frozen=True)
@@ -81,28 +94,31 @@ def decode(text: str | bytes) -> Frame:
 
 
 @cache
-def _validator(name: str):
+def _validator(name: str, version: str = "2.0.1"):
     import jsonschema
 
-    text = resources.files("ocpp.v201").joinpath("schemas", f"{name}.json").read_text()
+    package = _SCHEMA_PACKAGE[version]
+    text = resources.files(package).joinpath("schemas", f"{name}.json").read_text()
     schema = json.loads(text)
     schema.pop("$id", None)
     return jsonschema.validators.validator_for(schema)(schema)
 
 
-def schema_errors(action: str, payload: dict, response: bool = False) -> list[str]:
-    """Messages of every way `payload` breaks the 2.0.1 schema of `action` (empty = valid)."""
+def schema_errors(
+    action: str, payload: dict, response: bool = False, version: str = "2.0.1"
+) -> list[str]:
+    """Messages of every way `payload` breaks `version`'s schema of `action` (empty = valid)."""
     name = f"{action}{'Response' if response else 'Request'}"
     try:
-        validator = _validator(name)
+        validator = _validator(name, version)
     except FileNotFoundError:
         return [f"no schema {name}"]
     return [e.message for e in validator.iter_errors(payload)]
 
 
-def has_schema(action: str) -> bool:
+def has_schema(action: str, version: str = "2.0.1") -> bool:
     try:
-        _validator(f"{action}Request")
+        _validator(f"{action}Request", version)
     except FileNotFoundError:
         return False
     return True

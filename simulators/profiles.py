@@ -8,6 +8,17 @@ This is the simulator's own reading of OCPP 2.0.1 Part 2 block K, independent of
   TxDefaultProfile (an EVSE-specific TxDefaultProfile beats one for EVSE 0 at the same stack
   level); the result is capped by ChargingStationMaxProfile and
   ChargingStationExternalConstraints.
+
+OCPP 2.1 adds V2X (Part 2 block Q) to the schedule periods, read here as one signed range:
+`limit` is the highest rate (negative: the EV must feed back at least that much, the
+backward-compatible way to ask for discharge), `dischargeLimit` (<= 0) the lowest, `setpoint`
+the signed rate to run at, and `operationMode` says which of them the EVSE follows
+(`Operation.target`). The TxProfile / TxDefaultProfile in force gives the mode and setpoint;
+ChargingStationMaxProfile and external constraints narrow the range and win a conflict.
+A station that cannot discharge (not bidirectional, or on 2.0.1) rejects a V2X period
+(`validate`): an operationMode other than ChargingOnly with InvalidOperationMode, a
+dischargeLimit below 0 or a setpoint with UnsupportedParam, a negative limit with
+ValuePositiveOnly (reason codes of 2.1 Part 2, Appendix "Reason codes").
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from simulators.clock import parse_ocpp, to_ocpp
 
@@ -25,7 +37,16 @@ TX_DEFAULT_PROFILE = "TxDefaultProfile"
 STATION_MAX_PROFILE = "ChargingStationMaxProfile"
 EXTERNAL_CONSTRAINTS = "ChargingStationExternalConstraints"
 PURPOSES = (EXTERNAL_CONSTRAINTS, STATION_MAX_PROFILE, TX_DEFAULT_PROFILE, TX_PROFILE)
+PURPOSES_21_UNSUPPORTED = ("PriorityCharging", "LocalGeneration")
 KINDS = ("Absolute", "Recurring", "Relative")
+CHARGING_ONLY = "ChargingOnly"
+CENTRAL_SETPOINT = "CentralSetpoint"
+EXTERNAL_LIMITS = "ExternalLimits"
+IDLE = "Idle"
+# the operation modes this simulator executes on a bidirectional EVSE (2.1 has more:
+# ExternalSetpoint, CentralFrequency, LocalFrequency, LocalLoadBalancing need a local EMS
+# or a grid frequency the simulator does not model)
+V2X_OPERATION_MODES = (CHARGING_ONLY, CENTRAL_SETPOINT, EXTERNAL_LIMITS, IDLE)
 RECURRENCY_SECONDS = {"Daily": 86_400, "Weekly": 7 * 86_400}
 DEFAULT_NUMBER_PHASES = 3
 DC_NOMINAL_VOLTAGE_V = 400.0
@@ -34,9 +55,32 @@ DC_NOMINAL_VOLTAGE_V = 400.0
 @dataclass(frozen=True)
 class SchedulePeriod:
     start_period: int
-    limit: float
+    limit: float | None  # None only in 2.1, where the operationMode needs none
     number_phases: int | None = None
     phase_to_use: int | None = None
+    # OCPP 2.1 V2X, signed (negative = from the EV to the grid)
+    discharge_limit: float | None = None
+    setpoint: float | None = None
+    operation_mode: str | None = None  # None: ChargingOnly
+    extra: tuple[tuple[str, Any], ...] = ()  # other 2.1 fields: kept for reports, not obeyed
+
+    @property
+    def v2x(self) -> bool:
+        """Asks for more than charging: discharge, a setpoint or another operation mode."""
+        return (
+            (self.limit is not None and self.limit < 0)
+            or (self.discharge_limit is not None and self.discharge_limit < 0)
+            or self.setpoint is not None
+            or self.operation_mode not in (None, CHARGING_ONLY)
+        )
+
+
+_PERIOD_FIELDS = {"startPeriod", "limit", "numberPhases", "phaseToUse", "dischargeLimit",
+                  "setpoint", "operationMode"}
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -74,9 +118,13 @@ class ChargingProfile:
             periods = tuple(
                 SchedulePeriod(
                     start_period=int(p["startPeriod"]),
-                    limit=float(p["limit"]),
+                    limit=_opt_float(p.get("limit")),
                     number_phases=p.get("numberPhases"),
                     phase_to_use=p.get("phaseToUse"),
+                    discharge_limit=_opt_float(p.get("dischargeLimit")),
+                    setpoint=_opt_float(p.get("setpoint")),
+                    operation_mode=p.get("operationMode"),
+                    extra=tuple((k, v) for k, v in p.items() if k not in _PERIOD_FIELDS),
                 )
                 for p in s["chargingSchedulePeriod"]
             )
@@ -138,11 +186,20 @@ def _schedule_to_ocpp(s: ChargingSchedule) -> dict:
 
 
 def _period_to_ocpp(p: SchedulePeriod) -> dict:
-    out: dict = {"startPeriod": p.start_period, "limit": p.limit}
+    out: dict = {"startPeriod": p.start_period}
+    if p.limit is not None:
+        out["limit"] = p.limit
     if p.number_phases is not None:
         out["numberPhases"] = p.number_phases
     if p.phase_to_use is not None:
         out["phaseToUse"] = p.phase_to_use
+    if p.discharge_limit is not None:
+        out["dischargeLimit"] = p.discharge_limit
+    if p.setpoint is not None:
+        out["setpoint"] = p.setpoint
+    if p.operation_mode is not None:
+        out["operationMode"] = p.operation_mode
+    out.update(p.extra)
     return out
 
 
@@ -168,6 +225,9 @@ class ProfileRules:
     max_stack_level: int = 8
     max_entries: int = 16
     phases3to1: bool = False
+    version: str = "2.0.1"  # the connection's OCPP version
+    v2x: bool = False  # the EVSE (any EVSE, for evseId 0) can discharge on this connection
+    operation_modes: tuple[str, ...] = (CHARGING_ONLY,)  # V2XChargingCtrlr.SupportedOperationModes
 
 
 @dataclass(frozen=True)
@@ -194,6 +254,10 @@ def validate(
     """
     if evse_id != 0 and evse_id not in set(evse_ids):
         return Rejection("UnknownEVSE", f"no EVSE {evse_id}")
+    if rules.version == "2.1" and profile.purpose in PURPOSES_21_UNSUPPORTED:
+        return Rejection("UnsupportedPurpose", f"{profile.purpose} is not supported")
+    if rules.version == "2.1" and profile.kind == "Dynamic":
+        return Rejection("UnsupportedKind", "Dynamic profiles are not supported")
     if profile.purpose not in PURPOSES:
         return Rejection("InvalidProfile", f"unknown purpose {profile.purpose}")
     if profile.kind not in KINDS:
@@ -285,8 +349,9 @@ def _validate_schedule(
         if schedule.duration > RECURRENCY_SECONDS.get(profile.recurrency_kind or "", math.inf):
             return Rejection("InvalidSchedule", "duration longer than the recurrency period")
     for p in periods:
-        if p.limit < 0 or not math.isfinite(p.limit):
-            return Rejection("InvalidValue", f"limit {p.limit} is not a non-negative number")
+        rejection = _validate_v2x(p, rules)
+        if rejection is not None:
+            return rejection
         if p.number_phases is not None and p.number_phases not in (1, 2, 3):
             return Rejection("InvalidValue", f"numberPhases {p.number_phases}")
         if p.phase_to_use is not None:
@@ -294,6 +359,36 @@ def _validate_schedule(
                 return Rejection("InvalidValue", "phaseToUse needs numberPhases 1 and a phase")
             if not rules.phases3to1:
                 return Rejection("InvalidValue", "phaseToUse needs Phases3to1 support")
+    return None
+
+
+def _validate_v2x(p: SchedulePeriod, rules: ProfileRules) -> Rejection | None:
+    """The rates of one period and what V2X it asks for, against what the EVSE can do."""
+    for name, value in (("limit", p.limit), ("dischargeLimit", p.discharge_limit),
+                        ("setpoint", p.setpoint)):
+        if value is not None and not math.isfinite(value):
+            return Rejection("InvalidValue", f"{name} {value} is not a number")
+    mode = p.operation_mode or CHARGING_ONLY
+    if mode not in rules.operation_modes:
+        return Rejection("InvalidOperationMode", f"operationMode {mode} is not supported here")
+    if not rules.v2x:
+        if p.limit is not None and p.limit < 0:
+            return Rejection("ValuePositiveOnly", f"limit {p.limit}: this EVSE cannot discharge")
+        if p.discharge_limit is not None and p.discharge_limit < 0:
+            return Rejection("UnsupportedParam", "dischargeLimit: this EVSE cannot discharge")
+        if p.setpoint is not None:
+            return Rejection("UnsupportedParam", "setpoint: this EVSE takes no setpoint")
+    if p.discharge_limit is not None and p.discharge_limit > 0:
+        return Rejection("InvalidValue", "dischargeLimit is not above 0")
+    if mode == CHARGING_ONLY and p.limit is None:
+        return Rejection("MissingParam", "ChargingOnly needs a limit")
+    if mode == CENTRAL_SETPOINT and p.setpoint is None:
+        return Rejection("MissingParam", "CentralSetpoint needs a setpoint")
+    if p.setpoint is not None and (
+        (p.limit is not None and p.setpoint > p.limit)
+        or (p.discharge_limit is not None and p.setpoint < p.discharge_limit)
+    ):
+        return Rejection("ValueOutOfRange", "setpoint outside [dischargeLimit, limit]")
     return None
 
 
@@ -414,13 +509,55 @@ class Electrical:
 
 @dataclass(frozen=True)
 class PeriodLimit:
-    """One profile's limit at one moment."""
+    """One profile's period in force at one moment."""
 
-    limit: float
+    limit: float | None
     unit: str
     number_phases: int | None
     stack_level: int
     evse_specific: bool
+    discharge_limit: float | None = None
+    setpoint: float | None = None
+    operation_mode: str | None = None
+
+    def to_unit(self, value: float | None, unit: str, electrical: Electrical) -> float | None:
+        if value is None:
+            return None
+        return electrical.to_unit(value, self.unit, unit, self.number_phases)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What the composite schedule asks of an EVSE at one moment, in one unit, signed
+    (negative = from the EV): the range [discharge_limit, limit] (None: unbounded that way),
+    the setpoint and the operation mode of the TxProfile / TxDefaultProfile in force."""
+
+    limit: float | None
+    discharge_limit: float | None = None
+    setpoint: float | None = None
+    operation_mode: str | None = None
+    number_phases: int | None = None
+
+    @property
+    def mode(self) -> str:
+        return self.operation_mode or CHARGING_ONLY
+
+    def target(self, wanted: float = math.inf) -> float:
+        """The signed rate the EVSE runs at when the EV would charge at `wanted` (>= 0).
+
+        Idle: 0. CentralSetpoint: the setpoint, held in the range. ChargingOnly and
+        ExternalLimits: what the EV wants up to `limit`; a negative limit (2.1's backward-
+        compatible discharge) makes the EV feed back at least that much. The EV's own limits
+        (its battery, its reserve) apply after this.
+        """
+        if self.mode == IDLE:
+            return 0.0
+        high = math.inf if self.limit is None else self.limit
+        low = -math.inf if self.discharge_limit is None else self.discharge_limit
+        wish = wanted
+        if self.mode == CENTRAL_SETPOINT and self.setpoint is not None:
+            wish = self.setpoint
+        return max(low, min(wish, high))
 
 
 @dataclass(frozen=True)
@@ -479,6 +616,9 @@ def profile_limit_at(
         current.number_phases,
         p.stack_level,
         entry.evse_id != 0,
+        current.discharge_limit,
+        current.setpoint,
+        current.operation_mode,
     )
 
 
@@ -496,7 +636,7 @@ def _applies(entry: InstalledProfile, evse_id: int, tx: Transaction | None) -> b
     return entry.evse_id in (0, evse_id)
 
 
-def limit_at(
+def operation_at(
     profiles: Iterable[InstalledProfile],
     evse_id: int,
     t: datetime,
@@ -504,9 +644,13 @@ def limit_at(
     electrical: Electrical,
     tx: Transaction | None = None,
     relative_start: datetime | None = None,
-) -> tuple[float, int | None] | None:
-    """The composite limit at `t` in `unit` with its numberPhases, or None if nothing limits.
+) -> Operation | None:
+    """The composite at `t` in `unit`, or None if no profile is in force.
 
+    The TxProfile (else TxDefaultProfile) of the highest stack level gives the mode, the
+    setpoint and its range; the caps (ChargingStationMaxProfile, external constraints) narrow
+    the range: the least limit, the least negative dischargeLimit. Where a cap and the Tx
+    level disagree (the Tx level asks for more discharge than a cap allows), the cap wins.
     `relative_start` anchors Relative profiles when no transaction runs (default: `t`).
     """
     anchor = tx.started if tx is not None else (relative_start or t)
@@ -524,13 +668,51 @@ def limit_at(
         return max(limits, key=lambda x: (x.stack_level, x.evse_specific))
 
     tx_level = best(by_purpose[TX_PROFILE]) or best(by_purpose[TX_DEFAULT_PROFILE])
-    caps = [best(by_purpose[STATION_MAX_PROFILE])] + by_purpose[EXTERNAL_CONSTRAINTS]
-    candidates = [c for c in [tx_level, *caps] if c is not None]
-    if not candidates:
+    caps = [c for c in [best(by_purpose[STATION_MAX_PROFILE]), *by_purpose[EXTERNAL_CONSTRAINTS]]
+            if c is not None]
+    if tx_level is None and not caps:
         return None
-    phases = tx_level.number_phases if tx_level is not None else None
-    value = min(electrical.to_unit(c.limit, c.unit, unit, c.number_phases) for c in candidates)
-    return value, phases
+    cap_high = _least(c.to_unit(c.limit, unit, electrical) for c in caps)
+    cap_low = _most(c.to_unit(c.discharge_limit, unit, electrical) for c in caps)
+    high, low, setpoint, mode, phases = cap_high, cap_low, None, None, None
+    if tx_level is not None:
+        high = _least([cap_high, tx_level.to_unit(tx_level.limit, unit, electrical)])
+        low = _most([cap_low, tx_level.to_unit(tx_level.discharge_limit, unit, electrical)])
+        setpoint = tx_level.to_unit(tx_level.setpoint, unit, electrical)
+        mode = tx_level.operation_mode
+        phases = tx_level.number_phases
+    if cap_low is not None and high is not None and high < cap_low:
+        high = cap_low  # a cap's dischargeLimit bounds discharge the Tx level asks for
+    if cap_high is not None and low is not None and low > cap_high:
+        low = cap_high
+    return Operation(high, low, setpoint, mode, phases)
+
+
+def _least(values: Iterable[float | None]) -> float | None:
+    given = [v for v in values if v is not None]
+    return min(given) if given else None
+
+
+def _most(values: Iterable[float | None]) -> float | None:
+    given = [v for v in values if v is not None]
+    return max(given) if given else None
+
+
+def limit_at(
+    profiles: Iterable[InstalledProfile],
+    evse_id: int,
+    t: datetime,
+    unit: str,
+    electrical: Electrical,
+    tx: Transaction | None = None,
+    relative_start: datetime | None = None,
+) -> tuple[float, int | None] | None:
+    """The composite limit at `t` in `unit` with its numberPhases, or None if nothing limits
+    (the highest rate allowed; see `operation_at` for the whole V2X picture)."""
+    op = operation_at(profiles, evse_id, t, unit, electrical, tx, relative_start)
+    if op is None or op.limit is None:
+        return None
+    return op.limit, op.number_phases
 
 
 def _breakpoints(
@@ -572,6 +754,9 @@ class CompositePeriod:
     start_period: int
     limit: float
     number_phases: int | None = None
+    discharge_limit: float | None = None  # 2.1 V2X, as in Operation
+    setpoint: float | None = None
+    operation_mode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -589,10 +774,23 @@ class CompositeSchedule:
             "scheduleStart": to_ocpp(self.start),
             "chargingRateUnit": self.unit,
             "chargingSchedulePeriod": [
-                _period_to_ocpp(SchedulePeriod(p.start_period, round(p.limit, 1), p.number_phases))
+                _period_to_ocpp(
+                    SchedulePeriod(
+                        p.start_period,
+                        round(p.limit, 1),
+                        p.number_phases,
+                        discharge_limit=_round(p.discharge_limit),
+                        setpoint=_round(p.setpoint),
+                        operation_mode=p.operation_mode,
+                    )
+                )
                 for p in self.periods
             ],
         }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def composite_schedule(
@@ -608,7 +806,8 @@ def composite_schedule(
     """The composite schedule (K08) for `evse_id` over [start, start + duration_s).
 
     Where no profile limits, the period carries `default_limit` (the EVSE's own maximum in
-    `unit`), or is left out when that is None.
+    `unit`), or is left out when that is None. V2X periods (2.1) also carry the
+    dischargeLimit, setpoint and operationMode in force.
     """
     entries = [e for e in profiles if _applies(e, evse_id, tx)]
     end = start + timedelta(seconds=duration_s)
@@ -618,17 +817,30 @@ def composite_schedule(
         points |= _breakpoints(e, start, end, anchor)
     periods: list[CompositePeriod] = []
     for t in sorted(points):
-        lim = limit_at(entries, evse_id, t, unit, electrical, tx, relative_start=anchor)
-        if lim is None:
+        op = operation_at(entries, evse_id, t, unit, electrical, tx, relative_start=anchor)
+        limit = op.limit if op is not None else None
+        if limit is None:
             if default_limit is None:
                 continue
-            lim = (default_limit, None)
-        value, phases = lim
-        offset = int((t - start).total_seconds())
-        if periods and periods[-1].limit == value and periods[-1].number_phases == phases:
+            limit = default_limit
+        period = CompositePeriod(
+            int((t - start).total_seconds()),
+            limit,
+            op.number_phases if op is not None else None,
+            op.discharge_limit if op is not None else None,
+            op.setpoint if op is not None else None,
+            op.operation_mode if op is not None else None,
+        )
+        if periods and _same_rates(periods[-1], period):
             continue
-        periods.append(CompositePeriod(offset, value, phases))
+        periods.append(period)
     return CompositeSchedule(evse_id, start, duration_s, unit, tuple(periods))
+
+
+def _same_rates(a: CompositePeriod, b: CompositePeriod) -> bool:
+    return (a.limit, a.number_phases, a.discharge_limit, a.setpoint, a.operation_mode) == (
+        b.limit, b.number_phases, b.discharge_limit, b.setpoint, b.operation_mode
+    )
 
 
 def next_change(

@@ -42,6 +42,7 @@ class StationGroup:
     model: str = "Sim-7"
     first: int = 1
     arrivals: ArrivalModel | None = None  # overrides the scenario's model for this group
+    ocpp_version: str = "2.0.1"  # "2.1" for V2X
 
     def station_ids(self) -> list[str]:
         return [self.id_pattern.format(n=n) for n in range(self.first, self.first + self.count)]
@@ -68,6 +69,10 @@ class ArrivalModel:
     token: str = "TOK-{station_id}-{evse_id}"
     stay_h: tuple[float, float] | None = None  # if set, departure = arrival + stay
     per_day: int = 1  # arrivals drawn per EVSE per day (overlapping ones are dropped)
+    # V2X: the share of cars that can discharge (ISO 15118-20 BPT), their reserve and power
+    bidirectional_share: float = 0.0
+    min_soc: float = 0.0
+    max_discharge_power_w: float | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,9 @@ class Session:
     max_ac_current_a: float = 32.0
     ac_phases: int = 1
     max_dc_power_w: float = 100_000.0
+    bidirectional: bool = False
+    min_soc: float = 0.0
+    max_discharge_power_w: float | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,7 @@ class Scenario:
                             vendor=g.vendor,
                             model=g.model,
                             meter_interval_s=self.meter_interval_s,
+                            ocpp_version=g.ocpp_version,
                         ),
                         g.node,
                     )
@@ -135,7 +144,8 @@ class Scenario:
 
 def _copy_evse(e: EvseSpec) -> EvseSpec:
     return EvseSpec(
-        e.evse_id, e.kind, e.phases, e.max_current_a, e.min_current_a, e.voltage_v, e.max_power_w
+        e.evse_id, e.kind, e.phases, e.max_current_a, e.min_current_a, e.voltage_v, e.max_power_w,
+        e.bidirectional, e.max_discharge_power_w,
     )
 
 
@@ -176,6 +186,8 @@ def load_scenario(path: str | Path) -> Scenario:
                 min_current_a=e.get("min_current_a", 6.0),
                 voltage_v=e.get("voltage_v", 230.0),
                 max_power_w=e.get("max_power_w"),
+                bidirectional=e.get("bidirectional", False),
+                max_discharge_power_w=e.get("max_discharge_power_w"),
             )
             for i, e in enumerate(g["evses"])
         )
@@ -189,6 +201,7 @@ def load_scenario(path: str | Path) -> Scenario:
                 model=g.get("model", "Sim-7"),
                 first=g.get("first", 1),
                 arrivals=_arrival_model(g["arrivals"]) if "arrivals" in g else None,
+                ocpp_version=g.get("ocpp_version", "2.0.1"),
             )
         )
     known = {n.id for n in nodes}
@@ -229,6 +242,9 @@ def _arrival_model(a: dict) -> ArrivalModel:
         token=a.get("token", "TOK-{station_id}-{evse_id}"),
         stay_h=tuple(a["stay_h"]) if "stay_h" in a else None,  # type: ignore[arg-type]
         per_day=a.get("per_day", 1),
+        bidirectional_share=a.get("bidirectional_share", 0.0),
+        min_soc=a.get("min_soc", 0.0),
+        max_discharge_power_w=a.get("max_discharge_power_w"),
     )
 
 
@@ -300,6 +316,11 @@ def _draw_group(
                     soc = rng.uniform(*model.soc)
                     iso = rng.random() < model.iso15118_share
                     present = rng.random() < model.share
+                    # drawn only where the scenario has such cars: older seeds draw as before
+                    bidirectional = (
+                        model.bidirectional_share > 0
+                        and rng.random() < model.bidirectional_share
+                    )
                     if not present or arrival < busy_until:
                         continue
                     if departure <= scenario.start or arrival >= scenario.end:
@@ -320,13 +341,19 @@ def _draw_group(
                             max_ac_current_a=model.max_ac_current_a,
                             ac_phases=model.ac_phases,
                             max_dc_power_w=model.max_dc_power_w,
+                            bidirectional=bidirectional,
+                            min_soc=model.min_soc if bidirectional else 0.0,
+                            max_discharge_power_w=(
+                                model.max_discharge_power_w if bidirectional else None
+                            ),
                         )
                     )
                     busy_until = departure
 
 
 SESSION_COLUMNS = (
-    "session_id,station_id,evse_id,arrival,departure,energy_wh,battery_kwh,soc,token,iso15118"
+    "session_id,station_id,evse_id,arrival,departure,energy_wh,battery_kwh,soc,token,iso15118,"
+    "bidirectional,min_soc"
 ).split(",")
 
 
@@ -345,11 +372,17 @@ def read_sessions_csv(path: Path) -> list[Session]:
                     battery_kwh=float(row.get("battery_kwh") or 60.0),
                     soc=float(row.get("soc") or 0.3),
                     token=row.get("token") or f"TOK-{row['station_id']}",
-                    iso15118=(row.get("iso15118") or "").lower() in ("1", "true", "yes"),
+                    iso15118=_yes(row.get("iso15118")),
+                    bidirectional=_yes(row.get("bidirectional")),
+                    min_soc=float(row.get("min_soc") or 0.0),
                 )
             )
     sessions.sort(key=lambda s: (s.arrival, s.station_id, s.evse_id))
     return sessions
+
+
+def _yes(text: str | None) -> bool:
+    return (text or "").lower() in ("1", "true", "yes")
 
 
 def write_sessions_csv(sessions: list[Session], path: Path) -> None:
@@ -369,5 +402,7 @@ def write_sessions_csv(sessions: list[Session], path: Path) -> None:
                     s.soc,
                     s.token,
                     s.iso15118,
+                    s.bidirectional,
+                    s.min_soc,
                 ]
             )

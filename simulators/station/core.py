@@ -14,12 +14,13 @@ import functools
 import logging
 import random
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from simulators.clock import Clock, SystemClock, to_ocpp
-from simulators.device_model import DeviceModel, standard_device_model
+from simulators.device_model import DeviceModel, add_v2x_variables, standard_device_model
 from simulators.ev import EV
-from simulators.profiles import ProfileStore
+from simulators.profiles import V2X_OPERATION_MODES, ProfileStore
 from simulators.station import diagnostics, reservation, tariff_cost
 from simulators.station.authorization import LocalAuth, master_pass_group, may_stop
 from simulators.station.diagnostics import DiagnosticsState
@@ -73,6 +74,15 @@ class Station(Link, Physics):
             tx_message_attempts=spec.tx_message_attempts,
             tx_message_attempt_interval_s=spec.tx_message_attempt_interval_s,
         )
+        if spec.ocpp_version == "2.1" and any(e.bidirectional for e in spec.evses):
+            for e in spec.evses:
+                if e.bidirectional:
+                    add_v2x_variables(
+                        self.device_model, e.evse_id, e.kind, e.phases, V2X_OPERATION_MODES
+                    )
+            measurands = self.device_model.value("SampledDataCtrlr", "TxUpdatedMeasurands")
+            self.device_model.put("SampledDataCtrlr", "TxUpdatedMeasurands", measurands
+                                  + ",Energy.Active.Export.Register,Power.Active.Export")
         # fault injection
         self.ignore_profiles = False
         self.drop_responses = False
@@ -124,7 +134,7 @@ class Station(Link, Physics):
         else:  # started by RequestStartTransaction before the cable
             evse.tx.charging_state = self._charging_state(evse, self._draw(evse)[0])
             await self._tx_event(evse, "Updated", "CablePluggedIn")
-        if ev.iso15118:
+        if ev.iso15118 or ev.bidirectional:  # ISO 15118 (-20 for a bidirectional EV)
             await self._notify_charging_needs(evse)
         self._recompute_all()
 
@@ -133,7 +143,7 @@ class Station(Link, Physics):
         "Reserved" (not an authorization status): the EVSE is held for another driver."""
         evse = self._evse(evse_id)
         id_token = {"idToken": token, "type": token_type}
-        info = await self._authorize(id_token)
+        info, transfer = await self._authorize(id_token)
         status = info["status"]
         if status != "Accepted":
             return status
@@ -158,10 +168,12 @@ class Station(Link, Physics):
             return "Reserved"
         if evse.tx is None:
             await self._start_transaction(evse, "Authorized", id_token=id_token,
-                                          reservation_id=reservation_id)
+                                          reservation_id=reservation_id,
+                                          allowed_energy_transfer=transfer)
         else:
             evse.tx.id_token = id_token
             evse.tx.reservation_id = reservation_id
+            evse.tx.allowed_energy_transfer = transfer
             await self._authorize_transaction(evse, "Authorized")
         if evse.tx is not None:
             self.local_auth.tx_groups[evse.tx.transaction_id] = token_group
@@ -184,20 +196,21 @@ class Station(Link, Physics):
             if evse.tx is not None and evse.tx.transaction_id == tx_id and not evse.tx.ended:
                 self._spawn(self._end_transaction(evse, "Deauthorized", "DeAuthorized"))
 
-    async def _authorize(self, id_token: dict) -> dict:
+    async def _authorize(self, id_token: dict) -> tuple[dict, tuple[str, ...]]:
         """The idTokenInfo for a token: from the CSMS (C01, then cached), else from the
-        local list or the cache, else by AuthCtrlr.LocalAuthorizeOffline."""
+        local list or the cache, else by AuthCtrlr.LocalAuthorizeOffline; with the energy
+        transfer modes the CSMS allows (2.1 Q01; none said, or offline: charging only)."""
         if self.connected and self.boot_status == "Accepted":
             try:
                 response = await self.call("Authorize", {"idToken": id_token})
                 info: dict = response["idTokenInfo"]
                 self.local_auth.remember(self, id_token, info)
                 tariff_cost.on_authorize(self, info)  # block I: the tariff shown
-                return info
+                return info, tuple(response.get("allowedEnergyTransfer") or ())
             except (NotConnected, TimeoutError):
                 pass
         known = self.local_auth.offline_info(self, id_token, self.clock.now())
-        return known if known is not None else {"status": self._offline_auth()}
+        return (known if known is not None else {"status": self._offline_auth()}), ()
 
     async def unplug(self, evse_id: int) -> None:
         """EV leaves: stop charging, TransactionEvent Ended, StatusNotification Available."""
@@ -241,6 +254,7 @@ class Station(Link, Physics):
         id_token: dict | None = None,
         remote_start_id: int | None = None,
         reservation_id: int | None = None,
+        allowed_energy_transfer: tuple[str, ...] = (),
     ) -> None:
         now = self.clock.now()
         evse.tx = TxState(
@@ -251,12 +265,14 @@ class Station(Link, Physics):
             charging_state="EVConnected" if evse.ev is not None else "Idle",
             authorized=id_token is not None,
             reservation_id=reservation_id,
+            allowed_energy_transfer=allowed_energy_transfer,
         )
         evse.last_update = now
         if evse.pending_remote_start is not None:
             install_remote_profile(self, evse)
         tx = evse.tx
         tx.charging_state = self._charging_state(evse, self._draw(evse)[0])
+        tx.operation_mode = self._operation_mode(evse)
         await self._tx_event(evse, "Started", trigger, context="Transaction.Begin")
         evse.meter_task = self._spawn(self._meter_loop(evse, tx))
         self._recompute_all()
@@ -307,6 +323,8 @@ class Station(Link, Physics):
             info["stoppedReason"] = stopped_reason
         if tx.remote_start_id is not None:
             info["remoteStartId"] = tx.remote_start_id
+        if tx.operation_mode is not None:  # only on 2.1, for a bidirectional EVSE
+            info["operationMode"] = tx.operation_mode
         payload: dict = {
             "eventType": event_type,
             "timestamp": to_ocpp(self.clock.now()),
@@ -374,9 +392,62 @@ class Station(Link, Physics):
             }
         if ev.departure is not None:
             needs["departureTime"] = to_ocpp(ev.departure)
+        if ev.bidirectional and self._can_discharge(evse):
+            self._add_v2x_needs(evse, needs)
         try:
             await self.call(
                 "NotifyEVChargingNeeds", {"evseId": evse.spec.evse_id, "chargingNeeds": needs}
             )
         except (ConnectionError, TimeoutError, CallFailed) as exc:
             log.info("%s NotifyEVChargingNeeds failed: %s", self.station_id, exc)
+
+    def _add_v2x_needs(self, evse: EvseState, needs: dict) -> None:
+        """OCPP 2.1: a bidirectional EV on a bidirectional EVSE asks for BPT and says what it
+        can give (ISO 15118-20 terms: signed energies to its reserve, its target and full)."""
+        ev = evse.ev
+        assert ev is not None
+        capacity_wh = ev.battery_kwh * 1000.0
+        if evse.spec.kind == "AC":
+            plain = needs["requestedEnergyTransfer"]
+            bpt = "AC_BPT"
+            charge_max_w = ev.max_ac_current_a * evse.spec.voltage_v * min(
+                ev.ac_phases, evse.spec.phases
+            )
+        else:
+            plain, bpt, charge_max_w = "DC", "DC_BPT", ev.max_dc_power_w
+        charge_max_w = min(charge_max_w, evse.spec.max_power_w or charge_max_w)
+        discharge_max_w = min(
+            ev.max_discharge_power_w if ev.max_discharge_power_w is not None else charge_max_w,
+            evse.spec.max_discharge_power_w or 0.0,
+        )
+        to_reserve_wh = (ev.min_soc - ev.soc) * capacity_wh  # negative: it may give this much
+        to_full_wh = (1.0 - ev.soc) * capacity_wh
+        target_soc = min(1.0, ev.soc + ev.energy_needed_wh / capacity_wh)
+        needs["requestedEnergyTransfer"] = bpt
+        needs["availableEnergyTransfer"] = [plain, bpt]
+        needs["controlMode"] = "ScheduledControl"
+        needs["v2xChargingParameters"] = {
+            "minChargePower": 0.0,
+            "maxChargePower": round(charge_max_w, 1),
+            "minDischargePower": 0.0,
+            "maxDischargePower": round(discharge_max_w, 1),
+            "evTargetEnergyRequest": round(ev.energy_needed_wh, 1),
+            "evMinEnergyRequest": round(min(ev.energy_needed_wh, max(0.0, to_reserve_wh)), 1),
+            "evMaxEnergyRequest": round(to_full_wh, 1),
+            "evMinV2XEnergyRequest": round(to_reserve_wh, 1),
+            "evMaxV2XEnergyRequest": round(to_full_wh, 1),
+            "targetSoC": round(target_soc * 100),
+        }
+        now = self.clock.now()
+        until = ev.departure or now + timedelta(hours=24)
+        needs["evEnergyOffer"] = {
+            "evPowerSchedule": {
+                "timeAnchor": to_ocpp(now),
+                "evPowerScheduleEntries": [
+                    {
+                        "duration": max(1, int((until - now).total_seconds())),
+                        "power": -round(discharge_max_w, 1),  # what it offers to give back
+                    }
+                ],
+            }
+        }

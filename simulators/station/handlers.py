@@ -26,6 +26,7 @@ from simulators.station import (
     smart_charging,
     tariff_cost,
     transactions,
+    v2x,
 )
 from simulators.station.replies import Reply
 
@@ -85,4 +86,6 @@ HANDLERS: dict[str, StationHandler] = {
     "ClearDisplayMessage": display.clear_display_message,
     # P data transfer
     "DataTransfer": data_transfer.data_transfer,
+    # Q bidirectional power transfer (2.1 only: NotImplemented on a 2.0.1 connection)
+    "NotifyAllowedEnergyTransfer": v2x.notify_allowed_energy_transfer,
 }

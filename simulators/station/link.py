@@ -78,6 +78,8 @@ class Link:
         self.connects = 0  # successful WebSocket connections (1 + reconnects)
         self.received_calls: deque[str] = deque(maxlen=256)  # recent CSMS actions
         self._handlers: dict[str, Handler] = handlers
+        # the OCPP version of the current (or last) connection: the subprotocol the CSMS chose
+        self.ocpp_version: str = self.spec.ocpp_version
 
     @property
     def connected(self) -> bool:
@@ -201,6 +203,7 @@ class Link:
         if self.spec.subprotocols and ws.subprotocol not in self.spec.subprotocols:
             await ws.close()
             raise ConnectionRefused(None, "CSMS selected no OCPP subprotocol")
+        self.ocpp_version = ocppj.version_of(ws.subprotocol, self.spec.ocpp_version)
         self._ws = ws
         self.connects += 1
         self._recv_task = self._spawn(self._receive_loop(ws))
@@ -240,7 +243,7 @@ class Link:
             return
         self.received_calls.append(frame.action)
         handler = self._handlers.get(frame.action)
-        if handler is None:
+        if handler is None or not ocppj.has_schema(frame.action, self.ocpp_version):
             await self._reply(
                 ws,
                 ocppj.encode_error(
@@ -248,7 +251,7 @@ class Link:
                 ),
             )
             return
-        errors = ocppj.schema_errors(frame.action, frame.payload)
+        errors = ocppj.schema_errors(frame.action, frame.payload, version=self.ocpp_version)
         if errors:
             await self._reply(
                 ws, ocppj.encode_error(frame.message_id, "FormatViolation", errors[0][:200])

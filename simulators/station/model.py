@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from simulators.ev import EV
+from simulators.ocppj import SUBPROTOCOL
 
 
 @dataclass
@@ -19,6 +20,10 @@ class EvseSpec:
     min_current_a: float = 6.0
     voltage_v: float = 230.0
     max_power_w: float | None = None  # DC: required; AC: derived from current and phases
+    # V2X (OCPP 2.1 block Q): the EVSE can feed a bidirectional EV's energy back, at most
+    # max_discharge_power_w (default: max_power_w); used only on an OCPP 2.1 connection
+    bidirectional: bool = False
+    max_discharge_power_w: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("AC", "DC"):
@@ -27,6 +32,10 @@ class EvseSpec:
             if self.kind == "DC":
                 raise ValueError("a DC EVSE needs max_power_w")
             self.max_power_w = self.max_current_a * self.voltage_v * self.phases
+        if self.max_discharge_power_w is None:
+            self.max_discharge_power_w = self.max_power_w if self.bidirectional else 0.0
+        if self.max_discharge_power_w < 0:
+            raise ValueError("max_discharge_power_w is a magnitude: not negative")
 
 
 @dataclass
@@ -45,7 +54,8 @@ class StationSpec:
     max_stack_level: int = 8
     max_entries: int = 16
     phases3to1: bool = False
-    subprotocols: tuple[str, ...] = ("ocpp2.0.1",)
+    ocpp_version: str = "2.0.1"  # "2.0.1" or "2.1": the subprotocol it offers by default
+    subprotocols: tuple[str, ...] | None = None  # None: the one of ocpp_version
     call_timeout_s: float = 30.0  # wall-clock seconds to wait for a CALLRESULT
     reconnect_backoff_s: tuple[float, float] = (5.0, 180.0)  # station-clock seconds
     reboot_on_reconnect: bool = False
@@ -54,6 +64,12 @@ class StationSpec:
     # E13: OCPPCommCtrlr.MessageAttempts / MessageAttemptInterval for TransactionEvent
     tx_message_attempts: int = 3
     tx_message_attempt_interval_s: float = 10.0  # station-clock seconds, x attempt number
+
+    def __post_init__(self) -> None:
+        if self.ocpp_version not in SUBPROTOCOL:
+            raise ValueError(f"ocpp_version must be one of {', '.join(SUBPROTOCOL)}")
+        if self.subprotocols is None:
+            self.subprotocols = (SUBPROTOCOL[self.ocpp_version],)
 
 
 @dataclass
@@ -68,6 +84,15 @@ class TxState:
     ended: bool = False
     stop_id_token: dict | None = None  # the token that stopped it (StopAuthorized)
     reservation_id: int | None = None  # the reservation it used (H03)
+    operation_mode: str | None = None  # 2.1 V2X: the mode its EVSE follows (None: not V2X)
+    # 2.1 Q01: the energy transfer modes the CSMS allows (Authorize, NotifyAllowedEnergy-
+    # Transfer); without a bidirectional (BPT) one the EV only charges
+    allowed_energy_transfer: tuple[str, ...] = ()
+
+    @property
+    def may_discharge(self) -> bool:
+        return any(mode.endswith("_BPT") or "_BPT_" in mode
+                   for mode in self.allowed_energy_transfer)
 
 
 @dataclass
@@ -77,8 +102,9 @@ class EvseState:
     operative: bool = True
     ev: EV | None = None
     tx: TxState | None = None
-    energy_wh: float = 0.0
-    power_w: float = 0.0
+    energy_wh: float = 0.0  # Energy.Active.Import.Register
+    export_wh: float = 0.0  # Energy.Active.Export.Register (V2X)
+    power_w: float = 0.0  # signed: negative while the EV discharges
     current_a: float = 0.0
     phases_in_use: int = 0
     last_update: datetime | None = None

@@ -2,6 +2,14 @@
 charging profiles (and an equal share of a station-wide limit), the energy meter, and the
 loops that follow schedule steps and send meter values.
 
+On an OCPP 2.1 connection a bidirectional EVSE with a bidirectional EV, in a transaction the
+CSMS allowed a BPT energy transfer mode (Authorize or NotifyAllowedEnergyTransfer), runs at
+the composite's signed rate (`Operation.target`): a negative one discharges the EV, never
+below its reserve, and the meter counts it on Energy.Active.Export.Register;
+Power.Active.Import is signed (negative while discharging) and Power.Active.Export carries
+the same power as a magnitude. The meter integrates across schedule steps (`_advance`), so
+metered energy follows the profile however late the meter loop wakes.
+
 `Physics` is a base of `Station`: it uses the station's spec, clock, device model, profile
 store and EVSEs; it sends through the link (`call`, `_spawn`) and the station's `_tx_event`
 (charging state changes, periodic samples).
@@ -11,12 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
 from simulators.clock import to_ocpp
-from simulators.ev import EV
-from simulators.profiles import Electrical, Transaction, limit_at, next_change
+from simulators.ev import EV, RESERVE_SNAP_WH
+from simulators.profiles import (
+    CHARGING_ONLY,
+    Electrical,
+    Transaction,
+    limit_at,
+    next_change,
+    operation_at,
+)
 from simulators.station.link import CallFailed
 from simulators.station.model import EvseState, TxState
 
@@ -114,20 +130,40 @@ class Physics:
                 "unitOfMeasure": {"unit": "W"},
             },
         ]
+        v2x = self._can_discharge(evse)
+        if v2x:
+            sampled += [
+                {
+                    "value": round(evse.export_wh, 1),
+                    "context": context,
+                    "measurand": "Energy.Active.Export.Register",
+                    "unitOfMeasure": {"unit": "Wh"},
+                },
+                {
+                    "value": round(max(0.0, -evse.power_w), 1),
+                    "context": context,
+                    "measurand": "Power.Active.Export",
+                    "unitOfMeasure": {"unit": "W"},
+                },
+            ]
         if evse.spec.kind == "AC":
             for i in range(1, evse.spec.phases + 1):
                 amps = evse.current_a if i <= evse.phases_in_use else 0.0
-                sampled.append(
-                    {
-                        "value": round(amps, 2),
-                        "context": context,
-                        "measurand": "Current.Import",
-                        "phase": f"L{i}",
-                        "unitOfMeasure": {"unit": "A"},
-                    }
-                )
+                for measurand, value in (("Current.Import", max(0.0, amps)),
+                                         ("Current.Export", max(0.0, -amps))):
+                    if measurand == "Current.Export" and not v2x:
+                        continue
+                    sampled.append(
+                        {
+                            "value": round(value, 2),
+                            "context": context,
+                            "measurand": measurand,
+                            "phase": f"L{i}",
+                            "unitOfMeasure": {"unit": "A"},
+                        }
+                    )
         ev = evse.ev
-        if ev is not None and (evse.spec.kind == "DC" or ev.iso15118):
+        if ev is not None and (evse.spec.kind == "DC" or ev.iso15118 or ev.bidirectional):
             sampled.append(
                 {
                     "value": round(ev.soc * 100.0, 1),
@@ -137,6 +173,10 @@ class Physics:
                 }
             )
         return {"timestamp": to_ocpp(self.clock.now()), "sampledValue": sampled}
+
+    def _can_discharge(self, evse: EvseState) -> bool:
+        """V2X is OCPP 2.1's: a bidirectional EVSE discharges only on a 2.1 connection."""
+        return evse.spec.bidirectional and self.ocpp_version == "2.1"
 
     def _evse(self, evse_id: int) -> EvseState:
         try:
@@ -169,29 +209,31 @@ class Physics:
                 p = entry.profile
                 if p.purpose != purpose:
                     continue
-                if limit_at([entry], evse.spec.evse_id, now, "W", self._electrical(evse), tx):
+                if operation_at([entry], evse.spec.evse_id, now, "W", self._electrical(evse), tx):
                     return p.schedule.charging_rate_unit
         return None
 
-    def _draw(self, evse: EvseState) -> tuple[float, float, int]:
-        """(power W, current A per phase, phases) the EV draws under the composite limit."""
+    def _draw(self, evse: EvseState, at: datetime | None = None) -> tuple[float, float, int]:
+        """(power W, current A per phase, phases) the EV draws under the composite schedule
+        (now, or `at`); negative while it discharges."""
         ev = evse.ev
         tx = evse.tx
         spec = evse.spec
         if ev is None or tx is None or not tx.authorized or tx.ended or not evse.operative:
             return 0.0, 0.0, 0
-        now = self.clock.now()
+        now = at or self.clock.now()
         electrical = self._electrical(evse)
+        unit = "A" if spec.kind == "AC" else "W"
+        op = None
+        if not self.ignore_profiles:
+            op = operation_at(self.profiles, spec.evse_id, now, unit, electrical, self._tx(evse))
+        target = math.inf if op is None else op.target()
+        if spec.kind == "AC" and op is not None and op.number_phases is not None:
+            electrical = Electrical("AC", min(electrical.phases, op.number_phases), spec.voltage_v)
+        if target < 0:
+            return self._discharge(evse, electrical, -target)
         if spec.kind == "AC":
-            offered = spec.max_current_a
-            if not self.ignore_profiles:
-                got = limit_at(self.profiles, spec.evse_id, now, "A", electrical, self._tx(evse))
-                if got is not None:
-                    offered = min(offered, got[0])
-                    if got[1] is not None:
-                        electrical = Electrical(
-                            "AC", min(electrical.phases, got[1]), spec.voltage_v
-                        )
+            offered = min(spec.max_current_a, target)
             share_w = self._station_share_w(now)
             if share_w is not None:
                 offered = min(offered, share_w / (spec.voltage_v * electrical.phases))
@@ -200,16 +242,36 @@ class Physics:
             amps = ev.ac_current_a(offered)
             phases = electrical.phases
             return amps * spec.voltage_v * phases, amps, phases
-        offered_w = spec.max_power_w or 0.0
-        if not self.ignore_profiles:
-            got = limit_at(self.profiles, spec.evse_id, now, "W", electrical, self._tx(evse))
-            if got is not None:
-                offered_w = min(offered_w, got[0])
+        offered_w = min(spec.max_power_w or 0.0, target)
         share_w = self._station_share_w(now)
         if share_w is not None:
             offered_w = min(offered_w, share_w)
         watts = ev.dc_power_w(offered_w)
         return watts, watts / 400.0, 1
+
+    def _discharge(
+        self, evse: EvseState, electrical: Electrical, wanted: float
+    ) -> tuple[float, float, int]:
+        """(negative power W, negative current A, phases) for a discharge of `wanted` (A per
+        phase on AC, W on DC), within the EVSE's and the EV's discharge limits."""
+        ev = evse.ev
+        spec = evse.spec
+        if ev is None or evse.tx is None or not self._can_discharge(evse):
+            return 0.0, 0.0, 0
+        if not evse.tx.may_discharge:  # the CSMS allowed no bidirectional transfer (Q01)
+            return 0.0, 0.0, 0
+        evse_max_w = spec.max_discharge_power_w or 0.0
+        if spec.kind == "AC":
+            factor = spec.voltage_v * electrical.phases
+            ev_max_w = ev.discharge_limit_w(ev.max_ac_current_a * factor)
+            amps = min(wanted, min(evse_max_w, ev_max_w) / factor)
+            if amps < spec.min_current_a:
+                return 0.0, 0.0, 0  # the same 6 A floor as charging
+            return -amps * factor, -amps, electrical.phases
+        watts = min(wanted, evse_max_w, ev.discharge_limit_w(ev.max_dc_power_w))
+        if watts <= 0:
+            return 0.0, 0.0, 0
+        return -watts, -watts / 400.0, 1
 
     def _station_share_w(self, now: datetime) -> float | None:
         """Equal share of the station-wide limit (max profile, external constraints) for each
@@ -232,16 +294,31 @@ class Physics:
         return got[0] / max(1, charging)
 
     def _advance(self, evse: EvseState) -> None:
-        """Integrate energy at the current power up to now."""
+        """Integrate energy up to now, changing the power at each schedule step in between:
+        the meter follows the profile to the second however late the meter loop wakes."""
         now = self.clock.now()
         last = evse.last_update
         evse.last_update = now
-        if last is None or evse.power_w <= 0:
-            return
-        dt = (now - last).total_seconds()
-        if dt <= 0:
+        while last is not None and last < now:
+            change = None
+            if evse.tx is not None and not self.ignore_profiles:
+                change = next_change(self.profiles, evse.spec.evse_id, last,
+                                     (now - last).total_seconds(), self._tx(evse))
+            self._integrate(evse, ((change or now) - last).total_seconds())
+            if change is None:
+                return
+            self._set_power(evse, *self._draw(evse, change))
+            last = change
+
+    def _integrate(self, evse: EvseState, dt: float) -> None:
+        """Energy at the present power for `dt` seconds, into the EV and the meter."""
+        if evse.power_w == 0 or dt <= 0:
             return
         energy = evse.power_w * dt / 3600.0
+        if energy < 0:  # V2X: the EV feeds back, down to its reserve
+            given = -energy if evse.ev is None else evse.ev.discharge(-energy)
+            evse.export_wh += given
+            return
         if evse.ev is not None:
             energy = min(energy, evse.ev.energy_needed_wh)
             evse.ev.charge(energy)
@@ -259,7 +336,7 @@ class Physics:
             return "Idle"
         if tx is None or not tx.authorized:
             return "EVConnected"
-        if watts > 0:
+        if watts != 0:  # discharging is energy transfer too (2.1 has no other state for it)
             return "Charging"
         if ev.satisfied:
             return "SuspendedEV"
@@ -274,12 +351,27 @@ class Physics:
         tx = evse.tx
         if tx is not None and not tx.ended:
             state = self._charging_state(evse, watts)
+            mode = self._operation_mode(evse)
             if state != tx.charging_state:
                 tx.charging_state = state
+                tx.operation_mode = mode
                 self._spawn(self._tx_event(evse, "Updated", "ChargingStateChanged"))
+            elif mode != tx.operation_mode:  # 2.1: the CSMS learns the EVSE follows it now
+                tx.operation_mode = mode
+                self._spawn(self._tx_event(evse, "Updated", "OperationModeChanged"))
             elif state == "Charging" and abs(watts - old) > 0.1 * max(old, 1.0):
                 pass  # the next periodic sample shows the new rate
         _wake(evse)
+
+    def _operation_mode(self, evse: EvseState) -> str | None:
+        """The V2X operation mode a bidirectional EVSE on 2.1 follows now (None elsewhere)."""
+        if not self._can_discharge(evse) or evse.tx is None:
+            return None
+        op = None
+        if not self.ignore_profiles:
+            op = operation_at(self.profiles, evse.spec.evse_id, self.clock.now(), "W",
+                              self._electrical(evse), self._tx(evse))
+        return CHARGING_ONLY if op is None else op.mode
 
     async def _meter_loop(self, evse: EvseState, tx: TxState) -> None:
         """While `tx` runs: follow the schedule, send periodic meter values."""
@@ -292,6 +384,9 @@ class Physics:
             )
             if change is not None:
                 wake_at = min(wake_at, change)
+            bound = self._battery_bound_s(evse)
+            if bound is not None:
+                wake_at = min(wake_at, now + timedelta(seconds=bound))
             await self._sleep_until(evse, wake_at)
             if tx.ended:
                 return
@@ -306,6 +401,17 @@ class Physics:
                 # sent aside: the power control above must not wait for the CSMS's answer
                 # (a slow round trip would make the EVSE miss a schedule step)
                 self._spawn(self._periodic_sample(evse, tx))
+
+    def _battery_bound_s(self, evse: EvseState) -> float | None:
+        """Seconds until the EV reaches its reserve (discharging) or its energy (charging) at
+        the present power: the power changes then, not a control step later."""
+        ev = evse.ev
+        if ev is None or evse.power_w == 0:
+            return None
+        left_wh = ev.dischargeable_wh if evse.power_w < 0 else ev.energy_needed_wh
+        if left_wh < RESERVE_SNAP_WH:  # there already: no busy wake-ups on a rounding residue
+            return None
+        return left_wh * 3600.0 / abs(evse.power_w) + 1e-3
 
     async def _periodic_sample(self, evse: EvseState, tx: TxState) -> None:
         if evse.tx is tx and not tx.ended:

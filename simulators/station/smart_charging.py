@@ -1,11 +1,17 @@
 """Block K, smart charging: install, clear and report charging profiles and compute the
-composite schedule; the profile rules come from SmartChargingCtrlr in the device model."""
+composite schedule; the profile rules come from SmartChargingCtrlr in the device model.
+
+V2X (OCPP 2.1 block Q) rides on the same messages: an EVSE accepts discharge, setpoints and
+the operation modes of `V2X_OPERATION_MODES` only when it is bidirectional and the
+connection is 2.1; otherwise `validate` rejects them with the reason codes in profiles.py."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from simulators.profiles import (
+    CHARGING_ONLY,
+    V2X_OPERATION_MODES,
     ChargingProfile,
     Electrical,
     ProfileRules,
@@ -19,15 +25,22 @@ if TYPE_CHECKING:
     from simulators.station.core import Station
 
 
-def profile_rules(station: Station) -> ProfileRules:
-    """The limits SmartChargingCtrlr sets on what profiles the station accepts."""
+def profile_rules(station: Station, evse_id: int | None = None) -> ProfileRules:
+    """The limits SmartChargingCtrlr sets on what profiles the station accepts, and what V2X
+    the EVSE (any EVSE, for evseId 0) can do on this connection."""
     dm = station.device_model
+    v2x = station.ocpp_version == "2.1" and any(
+        e.spec.bidirectional for e in station.evses.values() if evse_id in (None, 0, e.spec.evse_id)
+    )
     return ProfileRules(
         rate_units=tuple(dm.value("SmartChargingCtrlr", "RateUnit").split(",")),
         periods_per_schedule=int(dm.number("SmartChargingCtrlr", "PeriodsPerSchedule")),
         max_stack_level=int(dm.number("SmartChargingCtrlr", "ProfileStackLevel")),
         max_entries=int(dm.number("SmartChargingCtrlr", "Entries")),
         phases3to1=dm.flag("SmartChargingCtrlr", "Phases3to1"),
+        version=station.ocpp_version,
+        v2x=v2x,
+        operation_modes=V2X_OPERATION_MODES if v2x else (CHARGING_ONLY,),
     )
 
 
@@ -47,7 +60,7 @@ async def set_charging_profile(station: Station, req: dict) -> Reply:
         evse_ids=station.evses.keys(),
         transactions={e.spec.evse_id: e.tx.transaction_id for e in station.evses.values() if e.tx},
         installed=station.profiles,
-        rules=profile_rules(station),
+        rules=profile_rules(station, evse_id),
         now=now,
     )
     if rejection is not None:
@@ -154,7 +167,7 @@ def install_remote_profile(station: Station, evse: EvseState) -> None:
         evse_ids=station.evses.keys(),
         transactions={evse.spec.evse_id: evse.tx.transaction_id},
         installed=station.profiles,
-        rules=profile_rules(station),
+        rules=profile_rules(station, evse.spec.evse_id),
         now=station.clock.now(),
     )
     if rejection is None:

@@ -2,7 +2,7 @@
 
 It accepts one station at a time over a real WebSocket, answers the station's CALLs with
 defaults a test can override, sends CSMS-initiated CALLs on demand, and checks every
-payload that crosses the wire against the OCPP 2.0.1 JSON schemas.
+payload that crosses the wire against the JSON schemas of its OCPP version (2.0.1 or 2.1).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from simulators.ocppj import schema_errors
+from simulators.ocppj import SUBPROTOCOL, schema_errors, version_of
 
 Answer = dict | Callable[[dict], dict]
 
@@ -29,7 +29,14 @@ class ScriptedCsms:
         password: str | None = None,
         boot_status: str = "Accepted",
         interval: int = 300,
+        version: str = "2.0.1",
+        also: tuple[str, ...] = (),
     ) -> None:
+        """`version` is the OCPP version it prefers; `also` more it accepts (each
+        connection's payloads are checked against the version its station chose)."""
+        self.version = version
+        self.versions = (version, *also)
+        self.by_station: dict[str, ServerConnection] = {}  # the latest socket per station
         self.password = password
         self.boot_status = boot_status
         self.interval = interval
@@ -50,7 +57,7 @@ class ScriptedCsms:
             self._handle,
             "127.0.0.1",
             0,
-            subprotocols=["ocpp2.0.1"],
+            subprotocols=[SUBPROTOCOL[v] for v in self.versions],  # type: ignore[misc]
             process_request=self._check_auth,
             compression=None,
         )
@@ -76,6 +83,7 @@ class ScriptedCsms:
         self.ws = ws
         self.connections += 1
         self.paths.append(ws.request.path)
+        self.by_station[ws.request.path.rsplit("/", 1)[-1]] = ws
         try:
             async for text in ws:
                 try:
@@ -93,7 +101,7 @@ class ScriptedCsms:
     async def _on_message(self, ws: ServerConnection, msg: list) -> None:
         if msg[0] == 2:
             _, message_id, action, payload = msg
-            for problem in schema_errors(action, payload):
+            for problem in schema_errors(action, payload, version=_version(ws)):
                 self.schema_problems.append(f"{action} request: {problem}")
             async with self._arrived:
                 self.received.append((action, payload))
@@ -114,7 +122,7 @@ class ScriptedCsms:
             if fut is None:
                 return
             if msg[0] == 3:
-                for problem in schema_errors(action, msg[2], response=True):
+                for problem in schema_errors(action, msg[2], response=True, version=_version(ws)):
                     self.schema_problems.append(f"{action} response: {problem}")
                 fut.set_result(("result", msg[2]))
             else:
@@ -143,17 +151,21 @@ class ScriptedCsms:
         }
         return defaults.get(action)
 
-    async def call(self, action: str, payload: dict, timeout: float = 5.0) -> tuple[str, Any]:
-        """Send a CSMS-initiated CALL; ('result', payload) or ('error', code)."""
-        assert self.ws is not None, "no station connected"
+    async def call(
+        self, action: str, payload: dict, timeout: float = 5.0, station_id: str | None = None
+    ) -> tuple[str, Any]:
+        """Send a CSMS-initiated CALL (to the latest station, or `station_id`);
+        ('result', payload) or ('error', code)."""
+        ws = self.ws if station_id is None else self.by_station.get(station_id)
+        assert ws is not None, "no station connected"
         message_id = f"csms-{next(self._ids)}"
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[message_id] = (action, fut)
-        await self.ws.send(json.dumps([2, message_id, action, payload]))
+        await ws.send(json.dumps([2, message_id, action, payload]))
         return await asyncio.wait_for(fut, timeout)
 
-    async def result(self, action: str, payload: dict) -> dict:
-        kind, body = await self.call(action, payload)
+    async def result(self, action: str, payload: dict, station_id: str | None = None) -> dict:
+        kind, body = await self.call(action, payload, station_id=station_id)
         assert kind == "result", f"{action} answered with CALLERROR {body}"
         return body
 
@@ -177,3 +189,7 @@ class ScriptedCsms:
                 self._arrived.wait_for(lambda: len(matching()) >= count), timeout
             )
         return matching()
+
+
+def _version(ws: ServerConnection) -> str:
+    return version_of(ws.subprotocol)

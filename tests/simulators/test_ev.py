@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulators.ev import EV
 
@@ -47,3 +49,44 @@ def test_ev_charge_updates_soc_and_stops_at_full():
 def test_ev_rejects_impossible_soc():
     with pytest.raises(ValueError):
         EV(soc=1.5)
+
+
+# ---- V2X: a bidirectional EV ----------------------------------------------------------
+
+
+def test_a_plain_ev_gives_nothing_back():
+    ev = EV(battery_kwh=60, soc=0.8)
+    assert ev.discharge_limit_w(11_000.0) == 0.0
+    assert ev.discharge(5_000.0) == 0.0
+    assert ev.soc == 0.8
+
+
+def test_a_bidirectional_ev_discharges_to_its_reserve_and_counts_net():
+    ev = EV(battery_kwh=10, soc=0.5, min_soc=0.3, bidirectional=True, energy_wanted_wh=1000)
+    assert ev.discharge_limit_w(7_000.0) == 7_000.0  # no own maximum: as it charges
+    assert ev.discharge(5_000.0) == pytest.approx(2_000.0)  # only down to 30 %
+    assert ev.soc == 0.3
+    assert ev.discharge_limit_w(7_000.0) == 0.0
+    assert ev.energy_received_wh == pytest.approx(-2_000.0)
+    assert ev.energy_needed_wh == pytest.approx(3_000.0)  # what it gave back, then its 1 kWh
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    soc=st.floats(0.0, 1.0),
+    reserve=st.floats(0.0, 1.0),
+    steps=st.lists(st.floats(-20_000, 20_000, allow_nan=False), max_size=30),
+)
+def test_property_soc_never_under_the_reserve_and_energy_adds_up(soc, reserve, steps):
+    ev = EV(battery_kwh=40, soc=soc, min_soc=reserve, bidirectional=True, energy_wanted_wh=1e9)
+    start_wh = soc * 40_000
+    for wh in steps:
+        before = ev.soc
+        if wh >= 0:
+            ev.charge(wh)
+        else:
+            ev.discharge(-wh)
+            assert ev.soc >= min(before, reserve) - 1e-12  # never below, nor lower than it was
+        assert 0.0 <= ev.soc <= 1.0
+    assert ev.soc * 40_000 == pytest.approx(start_wh + ev.energy_received_wh, abs=1e-6)
+    assert ev.energy_discharged_wh >= 0.0

@@ -168,7 +168,8 @@ def test_K01_rejects_stack_level_above_profile_stack_level():
 
 
 def test_K01_rejects_negative_limit():
-    assert reason(profile(periods=[(0, -1.0)])) == "InvalidValue"
+    # a station that cannot discharge (2.0.1, or not bidirectional): the 2.1 reason code
+    assert reason(profile(periods=[(0, -1.0)])) == "ValuePositiveOnly"
 
 
 def test_K01_rejects_external_constraints_from_csms():
