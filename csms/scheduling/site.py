@@ -391,8 +391,15 @@ class SitePlanner:
             evse = self.site.evse(evse_id)
             version = self._versions.get(evse.station_id)
             if version == "2.1" and evse.station_id not in devices:
-                devices[evse.station_id] = await self.store.devices.variables(
-                    evse.station_id, "V2XChargingCtrlr")
+                found = await self.store.devices.variables(evse.station_id,
+                                                           "V2XChargingCtrlr")
+                if not found:  # not reported yet: ask the station (once a connection)
+                    await self.gateway.ask_v2x(evse.station_id, sorted(
+                        e.ocpp_evse_id for e in self.site.evses
+                        if e.station_id == evse.station_id))
+                    found = await self.store.devices.variables(evse.station_id,
+                                                               "V2XChargingCtrlr")
+                devices[evse.station_id] = found
             device = device_says_bidirectional(devices.get(evse.station_id, ()),
                                                evse.ocpp_evse_id)
             self._discharge_kw[evse_id] = max_discharge_kw(evse, version, device,

@@ -56,6 +56,14 @@ v2g = true
 max_discharge_kw = 7.0
 
 [[evses]]
+id = "dev-21"
+node = "transformer"
+station_id = "DEV21"
+phases = ["L3"]
+max_current_a = 32
+rate_unit = "W"
+
+[[evses]]
 id = "bidi-201"
 node = "transformer"
 station_id = "V2G201"
@@ -130,6 +138,12 @@ async def test_an_opted_in_car_on_a_21_station_discharges_for_an_overloaded_tran
                         "setpoint", 0) < 0]
 
         profile = (await eventually(discharging, timeout=30))[-1]
+
+        async def both_planned() -> bool:
+            plans = await csms.store.plans.list("v2g-street", limit=100)
+            return any(p.sessions == 2 for p in plans)
+
+        assert await eventually(both_planned, timeout=30)
         first = profile["chargingSchedule"][0]["chargingSchedulePeriod"][0]
         assert first["operationMode"] == "CentralSetpoint"
         assert first["limit"] == 0.0
@@ -150,6 +164,43 @@ async def test_an_opted_in_car_on_a_21_station_discharges_for_an_overloaded_tran
             assert all(w >= 0 for _, _, w in plan.schedule["bidi-201"]["setpoints"])
     for action, payload in new.received:  # what the 2.1 station got is valid 2.1
         validate_request(action, payload, version="2.1")
-    latest = next(p for p in plans if p.sessions == 2)
+    latest = max((p for p in plans if p.sessions == 2), key=lambda p: p.id)
     why = {s["session_id"]: s["v2g"] for s in latest.inputs["sessions"]}
     assert why == {"TX-21": "planned", "TX-201": "EVSE not bidirectional"}
+
+
+async def test_a_21_station_whose_device_model_says_bidirectional_is_discharged(
+    csms: Csms, client: Client, raw: Callable[..., Any],
+) -> None:
+    """The site file says nothing of V2G here: the CSMS asks the station's
+    V2XChargingCtrlr (GetVariables, per EVSE) and believes its answer."""
+    put = await client("operator").put("/api/vehicles/car-d", json={
+        "id_token": "TOK-D", "battery_kwh": 60, "v2g_opted_in": True,
+        "v2g_mode": "export_allowed", "min_soc": 0.2})
+    assert put.status_code == 200, put.text
+
+    def get_variables(request: Payload) -> Payload:
+        """Only V2XChargingCtrlr.Enabled is known (true); anything else UnknownComponent."""
+        return {"getVariableResult": [
+            {**item, "attributeStatus": "Accepted", "attributeValue": "true"}
+            if (item["component"]["name"], item["variable"]["name"]) == (
+                "V2XChargingCtrlr", "Enabled")
+            else {**item, "attributeStatus": "UnknownComponent"}
+            for item in request["getVariableData"]]}
+
+    replies = {**REPLIES, "GetVariables": get_variables}
+    now = csms.clock.now().replace(microsecond=0)
+    async with raw("DEV21", ["ocpp2.1"], replies) as station:
+        await _plug_in(station, "2.1", "TX-D", "TOK-D", now)
+
+        async def discharging() -> list[Payload]:
+            return [p for p in _tx_profiles(station, "TX-D")
+                    if p["chargingSchedule"][0]["chargingSchedulePeriod"][0].get(
+                        "setpoint", 0) < 0]
+
+        assert await eventually(discharging, timeout=30)
+    asked = [p for a, p in station.received if a == "GetVariables"
+             and p["getVariableData"][0]["component"]["name"] == "V2XChargingCtrlr"]
+    assert len(asked) == 1  # once on this connection
+    stored = await csms.store.devices.variables("DEV21", "V2XChargingCtrlr")
+    assert [(v.evse_id, v.variable, v.value) for v in stored] == [(1, "Enabled", "true")]
