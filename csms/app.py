@@ -24,6 +24,7 @@ from csms.config import Config
 from csms.connection import Connections
 from csms.cost_updates import CostUpdates
 from csms.diagnostics import Diagnostics
+from csms.dispatch import Tracker
 from csms.events import EventBus
 from csms.firmware import FirmwareUpdates
 from csms.iso15118 import Iso15118
@@ -64,6 +65,7 @@ class Csms:
     sites: Sites = field(default_factory=Sites)  # as configured, planned here or not
     cluster: Member | None = None  # one worker of several (csms/cluster/); None: alone
     openadr: Ven | None = None  # the OpenADR VEN, where `[openadr] vtn_url` is set
+    tracker: Tracker | None = None  # follows running VPP dispatches (issue 14)
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Csms:
@@ -116,6 +118,10 @@ class Csms:
             csms.openadr = Ven(config.openadr, store, clock, events, sites.models(),
                                load_key(config.audit_dir()))  # one VEN per installation
             await csms.openadr.start()
+        if plans_here(config):  # where sites are planned: re-splits of VPP dispatches
+            csms.tracker = Tracker(store, load_key(config.audit_dir()), sites.models(), events,
+                                   clock, config.vpp)
+            csms.tracker.start()
         if config.api.enabled:
             await csms._start_api()
         return csms
@@ -125,6 +131,8 @@ class Csms:
             await self.api.stop()
         if self.openadr is not None:
             await self.openadr.stop()
+        if self.tracker is not None:
+            await self.tracker.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
         if self.renewal is not None:
@@ -151,7 +159,7 @@ class Csms:
                       ca=self.ca, firmware=self.firmware,
                       diagnostics=self.diagnostics, iso15118=self.iso15118,
                       audit_key=load_key(self.config.audit_dir()),
-                      carbon=self.sites.carbon(),
+                      carbon=self.sites.carbon(), vpp=self.config.vpp,
                       cluster=self.cluster.registry if self.cluster else None)
         api = ApiServer(self.config.api, build_app(parts), parts.stopping)
         try:

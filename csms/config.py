@@ -261,6 +261,46 @@ class Iso15118Config:
             raise ValueError("[iso15118] ocsp_ca_cert and ocsp_ca_key go together")
 
 
+def _default_programmes() -> dict[str, dict[str, Any]]:
+    return {  # Chinese provincial demand response (docs/shared domain): 0.3 MW at least
+        "interruptible": {"min_kw": 300.0, "min_duration_minutes": 120},
+        "invitation": {"min_kw": 300.0, "min_duration_minutes": 30},
+    }
+
+
+@dataclass(frozen=True)
+class VppConfig:
+    """Demand response for portfolios (issue 14; csms/flexibility.py, csms/dispatch.py).
+
+    `programmes`: name -> rules, `[vpp.programmes.NAME]` with `min_kw`,
+    `min_duration_minutes`, `confidence` ("p90", "p50" or "p10": the forecast an offer
+    promises) and `penalty_per_kwh` (prices risk on the bid curve). A site short of its
+    share for `resplit_after_minutes` minutes in a row (past the first `grace_minutes`)
+    hands the rest to the others.
+    """
+
+    programmes: dict[str, dict[str, Any]] = field(default_factory=_default_programmes)
+    history_days: int = 28  # past sessions behind the expected arrivals
+    track_interval_s: float = 60.0
+    resplit_after_minutes: int = 3
+    grace_minutes: int = 2
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.history_days <= 365 or self.track_interval_s <= 0:
+            raise ValueError("[vpp] history_days 1-365, track_interval_s positive")
+        if self.resplit_after_minutes < 1 or self.grace_minutes < 0:
+            raise ValueError("[vpp] resplit_after_minutes >= 1, grace_minutes >= 0")
+        known = {"min_kw", "min_duration_minutes", "confidence", "penalty_per_kwh"}
+        for name, rules in self.programmes.items():
+            if not isinstance(rules, dict) or set(rules) - known:
+                raise ValueError(f"[vpp.programmes.{name}]: keys are {', '.join(sorted(known))}")
+            numbers = [rules.get(k, 0) for k in known - {"confidence"}]
+            if (rules.get("confidence", "p90") not in ("p90", "p50", "p10")
+                    or not all(isinstance(v, int | float) and 0 <= v < 1e9 for v in numbers)):
+                raise ValueError(f"[vpp.programmes.{name}]: confidence p90, p50 or p10; "
+                                 "min_kw, min_duration_minutes, penalty_per_kwh >= 0")
+
+
 @dataclass(frozen=True)
 class OpenAdrConfig:
     """The OpenADR 2.0b VEN (csms/openadr.py, docs/decisions/0030-openadr-carbon-ledger.md):
@@ -307,6 +347,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     openadr: OpenAdrConfig = field(default_factory=OpenAdrConfig)
+    vpp: VppConfig = field(default_factory=VppConfig)
 
     def ca_dir(self) -> str:
         """Where the CSMS's own CA lives: configured, or beside the database folder."""

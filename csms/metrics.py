@@ -63,3 +63,12 @@ openadr_events = Counter("csms_openadr_events_total", "OpenADR events from the V
                          "VEN answered (optIn, optOut) and why", ["opt", "reason"])
 openadr_reports = Counter("csms_openadr_reports_total", "Metered-load reports the VEN built for "
                           "the VTN")
+vpp_tracking_error = Gauge("csms_vpp_tracking_error_kw", "A running VPP dispatch's last "
+                           "minute: committed minus delivered response (positive: short), "
+                           "by portfolio", ["portfolio"])
+vpp_tracking_abs_error = Histogram("csms_vpp_tracking_abs_error_kw", "Absolute tracking error "
+                                   "of running VPP dispatches, one sample per minute tracked",
+                                   ["portfolio"],
+                                   buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+vpp_resplits = Counter("csms_vpp_resplits_total", "Dispatches re-split because a site fell "
+                       "short of its share, by portfolio", ["portfolio"])

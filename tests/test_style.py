@@ -37,3 +37,23 @@ def test_csms_and_simulators_never_import_each_other() -> None:
         and line.lstrip().split()[1].split(".")[0] in forbidden
     ]
     assert offenders == []
+
+
+VPP_FORBIDDEN = (r"\bimport csms\b", r"\bfrom csms\b", r"\bimport simulators\b",
+                 r"\bfrom simulators\b", r"datetime\.now\(", r"datetime\.utcnow\(",
+                 r"date\.today\(", r"time\.time\(", r"time\.monotonic\(", r"\bopen\(",
+                 r"\bsocket\b", r"\basyncpg\b", r"\bpathlib\b", r"\btomllib\b", r"\basyncio\b")
+
+
+def test_vpp_is_pure() -> None:
+    """`vpp/` decides like `smart_charging/`: no I/O, no clock, never the CSMS; it may use
+    the engine (docs/decisions/0029-vpp.md)."""
+    import re
+
+    offenders = [
+        f"{path.relative_to(ROOT)}: {pattern}"
+        for path in (ROOT / "vpp").rglob("*.py")
+        for pattern in VPP_FORBIDDEN
+        if re.search(pattern, path.read_text())
+    ]
+    assert (ROOT / "vpp" / "forecast.py").exists() and offenders == []

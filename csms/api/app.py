@@ -46,6 +46,7 @@ from csms.api import (
     tokens,
     transactions,
     v2g,
+    vpp,
 )
 from csms.api.auth import ROLES, Caller, caller
 from csms.api.commands import CommandFailed
@@ -60,8 +61,8 @@ stations, a live feed and metrics.
 Every call but `/api/health` needs an API token: `csms api-tokens add NAME --role ROLE`
 prints one. Send it as `Authorization: Bearer <token>` (the Authorize button here).
 Roles: `admin` (everything), `operator` (stations, id tokens, transactions, sessions,
-commands, site tariffs), `grid` (site load, limits and events on its nodes), `viewer`
-(read only).
+commands, site tariffs), `grid` (site load, limits and events on its nodes), `aggregator`
+(its portfolios: forecasts, invitations, offers, dispatches), `viewer` (read only).
 """
 
 
@@ -89,6 +90,7 @@ def build_app(parts: Parts) -> FastAPI:
     app.include_router(settlements.router)
     app.include_router(carbon.router)  # emission factors, a session's emissions
     app.include_router(ledger.router)  # revenue shares and the revenue-split ledger
+    app.include_router(vpp.router)  # forecasts, invitations, offers, dispatches
     app.include_router(cluster.router)  # scale-out: nodes, workers, stations
     app.include_router(v2g.router)  # issue 15: vehicles' and sessions' V2G terms
 

@@ -49,6 +49,7 @@ class Permission(StrEnum):
     AUDIT = "audit:read"  # the tamper-evident log
     CARBON = "carbon:read"  # a site's grid emission factors
     CARBON_WRITE = "carbon:write"  # set them (a grid company, an aggregator: issue 14)
+    VPP = "vpp:write"  # answer demand-response invitations, accept offers (dispatch)
 
 
 ROLES: dict[str, frozenset[Permission]] = {
@@ -64,9 +65,10 @@ ROLES: dict[str, frozenset[Permission]] = {
     "grid": frozenset({Permission.SITES, Permission.LIMITS, Permission.CARBON,
                        Permission.CARBON_WRITE}),
     # An aggregator sees the portfolios its token names (and the log of what it
-    # committed to), and the emission factors of their sites; no drivers, no stations.
+    # committed to), forecasts them and answers invitations for them, and the emission
+    # factors of their sites; no drivers, no stations.
     "aggregator": frozenset({Permission.PORTFOLIOS, Permission.AUDIT, Permission.CARBON,
-                             Permission.CARBON_WRITE}),
+                             Permission.CARBON_WRITE, Permission.VPP}),
     "viewer": frozenset({Permission.READ, Permission.SITES, Permission.METRICS,
                          Permission.PORTFOLIOS, Permission.CARBON}),
 }

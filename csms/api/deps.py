@@ -18,6 +18,7 @@ from csms.ca import CertificateAuthority
 from csms.clock import Clock
 from csms.cluster.registry import Registry
 from csms.commands import Commands
+from csms.config import VppConfig
 from csms.connection import Connections
 from csms.diagnostics import Diagnostics
 from csms.events import EventBus
@@ -47,6 +48,7 @@ class Parts:
     cluster: Registry | None = None  # who holds which station, in a cluster (csms/cluster/)
     audit_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     carbon: Mapping[str, Carbon] = field(default_factory=dict)  # site files' [carbon]
+    vpp: VppConfig = field(default_factory=VppConfig)  # programmes, history (issue 14)
 
 
 def parts(request: Request) -> Parts:

@@ -28,7 +28,7 @@ from csms.api import event_log
 from csms.api.auth import COOKIE, CSRF_HEADER, Caller, Permission, lookup
 from csms.api.deps import Parts, parts
 from csms.api.sites import may_see
-from csms.dashboard import i18n, views
+from csms.dashboard import i18n, portfolio, views
 from csms.store.driver_tariffs import TransactionCost
 from csms.store.transactions import Transaction
 from csms.v2g import Accounting
@@ -204,6 +204,7 @@ async def overview(request: Request, who: Visitor, parts: PartsDep,
         counts=views.station_counts(await views.stations(parts) if reads else []),
         sessions=await views.sessions(parts) if reads else [],
         errors=await views.errors(parts, who, views.display_zone(dict(parts.sites))),
+        portfolios=await portfolio.visible(parts, who),
     )
 
 
@@ -403,6 +404,21 @@ async def site_page(site_id: str, request: Request, who: Visitor, parts: PartsDe
         events=await views.grid_events(parts, site), limit_nodes=_limit_nodes(who, site),
         csrf_header=CSRF_HEADER,
     )
+
+
+@router.get("/portfolios/{portfolio_id}")
+async def portfolio_page(portfolio_id: str, request: Request, who: Visitor,
+                         parts: PartsDep) -> Response:
+    """Issue 14: the portfolio's latest dispatch (committed, baseline, metered; each
+    member's share) and its invitations; an aggregator sees its own portfolios only."""
+    found = await parts.store.portfolios.get(portfolio_id[:64])
+    if (found is None or not who.may(Permission.PORTFOLIOS)
+            or not who.sees_portfolio(found.id)):
+        return render(request, "missing.html", status_code=404, who=who,
+                      what=f"portfolio {portfolio_id[:64]}")
+    return render(request, "portfolio.html", who=who, reads=who.may(Permission.READ),
+                  portfolio=found, dispatch=await portfolio.dispatch_view(parts, found),
+                  invitations=await portfolio.invitation_rows(parts, found))
 
 
 def _limit_nodes(who: Caller, site: Site) -> list[str]:

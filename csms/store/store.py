@@ -30,6 +30,7 @@ from csms.store.stations import StationRepo
 from csms.store.tokens import TokenRepo
 from csms.store.transactions import TransactionRepo
 from csms.store.v2g import V2gRepo
+from csms.store.vpp import VppRepo
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Store:
     audit: AuditRepo = field(init=False)
     v2g: V2gRepo = field(init=False)
     carbon: CarbonRepo = field(init=False)  # emission factors, revenue shares, ledger
+    vpp: VppRepo = field(init=False)
 
     def __post_init__(self) -> None:
         self.stations = StationRepo(self.pool)
@@ -91,6 +93,7 @@ class Store:
         self.audit = AuditRepo(self.pool)
         self.v2g = V2gRepo(self.pool)
         self.carbon = CarbonRepo(self.pool)
+        self.vpp = VppRepo(self.pool)
 
     async def close(self) -> None:
         await self.meter.close()

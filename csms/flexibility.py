@@ -1,0 +1,126 @@
+"""Flexibility forecasts of sites and portfolios (issue 14): the I/O around
+`vpp.forecast`. It reads the plugged-in transactions, the site's past sessions and what the
+grid side set (limits, tariff), and runs the pure forecast in a thread.
+
+The baseline is the site's plan without any target: dispatches of the VPP itself are left
+out, so a forecast during an event still shows the counterfactual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from csms.scheduling.demand import SessionFacts, evse_index, session_for
+from csms.scheduling.grid_inputs import plan_inputs
+from csms.store import Store
+from csms.store.portfolios import Member
+from csms.store.transactions import Transaction
+from csms.tariffs import TariffCatalog
+from smart_charging import Prices, Session, Site, prices_from_dict
+from vpp import Flexibility, PastSession, expected, learn, site_flexibility
+
+OVERSTAY = timedelta(minutes=30)  # a car past its departure: planned to leave this soon
+
+
+@dataclass(frozen=True)
+class MemberForecast:
+    """One portfolio member's forecast: `label` is "site" or "site/node"."""
+
+    label: str
+    site_id: str
+    node: str  # the node its dispatch acts on (the root for a whole site)
+    forecast: Flexibility
+
+
+def label(member: Member) -> str:
+    return member.site_id if member.node is None else f"{member.site_id}/{member.node}"
+
+
+def members_once(members: tuple[Member, ...]) -> list[Member]:
+    """A whole site covers its nodes: a node member of a site that is also a whole member
+    is left out, so nothing is counted twice."""
+    whole = {m.site_id for m in members if m.node is None}
+    return [m for m in members if m.node is None or m.site_id not in whole]
+
+
+def under(site: Site, node: str | None) -> Site:
+    """The site cut to the EVSEs under `node` (the whole site for None)."""
+    if node is None:
+        return site
+    return replace(site, evses=tuple(e for e in site.evses
+                                     if node in site.path_to_root(e.node)))
+
+
+def prices_of(tariffs: TariffCatalog, site_id: str) -> Prices:
+    tariff_id = tariffs.by_site.get(site_id)
+    tariff = tariffs.tariffs.get(tariff_id) if tariff_id else None
+    return prices_from_dict(tariff) if tariff else Prices()
+
+
+async def running(store: Store) -> list[Transaction]:
+    return await store.transactions.list(active=True, limit=1_000_000)
+
+
+def plugged(site: Site, active: list[Transaction], now: datetime) -> list[Session]:
+    """The running transactions on the site's EVSEs as engine sessions (newest per EVSE,
+    `active` newest first as the store lists them)."""
+    by_key = evse_index(site)
+    out: dict[str, Session] = {}
+    for tx in active:
+        if tx.evse_id is None or tx.started_at is None:
+            continue
+        evse = by_key.get((tx.station_id, tx.evse_id))
+        if evse is None or evse.id in out:
+            continue
+        facts = SessionFacts(tx.transaction_id, tx.started_at, tx.departure_time,
+                             tx.energy_wanted_wh, tx.energy_wh, tx.charge_now)
+        out[evse.id] = session_for(facts, evse, site, now, overstay=OVERSTAY,
+                                   margin=timedelta(0))[0]
+    return list(out.values())
+
+
+async def history(store: Store, site: Site, now: datetime, days: int) -> list[PastSession]:
+    """The site's finished sessions of the last `days` days (times and energy only)."""
+    rows = await store.vpp.past_sessions(sorted({e.station_id for e in site.evses}),
+                                         now - timedelta(days=days), now)
+    return [PastSession(r["started_at"], r["ended_at"],
+                        max(0.0, (r["energy_wh"] or 0.0) / 1000.0), bool(r["charge_now"]))
+            for r in rows]
+
+
+async def site_forecast(store: Store, site: Site, prices: Prices, now: datetime,
+                        duration: timedelta, history_days: int, node: str | None = None,
+                        active: list[Transaction] | None = None) -> Flexibility:
+    """The forecast of a site (or of the EVSEs under one of its nodes) from `now`;
+    `active`: the running transactions, when the caller read them already."""
+    inputs = await plan_inputs(store, site, prices, now)
+    part = under(inputs.site, node)
+    ids = {e.id for e in part.evses}
+    if active is None:
+        active = await running(store)
+    cars = [s for s in plugged(site, active, now) if s.evse_id in ids]
+    past = await history(store, part, now, history_days)
+    last_day = (now.astimezone(UTC) + site.utc_offset).date() - timedelta(days=1)
+    model = learn(past, site.utc_offset, last_day - timedelta(days=history_days - 1), last_day)
+    arrivals = expected(model, part, cars, now)
+    return await asyncio.to_thread(site_flexibility, part, cars, inputs.prices, now,
+                                   duration, arrivals)
+
+
+async def portfolio_forecast(store: Store, sites: dict[str, Site], tariffs: TariffCatalog,
+                             members: tuple[Member, ...], now: datetime, duration: timedelta,
+                             history_days: int) -> list[MemberForecast]:
+    """Each member's forecast (one `now` for all, so their intervals line up); a member
+    whose site is no longer configured is left out."""
+    out = []
+    active = await running(store)
+    for m in members_once(members):
+        site = sites.get(m.site_id)
+        if site is None:
+            continue
+        f = await site_forecast(store, site, prices_of(tariffs, m.site_id), now, duration,
+                                history_days, m.node, active)
+        out.append(MemberForecast(label(m), m.site_id, m.node or site.root.id, f))
+    return out

@@ -1,0 +1,383 @@
+"""Issue 14's VPP over HTTP with a real PostgreSQL: forecasts of two sites and their
+portfolio, an invitation answered with an offer inside the programme's minimums, the offer
+accepted into per-site grid targets (audited), tracked minute by minute against the meters,
+and re-split when one site falls short. An aggregator works on its own portfolio only."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from csms.api.auth import new_token
+from csms.app import Csms
+from csms.audit import load_public_key, verify
+from csms.config import Config, SchedulerConfig, VppConfig
+from csms.store.api_tokens import ApiTokenRepo
+from simulators.station import Station
+from tests.api.conftest import Client
+from tests.api.test_grid_events import TARIFFS
+from tests.e2e.conftest import StationFactory
+
+
+def _site(site_id: str, prefix: str) -> str:
+    """A transformer and two feeders, one EVSE on each."""
+    return f"""
+[site]
+id = "{site_id}"
+utc_offset = "+08:00"
+tariff = "cn-jiangsu-residential-ev-2024"
+
+[[nodes]]
+id = "transformer"
+kind = "transformer"
+limit_kw = 40.0
+load_kw_daily = [5]
+
+[[nodes]]
+id = "feeder-1"
+parent = "transformer"
+
+[[nodes]]
+id = "feeder-2"
+parent = "transformer"
+
+[[evses]]
+id = "{prefix}001"
+node = "feeder-1"
+max_current_a = 32
+
+[[evses]]
+id = "{prefix}002"
+node = "feeder-2"
+max_current_a = 32
+"""
+
+
+class SteppedClock:
+    """Wall-clock time until a test stops it at a later time (sleeps are real)."""
+
+    def __init__(self) -> None:
+        self.frozen: datetime | None = None
+
+    def now(self) -> datetime:
+        return self.frozen or datetime.now(UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+PROGRAMMES = {"test": {"min_kw": 5.0, "min_duration_minutes": 60},
+              "interruptible": {"min_kw": 300.0, "min_duration_minutes": 120}}
+
+
+@pytest.fixture
+def config(config: Config, tmp_path: Path) -> Config:
+    files = []
+    for site_id, prefix in (("north", "N"), ("south", "S")):
+        path = tmp_path / f"{site_id}.toml"
+        path.write_text(_site(site_id, prefix))
+        files.append(str(path))
+    return replace(config, scheduler=SchedulerConfig(
+        enabled=True, sites=tuple(files), tariffs_dir=str(TARIFFS), interval_s=3600,
+        debounce_s=0, tx_default_profile=False),
+        vpp=VppConfig(programmes=PROGRAMMES, track_interval_s=3600))
+
+
+@pytest.fixture
+def clock() -> SteppedClock:
+    return SteppedClock()
+
+
+@pytest.fixture
+async def csms(config: Config, clock: SteppedClock) -> AsyncIterator[Csms]:
+    app = await Csms.start(config, clock)
+    yield app
+    await app.stop()
+
+
+def _stamp(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+async def _plug_in(station: Station, station_id: str, client: httpx.AsyncClient,
+                   now: datetime) -> None:
+    """A car since an hour ago, leaving in 8 h and wanting 40 kWh."""
+    tx = f"TX-{station_id}"
+    await station.call("TransactionEvent", {
+        "eventType": "Started", "timestamp": _stamp(now - timedelta(hours=1)), "seqNo": 0,
+        "triggerReason": "Authorized", "transactionInfo": {
+            "transactionId": tx, "chargingState": "Charging"},
+        "evse": {"id": 1, "connectorId": 1},
+        "idToken": {"idToken": "DRIVER", "type": "ISO14443"}})
+    put = await client.put(f"/api/sessions/{station_id}/{tx}", json={
+        "departure_time": (now + timedelta(hours=8)).isoformat(),
+        "energy_wanted_wh": 40_000})
+    assert put.status_code == 200, put.text
+
+
+async def _meter(station: Station, start: datetime, end: datetime, kw: float) -> None:
+    """A power sample every minute over [start, end)."""
+    values, t = [], start
+    while t < end:
+        values.append({"timestamp": _stamp(t), "sampledValue": [
+            {"value": kw * 1000.0, "measurand": "Power.Active.Import"}]})
+        t += timedelta(minutes=1)
+    await station.call("MeterValues", {"evseId": 1, "meterValue": values})
+
+
+async def _aggregator(csms: Csms, base_url: str, *portfolios: str) -> httpx.AsyncClient:
+    token, hashed = new_token()
+    assert await ApiTokenRepo(csms.store.pool).add(
+        f"vpp-{'-'.join(portfolios)}", "aggregator", hashed, csms.clock.now(),
+        portfolios=portfolios)
+    return httpx.AsyncClient(base_url=base_url, timeout=60.0,
+                             headers={"Authorization": f"Bearer {token}"})
+
+
+def _body(start: datetime, minutes: int, kw: float, programme: str = "test",
+          **extra: Any) -> dict[str, Any]:
+    return {"programme": programme, "direction": "down", "start": start.isoformat(),
+            "end": (start + timedelta(minutes=minutes)).isoformat(), "requested_kw": kw,
+            "price_per_kwh": 1.5, "answer_by": start.isoformat(), "reference": "JS-DR-001",
+            **extra}
+
+
+async def test_forecast_offer_dispatch_tracking_and_resplit(
+    csms: Csms, client: Client, base_url: str, make_station: StationFactory,
+    clock: SteppedClock,
+) -> None:
+    operator = client("operator")
+    now = csms.clock.now()
+    stations = {sid: await make_station(sid) for sid in ("N001", "N002", "S001", "S002")}
+    for sid, station in stations.items():
+        await _plug_in(station, sid, operator, now)
+
+    # forecasts: a site's, and the portfolio's as the sum of its sites'
+    site = await client("viewer").get("/api/sites/north/flexibility?hold_minutes=60")
+    assert site.status_code == 200, site.text
+    north = site.json()
+    assert north["sessions"] == 2 and len(north["intervals"]) == 96
+    assert max(i["shed_kw"]["p90"] for i in north["intervals"]) > 5
+    assert (await client("viewer").get("/api/sites/nowhere/flexibility")).status_code == 404
+    assert (await client("grid").get("/api/sites/north/flexibility")).status_code == 404
+    assert (await client("viewer").get("/api/sites/north/flexibility?hold_minutes=5")
+            ).status_code == 422
+    made = await operator.post("/api/portfolios", json={
+        "id": "pool", "name": "Two streets", "operator": "Suzhou Property Co.",
+        "members": [{"site_id": "north"}, {"site_id": "south"}]})
+    assert made.status_code == 201, made.text
+    vpp = await _aggregator(csms, base_url, "pool")
+    stranger = await _aggregator(csms, base_url, "elsewhere")
+    async with vpp, stranger:
+        assert (await vpp.get("/api/sites/north/flexibility")).status_code == 200
+        assert (await stranger.get("/api/sites/north/flexibility")).status_code == 404
+        assert (await stranger.get("/api/portfolios/pool/flexibility")).status_code == 404
+        assert (await client("grid").get("/api/portfolios/pool/flexibility")
+                ).status_code == 403
+        got = await vpp.get("/api/portfolios/pool/flexibility?hold_minutes=60")
+        assert got.status_code == 200, got.text
+        pool = got.json()
+        assert [m["member"] for m in pool["members"]] == ["north", "south"]
+        for k in (10, 40, 80):
+            parts = [m["forecast"]["intervals"][k]["shed_kw"]["p90"] for m in pool["members"]]
+            assert pool["total"]["intervals"][k]["shed_kw"]["p90"] == pytest.approx(
+                sum(parts), abs=0.01)
+
+        # an invitation where the portfolio sheds most, in whole intervals
+        best = max(range(1, 90), key=lambda k: pool["total"]["intervals"][k]["shed_kw"]["p90"])
+        start = datetime.fromisoformat(pool["total"]["intervals"][best]["start"])
+        firm = pool["total"]["intervals"][best]["shed_kw"]["p90"]
+        assert firm > 5
+
+        for bad in (_body(start, 60, 100, programme="nope"), _body(start, 0, 100),
+                    _body(now - timedelta(hours=1), 60, 100), _body(start, 25 * 60, 100),
+                    _body(start, 60, 100, answer_by=(start + timedelta(minutes=1)).isoformat()),
+                    _body(start, 60, -1)):
+            refused = await vpp.post("/api/portfolios/pool/invitations", json=bad)
+            assert refused.status_code == 422, (bad, refused.text)
+        assert (await client("viewer").post("/api/portfolios/pool/invitations",
+                                            json=_body(start, 60, 100))).status_code == 403
+        assert (await stranger.post("/api/portfolios/pool/invitations",
+                                    json=_body(start, 60, 100))).status_code == 404
+
+        # a programme the portfolio is too small for: no eligible offer
+        big = await vpp.post("/api/portfolios/pool/invitations",
+                             json=_body(start, 120, 1000, programme="interruptible"))
+        assert big.status_code == 201, big.text
+        assert not big.json()["offer"]["eligible"] and big.json()["offer"]["quantity_kw"] == 0
+        assert any("minimum of 300.0 kW" in r for r in big.json()["offer"]["reasons"])
+        big_id = big.json()["id"]
+        url = f"/api/portfolios/pool/invitations/{big_id}/accept"
+        assert (await vpp.post(url, json={})).status_code == 409
+        assert (await vpp.post(url, json={"quantity_kw": 50})).status_code == 422
+
+        created = await vpp.post("/api/portfolios/pool/invitations", json=_body(start, 60, 100))
+        assert created.status_code == 201, created.text
+        inv = created.json()
+        offer = (await vpp.get(f"/api/portfolios/pool/invitations/{inv['id']}/offer")).json()
+        assert offer == inv["offer"]
+        assert offer["eligible"] and offer["confidence"] == "p90"
+        assert offer["quantity_kw"] == pytest.approx(min(100, offer["holdable_kw"]["p90"]),
+                                                     abs=0.01)
+        assert sum(m["share_kw"] for m in offer["members"]) == pytest.approx(
+            offer["quantity_kw"], abs=0.01)
+        curve = offer["bid_curve"]
+        assert curve and all(a["quantity_kw"] <= b["quantity_kw"]
+                             and a["price_per_kwh"] < b["price_per_kwh"]
+                             for a, b in itertools.pairwise(curve))
+        accept = f"/api/portfolios/pool/invitations/{inv['id']}/accept"
+        over = await vpp.post(accept, json={"quantity_kw": 101})
+        assert over.status_code == 422
+        for bad_quantity in ('{"quantity_kw": NaN}', '{"quantity_kw": "lots"}',
+                             '{"quantity_kw": -1}', '{"surprise": 1}'):
+            assert (await vpp.post(accept, content=bad_quantity, headers={
+                "Content-Type": "application/json"})).status_code == 422, bad_quantity
+        committed = math.floor(10 * min(offer["quantity_kw"], 2 * min(
+            m["capacity_kw"] for m in offer["members"]))) / 10  # both sites share
+        accepted = await vpp.post(accept, json={"quantity_kw": committed})
+        assert accepted.status_code == 201, accepted.text
+        d = accepted.json()
+        assert (await vpp.post(accept, json={})).status_code == 409
+        assert d["committed_kw"] == committed
+        assert sum(d["shares"].values()) == pytest.approx(committed, abs=0.01)
+        assert {e["site_id"] for e in d["events"]} == {"north", "south"}
+        assert all(e["kind"] == "target" and e["node"] == "transformer" for e in d["events"])
+        grid_events = (await client("admin").get("/api/sites/north/events")).json()
+        assert {e["id"] for e in grid_events} >= {e["event_id"] for e in d["events"]
+                                                  if e["site_id"] == "north"}
+
+        # the audit log: the acceptance and every event, in a chain that verifies
+        log = (await vpp.get("/api/audit?limit=1000")).json()
+        kinds = [e["kind"] for e in log]
+        assert kinds[0] == "portfolio.created" and "offer.accepted" in kinds
+        assert kinds.count("dispatch.created") == len(d["events"])
+        entries = await csms.store.audit.entries(0, 10_000)
+        public = load_public_key(csms.config.audit_dir() / "audit.pub")
+        assert verify(entries, public) == []
+
+        # ten minutes into the window: north follows its share, south does not move
+        clock.frozen = start + timedelta(minutes=10)
+        later = csms.clock.now()
+        baseline = {m["member"]: m["forecast"]["intervals"][best]["baseline_kw"]["p50"]
+                    for m in pool["members"]}
+        for sid, station in stations.items():
+            member = "north" if sid.startswith("N") else "south"
+            kw = baseline[member] - (d["shares"][member] if member == "north" else 0.0)
+            await _meter(station, start, later, max(0.0, kw) / 2)
+        tracked = (await vpp.get(f"/api/portfolios/pool/dispatches/{d['id']}")).json()
+        assert tracked["tracking"]["minutes"] == 10
+        south_share = d["shares"]["south"]
+        assert tracked["tracking"]["mean_abs_error_kw"] == pytest.approx(south_share, abs=0.5)
+        assert tracked["minutes"][-1]["members"]["north"]["metered_kw"] == pytest.approx(
+            max(0.0, baseline["north"] - d["shares"]["north"]), abs=0.05)
+
+        assert csms.tracker is not None
+        assert await csms.tracker.tick() == [d["id"]]
+        after = (await vpp.get(f"/api/portfolios/pool/dispatches/{d['id']}")).json()
+        assert len(after["resplits"]) == 1 and after["resplits"][0]["short_sites"] == ["south"]
+        assert after["shares"]["south"] == pytest.approx(0.0, abs=0.05)
+        north_cap = next(m["capacity_kw"] for m in offer["members"] if m["member"] == "north")
+        assert after["shares"]["north"] == pytest.approx(min(committed, north_cap), abs=0.01)
+        assert after["first_shares"] == d["shares"]
+        live = [e for e in after["events"] if e["status"] != "cancelled"]
+        assert {e["site_id"] for e in live} == {"north"}
+        log = (await vpp.get("/api/audit?limit=1000")).json()
+        assert "dispatch.resplit" in [e["kind"] for e in log]
+        assert "dispatch.cancelled" in [e["kind"] for e in log]
+        assert verify(await csms.store.audit.entries(0, 10_000), public) == []
+        assert await csms.tracker.tick() == []  # shares held now: nothing to move
+        metrics = await client("admin").get("/metrics")
+        assert 'csms_vpp_tracking_error_kw{portfolio="pool"}' in metrics.text
+        assert 'csms_vpp_resplits_total{portfolio="pool"} 1.0' in metrics.text
+        assert (await stranger.get(f"/api/portfolios/pool/dispatches/{d['id']}")
+                ).status_code == 404
+        assert len((await vpp.get("/api/portfolios/pool/dispatches")).json()) == 1
+
+        # the dashboard's page: committed vs baseline vs metered, per-member shares
+        page = await vpp.get("/portfolios/pool")
+        assert page.status_code == 200
+        assert "Portfolio pool" in page.text and f"Dispatch {d['id']}" in page.text
+        assert 'class="metered" d="M' in page.text and "south" in page.text
+        chinese = await vpp.get("/portfolios/pool", headers={"Accept-Language": "zh-CN"})
+        assert "资源组合 pool" in chinese.text and "当前分摊" in chinese.text
+        assert (await stranger.get("/portfolios/pool")).status_code == 404
+        assert 'href="/portfolios/pool"' in (await vpp.get("/")).text
+        assert 'href="/portfolios/pool"' not in (await stranger.get("/")).text
+
+
+async def test_the_forecast_counts_the_cars_the_history_expects(
+    csms: Csms, client: Client, make_station: StationFactory,
+) -> None:
+    """Two weeks of one car a day arriving an hour from now (local time): on half the
+    days of each weekday, so P90 expects none, P50 half a car, P10 one."""
+    station = await make_station("N001")
+    now = csms.clock.now().replace(second=0, microsecond=0)
+    arrive = now + timedelta(hours=1)
+    for back in range(2, 16):  # whole local days before today, whatever the hour
+        start, tx = arrive - timedelta(days=back), f"PAST-{back}"
+        for seq, (kind, at, wh) in enumerate((("Started", start, 0.0),
+                                              ("Ended", start + timedelta(hours=10), 12_000))):
+            event: dict[str, Any] = {
+                "eventType": kind, "timestamp": _stamp(at), "seqNo": seq,
+                "triggerReason": "Authorized" if kind == "Started" else "EVDeparted",
+                "transactionInfo": {"transactionId": tx}, "offline": True,
+                "meterValue": [{"timestamp": _stamp(at), "sampledValue": [{
+                    "value": wh, "measurand": "Energy.Active.Import.Register"}]}]}
+            if kind == "Started":
+                event["evse"] = {"id": 1, "connectorId": 1}
+            await station.call("TransactionEvent", event)
+    got = await client("viewer").get("/api/sites/north/flexibility?hold_minutes=60")
+    assert got.status_code == 200, got.text
+    f = got.json()
+    assert f["sessions"] == 0
+    assert f["expected"] == {"p90": 0.0, "p50": 0.5, "p10": 1.0}
+    later = [i for i in f["intervals"] if datetime.fromisoformat(i["start"]) > arrive]
+    assert max(i["baseline_kw"]["p10"] for i in later) > 0
+    assert max(i["baseline_kw"]["p90"] for i in later) == 0
+    assert max(i["shed_kw"]["p10"] for i in later) > max(i["shed_kw"]["p90"] for i in later)
+
+
+async def test_node_members_are_dispatched_as_limits_on_their_nodes(
+    csms: Csms, client: Client, base_url: str, make_station: StationFactory, tmp_path: Path,
+) -> None:
+    """A member that is one feeder of a site (not all its EVSEs) gets `limit` events on
+    that feeder: its EV target plus the feeder's non-EV load (none here)."""
+    operator = client("operator")
+    now = csms.clock.now()
+    for sid in ("N001", "N002"):
+        await _plug_in(await make_station(sid), sid, operator, now)
+    made = await operator.post("/api/portfolios", json={
+        "id": "feeders", "name": "North feeders", "operator": "Grid Co.",
+        "members": [{"site_id": "north", "node": "feeder-1"},
+                    {"site_id": "north", "node": "feeder-2"}]})
+    assert made.status_code == 201, made.text
+    async with await _aggregator(csms, base_url, "feeders") as vpp:
+        pool = (await vpp.get("/api/portfolios/feeders/flexibility?hold_minutes=60")).json()
+        assert [m["forecast"]["sessions"] for m in pool["members"]] == [1, 1]
+        best = max(range(1, 90), key=lambda k: pool["total"]["intervals"][k]["shed_kw"]["p90"])
+        start = datetime.fromisoformat(pool["total"]["intervals"][best]["start"])
+        inv = (await vpp.post("/api/portfolios/feeders/invitations",
+                              json=_body(start, 60, 100))).json()
+        quantity = math.floor(10 * inv["offer"]["quantity_kw"]) / 10
+        assert quantity >= 5
+        accepted = await vpp.post(f"/api/portfolios/feeders/invitations/{inv['id']}/accept",
+                                  json={"quantity_kw": quantity})
+        assert accepted.status_code == 201, accepted.text
+        d = accepted.json()
+        assert {(e["member"], e["node"], e["kind"]) for e in d["events"]} == {
+            ("north/feeder-1", "feeder-1", "limit"), ("north/feeder-2", "feeder-2", "limit")}
+        baseline = {m["member"]: m["forecast"]["intervals"][best]["baseline_kw"]["p50"]
+                    for m in pool["members"]}
+        for e in d["events"]:
+            if datetime.fromisoformat(e["start"]) == start:
+                assert e["kw"] == pytest.approx(
+                    max(0.0, baseline[e["member"]] - d["shares"][e["member"]]), abs=0.01)

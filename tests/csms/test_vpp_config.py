@@ -1,0 +1,32 @@
+"""Demand-response programmes are configuration ([vpp.programmes.NAME])."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from csms.config import VppConfig, from_dict, load
+from csms.dispatch import programmes
+from vpp import Programme
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_programmes_are_configuration() -> None:
+    rules = programmes(from_dict({"vpp": {"programmes": {
+        "peak": {"min_kw": 1000, "min_duration_minutes": 60, "confidence": "p50"}}}}).vpp)
+    assert rules["peak"] == Programme("peak", 1000, timedelta(hours=1), "p50")
+    assert set(programmes(VppConfig())) == {"interruptible", "invitation"}
+    assert programmes(VppConfig())["interruptible"].min_duration == timedelta(hours=2)
+    for bad in ({"x": {"min_kw": -1}}, {"x": {"confidence": "p99"}}, {"x": {"size": 1}}):
+        with pytest.raises(ValueError):
+            VppConfig(programmes=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        Programme("x", confidence="p99")  # type: ignore[arg-type]
+
+
+def test_the_shipped_config_names_the_default_programmes() -> None:
+    config = load(ROOT / "config" / "csms.toml")
+    assert programmes(config.vpp) == programmes(VppConfig())

@@ -1,0 +1,229 @@
+"""A site's flexibility for the next 24 h: the engine's plan (the baseline) and how far the
+EV load can go down (shed) or up (absorb) from each interval, held for a given duration,
+while every opted-in session still gets its energy by departure.
+
+One engine plan per site (plugged-in cars plus every car history expects), then closed-form
+bounds on the engine's own `Grid` (pair caps, energy needs, limit headroom), so 50 sites
+forecast in seconds rather than one solve per interval. Why the bounds hold: a car must draw
+inside a window only what it cannot draw outside it at full power (`must`), spread over the
+window in proportion to its caps; what the baseline draws above that can be shed, and made up
+outside the window within the root's spare capacity. Upward, a car can take up to its caps
+until it is full, inside every limit row. "Charge now" (opted-out) cars are never moved.
+`engine_check` re-plans with the engine against a shed to confirm it.
+
+The band: the same bounds under three arrival scenarios (`arrivals.expected`), cars counted
+up to the hour's P90, P50 and P10 count (P90: reached on 90% of days, the cautious one).
+Flexibility grows with cars, so the band reads as exceedance: `p90` is what is there with
+90% confidence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from smart_charging import Planner, PlanSettings, Prices, Session, Site, StepSeries
+from smart_charging.problem import Grid, build_grid, make_slots
+from vpp.arrivals import ExpectedArrival
+
+SCENARIOS = ("p90", "p50", "p10")
+# per session: what rounding to whole amps may leave over between two plans (one amp for a
+# few 15-minute slots); the scheduler's departure margin makes it up in its re-plans
+ENERGY_TOL_KWH = 0.25
+
+
+@dataclass(frozen=True)
+class Band:
+    """One value per interval for each arrival scenario (see the module's docstring)."""
+
+    p90: tuple[float, ...]
+    p50: tuple[float, ...]
+    p10: tuple[float, ...]
+
+    def of(self, scenario: str) -> tuple[float, ...]:
+        return tuple(getattr(self, scenario))
+
+    @staticmethod
+    def total(bands: Sequence[Band], n: int) -> Band:
+        def add(name: str) -> tuple[float, ...]:
+            out = np.zeros(n)
+            for b in bands:
+                out += np.asarray(getattr(b, name), dtype=float)
+            return tuple(float(round(v, 3)) for v in out)
+        return Band(add("p90"), add("p50"), add("p10"))
+
+
+@dataclass(frozen=True)
+class Flexibility:
+    """A site's (or a portfolio's) forecast: per interval from `slot_starts[i]`, the
+    baseline EV load, and the shed and absorb held for `duration` from that interval."""
+
+    site_ids: tuple[str, ...]
+    slot_starts: tuple[datetime, ...]
+    slot_ends: tuple[datetime, ...]
+    duration: timedelta
+    baseline_kw: Band
+    shed_kw: Band
+    absorb_kw: Band
+    sessions: int = 0  # plugged in now
+    expected: dict[str, float] = field(default_factory=dict)  # cars expected, by scenario
+    status: str = ""
+
+    def slot_of(self, t: datetime) -> int | None:
+        """The interval containing `t` (None: outside the horizon)."""
+        for i, (a, b) in enumerate(zip(self.slot_starts, self.slot_ends, strict=True)):
+            if a <= t < b:
+                return i
+        return None
+
+
+def scenario_weights(plugged: int, arrivals: Sequence[ExpectedArrival]) -> dict[str, np.ndarray]:
+    """How much of each session counts in each scenario: plugged-in cars fully, the
+    `rank`-th expected car of an hour by how far the hour's count reaches past it."""
+    out = {}
+    for name in SCENARIOS:
+        w = [min(1.0, max(0.0, _count(a, name) - a.rank)) for a in arrivals]
+        out[name] = np.concatenate([np.ones(plugged), np.asarray(w, dtype=float)])
+    return out
+
+
+def _count(a: ExpectedArrival, scenario: str) -> float:
+    if scenario == "p90":
+        return a.bucket_p90
+    if scenario == "p50":
+        return a.bucket_p50
+    return math.inf  # p10: every car `expected` made (it stops at the hour's P10 count)
+
+
+def site_flexibility(site: Site, plugged: Sequence[Session], prices: Prices, now: datetime,
+                     duration: timedelta, arrivals: Sequence[ExpectedArrival] = (),
+                     settings: PlanSettings | None = None) -> Flexibility:
+    """The forecast of one site from `now` (see the module's docstring)."""
+    st = settings or PlanSettings()
+    everyone = [*plugged, *(a.session for a in arrivals)]
+    weights = scenario_weights(len(plugged), arrivals)
+    plan = Planner(st).plan(site, everyone, prices, now)
+    grid = build_grid(site, everyone, prices, now, st.slot_minutes, st.horizon_slots)
+    slots = make_slots(now, st.slot_minutes, st.horizon_slots)
+    T = len(slots)
+    idx = {s.id: i for i, s in enumerate(everyone)}
+    kept = np.array([idx[s.id] for s in grid.sessions], dtype=int)
+    base = np.zeros((len(grid.sessions), T))
+    row = {sid: i for i, sid in enumerate(plan.session_ids)}
+    width = min(len(plan.slot_starts), T)
+    for j, s in enumerate(grid.sessions):  # by id: a bidirectional plan orders its own way
+        if s.id in row:
+            base[j, :width] = np.clip(plan.power_w[row[s.id], :width] / 1000.0, 0.0, None)
+    d = max(1, math.ceil(duration / timedelta(minutes=st.slot_minutes)))
+    bands: dict[str, dict[str, np.ndarray]] = {}
+    for name, w in weights.items():
+        bands[name] = window_bounds(grid, base, T, d, w[kept] if len(kept) else np.zeros(0))
+    pick = {key: Band(*(tuple(float(round(v, 3)) for v in bands[n][key]) for n in SCENARIOS))
+            for key in ("baseline", "shed", "absorb")}
+    return Flexibility(
+        (site.id,), slots.starts, slots.ends, duration, pick["baseline"], pick["shed"],
+        pick["absorb"], sessions=len(plugged),
+        expected={n: round(float(weights[n][len(plugged):].sum()), 2) for n in SCENARIOS},
+        status=plan.status)
+
+
+def window_bounds(grid: Grid, base: np.ndarray, T: int, d: int,
+                  weight: np.ndarray) -> dict[str, np.ndarray]:
+    """Baseline, shed and absorb per interval for windows of `d` intervals (cut at the
+    horizon's end); `base` is sessions x T of planned kW, `weight` each session's share."""
+    J = len(grid.sessions)
+    out = {k: np.zeros(T) for k in ("baseline", "shed", "absorb")}
+    if J == 0:
+        return out
+    Tg = len(grid.slots)
+    hours = np.zeros(T)
+    hours[:Tg] = grid.slots.hours
+    hours[Tg:] = grid.slots.hours[-1] if Tg else 0.25
+    cap = np.zeros((J, T))
+    cap[:, :Tg] = grid.per_session(grid.cap_kw)
+    flexible = np.array([not s.opted_out for s in grid.sessions], dtype=bool)
+    cap_kwh = cap * hours
+    cum = np.concatenate([np.zeros((J, 1)), np.cumsum(cap_kwh, axis=1)], axis=1)
+    total = cum[:, -1]
+    wb = weight[:, None] * base
+    load = wb.sum(axis=0)
+    out["baseline"] = load
+    # the root's spare kW per interval, where displaced energy is made up
+    root = (grid.site.root.id, "kW")
+    spare_kwh: np.ndarray | None = None  # no root kW limit: nothing bounds the make-up
+    if root in grid.rows:
+        r = grid.rows.index(root)
+        spare_kwh = np.zeros(T)  # after the last departure no car is left to make up
+        spare_kwh[:Tg] = np.clip(grid.headroom[r] - grid.row_coef[r] @ wb[:, :Tg], 0.0,
+                                 None) * hours[:Tg]
+    # every row's room in kW, converted by the row's largest coefficient (conservative)
+    room = np.full(T, np.inf)
+    for r in range(len(grid.rows)):
+        coef = grid.row_coef[r]
+        if not (coef > 0).any():
+            continue
+        left = grid.headroom[r] - coef @ wb[:, :Tg]
+        room[:Tg] = np.minimum(room[:Tg], np.clip(left, 0.0, None) / coef.max())
+    for t in range(T):
+        e = min(T, t + d)
+        inside = cum[:, e] - cum[:, t]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            must = np.clip(grid.target_kwh - (total - inside), 0.0, None)
+            low = np.where(inside > 0, must / inside, 0.0)
+            high = np.where(inside > 0, np.minimum(1.0, grid.need_kwh / inside), 0.0)
+        sl = slice(t, e)
+        b = base[:, sl]
+        floor = np.where(flexible[:, None], low[:, None] * cap[:, sl], b)
+        ceil = np.where(flexible[:, None], np.maximum(b, high[:, None] * cap[:, sl]), b)
+        down = float(np.min(weight @ (b - floor)))
+        up = float(np.min(np.minimum(weight @ (ceil - b), room[sl])))
+        if spare_kwh is not None:
+            makeup = float(spare_kwh.sum() - spare_kwh[sl].sum())
+            down = min(down, makeup / float(hours[sl].sum()))
+        out["shed"][t] = max(0.0, down)
+        out["absorb"][t] = max(0.0, up)
+    return out
+
+
+def total(forecasts: Sequence[Flexibility]) -> Flexibility:
+    """A portfolio's forecast: its sites' summed, on the first one's intervals (every
+    forecast of one call shares `now`, so their intervals match)."""
+    if not forecasts:
+        raise ValueError("a portfolio forecast needs at least one site")
+    first = forecasts[0]
+    n = len(first.slot_starts)
+    if any(f.slot_starts != first.slot_starts for f in forecasts):
+        raise ValueError("forecasts on different intervals")
+    return Flexibility(
+        tuple(s for f in forecasts for s in f.site_ids), first.slot_starts, first.slot_ends,
+        first.duration, Band.total([f.baseline_kw for f in forecasts], n),
+        Band.total([f.shed_kw for f in forecasts], n),
+        Band.total([f.absorb_kw for f in forecasts], n),
+        sum(f.sessions for f in forecasts),
+        {k: round(sum(f.expected.get(k, 0.0) for f in forecasts), 2) for k in SCENARIOS},
+        ", ".join(sorted({f.status for f in forecasts})))
+
+
+def engine_check(site: Site, sessions: Sequence[Session], prices: Prices, now: datetime,
+                 target: Sequence[tuple[datetime, datetime, float]],
+                 settings: PlanSettings | None = None) -> tuple[np.ndarray, bool]:
+    """Plan with the engine following `target` ((start, end, kW) steps, contiguous): the
+    planned site load per interval, and whether every session still gets the energy it
+    gets without the target (the part that cannot wait past the horizon), within what
+    rounding to whole amps leaves over."""
+    st = settings or PlanSettings()
+    nan = float("nan")
+    times = [now - timedelta(days=1), *(a for a, _, _ in target), target[-1][1]]
+    values = [nan, *(kw for _, _, kw in target), nan]
+    plan = Planner(st).plan(site, sessions, prices, now, target_kw=StepSeries(
+        tuple(times), tuple(values)))
+    free = Planner(st).plan(site, sessions, prices, now)
+    grid = build_grid(site, sessions, prices, now, st.slot_minutes, st.horizon_slots)
+    wanted = np.minimum(grid.target_kwh, free.energy_planned_kwh)
+    short = float(np.max(wanted - plan.energy_planned_kwh, initial=0.0))
+    served = short <= ENERGY_TOL_KWH
+    return plan.site_power_kw(), served
