@@ -301,6 +301,15 @@ class Commands:
             "evseId": evse_id, "duration": duration_s, "chargingRateUnit": rate_unit,
         }))
 
+    # Q bidirectional power transfer (OCPP 2.1 only)
+    async def notify_allowed_energy_transfer(
+        self, station_id: str, transaction_id: str, modes: list[str]
+    ) -> Payload:
+        """Q01: the energy transfer modes the CSMS allows this transaction now (a V2G
+        opt-in or opt-out during the session)."""
+        return await self.call(station_id, "NotifyAllowedEnergyTransfer", {
+            "transactionId": transaction_id, "allowedEnergyTransfer": modes})
+
     # C / D authorization
     async def clear_cache(self, station_id: str) -> Payload:
         return await self.call(station_id, "ClearCache", {})

@@ -36,6 +36,8 @@ class TransactionChanged:
     event_type: str
     charging_state: str | None
     at: datetime
+    # the event carried the driver's id token: whose terms (V2G) apply may have changed
+    identified: bool = False
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,11 @@ loop_lag = Histogram("csms_event_loop_lag_seconds", "How late a 100 ms timer fir
 contracts_refused = Counter("csms_contract_certificates_refused_total", "Authorize requests "
                             "whose contract certificate was not accepted (C07), by "
                             "certificateStatus", ["status"])
+api_refused = Counter("csms_api_refused_total", "HTTP API requests refused with a 422 "
+                      "(a body, path or query the models bound), by route", ["route"])
+discharge_clamped = Counter("csms_discharge_clamped_total", "Planned discharge a station "
+                            "could not be sent (OCPP 2.0.1, or not bidirectional): its "
+                            "profile was clamped to 0, by site", ["site"])
 rejected_inputs = Counter("csms_rejected_inputs_total", "Inputs refused at the edge (emission "
                           "factors, revenue shares, OpenADR events), by input and reason",
                           ["input", "reason"])

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import itertools
 import json
+from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -23,10 +24,12 @@ def basic_auth(station_id: str, password: str) -> dict[str, str]:
 
 class Raw:
     """A station as a bare WebSocket: `call` sends a CALL and returns the CSMS's answer
-    frame; the CSMS's own CALLs are answered by `replies` (action -> payload) or, for an
+    frame; the CSMS's own CALLs are answered by `replies` (action -> payload, or a function
+    of the request giving it) or, for an
     action not there, with a CALLERROR NotSupported, and kept in `received`."""
 
-    def __init__(self, ws: ClientConnection, replies: dict[str, Payload]) -> None:
+    def __init__(self, ws: ClientConnection,
+                 replies: dict[str, Payload | Callable[[Payload], Payload]]) -> None:
         self.ws = ws
         self.replies = replies
         self.received: list[tuple[str, Payload]] = []
@@ -42,7 +45,9 @@ class Raw:
                 _, message_id, action, payload = frame
                 self.received.append((action, payload))
                 if action in self.replies:
-                    answer: list[Any] = [3, message_id, self.replies[action]]
+                    reply = self.replies[action]
+                    answer: list[Any] = [3, message_id,
+                                         reply(payload) if callable(reply) else reply]
                 else:
                     answer = [4, message_id, "NotSupported", "", {}]
                 await self.ws.send(json.dumps(answer))

@@ -46,6 +46,7 @@ from csms.api import (
     tariffs,
     tokens,
     transactions,
+    v2g,
     vpp,
 )
 from csms.api.auth import ROLES, Caller, caller
@@ -93,6 +94,7 @@ def build_app(parts: Parts) -> FastAPI:
     app.include_router(ledger.router)  # revenue shares and the revenue-split ledger
     app.include_router(vpp.router)  # forecasts, invitations, offers, dispatches
     app.include_router(cluster.router)  # scale-out: nodes, workers, stations
+    app.include_router(v2g.router)  # issue 15: vehicles' and sessions' V2G terms
 
     @app.exception_handler(CommandFailed)
     async def command_failed(request: Request, exc: CommandFailed) -> JSONResponse:

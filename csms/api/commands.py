@@ -23,6 +23,7 @@ import structlog
 from fastapi import APIRouter, Body, HTTPException, status
 from pydantic import BaseModel
 
+from csms import metrics
 from csms.api import answers, command_hooks
 from csms.api import models as m
 from csms.api.auth import Permission, require
@@ -275,8 +276,39 @@ def _ocpp_request(command: Command, parts: Parts, body: Payload) -> Payload:
     return request
 
 
+def negative_limits(profile: Payload | None) -> bool:
+    """Whether a charging profile asks for discharge by negative limits."""
+    return any(isinstance(p.get("limit"), int | float) and p["limit"] < 0
+               for schedule in (profile or {}).get("chargingSchedule") or []
+               for p in schedule.get("chargingSchedulePeriod") or [])
+
+
+async def _no_discharge_on_201(parts: Parts, station_id: str, command: Command,
+                               request: Payload) -> None:
+    """OCPP 2.0.1 has no standard discharge: a negative limit to a 2.0.1 station is a 422
+    (logged, counted), never sent. Its schema allows the number; the CSMS does not."""
+    profile = request.get("chargingProfile", request.get("charging_profile"))
+    if not negative_limits(profile):
+        return
+    station = await parts.store.stations.get(station_id)
+    if station is not None and station.ocpp_version == "2.1":
+        return
+    route = f"/api/stations/{{station_id}}/commands{command.path}"
+    metrics.api_refused.labels(route).inc()
+    log.info("api.refused", route=route, station_id=station_id,
+             reason="negative limit to an OCPP 2.0.1 station")
+    raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{
+        "loc": ["body", command.blame], "type": "value_error",
+        "msg": "a negative limit (discharge) cannot be sent to an OCPP 2.0.1 station",
+    }])
+
+
 def _endpoint(command: Command) -> Callable[..., Awaitable[m.CommandReply]]:
     async def endpoint(station_id: str, body: Any, parts: Parts) -> m.CommandReply:
+        if command.action in ("SetChargingProfile", "RequestStartTransaction"):
+            await _no_discharge_on_201(parts, station_id, command,
+                                       body if isinstance(body, dict)
+                                       else body.model_dump(mode="json"))
         if command.body is None:
             request: Payload = _ocpp_request(command, parts, body)
 

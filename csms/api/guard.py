@@ -18,13 +18,16 @@ from typing import Any
 from urllib.parse import unquote
 
 import asyncpg
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from csms import jsontext
+from csms import jsontext, metrics
+
+log = structlog.get_logger()
 
 MAX_BODY_BYTES = 1 << 20  # the largest body (a tariff, a charging profile) is a few kB
 
@@ -120,6 +123,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        route = getattr(request.scope.get("route"), "path", "?")
+        metrics.api_refused.labels(route).inc()
+        log.info("api.refused", method=request.method, route=route,
+                 fields=[".".join(map(str, e.get("loc", ()))) for e in exc.errors()][:5])
         return JSONResponse({"detail": _printable(jsonable_encoder(exc.errors()))},
                             status_code=422)
 

@@ -155,6 +155,14 @@ class Transaction(Model):
                                  "when no tariff applies")
     currency: str | None = None
     cost_final: bool = False
+    vehicle_id: str | None = Field(None, description="the vehicle its id token belongs to")
+    discharged_kwh: float = Field(0.0, description="V2G: energy the car fed back "
+                                  "(Energy.Active.Export.Register over the transaction)")
+    v2g_cycles: float | None = Field(None, description="V2G: discharged kWh / battery kWh "
+                                     "(equivalent full cycles); null when the battery "
+                                     "size is unknown")
+    v2g_compensation: float = Field(0.0, description="V2G: owed to the driver: discharged "
+                                    "kWh x the agreed compensation per kWh")
 
 
 class MeterValue(Model):
@@ -184,6 +192,67 @@ class SessionNeeds(Body):
     charge_now: bool = Field(
         False, description="opt out of ordered charging: charge at full power now"
     )
+
+
+# -- V2G (issue 15) --------------------------------------------------------------------------
+
+V2gMode = Literal["charge_only", "backup_only", "export_allowed"]
+VEHICLE_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class VehicleBody(Body):
+    """A vehicle's standing V2G terms. `backup_only`: discharge only behind the site's
+    meter, never below the reserve; `export_allowed`: may also export."""
+
+    id_token: str | None = Field(None, min_length=1, max_length=255, description=(
+        "the id token its driver charges with: how its sessions are found"))
+    battery_kwh: float | None = Field(None, gt=0, le=1000, allow_inf_nan=False)
+    v2g_opted_in: bool = False
+    v2g_mode: V2gMode = "charge_only"
+    min_soc: float = Field(0.0, ge=0, le=1, allow_inf_nan=False,
+                           description="the reserve: never discharged below this share")
+    compensation_per_kwh: float = Field(0.0, ge=0, le=100, allow_inf_nan=False,
+                                        description="paid to the driver per discharged kWh")
+
+
+class V2gAccount(Model):
+    discharged_kwh: float
+    cycles: float | None = Field(description="equivalent full cycles")
+    compensation: float = Field(description="owed to the driver")
+
+
+class Vehicle(Model):
+    id: str
+    id_token: str | None
+    battery_kwh: float | None
+    v2g_opted_in: bool
+    v2g_mode: str
+    min_soc: float
+    compensation_per_kwh: float
+    updated_at: datetime
+    totals: V2gAccount | None = Field(None, description="over all its transactions")
+
+
+class SessionV2gBody(Body):
+    """This session's V2G terms; a field left out (null) takes the vehicle's."""
+
+    opted_in: bool | None = None
+    mode: V2gMode | None = None
+    min_soc: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    compensation_per_kwh: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
+
+
+class SessionV2g(Model):
+    station_id: str
+    transaction_id: str
+    vehicle_id: str | None
+    session_terms: dict[str, Any] = Field(description="set for this session (null: unset)")
+    terms: dict[str, Any] = Field(description="in force: the session's over the vehicle's")
+    ev: dict[str, Any] = Field(description="what the car reported (OCPP 2.1 V2X)")
+    account: V2gAccount
+    station_told: str | None = Field(None, description=(
+        "after a change on a connected 2.1 station: its answer to NotifyAllowedEnergyTransfer "
+        "(the modes the car may use now), or why it was not told"))
 
 
 # -- commands -------------------------------------------------------------------------------

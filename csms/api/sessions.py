@@ -11,6 +11,7 @@ from csms.api.deps import PartsDep, not_found
 from csms.api.models import SessionNeeds, Transaction
 from csms.api.transactions import transaction_out
 from csms.events import ChargingNeedsChanged
+from csms.v2g_ledger import v2g_facts
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 
@@ -19,7 +20,9 @@ router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 async def list_sessions(parts: PartsDep) -> list[Transaction]:
     """Running transactions with their needs and the energy delivered so far."""
     found = await parts.store.transactions.list(active=True, limit=10_000)
-    return [transaction_out(t) for t in found]
+    facts = await v2g_facts(parts.store, found)
+    return [transaction_out(t, v2g=facts.get((t.station_id, t.transaction_id)))
+            for t in found]
 
 
 @router.put("/{station_id}/{transaction_id}", dependencies=[require(Permission.SESSIONS)],

@@ -13,21 +13,34 @@ from csms.api.deps import Parts, PartsDep, not_found
 from csms.api.models import MeterValue, Transaction, TransactionDetail
 from csms.store.driver_tariffs import TransactionCost
 from csms.store.transactions import Transaction as TransactionRecord
+from csms.v2g_ledger import V2gFacts, v2g_facts
 
 router = APIRouter(prefix="/api/transactions", tags=["transactions"],
                    dependencies=[require(Permission.READ)])
 
 
-def transaction_out(tx: TransactionRecord, cost: TransactionCost | None = None) -> Transaction:
+def transaction_out(tx: TransactionRecord, cost: TransactionCost | None = None,
+                    v2g: V2gFacts | None = None) -> Transaction:
     priced = {} if cost is None else {"cost": cost.cost, "currency": cost.currency,
                                       "cost_final": cost.final}
-    return Transaction.model_validate(asdict(tx) | {"active": tx.ended_at is None} | priced)
+    discharged = {}
+    if v2g is not None:
+        account = v2g.account
+        discharged = {"vehicle_id": v2g.vehicle.id if v2g.vehicle else None,
+                      "discharged_kwh": account.discharged_kwh,
+                      "v2g_cycles": account.cycles,
+                      "v2g_compensation": account.compensation}
+    return Transaction.model_validate(asdict(tx) | {"active": tx.ended_at is None} | priced
+                                      | discharged)
 
 
 async def with_costs(parts: Parts, found: list[TransactionRecord]) -> list[Transaction]:
+    """With the driver's cost (block I) and the V2G account (discharge, cycles, owed)."""
     costs = await parts.store.driver_tariffs.costs(
         [(t.station_id, t.transaction_id) for t in found])
-    return [transaction_out(t, costs.get((t.station_id, t.transaction_id))) for t in found]
+    facts = await v2g_facts(parts.store, found)
+    return [transaction_out(t, costs.get(key := (t.station_id, t.transaction_id)),
+                            facts.get(key)) for t in found]
 
 
 @router.get("")

@@ -32,6 +32,8 @@ from csms.dashboard import i18n, portfolio, views
 from csms.dashboard.energy import energy_rows
 from csms.store.driver_tariffs import TransactionCost
 from csms.store.transactions import Transaction
+from csms.v2g import Accounting
+from csms.v2g_ledger import v2g_facts
 from smart_charging.model import Site
 
 HERE = Path(__file__).parent
@@ -52,6 +54,7 @@ JS_STRINGS = (
     i18n._("household"), i18n._("EV (measured)"), i18n._("EV (plan)"),
     i18n._("reserved"), i18n._("total (measured)"), i18n._("total (plan)"),
     i18n._("sending…"), i18n._("answered"), i18n._("failed"), i18n._("limit set"),
+    i18n._("V2G terms saved"),
     i18n._("now"),
 )
 # Query text is bounded before it is used; longer is cut, never an error page.
@@ -102,7 +105,7 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
             "lang": lang, "languages": i18n.LANGUAGES,
             "here": request.url.path + (f"?{query}" if query else ""),
             "js_strings": {s: translations.gettext(s) for s in JS_STRINGS},
-            "kind_names": views.KIND_NAMES,
+            "kind_names": views.KIND_NAMES, "v2g_modes": views.V2G_MODES,
             **context},
         status_code=status_code)
     response.headers["Content-Security-Policy"] = CSP
@@ -242,8 +245,10 @@ async def station_page(station_id: str, request: Request, who: Visitor,
         site=views.site_of_station(dict(parts.sites)).get(station_id),
         evses=views.evse_states(connectors), connectors=connectors, sessions=sessions,
         transactions=(recent := await parts.store.transactions.list(station_id, None, 20)),
-        costs=await _costs(parts, recent), errors=[views.event_row(e, zone) for e in events],
-        commands=who.may(Permission.COMMANDS), csrf_header=CSRF_HEADER)
+        costs=await _costs(parts, recent), v2g=await _v2g(parts, recent),
+        errors=[views.event_row(e, zone) for e in events],
+        commands=who.may(Permission.COMMANDS), v2g_terms=who.may(Permission.SESSIONS),
+        csrf_header=CSRF_HEADER)
 
 
 @router.get("/events")
@@ -314,6 +319,7 @@ async def transactions_page(request: Request, who: Visitor, parts: PartsDep,
     shown = found[:TRANSACTIONS_LIMIT]
     return render(request, "transactions.html", who=who, reads=True,
                   transactions=shown, costs=await _costs(parts, shown), query=query,
+                  v2g=await _v2g(parts, shown),
                   truncated=len(found) > TRANSACTIONS_LIMIT, limit=TRANSACTIONS_LIMIT,
                   csv_query=urlencode({k: v for k, v in query.items() if v}))
 
@@ -325,8 +331,14 @@ async def _costs(parts: Parts, found: list[Transaction]
         [(t.station_id, t.transaction_id) for t in found])
 
 
+async def _v2g(parts: Parts, found: list[Transaction]) -> dict[tuple[str, str], Accounting]:
+    """What each transaction's car discharged (V2G), its cycles and what it is owed."""
+    return {key: f.account for key, f in (await v2g_facts(parts.store, found)).items()}
+
+
 CSV_COLUMNS = ("station_id", "evse_id", "transaction_id", "id_token", "started_at",
-               "ended_at", "energy_kwh", "stopped_reason", "cost", "currency", "cost_final")
+               "ended_at", "energy_kwh", "stopped_reason", "cost", "currency", "cost_final",
+               "discharged_kwh", "v2g_cycles", "v2g_compensation")
 
 
 @router.get("/transactions.csv")
@@ -339,6 +351,7 @@ async def transactions_csv(who: Visitor, parts: PartsDep, station_id: Text = "",
         return Response("not allowed", status_code=403)
     found = await _transactions(parts, station_id, id_token, active, since, until, 100_000)
     costs = await _costs(parts, found)
+    accounts = await _v2g(parts, found)
     out = io.StringIO()
     out.write("\ufeff")
     writer = csv.writer(out)
@@ -348,7 +361,8 @@ async def transactions_csv(who: Visitor, parts: PartsDep, station_id: Text = "",
             t.station_id, t.evse_id, t.transaction_id, _csv_text(t.id_token),
             _iso(t.started_at), _iso(t.ended_at),
             "" if t.energy_wh is None else f"{t.energy_wh / 1000:.3f}", t.stopped_reason or "",
-            *_cost_cells(costs.get((t.station_id, t.transaction_id)))])
+            *_cost_cells(costs.get((t.station_id, t.transaction_id))),
+            *_v2g_cells(accounts.get((t.station_id, t.transaction_id)))])
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": 'attachment; filename="transactions.csv"'})
 
@@ -357,6 +371,14 @@ def _cost_cells(cost: TransactionCost | None) -> list[str]:
     if cost is None:
         return ["", "", ""]
     return [str(cost.cost), cost.currency, "true" if cost.final else "false"]
+
+
+def _v2g_cells(account: Accounting | None) -> list[str]:
+    if account is None:
+        return ["0.000", "", "0.00"]
+    return [f"{account.discharged_kwh:.3f}",
+            "" if account.cycles is None else f"{account.cycles:.4f}",
+            f"{account.compensation:.2f}"]
 
 
 def _iso(value: datetime | None) -> str:

@@ -22,6 +22,8 @@ from csms.dashboard.i18n import _
 from csms.scheduling.grid_inputs import with_grid
 from csms.store.devices import ConnectorStatus
 from csms.store.event_log import EventLogRepo, LoggedEvent
+from csms.store.transactions import Transaction
+from csms.v2g_ledger import v2g_facts
 from smart_charging import prices_from_dict
 from smart_charging.model import Site
 
@@ -70,6 +72,8 @@ class SessionRow:
     wanted_kwh: float | None
     departure: datetime | None
     charge_now: bool
+    v2g_mode: str | None = None  # the V2G mode in force when opted in (not charge only)
+    discharged_kwh: float = 0.0
 
     @property
     def percent(self) -> int | None:
@@ -233,11 +237,17 @@ def page_of(rows: list[T], number: int, query: dict[str, str],
 
 async def sessions(parts: Parts, limit: int = 200) -> list[SessionRow]:
     found = await parts.store.transactions.list(None, True, limit)
+    facts = await v2g_facts(parts.store, found)
+
+    def v2g(t: Transaction) -> tuple[str | None, float]:
+        f = facts[(t.station_id, t.transaction_id)]
+        return (f.terms.mode if f.terms.may_discharge else None), f.account.discharged_kwh
+
     return [SessionRow(
         t.station_id, t.evse_id, t.transaction_id, t.started_at, t.charging_state,
         (t.energy_wh or 0.0) / 1000.0,
         None if t.energy_wanted_wh is None else t.energy_wanted_wh / 1000.0,
-        t.departure_time, t.charge_now,
+        t.departure_time, t.charge_now, *v2g(t),
     ) for t in sorted(found, key=lambda t: (t.station_id, t.evse_id or 0))]
 
 
@@ -266,6 +276,10 @@ async def errors(parts: Parts, who: Caller, zone: timezone,
                 out.append(ErrorRow(p.planned_at, source, _("%(n)s profile(s) not delivered"),
                                     {"n": p.profiles_failed}, site_id=site.id))
     return sorted(out, key=lambda e: e.at, reverse=True)[:limit]
+
+
+# V2G modes as the pages name them
+V2G_MODES = {"backup_only": _("V2G: backup only"), "export_allowed": _("V2G: export allowed")}
 
 
 # The event log's kinds as the pages name them; those that are errors (the overview's).

@@ -22,6 +22,7 @@ from csms.frames import Payload
 from csms.ocpp.cost import tariff_message
 from csms.ocpp.deps import Deps
 from csms.store.tokens import IdToken, TokenRepo
+from csms.v2g import ALL_MODES, Terms
 
 log = structlog.get_logger()
 
@@ -77,7 +78,19 @@ class Authorize:
                 answer["idTokenInfo"] = info = {"status": "Invalid"}
         if info["status"] == "Accepted":  # I01: the driver's tariff
             info |= await tariff_message(self.deps.store, req["idToken"])
+            if ctx.ocpp_version == "2.1":  # Q01: left out, the car may only charge
+                modes = await self._allowed_energy_transfer(req["idToken"]["idToken"])
+                if modes:
+                    answer["allowedEnergyTransfer"] = modes
         return answer
+
+    async def _allowed_energy_transfer(self, id_token: str) -> list[str] | None:
+        """Q01 V2X authorization: every mode, bidirectional ones included, for the token
+        of a vehicle whose standing terms let it discharge; None (charging only) else."""
+        vehicle = (await self.deps.store.v2g.vehicles_by_token([id_token])).get(id_token)
+        if vehicle is None or not Terms(vehicle.v2g_opted_in, vehicle.v2g_mode).may_discharge:
+            return None
+        return list(ALL_MODES)
 
     async def _contract(self, ctx: StationContext, req: Payload, now: datetime) -> str:
         """C07: the contract certificate's status; without an ISO 15118 configuration no

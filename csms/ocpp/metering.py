@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from csms.clock import parse_ocpp
 from csms.connection import StationContext
@@ -14,6 +15,7 @@ from csms.store.meter import MeterRow
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 POWER = "Power.Active.Import"
+POWER_EXPORT = "Power.Active.Export"
 _KILO_UNITS = {"kWh": "Wh", "kW": "W", "kvarh": "varh", "kvar": "var", "kVA": "VA", "kVAh": "VAh"}
 
 
@@ -63,10 +65,24 @@ def energy_range(rows: list[MeterRow]) -> tuple[float | None, float | None]:
     return (min(values), max(values)) if values else (None, None)
 
 
+def signed_power(imported: float | None, exported: float | None) -> float:
+    """An EVSE's net power (negative: it feeds back) from its whole-meter samples. Stations
+    say a discharge either as Power.Active.Export (a magnitude, import 0) or as a negative
+    Power.Active.Import, some both: a negative import is already the net power."""
+    if imported is not None and (imported < 0 or exported is None):
+        return imported
+    return (imported or 0.0) - (exported or 0.0)
+
+
 def publish_power(deps: Deps, rows: list[MeterRow]) -> None:
+    """One signed power sample per EVSE and time (`signed_power`)."""
+    found: dict[tuple[str, int, datetime], dict[str, float]] = {}
     for r in rows:
-        if r.measurand == POWER and r.phase == "":
-            deps.events.publish(PowerSampled(r.station_id, r.evse_id, r.ts, r.value))
+        if r.phase == "" and r.measurand in (POWER, POWER_EXPORT):
+            found.setdefault((r.station_id, r.evse_id, r.ts), {})[r.measurand] = r.value
+    for (station_id, evse_id, ts), sample in found.items():
+        deps.events.publish(PowerSampled(station_id, evse_id, ts, signed_power(
+            sample.get(POWER), sample.get(POWER_EXPORT))))
 
 
 @dataclass(frozen=True)

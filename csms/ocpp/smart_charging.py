@@ -9,10 +9,11 @@ from datetime import datetime
 
 from csms.connection import StationContext
 from csms.events import ChargingNeedsChanged, ExternalLimitChanged
-from csms.frames import Payload
+from csms.frames import FrameError, Payload
 from csms.ocpp.deps import Deps
 from csms.ocpp.fields import bounded_int, optional_timestamp, timestamp
 from csms.store.charging import ExternalLimit
+from csms.v2g import EvV2x, ev_v2x
 
 
 def check_schedule(schedule: Payload, field: str) -> None:
@@ -25,18 +26,44 @@ def check_schedule(schedule: Payload, field: str) -> None:
         bounded_int(period["startPeriod"], f"{field}.chargingSchedulePeriod[{j}].startPeriod")
 
 
+# V2X quantities the 2.1 schema leaves unbounded below but defines as magnitudes (>= 0)
+V2X_MAGNITUDES = ("minChargePower", "maxChargePower", "minDischargePower",
+                  "maxDischargePower", "minChargeCurrent", "maxChargeCurrent",
+                  "minDischargeCurrent", "maxDischargeCurrent")
+
+
+def check_v2x(needs: Payload) -> None:
+    """A 2.1 car's V2X parameters the planner reads: powers and currents are magnitudes
+    ("Value >= 0"), a battery capacity is positive (else PropertyConstraintViolation)."""
+    v2x = needs.get("v2xChargingParameters") or {}
+    for name in V2X_MAGNITUDES:
+        if v2x.get(name, 0) < 0:
+            raise FrameError("PropertyConstraintViolation",
+                             f"chargingNeeds.v2xChargingParameters.{name}: {v2x[name]} < 0")
+    capacity = (needs.get("dcChargingParameters") or {}).get("evEnergyCapacity")
+    if capacity is not None and capacity <= 0:
+        raise FrameError("PropertyConstraintViolation",
+                         f"chargingNeeds.dcChargingParameters.evEnergyCapacity: {capacity} <= 0")
+
+
 @dataclass(frozen=True)
 class NotifyEVChargingNeeds:
-    """Departure time and energy wanted (ISO 15118) feed the planner via the session."""
+    """Departure time and energy wanted (ISO 15118) feed the planner via the session; a
+    2.1 car's V2X parameters (bidirectional modes, discharge limit, V2X floor, battery
+    size and SoC) are kept with the transaction for V2G planning (csms/v2g.py)."""
 
     deps: Deps
 
     async def __call__(self, ctx: StationContext, req: Payload) -> Payload:
         needs = req["chargingNeeds"]
+        check_v2x(needs)
         parameters = needs.get("acChargingParameters") or needs.get("dcChargingParameters") or {}
         departure_time = optional_timestamp(needs.get("departureTime"),
                                             "chargingNeeds.departureTime")
         energy = parameters.get("energyAmount")
+        if energy is None:  # ISO 15118-20 states it among the V2X parameters
+            energy = (needs.get("v2xChargingParameters") or {}).get("evTargetEnergyRequest")
+            energy = energy if energy is None or energy >= 0 else None
         transaction_id = await self.deps.store.transactions.set_needs(
             ctx.station_id, bounded_int(req["evseId"], "evseId", 1),
             departure_time=departure_time,
@@ -45,6 +72,13 @@ class NotifyEVChargingNeeds:
             payload=req,
             now=self.deps.clock.now(),
         )
+        ev = ev_v2x(needs)
+        if transaction_id is not None and ev != EvV2x():
+            await self.deps.store.v2g.set_ev(
+                ctx.station_id, transaction_id, bidirectional=ev.bidirectional,
+                battery_kwh=ev.battery_kwh, soc=ev.soc_percent,
+                max_discharge_w=ev.max_discharge_w, min_v2x_energy_wh=ev.min_v2x_energy_wh,
+                now=self.deps.clock.now())
         self.deps.events.publish(ChargingNeedsChanged(
             ctx.station_id, req["evseId"], transaction_id, departure_time,
             float(energy) if energy is not None else None,

@@ -57,7 +57,7 @@ class TransactionEvent:
             publish_power(self.deps, rows)
             self.deps.events.publish(TransactionChanged(
                 ctx.station_id, transaction_id, evse_id, event.event_type,
-                event.charging_state, event.timestamp,
+                event.charging_state, event.timestamp, identified=id_token is not None,
             ))
         if event.event_type == "Ended":
             ctx.transaction_evse.pop(transaction_id, None)

@@ -66,6 +66,10 @@ class StationGateway(Protocol):
     async def capabilities(self, station_id: str) -> Capabilities:
         """RateUnit and PeriodsPerSchedule of the station."""
 
+    async def ask_v2x(self, station_id: str, evse_ids: list[int]) -> None:
+        """Have an OCPP 2.1 station's V2XChargingCtrlr (is each EVSE bidirectional?) in
+        the device model: asked once per connection when not reported."""
+
 
 @dataclass
 class Gateway:
@@ -76,11 +80,13 @@ class Gateway:
     store: Store
     max_concurrent_calls: int = 50
     _caps: dict[str, Capabilities] = field(default_factory=dict)
+    _v2x_asked: set[str] = field(default_factory=set)
     _gate: asyncio.Semaphore | None = None
 
     def forget(self, station_id: str) -> None:
         """A station (re)connected: ask for its capabilities again."""
         self._caps.pop(station_id, None)
+        self._v2x_asked.discard(station_id)
 
     def connection(self, station_id: str) -> Any:
         try:
@@ -147,3 +153,21 @@ class Gateway:
         caps = Capabilities(units or default.rate_units, max(periods, 1))
         self._caps[station_id] = caps
         return caps
+
+    async def ask_v2x(self, station_id: str, evse_ids: list[int]) -> None:
+        """GetVariables V2XChargingCtrlr Enabled and SupportedEnergyTransferModes per EVSE;
+        accepted answers land in the device model (`Commands.get_variables`). A failure is
+        logged and not asked again on this connection: the site file or the car may still
+        say the EVSE is bidirectional."""
+        if station_id in self._v2x_asked or self.connection(station_id) is None:
+            return
+        self._v2x_asked.add(station_id)
+        items: list[Payload] = [
+            {"component": {"name": "V2XChargingCtrlr", "evse": {"id": evse_id}},
+             "variable": {"name": name}}
+            for evse_id in evse_ids for name in ("Enabled", "SupportedEnergyTransferModes")]
+        try:
+            await self.commands.get_variables(station_id, items)
+        except (StationOffline, CallFailed, TimeoutError) as exc:
+            log.info("scheduler.v2x_unknown", station_id=station_id,
+                     error=str(exc) or type(exc).__name__)

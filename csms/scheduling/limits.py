@@ -76,6 +76,20 @@ def watts_per_unit(evse: Evse, number_phases: int | None) -> float:
     return per_amp
 
 
+# OCPP 2.1 operation modes in which a period's `setpoint` is what the EVSE does
+SETPOINT_MODES = frozenset({"CentralSetpoint", "ExternalSetpoint"})
+
+
+def period_value(period: Mapping[str, Any]) -> float:
+    """What a charging schedule period lets the EVSE draw, signed: its `setpoint` in a
+    2.1 setpoint mode (negative: it feeds back), else its `limit`; a 2.1 period with
+    neither (a mode that needs no limit) limits nothing."""
+    if period.get("operationMode") in SETPOINT_MODES and period.get("setpoint") is not None:
+        return float(period["setpoint"])
+    limit = period.get("limit")
+    return math.inf if limit is None else float(limit)
+
+
 def profile_limit(profile: Mapping[str, Any], evse: Evse, start: datetime) -> Limit:
     """A chargingProfile (as sent) as a Limit in W. `start` anchors a Relative profile."""
     schedule = profile["chargingSchedule"][0]
@@ -86,7 +100,7 @@ def profile_limit(profile: Mapping[str, Any], evse: Evse, start: datetime) -> Li
     for period in schedule["chargingSchedulePeriod"]:
         factor = 1.0 if unit == "W" else watts_per_unit(evse, period.get("numberPhases"))
         starts.append(start + timedelta(seconds=period["startPeriod"]))
-        watts.append(float(period["limit"]) * factor)
+        watts.append(period_value(period) * factor)
     duration = schedule.get("duration")
     end = start + timedelta(seconds=duration) if duration is not None else None
     return Limit(tuple(starts), tuple(watts), end)

@@ -266,6 +266,8 @@ class Scheduler:
         elif isinstance(event, TransactionChanged):
             if event.event_type in ("Started", "Ended"):
                 site.trigger(f"transaction {event.event_type.lower()}")
+            elif event.identified:  # the driver is known now: their vehicle's V2G terms
+                site.trigger("driver identified")
         elif isinstance(event, ChargingNeedsChanged):
             site.trigger("charging needs")
         elif isinstance(event, ReservationChanged):

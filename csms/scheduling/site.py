@@ -51,8 +51,12 @@ from csms.scheduling.limits import (
     zero_profile,
 )
 from csms.scheduling.reserved_load import Reservation, slot_ceil, with_reservations
+from csms.scheduling.v2x import discharges, v2x_profile
 from csms.store import Store
 from csms.store.plans import PlanRecord
+from csms.store.transactions import Transaction
+from csms.v2g import device_says_bidirectional, engine_terms, max_discharge_kw, remaining_kwh
+from csms.v2g_ledger import V2gFacts, v2g_facts
 from smart_charging import (
     Evse,
     Plan,
@@ -148,6 +152,9 @@ class SitePlanner:
         self._ev_load_kw = 0.0
         self._wake = asyncio.Event()
         self._reasons: set[str] = set()
+        # this plan's bidirectional EVSEs: how much each may feed back (kW), and versions
+        self._discharge_kw: dict[str, float] = {}
+        self._versions: dict[str, str | None] = {}
         self.log = log.bind(site_id=site.id, **({"node": node} if node else {}))
 
     # ----------------------------------------------------------------- triggers
@@ -212,7 +219,9 @@ class SitePlanner:
         if held is None or event.at < held.sent_at + grace:
             return
         allowed = limit.at(event.at)
-        if event.power_w > allowed * NON_COMPLIANCE_FACTOR + self.config.non_compliance_margin_w:
+        # 10% over what it may draw; feeding back (allowed < 0): 10% less than told
+        tolerance = abs(allowed) * (NON_COMPLIANCE_FACTOR - 1.0)
+        if event.power_w > allowed + tolerance + self.config.non_compliance_margin_w:
             metrics.non_compliance.labels(self.site.id).inc()
             self.log.warning("scheduler.non_compliance", station_id=event.station_id,
                              evse_id=event.evse_id, power_w=round(event.power_w),
@@ -262,9 +271,11 @@ class SitePlanner:
         cfg, now = self.config, self.clock.now().replace(microsecond=0)
         await self.gateway.prefetch(self.station_ids)
         await self._ensure_defaults()
-        active = await self._active_transactions()
-        booted = {s.id for s in await self.store.stations.list()
-                  if s.last_boot_at is not None}
+        active, records = await self._active_transactions()
+        stations = await self.store.stations.list()
+        booted = {s.id for s in stations if s.last_boot_at is not None}
+        self._versions = {s.id: s.ocpp_version for s in stations}
+        v2g = await self._v2g_facts(records)
         horizon_end = now + timedelta(minutes=cfg.slot_minutes * cfg.horizon_slots)
         overstay = timedelta(seconds=cfg.overstay_s)
         external = external_caps_w(  # K11-K14: limits external systems put on stations
@@ -318,10 +329,15 @@ class SitePlanner:
             session, summary = session_for(
                 tx, evse, self.site, now, overstay=overstay,
                 margin=timedelta(seconds=cfg.departure_margin_s), car_max_kw=car_max)
+            session, summary["v2g"] = self._with_v2g(session, evse, v2g.get(evse.id))
             sessions.append(session)
             summaries.append(summary)
         grid = await plan_inputs(self.store, self.site, self.prices, now)
         site = with_reservations(grid.site, reserved, now, horizon_end)
+        site = replace(site, evses=tuple(  # only what can discharge now may (2.1 only)
+            replace(e, v2g=self._discharge_kw.get(e.id, 0.0) > 0,
+                    max_discharge_kw=self._discharge_kw.get(e.id) or None)
+            for e in site.evses))
         started = time.perf_counter()
         departures = await self.departures.model(now)
         on_site = await self._site_energy(now, horizon_end)  # batteries and solar
@@ -365,10 +381,13 @@ class SitePlanner:
                 out[evse.id] = max(out.get(evse.id, r.expires_at), r.expires_at)
         return out
 
-    async def _active_transactions(self) -> dict[str, SessionFacts]:
-        """The newest running transaction per site EVSE (an older one left open is stale)."""
+    async def _active_transactions(self) -> tuple[dict[str, SessionFacts],
+                                                  dict[str, Transaction]]:
+        """The newest running transaction per site EVSE (an older one left open is stale),
+        as the engine's facts and as stored."""
         stations = set(self.station_ids)
         out: dict[str, SessionFacts] = {}
+        records: dict[str, Transaction] = {}
         for tx in await self.store.transactions.list(active=True, limit=1_000_000):
             if tx.station_id not in stations or tx.evse_id is None or tx.started_at is None:
                 continue
@@ -377,7 +396,51 @@ class SitePlanner:
                 continue
             out[evse.id] = SessionFacts(tx.transaction_id, tx.started_at, tx.departure_time,
                                         tx.energy_wanted_wh, tx.energy_wh, tx.charge_now)
-        return out
+            records[evse.id] = tx
+        return out, records
+
+    async def _v2g_facts(self, records: dict[str, Transaction]) -> dict[str, V2gFacts]:
+        """V2G facts of the running transactions, and how much each EVSE may discharge
+        now (`_discharge_kw`): only over OCPP 2.1, when the site file, the station's
+        device model or the car says it is bidirectional (csms/v2g.py)."""
+        by_key = await v2g_facts(self.store, list(records.values()))
+        facts = {evse_id: by_key[(tx.station_id, tx.transaction_id)]
+                 for evse_id, tx in records.items()}
+        self._discharge_kw = {}
+        devices: dict[str, list[Any]] = {}
+        for evse_id in records:
+            evse = self.site.evse(evse_id)
+            version = self._versions.get(evse.station_id)
+            if version == "2.1" and evse.station_id not in devices:
+                found = await self.store.devices.variables(evse.station_id,
+                                                           "V2XChargingCtrlr")
+                if not found:  # not reported yet: ask the station (once a connection)
+                    await self.gateway.ask_v2x(evse.station_id, sorted(
+                        e.ocpp_evse_id for e in self.site.evses
+                        if e.station_id == evse.station_id))
+                    found = await self.store.devices.variables(evse.station_id,
+                                                               "V2XChargingCtrlr")
+                devices[evse.station_id] = found
+            device = device_says_bidirectional(devices.get(evse.station_id, ()),
+                                               evse.ocpp_evse_id)
+            self._discharge_kw[evse_id] = max_discharge_kw(evse, version, device,
+                                                           facts[evse_id].ev)
+        return facts
+
+    def _with_v2g(self, session: Session, evse: Evse, facts: V2gFacts | None
+                  ) -> tuple[Session, str]:
+        """The session with its V2G terms when it may discharge, and why (not); a V2G
+        session's need counts what it fed back, which the driver gets back."""
+        if facts is None:
+            return session, "no V2G facts"
+        terms, why = engine_terms(facts.terms, facts.ev, facts.battery_kwh, facts.soc,
+                                  self._discharge_kw.get(evse.id, 0.0))
+        if terms is None:
+            return session, why
+        need = remaining_kwh(session.energy_wanted_kwh, session.energy_delivered_kwh,
+                             facts.exported_wh / 1000.0)
+        return replace(session, energy_wanted_kwh=need, energy_delivered_kwh=0.0,
+                       v2g=terms), why
 
     async def _jobs(self, plan: Plan, sessions: list[Session], now: datetime) -> list[Job]:
         """The TxProfile each planned EVSE should hold, and whether it must be sent."""
@@ -401,10 +464,7 @@ class SitePlanner:
                 jobs.append(job)
                 continue
             try:
-                profile = charging_profile_for(
-                    plan, evse.id, profile_id=profile_id, rate_unit=unit,
-                    max_periods=caps.periods, stack_level=cfg.stack_level,
-                    transaction_id=tx_id)
+                profile = self._profile(plan, evse, profile_id, unit, caps.periods, tx_id)
             except (KeyError, ValueError):  # the engine counts it as full (needs < 20 Wh)
                 profile = zero_profile(
                     tx_id, plan.now, duration, unit, profile_id=profile_id,
@@ -432,6 +492,28 @@ class SitePlanner:
                             "pending" if change.send else "unchanged", current))
         self._safety_decreases(plan, jobs)
         return jobs
+
+    def _profile(self, plan: Plan, evse: Evse, profile_id: int, unit: str, periods: int,
+                 tx_id: str) -> Payload:
+        """A 2.1 V2X profile where the EVSE may discharge and the plan has it do so; else
+        the charge-only profile, whose limits are floored at 0: a discharge planned for
+        an EVSE that cannot be told it (2.0.1) is clamped, logged and counted."""
+        cfg = self.config
+        if plan.bidirectional:
+            schedule = plan.schedule_for(evse.id)
+            if discharges(schedule):
+                if self._discharge_kw.get(evse.id, 0.0) > 0:
+                    return v2x_profile(schedule, profile_id=profile_id, rate_unit=unit,
+                                       max_periods=periods, stack_level=cfg.stack_level,
+                                       transaction_id=tx_id)
+                metrics.discharge_clamped.labels(self.site.id).inc()
+                self.log.warning("scheduler.discharge_clamped", station_id=evse.station_id,
+                                 evse_id=evse.ocpp_evse_id,
+                                 ocpp_version=self._versions.get(evse.station_id),
+                                 least_w=round(min(schedule.power_w)))
+        return charging_profile_for(plan, evse.id, profile_id=profile_id, rate_unit=unit,
+                                    max_periods=periods, stack_level=cfg.stack_level,
+                                    transaction_id=tx_id)
 
     def _safety_decreases(self, plan: Plan, jobs: list[Job]) -> None:
         """Send the small decreases the site needs: with every EVSE holding what it holds
@@ -604,6 +686,8 @@ class SitePlanner:
                 entry["energy_planned_kwh"] = round(float(plan.energy_planned_kwh[i]), 3)
                 entry["setpoints"] = _compress(plan.slot_starts, tuple(plan.current_a[i]),
                                                tuple(plan.power_w[i]))
+                if plan.discharged_kwh is not None:  # V2G: what it feeds back
+                    entry["discharge_planned_kwh"] = round(float(plan.discharged_kwh[i]), 3)
             schedule[s.evse_id] = entry
         outcomes = [j.outcome for j in jobs]
         return PlanRecord(

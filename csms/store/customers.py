@@ -6,7 +6,8 @@ of the customer's transactions keeps its station, EVSE, times, energy and meter 
 loses its id token (set to null), the stored TransactionEvent payloads lose their `idToken`,
 and the token itself is deleted from `id_tokens` (it can no longer charge). Earlier
 customer-information requests about the same token, and the exports they hold, are deleted
-too; the clearing request itself keeps only the token's SHA-256. See
+too; a vehicle with V2G terms loses its link to the token; the clearing request itself
+keeps only the token's SHA-256. See
 docs/decisions/0016-customer-data.md.
 """
 
@@ -77,8 +78,12 @@ class CustomerRepo:
             return {k: v.isoformat() if isinstance(v, datetime) else v
                     for k, v in dict(record).items()}
 
+        vehicles = await self.pool.fetch(  # V2G terms (issue 15); the token names it
+            "SELECT id, battery_kwh, v2g_opted_in, v2g_mode, min_soc, compensation_per_kwh,"
+            " updated_at FROM vehicles WHERE id_token = $1", id_token)
         return {"id_token": None if token is None else plain(token),
-                "transactions": [plain(r) for r in rows]}
+                "transactions": [plain(r) for r in rows],
+                "vehicles": [plain(r) for r in vehicles]}
 
     async def erase(self, id_token: str, token_type: str) -> dict[str, int]:
         """Anonymise this token's data in one transaction; counts of what changed."""
@@ -98,6 +103,8 @@ class CustomerRepo:
             reservations = await conn.execute(
                 "DELETE FROM reservations WHERE id_token = $1 AND token_type = $2",
                 id_token, token_type)
+            vehicles = await conn.execute(  # the vehicle stays, no longer the customer's
+                "UPDATE vehicles SET id_token = NULL WHERE id_token = $1", id_token)
             await conn.execute(  # others' reservations keep their own token only
                 "UPDATE reservations SET group_id_token = NULL, group_token_type = NULL"
                 " WHERE group_id_token = $1 AND group_token_type = $2", id_token, token_type)
@@ -105,7 +112,8 @@ class CustomerRepo:
                 "transaction_events_anonymised": _count(events),
                 "id_tokens_deleted": _count(tokens),
                 "earlier_requests_deleted": _count(requests),
-                "reservations_deleted": _count(reservations)}
+                "reservations_deleted": _count(reservations),
+                "vehicles_unlinked": _count(vehicles)}
 
     async def add(
         self, *, request_id: int, id_token: str | None, token_type: str | None,

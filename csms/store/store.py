@@ -30,6 +30,7 @@ from csms.store.stations import StationRepo
 from csms.store.storage import StorageRepo
 from csms.store.tokens import TokenRepo
 from csms.store.transactions import TransactionRepo
+from csms.store.v2g import V2gRepo
 from csms.store.vpp import VppRepo
 
 
@@ -61,6 +62,7 @@ class Store:
     installed_certificates: InstalledCertificateRepo = field(init=False)
     portfolios: PortfolioRepo = field(init=False)
     audit: AuditRepo = field(init=False)
+    v2g: V2gRepo = field(init=False)
     carbon: CarbonRepo = field(init=False)  # emission factors, revenue shares, ledger
     vpp: VppRepo = field(init=False)
     storage: StorageRepo = field(init=False)  # battery SoC and solar forecasts (0017)
@@ -91,6 +93,7 @@ class Store:
         self.installed_certificates = InstalledCertificateRepo(self.pool)
         self.portfolios = PortfolioRepo(self.pool)
         self.audit = AuditRepo(self.pool)
+        self.v2g = V2gRepo(self.pool)
         self.carbon = CarbonRepo(self.pool)
         self.vpp = VppRepo(self.pool)
         self.storage = StorageRepo(self.pool)

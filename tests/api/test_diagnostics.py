@@ -277,7 +277,7 @@ async def test_N09_N10_customer_information_is_exported_then_erased(
     assert erased["csms_cleared"] == {"transactions_anonymised": 1,
                                       "transaction_events_anonymised": 1,
                                       "id_tokens_deleted": 1, "earlier_requests_deleted": 1,
-                                      "reservations_deleted": 1}
+                                      "reservations_deleted": 1, "vehicles_unlinked": 0}
     assert (await viewer.get(f"/api/reservations/{held.json()['id']}")).status_code == 404
     assert (await admin.get(f"/api/customer-information/{report['id']}")).status_code == 404
     kept = (await admin.get(f"/api/customer-information/{erased['id']}")).json()

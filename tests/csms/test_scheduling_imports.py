@@ -8,7 +8,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "csms" / "scheduling"
 ABOVE = ("csms.api", "csms.app", "csms.cli", "csms.dashboard", "csms.server")
-PURE = ("demand", "limits", "reserved_load")
+PURE = ("demand", "limits", "reserved_load", "v2x")
 IO = ("asyncio", "asyncpg", "csms.store", "csms.commands", "csms.connection", "socket")
 
 

@@ -141,8 +141,10 @@ async def test_transaction_history_filters_and_exports_csv(
     table = list(csv.reader(io.StringIO(exported.text.removeprefix("\ufeff"))))
     assert table[0][:3] == ["station_id", "evse_id", "transaction_id"]
     assert len(table) == 2 and table[1][0] == "CS002" and table[1][5]  # ended
-    assert table[0][-3:] == ["cost", "currency", "cost_final"]
-    assert table[1][-2:] == ["CNY", "true"] and Decimal(table[1][-3]) >= Decimal("2.00")
+    assert table[0][-6:-3] == ["cost", "currency", "cost_final"]
+    assert table[1][-5:-3] == ["CNY", "true"] and Decimal(table[1][-6]) >= Decimal("2.00")
+    assert table[0][-3:] == ["discharged_kwh", "v2g_cycles", "v2g_compensation"]
+    assert table[1][-3:] == ["0.000", "", "0.00"]  # a charge-only car
     ended = (await http.get("/transactions?station_id=CS002")).text
     assert re.search(r'<td class="cost">\d+\.\d+ CNY</td>', ended)  # the final cost
 

@@ -241,6 +241,46 @@
     });
   }
 
+  // ------------------------------------------------------------------ V2G terms
+
+  const terms = document.getElementById("v2g-terms");
+  if (terms) {
+    const out = document.getElementById("v2g-result");
+    const station = encodeURIComponent(terms.dataset.station);
+    const f = terms.querySelector("form");
+    f.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const fd = new FormData(f);
+      const tx = encodeURIComponent(fd.get("transaction_id"));
+      const num = (k, scale) => (fd.get(k) === "" ? null : Number(fd.get(k)) * scale);
+      const body = {
+        opted_in: fd.get("opted_in") === "" ? null : fd.get("opted_in") === "true",
+        mode: fd.get("mode") || null,
+        min_soc: num("min_soc", 0.01),
+        compensation_per_kwh: num("compensation_per_kwh", 1),
+      };
+      out.className = "";
+      out.textContent = t("sending…");
+      const r = await fetch(`/api/sessions/${station}/${tx}/v2g`, {
+        method: "PUT",
+        headers: { "Content-Type": "application/json", Accept: "application/json",
+          [terms.dataset.csrfHeader]: "dashboard" },
+        body: JSON.stringify(body),
+      });
+      const answer = await r.json().catch(() => ({}));
+      if (r.ok) {
+        out.className = "ok";
+        out.textContent = `${t("V2G terms saved")}: ${JSON.stringify(answer.terms)}`;
+        setTimeout(refreshFragments, 1000);
+      } else {
+        const d = answer.detail;
+        const why = Array.isArray(d) ? d.map((e) => `${(e.loc || []).slice(-1)}: ${e.msg}`).join("; ") : d;
+        out.className = "bad";
+        out.textContent = `Refused (${r.status}): ${why || r.statusText}`;
+      }
+    });
+  }
+
   // ------------------------------------------------------------------ station commands
 
   const commands = document.getElementById("commands");
