@@ -91,9 +91,11 @@ def _verify(config: Config) -> subprocess.CompletedProcess[str]:
         timeout=60, env=os.environ | {"PYTHONPATH": str(ROOT)}, cwd=ROOT)
 
 
-@pytest.mark.xfail(strict=True, raises=ShortOfCommitment, reason=(
-    "the sites plan 1-2 kW above their targets in the window (6 A floors, amp "
-    "rounding), the first minutes lag: ~55-65% of the 8 kW committed is delivered"))
+# Not strict: the shortfall varies run to run (51-76% of 8 kW delivered in five runs on a
+# shared 2-core machine), so a lucky run over 80% must not fail CI; -rX shows it.
+@pytest.mark.xfail(raises=ShortOfCommitment, reason=(
+    "the sites plan 1-2 kW above their targets in the window (6 A floors, amp rounding) "
+    "and lag its first minutes: 51-76% of the 8 kW committed is delivered"))
 async def test_an_invitation_answered_dispatched_delivered_settled_and_audited(
     config: Config, tmp_path: Path,
 ) -> None:
