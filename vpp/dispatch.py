@@ -60,10 +60,17 @@ def resplit(target_kw: float, deliveries: Sequence[SiteDelivery], tolerance: flo
     of the target is split over the others by their capacity. The shares still sum to the
     target while the others have the headroom."""
     short = set(short_sites(deliveries, tolerance, tolerance_kw))
+    if short == {d.site_id for d in deliveries}:  # nobody to hand it to: shares stand
+        return {d.site_id: d.share_kw for d in deliveries}
     kept = {d.site_id: max(0.0, min(d.delivered_kw, d.capacity_kw, d.share_kw))
             for d in deliveries if d.site_id in short}
-    others = split(max(0.0, target_kw - sum(kept.values())),
-                   {d.site_id: d.capacity_kw for d in deliveries if d.site_id not in short})
+    rest = max(0.0, target_kw - sum(kept.values()))
+    others = split(rest, {d.site_id: d.capacity_kw for d in deliveries if d.site_id not in short})
+    left = rest - sum(others.values())
+    if left > EPS:  # more than the others can hold: the short sites keep the remainder
+        extra = split(left, {d.site_id: d.capacity_kw - kept[d.site_id]
+                             for d in deliveries if d.site_id in short})
+        kept = {k: v + extra.get(k, 0.0) for k, v in kept.items()}
     return {d.site_id: kept.get(d.site_id, others.get(d.site_id, 0.0)) for d in deliveries}
 
 

@@ -14,9 +14,15 @@ import pytest
 from vpp import SiteDelivery, resplit
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: resplit drops the commitment when every "
-                   "member is short (vpp/dispatch.py, branch vpp)")
-def test_every_member_short_keeps_the_commitment_within_capacity() -> None:
+def test_every_member_short_keeps_the_commitment_and_the_shares() -> None:
     shares = resplit(4.0, [SiteDelivery("east", 2.048, -0.4, 9.89),
                            SiteDelivery("west", 1.952, 0.3, 9.43)])
-    assert sum(shares.values()) == pytest.approx(4.0, abs=0.01), shares
+    assert shares == {"east": 2.048, "west": 1.952}
+
+
+def test_what_the_others_cannot_hold_stays_with_the_short_site() -> None:
+    shares = resplit(10.0, [SiteDelivery("east", 6.0, 1.0, 9.0),
+                            SiteDelivery("west", 4.0, 4.0, 5.0)])
+    assert shares["west"] == pytest.approx(5.0)  # full
+    assert shares["east"] == pytest.approx(5.0)  # 1 delivered + the 4 west cannot take
+    assert sum(shares.values()) == pytest.approx(10.0)
