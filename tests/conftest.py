@@ -3,6 +3,7 @@ a fresh database per test, and a running CSMS on a free port."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -27,7 +28,12 @@ def postgres_url() -> Iterator[str]:
         return
     # Not under pytest's tmp_path: a concurrent pytest run prunes those folders.
     folder = Path(tempfile.mkdtemp(prefix="csms-test-pg-"))
-    with warnings.catch_warnings():
+    # One start at a time across pytest-xdist's workers: run as root, pgserver creates its
+    # system user and fixes folder permissions on first use, and two workers doing that
+    # at once failed initdb with "Permission denied" on a fresh machine.
+    with (open(Path(tempfile.gettempdir()) / "csms-test-pgserver.lock", "w") as lock,
+          warnings.catch_warnings()):
+        fcntl.flock(lock, fcntl.LOCK_EX)
         warnings.simplefilter("ignore")
         import pgserver
 
