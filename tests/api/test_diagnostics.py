@@ -41,7 +41,9 @@ async def test_N01_get_log_is_uploaded_to_the_csms_and_downloadable(
 
     async def uploaded() -> dict | None:
         found = await log_request(client, created["id"])
-        return found if found["uploaded_at"] and found["status"] == "Uploaded" else None
+        # the CSMS stores the file before the station's PUT returns: wait for both
+        return found if (found["uploaded_at"] and found["status"] == "Uploaded"
+                         and station.diagnostics.uploads) else None
 
     done = await eventually(uploaded)
     history = [h["status"] for h in done["history"]]
