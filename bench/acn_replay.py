@@ -286,8 +286,24 @@ def _run(args: tuple) -> dict:
         c = float(name.removeprefix("engine-completion") or 20)
         return run_one(name, start, days, learn=True, settings=replace(
             PLAN, weights=Weights(completion=c)))
+    if name.startswith("engine-default:"):
+        return run_one(name, start, days, learn=True, settings=replace(
+            PLAN, weights=variant_weights(name)))
     return run_one(name, start, days, oracle=name == "engine-oracle",
                    learn=name in ("engine-default",), settings=PLAN)
+
+
+def variant_weights(name: str) -> Weights:
+    """`engine-default:completion=5,departure_risk=2`: the default settings with those
+    weights changed (for tuning runs)."""
+    pairs = name.split(":", 1)[1].split(",")
+    return Weights(**{k: float(v) for k, v in (p.split("=", 1) for p in pairs)})
+
+
+def label(name: str) -> str:
+    if name.startswith("engine-default:"):
+        return f"engine, default settings with {name.split(':', 1)[1]}"
+    return LABELS[name]
 
 
 def main() -> None:
@@ -295,11 +311,16 @@ def main() -> None:
     ap.add_argument("--start", default="2019-07-08", help="local date, first day replayed")
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--algorithms", nargs="*", default=["edf", "llf", "engine", "engine-default"],
-                    choices=list(LABELS))
+                    help=f"any of {', '.join(LABELS)}, or engine-default:WEIGHT=VALUE,...")
     ap.add_argument("--jobs", type=int, default=2, help="algorithms run in parallel")
     ap.add_argument("--json", help="also write every result (with each solve time) here, "
                     "to pool chunks with bench.acn_sum")
     args = ap.parse_args()
+    for a in args.algorithms:
+        if a not in LABELS and not a.startswith("engine-default:"):
+            ap.error(f"unknown algorithm {a}")
+        if a.startswith("engine-default:"):
+            variant_weights(a)  # a misspelt weight fails here, not after an hour
     start = datetime.fromisoformat(args.start + "T00:00:00-07:00")
     t0 = time.perf_counter()
     jobs = [(a, start, args.days) for a in args.algorithms]
@@ -317,7 +338,7 @@ def main() -> None:
           "peak kW | max limit violation A (pilots as sent) | solve s p50 / p95 |")
     print("| --- | --- | --- | --- | --- | --- |")
     for r in results:
-        print(f"| {LABELS[r['name']]} | {100 * r['delivered_kwh'] / r['requested_kwh']:.2f} "
+        print(f"| {label(r['name'])} | {100 * r['delivered_kwh'] / r['requested_kwh']:.2f} "
               f"({r['delivered_kwh']:.0f} kWh) | {r['served']}/{r['sessions']} "
               f"({100 * r['served'] / r['sessions']:.1f}%) | {r['peak_kw']:.1f} | "
               f"{r['max_violation_a']:.3f} | {r['solve_p50_s']:.4f} / {r['solve_p95_s']:.4f} |")

@@ -19,7 +19,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from bench.acn_replay import LABELS
+from bench.acn_replay import label
 
 
 def main() -> None:
@@ -64,7 +64,7 @@ def main() -> None:
         if status:
             extra += " (solver: " + ", ".join(f"{k} {v}" for k, v in status.items()) + ")"
         days = sum(c[1] for c in chunks)
-        print(f"| {LABELS[name]} | {days} ({len(chunks)}: {chunks[0][0]}..{chunks[-1][0]}) | "
+        print(f"| {label(name)} | {days} ({len(chunks)}: {chunks[0][0]}..{chunks[-1][0]}) | "
               f"{100 * dlv / req:.2f} ({dlv:.0f} of {req:.0f} kWh) | {served}/{n} "
               f"({100 * served / n:.1f}%) | {max(r['peak_kw'] for r in rs):.1f} | "
               f"{max(r['max_violation_a'] for r in rs):.3f} | "
