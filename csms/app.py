@@ -160,7 +160,7 @@ class Csms:
                       diagnostics=self.diagnostics, iso15118=self.iso15118,
                       audit_key=load_key(self.config.audit_dir()),
                       carbon=self.sites.carbon(), vpp=self.config.vpp,
-                      energy=self.sites.energy(),
+                      energy=self.sites.energy(), scheduler=self.config.scheduler,
                       cluster=self.cluster.registry if self.cluster else None)
         api = ApiServer(self.config.api, build_app(parts), parts.stopping)
         try:

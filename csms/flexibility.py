@@ -3,7 +3,11 @@
 grid side set (limits, tariff), and runs the pure forecast in a thread.
 
 The baseline is the site's plan without any target: dispatches of the VPP itself are left
-out, so a forecast during an event still shows the counterfactual.
+out, so a forecast during an event still shows the counterfactual. It is planned by the
+scheduler's own rules (`[scheduler]`: the departure margin and overstay, and the departure
+model learnt from the site's finished transactions), so the baseline is what the site's live
+plan draws: with looser rules it sat 30-100% under it, and every dispatch's target
+(baseline minus share) asked the site for more than its share.
 """
 
 from __future__ import annotations
@@ -12,16 +16,17 @@ import asyncio
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from csms.config import SchedulerConfig
 from csms.scheduling.demand import SessionFacts, evse_index, session_for
+from csms.scheduling.departures import learnt
 from csms.scheduling.grid_inputs import plan_inputs
 from csms.store import Store
 from csms.store.portfolios import Member
 from csms.store.transactions import Transaction
 from csms.tariffs import TariffCatalog
-from smart_charging import Prices, Session, Site, prices_from_dict
+from smart_charging import PlanSettings, Prices, Session, Site, prices_from_dict
+from smart_charging.departures import DepartureModel
 from vpp import Flexibility, PastSession, expected, learn, site_flexibility
-
-OVERSTAY = timedelta(minutes=30)  # a car past its departure: planned to leave this soon
 
 
 @dataclass(frozen=True)
@@ -63,9 +68,10 @@ async def running(store: Store) -> list[Transaction]:
     return await store.transactions.list(active=True, limit=1_000_000)
 
 
-def plugged(site: Site, active: list[Transaction], now: datetime) -> list[Session]:
-    """The running transactions on the site's EVSEs as engine sessions (newest per EVSE,
-    `active` newest first as the store lists them)."""
+def plugged(site: Site, active: list[Transaction], now: datetime,
+            rules: SchedulerConfig) -> list[Session]:
+    """The running transactions on the site's EVSEs as engine sessions, as the scheduler
+    makes them (newest per EVSE, `active` newest first as the store lists them)."""
     by_key = evse_index(site)
     out: dict[str, Session] = {}
     for tx in active:
@@ -76,8 +82,9 @@ def plugged(site: Site, active: list[Transaction], now: datetime) -> list[Sessio
             continue
         facts = SessionFacts(tx.transaction_id, tx.started_at, tx.departure_time,
                              tx.energy_wanted_wh, tx.energy_wh, tx.charge_now)
-        out[evse.id] = session_for(facts, evse, site, now, overstay=OVERSTAY,
-                                   margin=timedelta(0))[0]
+        out[evse.id] = session_for(
+            facts, evse, site, now, overstay=timedelta(seconds=rules.overstay_s),
+            margin=timedelta(seconds=rules.departure_margin_s))[0]
     return list(out.values())
 
 
@@ -90,28 +97,44 @@ async def history(store: Store, site: Site, now: datetime, days: int) -> list[Pa
             for r in rows]
 
 
+async def departures(store: Store, site: Site, now: datetime, rules: SchedulerConfig
+                     ) -> DepartureModel | None:
+    """How the site's drivers really leave, learnt as the scheduler learns it
+    (csms/scheduling/departures.py)."""
+    if rules.learn_departures_days <= 0 or not site.evses:
+        return None
+    return await learnt(store, sorted({e.station_id for e in site.evses}),
+                        now - timedelta(days=rules.learn_departures_days))
+
+
 async def site_forecast(store: Store, site: Site, prices: Prices, now: datetime,
                         duration: timedelta, history_days: int, node: str | None = None,
-                        active: list[Transaction] | None = None) -> Flexibility:
+                        active: list[Transaction] | None = None,
+                        rules: SchedulerConfig | None = None) -> Flexibility:
     """The forecast of a site (or of the EVSEs under one of its nodes) from `now`;
-    `active`: the running transactions, when the caller read them already."""
+    `active`: the running transactions, when the caller read them already; `rules`: the
+    scheduler's settings the baseline is planned by."""
+    rules = rules or SchedulerConfig()
     inputs = await plan_inputs(store, site, prices, now)
     part = under(inputs.site, node)
     ids = {e.id for e in part.evses}
     if active is None:
         active = await running(store)
-    cars = [s for s in plugged(site, active, now) if s.evse_id in ids]
+    cars = [s for s in plugged(site, active, now, rules) if s.evse_id in ids]
     past = await history(store, part, now, history_days)
     last_day = (now.astimezone(UTC) + site.utc_offset).date() - timedelta(days=1)
     model = learn(past, site.utc_offset, last_day - timedelta(days=history_days - 1), last_day)
     arrivals = expected(model, part, cars, now)
+    settings = PlanSettings(slot_minutes=rules.slot_minutes, horizon_slots=rules.horizon_slots)
     return await asyncio.to_thread(site_flexibility, part, cars, inputs.prices, now,
-                                   duration, arrivals)
+                                   duration, arrivals, settings,
+                                   await departures(store, site, now, rules))
 
 
 async def portfolio_forecast(store: Store, sites: dict[str, Site], tariffs: TariffCatalog,
                              members: tuple[Member, ...], now: datetime, duration: timedelta,
-                             history_days: int) -> list[MemberForecast]:
+                             history_days: int, rules: SchedulerConfig | None = None
+                             ) -> list[MemberForecast]:
     """Each member's forecast (one `now` for all, so their intervals line up); a member
     whose site is no longer configured is left out."""
     out = []
@@ -121,6 +144,6 @@ async def portfolio_forecast(store: Store, sites: dict[str, Site], tariffs: Tari
         if site is None:
             continue
         f = await site_forecast(store, site, prices_of(tariffs, m.site_id), now, duration,
-                                history_days, m.node, active)
+                                history_days, m.node, active, rules)
         out.append(MemberForecast(label(m), m.site_id, m.node or site.root.id, f))
     return out

@@ -25,6 +25,7 @@ from smart_charging.model import (
     SolarForecast,
     StationaryBattery,
     StepSeries,
+    sample,
 )
 from smart_charging.pattern import Embedded, Pattern, embed
 from smart_charging.problem import (
@@ -289,7 +290,9 @@ class Planner:
                 self._warm = None
         if emb is None:
             self._pattern = Pattern.of(grid)
-        sp = round_setpoints(grid, x, st.rounding)
+        track = None if target_kw is None else sample(
+            target_kw, grid.slots.starts, grid.slots.ends, "max", 0.0)
+        sp = round_setpoints(grid, x, st.rounding, track)
         worst = violations(grid, sp.power_kw)
         if worst > 1e-6:  # cannot happen by construction; refuse to hand out an unsafe plan
             raise AssertionError(f"setpoints exceed a limit by {worst}")

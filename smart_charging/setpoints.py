@@ -9,6 +9,9 @@ Chargers take whole amps (or whole watts), and an AC car cannot charge between 0
 3. Each session aims at the nearest step of its plan plus what rounding took from it
    in earlier slots (a running balance), so a car planned at 3 A alternates 6 A / 0 A
    instead of never charging, and rounding does not erode its energy.
+4. Where the site follows a dispatch target (EV kW per slot), rounding up and lifting to
+   the minimum stop at the target: a reduction the grid was promised is not given away
+   in amps (6 A floors of a few cars are kW). Rounding down never breaks it.
 After rounding every row is checked again; a row over its headroom (which the rules
 above should make impossible) is fixed by pausing its largest pairs.
 """
@@ -63,8 +66,10 @@ def _unit_tables(grid: Grid, rounding: Rounding) -> tuple[np.ndarray, np.ndarray
     return np.array(unit_kw), np.array(step), np.array(minimum)
 
 
-def round_setpoints(grid: Grid, x: np.ndarray, rounding: Rounding | None = None) -> Setpoints:
-    """Round a schedule that is already inside every limit (see `solve.project`)."""
+def round_setpoints(grid: Grid, x: np.ndarray, rounding: Rounding | None = None,
+                    target_kw: np.ndarray | None = None) -> Setpoints:
+    """Round a schedule that is already inside every limit (see `solve.project`);
+    `target_kw`: the site's EV kW to follow per slot (NaN: none), rule 4."""
     rounding = rounding or Rounding()
     unit_kw_s, step_s, min_s = _unit_tables(grid, rounding)
     units = np.zeros(grid.n_pairs)
@@ -90,6 +95,10 @@ def round_setpoints(grid: Grid, x: np.ndarray, rounding: Rounding | None = None)
 
         coef = grid.row_coef[:, j]
         room = grid.headroom[:, t] - coef @ (base * ukw)
+        # rule 4: what rounding up may add in this slot (the plan itself may be above)
+        ev_room = np.inf
+        if target_kw is not None and np.isfinite(target_kw[t]):
+            ev_room = max(float(target_kw[t]) - float(base @ ukw), 0.0)
         final = base.copy()
         todo = np.nonzero(extra > 0)[0]
         todo = todo[np.argsort(-carry[j[todo]], kind="stable")]
@@ -99,9 +108,11 @@ def round_setpoints(grid: Grid, x: np.ndarray, rounding: Rounding | None = None)
             add = coef[:, todo] * (extra[todo] * ukw[todo])
             prefix = np.cumsum(add, axis=1)
             fits = np.all((prefix <= room[:, None] + TOL) | (add <= 0), axis=0)
+            fits &= np.cumsum(extra[todo] * ukw[todo]) <= ev_room + TOL
             accepted = todo[fits]
             final[accepted] += extra[accepted]
             room -= add[:, fits].sum(axis=1)
+            ev_room -= float((extra[accepted] * ukw[accepted]).sum())
             todo = todo[~fits]
 
         # re-check every row; pause the biggest pairs of any row still over
@@ -114,7 +125,8 @@ def round_setpoints(grid: Grid, x: np.ndarray, rounding: Rounding | None = None)
         carry[j] += (planned - final * ukw) * h
         if t == 0 and rounding.fill_short:  # on top of the plan: not owed back later
             short = np.maximum(grid.target_kwh - grid.delivered_kwh(x), 0.0)[j]
-            final = _fill_short(grid, t, idx, final, ukw, stp, cap_u, min_u, short)
+            final = _fill_short(grid, t, idx, final, ukw, stp, cap_u, min_u, short,
+                                ev_room)
         units[idx] = final
 
     power_kw = units * unit_kw_s[grid.pair_session]
@@ -158,11 +170,13 @@ SHORT_KWH = 0.05  # planned shortfall below this is solver tolerance, not a shor
 
 def _fill_short(grid: Grid, t: int, idx: np.ndarray, final: np.ndarray, ukw: np.ndarray,
                 stp: np.ndarray, cap_u: np.ndarray, min_u: np.ndarray,
-                short: np.ndarray) -> np.ndarray:
+                short: np.ndarray, ev_room: float = np.inf) -> np.ndarray:
     """Raise the setpoints of short cars (planned shortfall `short`, kWh) into whatever
     room every row still has in slot `t`, earliest departure first (the car that can
     least wait for the next plan), in whole steps, from 0 only to at least the minimum,
-    and no more than its shortfall. Rows are checked per car, so no limit can break.
+    and no more than its shortfall. Rows are checked per car, so no limit can break;
+    nor can a dispatch target (`ev_room`: EV kW it leaves, rule 4), which the plan
+    already weighed against the cars' energy.
 
     Why: the solver's answer is pulled inside the limits by scaling and rounded down,
     and it stops at its tolerance; with cars short that leaves a few amps idle per row
@@ -182,7 +196,7 @@ def _fill_short(grid: Grid, t: int, idx: np.ndarray, final: np.ndarray, ukw: np.
         per_unit = coef[:, k] * ukw[k]
         with np.errstate(divide="ignore", invalid="ignore"):
             fit = np.where(per_unit > 0, (room + TOL) / per_unit, np.inf)
-        top = min(final[k] + float(fit.min()), cap_u[k])
+        top = min(final[k] + float(fit.min()), final[k] + (ev_room + TOL) / ukw[k], cap_u[k])
         # no more than the shortfall, rounded up to a step (the car stops when full)
         want = max(final[k] + np.ceil(short[k] / (ukw[k] * h[k]) / stp[k] - TOL) * stp[k],
                    min_u[k])
@@ -191,5 +205,6 @@ def _fill_short(grid: Grid, t: int, idx: np.ndarray, final: np.ndarray, ukw: np.
             continue
         if new > final[k]:
             room -= per_unit * (new - final[k])
+            ev_room -= ukw[k] * (new - final[k])
             final[k] = new
     return final

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from smart_charging import Plan, Planner, PlanSettings, Prices, Session, Site, StepSeries
+from smart_charging.departures import DepartureModel
 from smart_charging.problem import Grid, build_grid, make_slots
 from vpp.arrivals import ExpectedArrival
 
@@ -99,12 +100,14 @@ def _count(a: ExpectedArrival, scenario: str) -> float:
 
 def site_flexibility(site: Site, plugged: Sequence[Session], prices: Prices, now: datetime,
                      duration: timedelta, arrivals: Sequence[ExpectedArrival] = (),
-                     settings: PlanSettings | None = None) -> Flexibility:
-    """The forecast of one site from `now` (see the module's docstring)."""
+                     settings: PlanSettings | None = None,
+                     departures: DepartureModel | None = None) -> Flexibility:
+    """The forecast of one site from `now` (see the module's docstring); `departures`:
+    how its drivers really leave, as the site's scheduler plans with it."""
     st = settings or PlanSettings()
     everyone = [*plugged, *(a.session for a in arrivals)]
     weights = scenario_weights(len(plugged), arrivals)
-    plan = Planner(st).plan(site, everyone, prices, now)
+    plan = Planner(st).plan(site, everyone, prices, now, departures=departures)
     grid = build_grid(site, everyone, prices, now, st.slot_minutes, st.horizon_slots)
     slots = make_slots(now, st.slot_minutes, st.horizon_slots)
     T = len(slots)
@@ -114,8 +117,8 @@ def site_flexibility(site: Site, plugged: Sequence[Session], prices: Prices, now
     row = {sid: i for i, sid in enumerate(plan.session_ids)}
     width = min(len(plan.slot_starts), T)
     for j, s in enumerate(grid.sessions):  # by id: a bidirectional plan orders its own way
-        if s.id in row:  # the engine's solution, before rounding to whole amps
-            base[j, :width] = np.clip(plan.planned_kw[row[s.id], :width], 0.0, None)
+        if s.id in row:  # what the chargers would get: the plan after whole-amp rounding
+            base[j, :width] = np.clip(plan.power_w[row[s.id], :width] / 1000.0, 0.0, None)
     d = max(1, math.ceil(duration / timedelta(minutes=st.slot_minutes)))
     bands: dict[str, dict[str, np.ndarray]] = {}
     for name, w in weights.items():

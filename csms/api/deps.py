@@ -18,7 +18,7 @@ from csms.ca import CertificateAuthority
 from csms.clock import Clock
 from csms.cluster.registry import Registry
 from csms.commands import Commands
-from csms.config import VppConfig
+from csms.config import SchedulerConfig, VppConfig
 from csms.connection import Connections
 from csms.diagnostics import Diagnostics
 from csms.events import EventBus
@@ -50,6 +50,7 @@ class Parts:
     carbon: Mapping[str, Carbon] = field(default_factory=dict)  # site files' [carbon]
     vpp: VppConfig = field(default_factory=VppConfig)  # programmes, history (issue 14)
     energy: Mapping[str, SiteEnergy] = field(default_factory=dict)  # batteries and solar
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)  # rules of forecasts
 
 
 def parts(request: Request) -> Parts:

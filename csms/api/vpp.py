@@ -244,7 +244,7 @@ async def _forecasts(parts: Parts, portfolio: Portfolio, now: datetime,
                      duration: timedelta) -> list[flexibility.MemberForecast]:
     return await flexibility.portfolio_forecast(
         parts.store, dict(parts.sites), parts.tariffs, portfolio.members, now, duration,
-        parts.vpp.history_days)
+        parts.vpp.history_days, parts.scheduler)
 
 
 # --------------------------------------------------------------------------- forecasts
@@ -276,7 +276,8 @@ async def site_flexibility(
         raise not_found(f"site {site_id}")
     now = parts.clock.now().replace(microsecond=0)
     f = await flexibility.site_forecast(parts.store, site, flexibility.prices_of(
-        parts.tariffs, site.id), now, timedelta(minutes=hold_minutes), parts.vpp.history_days)
+        parts.tariffs, site.id), now, timedelta(minutes=hold_minutes), parts.vpp.history_days,
+        rules=parts.scheduler)
     return flexibility_out(f)
 
 

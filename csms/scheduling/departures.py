@@ -33,12 +33,19 @@ class DepartureHistory:
             return None
         if self._learnt_on == now.date():
             return self._model
-        rows = await self.store.transactions.past_stays(
-            self.station_ids, now - timedelta(days=self.days))
-        self._model = learn_departures([PastStay(a, e, d) for a, e, d in rows])
+        self._model = await learnt(self.store, self.station_ids,
+                                   now - timedelta(days=self.days))
         self._learnt_on = now.date()
-        log.info("scheduler.departures_learnt", site=self.site_id, stays=len(rows),
+        log.info("scheduler.departures_learnt", site=self.site_id,
                  used=self._model.sessions if self._model else 0,
                  median_ratio=None if self._model is None else
                  round(self._model.stay_ratios[len(self._model.stay_ratios) // 2], 3))
         return self._model
+
+
+async def learnt(store: Store, station_ids: list[str], since: datetime
+                 ) -> DepartureModel | None:
+    """The model from these stations' transactions that ended since `since` (None: too
+    few); the scheduler's, and the flexibility forecast's so its baseline is the plan's."""
+    rows = await store.transactions.past_stays(station_ids, since)
+    return learn_departures([PastStay(a, e, d) for a, e, d in rows])

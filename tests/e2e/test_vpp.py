@@ -91,11 +91,12 @@ def _verify(config: Config) -> subprocess.CompletedProcess[str]:
         timeout=60, env=os.environ | {"PYTHONPATH": str(ROOT)}, cwd=ROOT)
 
 
-# Not strict: the shortfall varies run to run (51-76% of 8 kW delivered in five runs on a
-# shared 2-core machine), so a lucky run over 80% must not fail CI; -rX shows it.
+# Not strict: the delivery varies run to run on a shared 2-core machine (78-108% of 8 kW in
+# three runs since the forecast's baseline is the scheduler's plan and rounding keeps to
+# the target; 51-76% before), so a run over 80% must not fail CI; -rX shows it.
 @pytest.mark.xfail(raises=ShortOfCommitment, reason=(
-    "the sites plan 1-2 kW above their targets in the window (6 A floors, amp rounding) "
-    "and lag its first minutes: 51-76% of the 8 kW committed is delivered"))
+    "delivery varies with the machine's load and timing: 78-108% of the 8 kW committed "
+    "in three runs"))
 async def test_an_invitation_answered_dispatched_delivered_settled_and_audited(
     config: Config, tmp_path: Path,
 ) -> None:

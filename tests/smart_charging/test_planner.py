@@ -201,6 +201,23 @@ def test_target_curve_is_followed_when_feasible() -> None:
         assert abs(ev[16:32].mean() - 40.0) < tol
 
 
+def test_rounding_does_not_give_away_a_dispatch_reduction() -> None:
+    """Ten cars asked for 9 kW in all: 0.9 kW each, under their 6 A minimum (1.38 kW), so
+    lifting each to the minimum would draw 13.8 kW. The setpoints stay at or under the
+    target and near it; the energy comes after the window."""
+    site = _flat_load_site(limit_kw=200.0, n=10)
+    now = at(DAY, 0)
+    sessions = [Session(f"s{i}", f"e{i}", now, now + timedelta(hours=10), 20.0)
+                for i in range(10)]
+    target = StepSeries((now, now + timedelta(hours=2)), (9.0, float("nan")))  # then none
+    plan = Planner(PlanSettings(horizon_slots=40)).plan(site, sessions, Prices(flat_price=0.3),
+                                                       now, target_kw=target)
+    window = plan.site_power_kw()[:8]
+    assert window.max() <= 9.0 + 1e-6, window
+    assert window.mean() > 9.0 - 1.38, window
+    assert plan.energy_planned_kwh == pytest.approx(20.0, abs=0.1)
+
+
 def test_demand_charge_lowers_the_peak() -> None:
     node = Node("t", limit_kw=200.0, load_kw=StepSeries((at(DAY, 0), at(DAY, 2)), (20.0, 80.0)))
     evses = tuple(Evse(f"e{i}", "t") for i in range(6))
