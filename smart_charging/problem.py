@@ -57,8 +57,8 @@ class Weights:
     # a kWh planned where history says the car has probably left (`departures.py`)
     # costs this share of the shortfall weight times that probability: 1 prices it at
     # its expected loss; nothing without a learnt departure model. 2: chosen on
-    # Caltech May-June 2019 (+0.31 points of energy, +4 sessions against 1; 3 and
-    # flatness 0.1 tried, bench/RESULTS.md), never on the held-out July-August
+    # Caltech May-June 2019 (+0.31 points of energy, +4 sessions against 1; completion 5
+    # and flatness 0.1 tried, bench/RESULTS.md), never on the held-out July-August
     departure_risk: float = 2.0
     # sessions completed, after energy: a session's completion is worth this much, spread
     # over the kWh it still needs (so a car close to full is finished first when
