@@ -25,7 +25,6 @@ from csms.store.portfolios import Member
 from csms.store.transactions import Transaction
 from csms.tariffs import TariffCatalog
 from smart_charging import PlanSettings, Prices, Session, Site, prices_from_dict
-from smart_charging.departures import DepartureModel
 from vpp import Flexibility, PastSession, expected, learn, site_flexibility
 
 
@@ -97,24 +96,13 @@ async def history(store: Store, site: Site, now: datetime, days: int) -> list[Pa
             for r in rows]
 
 
-async def departures(store: Store, site: Site, now: datetime, rules: SchedulerConfig
-                     ) -> DepartureModel | None:
-    """How the site's drivers really leave, learnt as the scheduler learns it
-    (csms/scheduling/departures.py)."""
-    if rules.learn_departures_days <= 0 or not site.evses:
-        return None
-    return await learnt(store, sorted({e.station_id for e in site.evses}),
-                        now - timedelta(days=rules.learn_departures_days))
-
-
 async def site_forecast(store: Store, site: Site, prices: Prices, now: datetime,
                         duration: timedelta, history_days: int, node: str | None = None,
-                        active: list[Transaction] | None = None,
-                        rules: SchedulerConfig | None = None) -> Flexibility:
+                        active: list[Transaction] | None = None, *,
+                        rules: SchedulerConfig) -> Flexibility:
     """The forecast of a site (or of the EVSEs under one of its nodes) from `now`;
     `active`: the running transactions, when the caller read them already; `rules`: the
     scheduler's settings the baseline is planned by."""
-    rules = rules or SchedulerConfig()
     inputs = await plan_inputs(store, site, prices, now)
     part = under(inputs.site, node)
     ids = {e.id for e in part.evses}
@@ -126,14 +114,15 @@ async def site_forecast(store: Store, site: Site, prices: Prices, now: datetime,
     model = learn(past, site.utc_offset, last_day - timedelta(days=history_days - 1), last_day)
     arrivals = expected(model, part, cars, now)
     settings = PlanSettings(slot_minutes=rules.slot_minutes, horizon_slots=rules.horizon_slots)
+    leaving = await learnt(store, sorted({e.station_id for e in site.evses}), now,
+                           rules.learn_departures_days)  # as the site's scheduler learns it
     return await asyncio.to_thread(site_flexibility, part, cars, inputs.prices, now,
-                                   duration, arrivals, settings,
-                                   await departures(store, site, now, rules))
+                                   duration, arrivals, settings, leaving)
 
 
 async def portfolio_forecast(store: Store, sites: dict[str, Site], tariffs: TariffCatalog,
                              members: tuple[Member, ...], now: datetime, duration: timedelta,
-                             history_days: int, rules: SchedulerConfig | None = None
+                             history_days: int, rules: SchedulerConfig
                              ) -> list[MemberForecast]:
     """Each member's forecast (one `now` for all, so their intervals line up); a member
     whose site is no longer configured is left out."""
@@ -144,6 +133,6 @@ async def portfolio_forecast(store: Store, sites: dict[str, Site], tariffs: Tari
         if site is None:
             continue
         f = await site_forecast(store, site, prices_of(tariffs, m.site_id), now, duration,
-                                history_days, m.node, active, rules)
+                                history_days, m.node, active, rules=rules)
         out.append(MemberForecast(label(m), m.site_id, m.node or site.root.id, f))
     return out

@@ -33,8 +33,7 @@ class DepartureHistory:
             return None
         if self._learnt_on == now.date():
             return self._model
-        self._model = await learnt(self.store, self.station_ids,
-                                   now - timedelta(days=self.days))
+        self._model = await learnt(self.store, self.station_ids, now, self.days)
         self._learnt_on = now.date()
         log.info("scheduler.departures_learnt", site=self.site_id,
                  used=self._model.sessions if self._model else 0,
@@ -43,9 +42,12 @@ class DepartureHistory:
         return self._model
 
 
-async def learnt(store: Store, station_ids: list[str], since: datetime
+async def learnt(store: Store, station_ids: list[str], now: datetime, days: float
                  ) -> DepartureModel | None:
-    """The model from these stations' transactions that ended since `since` (None: too
-    few); the scheduler's, and the flexibility forecast's so its baseline is the plan's."""
-    rows = await store.transactions.past_stays(station_ids, since)
+    """The model from these stations' transactions that ended in the last `days` (None:
+    off, no stations or too few stays); the scheduler's, and the flexibility forecast's
+    so its baseline is the plan's."""
+    if days <= 0 or not station_ids:
+        return None
+    rows = await store.transactions.past_stays(station_ids, now - timedelta(days=days))
     return learn_departures([PastStay(a, e, d) for a, e, d in rows])
