@@ -437,7 +437,11 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
     yn0 = yc0 + T
     z0 = yn0 + T
     o0 = z0 + n_z
-    n = o0 + n_o
+    has_target = np.zeros(T, dtype=bool) if track is None else np.isfinite(track)
+    track_slots = np.nonzero(has_target)[0]
+    n_a = len(track_slots)
+    a0 = o0 + n_o  # |y_net - target| per slot with a dispatch target
+    n = a0 + n_a
 
     # objective ---------------------------------------------------------------
     hours_from_now = np.cumsum(dt) - dt / 2
@@ -452,7 +456,6 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
     p_d = np.where(g.cap_d > 0, 2 * w.fairness * dt[slot] / np.maximum(g.cap_d, 1e-3), 0.0)
     q_s = np.where(np.arange(L) < n_ses, w.shortfall * prio, 0.0)
     p_s = 2 * w.shortfall_quadratic / np.maximum(g.target, 1.0)
-    has_target = np.zeros(T, dtype=bool) if track is None else np.isfinite(track)
     flat = np.where(has_target, 0.0, w.flatness)
     # flatness shapes charging only (discharging to flatten would pay wear for nothing),
     # measured from the horizon's lowest non-EV load: the same shape as the charge-only
@@ -469,9 +472,9 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
     o_r = o_rows // T
     q_o = w.overload * dt[o_t] * g.row_unit[o_r]
     P = sp.diags(np.concatenate([p_c, p_d[kd], np.zeros(len(ke)), p_s, p_yc, p_yn, np.zeros(n_z),
-                                 np.zeros(n_o)]) + w.regulariser, format="csc")
+                                 np.zeros(n_o + n_a)]) + w.regulariser, format="csc")
     q = np.concatenate([q_c, q_d[kd], np.zeros(len(ke)), q_s, q_yc, q_yn,
-                        np.full(n_z, demand_charge_per_kw), q_o])
+                        np.full(n_z, demand_charge_per_kw), q_o, w.dispatch * dt[track_slots]])
 
     # constraints -------------------------------------------------------------
     rows_i: list[np.ndarray] = []
@@ -576,6 +579,14 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
         add(np.concatenate([at, at]), np.concatenate([np.full(T, z0), yn0 + at]),
             np.concatenate([np.ones(T), -np.ones(T)]), g.root_load, np.full(T, np.inf),
             [("z", t) for t in tk])
+    if n_a:  # a >= |y_net - target|: the linear dispatch term prices it
+        assert track is not None
+        ia = np.arange(n_a)
+        for sign, lo, hi, name in ((-1.0, np.full(n_a, -np.inf), track[track_slots], "a-"),
+                                   (1.0, track[track_slots], np.full(n_a, np.inf), "a+")):
+            add(np.concatenate([ia, ia]), np.concatenate([yn0 + track_slots, a0 + ia]),
+                np.concatenate([np.ones(n_a), np.full(n_a, sign)]), lo, hi,
+                [(name, tk[t]) for t in track_slots.tolist()])
     kb = np.nonzero(g.backup[lane] & (g.cap_d > 0))[0]
     if len(kb):  # behind the meter: backup discharge <= the site's own load + charging
         add(np.concatenate([slot[kb], slot]), np.concatenate([d0 + pos_d[kb], c0 + ak]),
@@ -585,7 +596,7 @@ def build_bidi_qp(lanes: Lanes, weights: Weights, demand_charge_per_kw: float = 
                                               np.concatenate(cols_i))), shape=(m, n))
     var_keys = ([("c", x) for x in pk] + [("d", pk[k]) for k in kd] + [("e", pk[k]) for k in ke]
                 + [("s", x) for x in lk] + [("yc", t) for t in tk] + [("yn", t) for t in tk]
-                + [("z",)] * n_z + o_keys)
+                + [("z",)] * n_z + o_keys + [("a", tk[t]) for t in track_slots.tolist()])
     return BidiQp(P, q, A, np.concatenate(los), np.concatenate(his), K, L, T, o_rows, kd, ke,
                   tuple(var_keys), tuple(con_keys))
 

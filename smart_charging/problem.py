@@ -51,6 +51,13 @@ class Weights:
     flatness: float = 0.5
     fairness: float = 0.01
     tracking: float = 200.0
+    # per kWh the site's EV load is off a dispatch target, besides the quadratic
+    # `tracking`: a linear (exact) penalty, so a committed reduction is held exactly where
+    # it costs no driver energy, however far under the plan it is (the quadratic alone
+    # gave way to the departure risk, up to 2 x shortfall per kWh). Above cost, flatness
+    # and the usual departure risk, below `shortfall`: a driver's energy by departure
+    # still wins, the site then falls short and the portfolio re-splits (vpp/dispatch.py)
+    dispatch: float = 18.0
     early: float = 0.001
     opted_out_delay: float = 2.0
     regulariser: float = 1e-6
@@ -383,9 +390,11 @@ class Qp:
     """OSQP's form: minimise 1/2 v'Pv + q'v subject to l <= Av <= u.
 
     v = [x (pairs, kW), s (shortfall per session, kWh), y (site EV kW per slot),
-    z (site peak kW, only with a demand charge), g (group sums, kW, see `group_sums`)].
+    z (site peak kW, only with a demand charge), a (|y - target| per slot with a dispatch
+    target), g (group sums, kW, see `group_sums`)].
     Constraint blocks in order: x bounds, energy, shortfall bounds, limit rows, y_t
-    definition, y bounds, peak rows, then the group sum definitions.
+    definition, y bounds, peak rows, a >= y - target, a >= target - y, then the group
+    sum definitions.
     """
 
     P: sp.csc_matrix
@@ -400,13 +409,27 @@ class Qp:
     node_row_ids: np.ndarray  # which (r*T + t) rows of the limit matrix are in A
     n_g: int = 0
     sum_of_pairs: sp.csr_matrix | None = None  # n_g x n_x: g = sum_of_pairs @ x
+    track_slots: np.ndarray | None = None  # slots with a dispatch target (one a each)
+    track_kw: np.ndarray | None = None  # their targets
+
+    @property
+    def n_a(self) -> int:
+        return 0 if self.track_slots is None else len(self.track_slots)
 
     def complete_warm(self, v: np.ndarray, dual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """A warm start for the blocks before g, completed: g from x, and the duals of
-        its definitions from g's stationarity (P_g g + A_g' dual = 0, every other row
+        """A warm start for the blocks before a (the planner's x, s, y, z), completed:
+        a = |y - target| with its rows' duals 0, g from x, and the duals of g's
+        definitions from g's stationarity (P_g g + A_g' dual = 0, every other row
         through which g enters already has its dual), so the warm start stays as
         consistent as it came."""
         m, n = self.A.shape
+        if len(v) == n:
+            return v, dual
+        if self.n_a and len(v) == n - self.n_g - self.n_a:
+            assert self.track_slots is not None and self.track_kw is not None
+            y = v[self.n_x + self.n_s : self.n_x + self.n_s + self.n_y]
+            v = np.concatenate([v, np.abs(y[self.track_slots] - self.track_kw)])
+            dual = np.concatenate([dual, np.zeros(2 * self.n_a)])
         if self.n_g == 0 or len(v) == n or self.sum_of_pairs is None:
             return v, dual
         g = self.sum_of_pairs @ v[: self.n_x]
@@ -477,10 +500,15 @@ def build_qp(grid: Grid, weights: Weights, demand_charge_per_kw: float = 0.0,
         track = sample(target_kw, grid.slots.starts, grid.slots.ends, "max", 0.0)
     n_z = 1 if demand_charge_per_kw > 0 else 0
     n_y = T
+    has_target = np.zeros(T, dtype=bool) if track is None else np.isfinite(track)
+    track_slots = np.nonzero(has_target)[0]
+    n_a = len(track_slots)
     sums = group_sums(grid, GROUP_MIN) if sums is None else sums
     n_g = sums.n
-    n = K + J + n_y + n_z + n_g
-    g0 = K + J + n_y + n_z  # first group sum column
+    n = K + J + n_y + n_z + n_a + n_g
+    y0, z0 = K + J, K + J + n_y  # first y column, the peak column
+    a0 = z0 + n_z  # first |y - target| column
+    g0 = a0 + n_a  # first group sum column
 
     # objective ---------------------------------------------------------------
     hours_from_now = np.cumsum(dt) - dt / 2
@@ -500,7 +528,6 @@ def build_qp(grid: Grid, weights: Weights, demand_charge_per_kw: float = 0.0,
     q_s = w.shortfall * prio + w.completion / np.maximum(grid.target_kwh, 1.0)
     p_s = 2 * w.shortfall_quadratic / np.maximum(grid.target_kwh, 1.0) + w.regulariser
     # flatness where there is no target to follow (a NaN target means none in that slot)
-    has_target = np.zeros(T, dtype=bool) if track is None else np.isfinite(track)
     flat = np.where(has_target, 0.0, w.flatness)
     p_y = 2 * flat * dt / S + w.regulariser
     q_y = 2 * flat * dt * grid.root_load_kw / S
@@ -510,9 +537,10 @@ def build_qp(grid: Grid, weights: Weights, demand_charge_per_kw: float = 0.0,
         q_y = q_y - 2 * tw * dt * np.nan_to_num(track) / S
     p_z = np.full(n_z, w.regulariser)
     q_z = np.full(n_z, demand_charge_per_kw)
-    P = sp.diags(np.concatenate([p_x, p_s, p_y, p_z, np.full(n_g, w.regulariser)]),
+    q_a = w.dispatch * dt[track_slots]
+    P = sp.diags(np.concatenate([p_x, p_s, p_y, p_z, np.full(n_a + n_g, w.regulariser)]),
                  format="csc")
-    q = np.concatenate([q_x, q_s, q_y, q_z, np.zeros(n_g)])
+    q = np.concatenate([q_x, q_s, q_y, q_z, q_a, np.zeros(n_g)])
 
     # constraints -------------------------------------------------------------
     ar = np.arange(K)
@@ -566,9 +594,17 @@ def build_qp(grid: Grid, weights: Weights, demand_charge_per_kw: float = 0.0,
     if n_z:  # z >= y_t + non-EV load: the peak the demand charge bills
         Z = sp.csr_matrix((np.concatenate([np.ones(T), -np.ones(T)]),
                            (np.concatenate([np.arange(T)] * 2),
-                            np.concatenate([np.full(T, g0 - 1), K + J + np.arange(T)]))),
+                            np.concatenate([np.full(T, z0), y0 + np.arange(T)]))),
                           shape=(T, n))
         add(Z, grid.root_load_kw, np.full(T, np.inf))
+    if n_a:  # a >= |y_t - target_t|: the linear dispatch term prices it
+        track_kw = track[track_slots]
+        for sign, lo, hi in ((-1.0, np.full(n_a, -np.inf), track_kw),
+                             (1.0, track_kw, np.full(n_a, np.inf))):
+            add(sp.csr_matrix((np.concatenate([np.ones(n_a), np.full(n_a, sign)]),
+                               (np.concatenate([np.arange(n_a)] * 2),
+                                np.concatenate([y0 + track_slots, a0 + np.arange(n_a)]))),
+                              shape=(n_a, n)), lo, hi)
     sum_of_pairs = sp.csr_matrix((np.ones(int((~alone).sum())), (sums.pair_sum[~alone],
                                                                   ar[~alone])), shape=(n_g, K))
     if n_g:  # g = the sum of its group's pairs in its slot
@@ -576,7 +612,8 @@ def build_qp(grid: Grid, weights: Weights, demand_charge_per_kw: float = 0.0,
         add(G, np.zeros(n_g), np.zeros(n_g))
     A = sp.vstack(blocks, format="csc")
     return Qp(P, q, A, np.concatenate(los), np.concatenate(his), K, J, n_y, n_z, used, n_g,
-              sum_of_pairs)
+              sum_of_pairs, track_slots if n_a else None,
+              track[track_slots] if n_a and track is not None else None)
 
 
 def pair_gone(grid: Grid, model: DepartureModel, now: datetime) -> np.ndarray:

@@ -19,7 +19,7 @@ from smart_charging.problem import Weights
 
 class V2gReference:
     """min  energy cost + wear + delay + fairness + shortfall + flatness + overload
-                + dispatch tracking
+                + dispatch tracking (quadratic and linear)
     s.t. 0 <= charge <= cap, 0 <= discharge <= discharge cap,
          stored = stored now + eta_ch x charged - discharged / eta_dis (each slot),
          reserve <= stored <= capacity, the driver's energy at departure,
@@ -62,6 +62,9 @@ class V2gReference:
         self.flat_base = cp.Parameter(T, name="sqrt_flatness_x_load")
         self.track = cp.Parameter(T, name="sqrt_tracking_x_target") if tracking else None
         self.track_w = cp.Parameter(T, nonneg=True, name="sqrt_tracking") if tracking else None
+        # the linear dispatch term: weight x hours x |net - target| where a target is set
+        self.track_lin = cp.Parameter(T, nonneg=True, name="dispatch") if tracking else None
+        self.track_kw = cp.Parameter(T, name="dispatch_x_target") if tracking else None
 
         self.c = cp.Variable(K, nonneg=True, name="charge_kw")
         self.d = cp.Variable(K, nonneg=True, name="discharge_kw")
@@ -137,8 +140,11 @@ class V2gReference:
         )
         if tracking:
             assert self.track is not None and self.track_w is not None
+            assert self.track_lin is not None and self.track_kw is not None
             objective = objective + cp.sum_squares(cp.multiply(self.track_w, net_slot)
                                                    - self.track)
+            objective = objective + cp.sum(cp.abs(cp.multiply(self.track_lin, net_slot)
+                                                  - self.track_kw))
         self.objective = objective
         self.problem = cp.Problem(cp.Minimize(objective), cons)
         self.weights = w
@@ -184,6 +190,10 @@ class V2gReference:
             self.track_w.value = root_track
             self.track.value = root_track * (np.nan_to_num(track) if track is not None
                                              else np.zeros(len(dt)))
+        if self.track_lin is not None and self.track_kw is not None:
+            self.track_lin.value = np.where(has, w.dispatch, 0.0) * dt
+            self.track_kw.value = self.track_lin.value * (
+                np.nan_to_num(track) if track is not None else np.zeros(len(dt)))
 
     def solve(self) -> float:
         """Solve (Clarabel) and return the optimal objective."""
