@@ -147,3 +147,15 @@ def session_window(samples: Sequence[tuple[datetime, float]], started: datetime 
     baseline = [0.0] * offset + uncontrolled(p_ref, sum(load) / 60.0, n - offset)
     e = emissions(load[:n], baseline, factors)
     return SessionWindow(e, round(max(0.0, e.baseline_kwh - e.energy_kwh), 3))
+
+
+def total(parts: Sequence[Emissions]) -> Emissions:
+    """Several series' figures added up (kg unknown where any part's is)."""
+
+    def add(values: list[float | None]) -> float | None:
+        return None if any(v is None for v in values) else _r(sum(v or 0.0 for v in values))
+
+    return Emissions(
+        round(sum(p.energy_kwh for p in parts), 3), add([p.emissions_kg for p in parts]),
+        round(sum(p.baseline_kwh for p in parts), 3),
+        add([p.baseline_emissions_kg for p in parts]), add([p.avoided_kg for p in parts]))

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from vpp import Programme
 
 
 @dataclass(frozen=True)
@@ -261,6 +265,19 @@ class Iso15118Config:
             raise ValueError("[iso15118] ocsp_ca_cert and ocsp_ca_key go together")
 
 
+def programme_of(name: str, rules: Mapping[str, Any]) -> Programme:
+    """A `[vpp.programmes.NAME]` table as `vpp` rules (defaults: `vpp.Programme`'s)."""
+    return Programme(
+        name, min_kw=float(rules.get("min_kw", 300.0)),
+        min_duration=timedelta(minutes=float(rules.get("min_duration_minutes", 120))),
+        confidence=rules.get("confidence", "p90"),
+        penalty_per_kwh=float(rules.get("penalty_per_kwh", 0.0)),
+        baseline=rules.get("baseline", "similar_days"),
+        baseline_days=int(rules.get("baseline_days", 5)),
+        adjustment=rules.get("adjustment", "none"),
+        threshold=float(rules.get("threshold", 0.8)), pay_cap=float(rules.get("pay_cap", 1.2)))
+
+
 def _default_programmes() -> dict[str, dict[str, Any]]:
     return {  # Chinese provincial demand response (docs/shared domain): 0.3 MW at least
         "interruptible": {"min_kw": 300.0, "min_duration_minutes": 120},
@@ -290,15 +307,24 @@ class VppConfig:
             raise ValueError("[vpp] history_days 1-365, track_interval_s positive")
         if self.resplit_after_minutes < 1 or self.grace_minutes < 0:
             raise ValueError("[vpp] resplit_after_minutes >= 1, grace_minutes >= 0")
-        known = {"min_kw", "min_duration_minutes", "confidence", "penalty_per_kwh"}
+        words = {"confidence": ("p90", "p50", "p10"), "baseline": ("similar_days", "plan"),
+                 "adjustment": ("none", "additive", "multiplicative")}
+        known = {"min_kw", "min_duration_minutes", "penalty_per_kwh", "baseline_days",
+                 "threshold", "pay_cap"} | set(words)
         for name, rules in self.programmes.items():
             if not isinstance(rules, dict) or set(rules) - known:
                 raise ValueError(f"[vpp.programmes.{name}]: keys are {', '.join(sorted(known))}")
-            numbers = [rules.get(k, 0) for k in known - {"confidence"}]
-            if (rules.get("confidence", "p90") not in ("p90", "p50", "p10")
-                    or not all(isinstance(v, int | float) and 0 <= v < 1e9 for v in numbers)):
+            numbers = [rules.get(k, 0) for k in known - set(words)]
+            bad = [k for k, allowed in words.items() if rules.get(k, allowed[0]) not in allowed]
+            if bad or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                              and 0 <= v < 1e9 for v in numbers):
                 raise ValueError(f"[vpp.programmes.{name}]: confidence p90, p50 or p10; "
-                                 "min_kw, min_duration_minutes, penalty_per_kwh >= 0")
+                                 "baseline similar_days or plan; adjustment none, additive "
+                                 "or multiplicative; numbers >= 0")
+            try:  # the ranges are the programme's own (vpp.Programme)
+                programme_of(name, rules)
+            except ValueError as e:
+                raise ValueError(f"[vpp.programmes.{name}]: {e}") from None
 
 
 @dataclass(frozen=True)

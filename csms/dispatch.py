@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from csms import grid, metrics
 from csms.clock import Clock
-from csms.config import VppConfig
+from csms.config import VppConfig, programme_of
 from csms.events import EventBus, GridEventChanged
 from csms.store import Store
 from csms.store.grid import GridEvent
@@ -41,12 +41,7 @@ MIN_SHARE_KW = 0.1  # a smaller share makes no event: under what a meter resolve
 
 def programmes(config: VppConfig) -> dict[str, Programme]:
     """The configured programmes as `vpp` rules."""
-    return {name: Programme(
-        name, min_kw=float(r.get("min_kw", 300.0)),
-        min_duration=timedelta(minutes=float(r.get("min_duration_minutes", 120))),
-        confidence=r.get("confidence", "p90"),
-        penalty_per_kwh=float(r.get("penalty_per_kwh", 0.0)))
-        for name, r in config.programmes.items()}
+    return {name: programme_of(name, r) for name, r in config.programmes.items()}
 
 
 # --------------------------------------------------------------------------- placing events

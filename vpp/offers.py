@@ -28,13 +28,29 @@ class Programme:
     min_kw: float = 300.0
     min_duration: timedelta = timedelta(hours=2)
     confidence: Literal["p90", "p50", "p10"] = "p90"
-    penalty_per_kwh: float = 0.0  # per kWh short: prices the risk on the bid curve
+    penalty_per_kwh: float = 0.0  # per kWh short (under the threshold); prices bid risk
+    # settling a dispatch: the baseline is the mean of the N most recent similar days
+    # with a same-day adjustment, or the portfolio's own plan without the event (the
+    # forecast's P50 at the invitation); under `threshold` x the commitment nothing is
+    # paid and the shortfall penalised; above `pay_cap` x the commitment nothing more paid
+    baseline: Literal["similar_days", "plan"] = "similar_days"
+    baseline_days: int = 5
+    adjustment: Literal["none", "additive", "multiplicative"] = "none"
+    threshold: float = 0.8
+    pay_cap: float = 1.2
 
     def __post_init__(self) -> None:
         if self.min_kw < 0 or self.min_duration < timedelta(0) or self.penalty_per_kwh < 0:
             raise ValueError("programme minimums and penalty must be >= 0")
         if self.confidence not in ("p90", "p50", "p10"):
             raise ValueError("a programme's confidence is p90, p50 or p10")
+        if self.baseline not in ("similar_days", "plan") or self.adjustment not in (
+                "none", "additive", "multiplicative"):
+            raise ValueError("a programme's baseline is similar_days or plan; its adjustment "
+                             "none, additive or multiplicative")
+        if not 1 <= self.baseline_days <= 30 or not 0 <= self.threshold <= 2 or not (
+                0 <= self.pay_cap <= 10):
+            raise ValueError("baseline_days 1-30, threshold 0-2, pay_cap 0-10")
 
 
 @dataclass(frozen=True)

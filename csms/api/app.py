@@ -20,6 +20,7 @@ from csms.api import (
     cluster,
     commands,
     diagnostics,
+    dispatch_settlements,
     display,
     driver_tariffs,
     event_log,
@@ -93,6 +94,7 @@ def build_app(parts: Parts) -> FastAPI:
     app.include_router(carbon.router)  # emission factors, a session's emissions
     app.include_router(ledger.router)  # revenue shares and the revenue-split ledger
     app.include_router(vpp.router)  # forecasts, invitations, offers, dispatches
+    app.include_router(dispatch_settlements.router)  # a dispatch settled for its portfolio
     app.include_router(cluster.router)  # scale-out: nodes, workers, stations
     app.include_router(v2g.router)  # issue 15: vehicles' and sessions' V2G terms
 

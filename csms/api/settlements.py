@@ -15,7 +15,7 @@ settlement, and the audit entry keeps the method, terms and totals.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -132,6 +132,59 @@ async def _interval_kw(parts: Parts, site: Site, node: str, start: datetime,
     return [sum(load[i * 15:(i + 1) * 15]) / 15 for i in range(n)], len(samples)
 
 
+@dataclass(frozen=True)
+class DayBaseline:
+    """A node's baseline over n intervals from a start, from similar days, with what the
+    meters show over the same intervals."""
+
+    baseline_kw: list[float]
+    metered_kw: list[float]
+    days: tuple[date, ...]
+    applied: float  # the same-day adjustment (kW, or a factor; 0: none)
+
+
+async def similar_day_baseline(parts: Parts, site: Site, node: str, start: datetime, n: int,
+                               method: settlement.BaselineMethod, now: datetime
+                               ) -> DayBaseline:
+    """The mean of the N most recent similar days with meter data under `node` (days with
+    a grid event on it in the window or the adjustment hours before are no baseline), with
+    the method's same-day adjustment; 409 when no such day exists."""
+    before = math.ceil(timedelta(hours=method.adjustment_hours) / INTERVAL)
+    history = await parts.store.grid.events(
+        site.id, now, since=start - timedelta(days=method.lookback_days + 1), limit=1000)
+    series: dict[date, list[float]] = {}
+    for back in range(1, method.lookback_days + 1):
+        shifted = start - timedelta(days=back)
+        if _overlaps(history, node, shifted - before * INTERVAL, shifted + n * INTERVAL):
+            continue  # an event day is no baseline
+        kw, count = await _interval_kw(parts, site, node, shifted - before * INTERVAL,
+                                       before + n)
+        if count:
+            series[(shifted + site.utc_offset).date()] = kw
+    local_day = (start + site.utc_offset).date()
+    days = settlement.similar_days(local_day, set(), set(series), method)
+    if not days:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            "no similar day with meter data to build a baseline from")
+    profile = settlement.mean_profile([series[d] for d in days])
+    actual, _ = await _interval_kw(parts, site, node, start - before * INTERVAL, before + n)
+    baseline, applied = settlement.adjusted(
+        profile[before:], _mean(profile[:before]), _mean(actual[:before]), method)
+    return DayBaseline(baseline, actual[before:], tuple(days), applied)
+
+
+
+async def interval_factors(parts: Parts, site_id: str, start: datetime, n: int
+                           ) -> tuple[list[float], list[float]]:
+    """The site's grid emission factor (kg/kWh) per minute and per 15-minute interval
+    from `start` (stored, else configured, else NaN, which stays NaN in the mean)."""
+    minutes = [start + k * carbon.MINUTE for k in range(n * 15)]
+    stored = await parts.store.carbon.factors(site_id, start, minutes[-1] + carbon.MINUTE)
+    configured_carbon = parts.carbon.get(site_id)
+    per_minute = carbon.factor_at(minutes, None if configured_carbon is None
+                                  else configured_carbon.factors, stored)
+    return per_minute, [sum(per_minute[i * 15:(i + 1) * 15]) / 15 for i in range(n)]
+
 def _overlaps(events: list[GridEvent], node: str, start: datetime, end: datetime) -> bool:
     return any(e.node == node and e.start < end and e.effective_end > start for e in events)
 
@@ -162,41 +215,14 @@ async def settle_event(event: EventDep, body: SettlementIn, who: Settler,
         days=min(body.baseline_days, body.lookback_days), lookback_days=body.lookback_days,
         similar=body.similar, adjustment=body.adjustment,
         adjustment_hours=body.adjustment_hours, adjustment_cap=body.adjustment_cap)
-    before = math.ceil(timedelta(hours=method.adjustment_hours) / INTERVAL)
-    history = await parts.store.grid.events(
-        site.id, now, since=event.start - timedelta(days=method.lookback_days + 1),
-        limit=1000)
-    others = [e for e in history if e.id != event.id]
-    series: dict[date, list[float]] = {}
-    for back in range(1, method.lookback_days + 1):
-        shifted = event.start - timedelta(days=back)
-        if _overlaps(others, event.node, shifted - before * INTERVAL, shifted + n * INTERVAL):
-            continue  # an event day is no baseline
-        kw, count = await _interval_kw(parts, site, event.node, shifted - before * INTERVAL,
-                                       before + n)
-        if count:
-            series[(shifted + site.utc_offset).date()] = kw
-    local_day = (event.start + site.utc_offset).date()
-    days = settlement.similar_days(local_day, set(), set(series), method)
-    if not days:
-        raise HTTPException(status.HTTP_409_CONFLICT,
-                            "no similar day with meter data to build a baseline from")
-    profile = settlement.mean_profile([series[d] for d in days])
-    actual, _ = await _interval_kw(parts, site, event.node,
-                                   event.start - before * INTERVAL, before + n)
-    baseline, applied = settlement.adjusted(
-        profile[before:], _mean(profile[:before]), _mean(actual[:before]), method)
+    found = await similar_day_baseline(parts, site, event.node, event.start, n, method, now)
+    baseline, actual, days, applied = found.baseline_kw, found.metered_kw, found.days, found.applied
     terms = settlement.Terms(body.committed_kw, body.price_per_kwh, body.threshold,
                              body.penalty_per_kwh, body.pay_cap)
     result = settlement.settle([event.start + i * INTERVAL for i in range(n)],
-                               INTERVAL / timedelta(hours=1), baseline, actual[before:],
-                               terms, body.direction, tuple(days), applied)
-    minutes = [event.start + k * carbon.MINUTE for k in range(n * 15)]
-    stored = await parts.store.carbon.factors(site.id, event.start, minutes[-1] + carbon.MINUTE)
-    configured_carbon = parts.carbon.get(site.id)
-    per_minute = carbon.factor_at(minutes, None if configured_carbon is None
-                                  else configured_carbon.factors, stored)
-    per_interval = [sum(per_minute[i * 15:(i + 1) * 15]) / 15 for i in range(n)]  # NaN stays
+                               INTERVAL / timedelta(hours=1), baseline, actual,
+                               terms, body.direction, days, applied)
+    per_minute, per_interval = await interval_factors(parts, site.id, event.start, n)
     site_carbon = carbon.emissions([i.metered_kw for i in result.intervals],
                                    [i.baseline_kw for i in result.intervals], per_interval, 15)
     sessions = await _sessions(parts, site, event, now, per_minute)

@@ -316,6 +316,42 @@ async def test_forecast_offer_dispatch_tracking_and_resplit(
         assert 'href="/portfolios/pool"' in (await vpp.get("/")).text
         assert 'href="/portfolios/pool"' not in (await stranger.get("/")).text
 
+        # the dispatch settled for the portfolio, whatever the re-split moved (its south
+        # events were cut to 10 minutes, under one settlement interval): not before the
+        # window has ended; then against the plan without the event, north delivering its
+        # share throughout and south nothing
+        settle = f"/api/portfolios/pool/dispatches/{d['id']}/settlement"
+        assert (await vpp.post(settle, json={"baseline": "plan"})).status_code == 409
+        assert (await client("viewer").post(settle, json={})).status_code == 403
+        assert (await stranger.post(settle, json={})).status_code == 404
+        assert (await vpp.post(settle, json={"baseline": "magic"})).status_code == 422
+        end = start + timedelta(minutes=60)
+        clock.frozen = end + timedelta(minutes=1)
+        for sid, station in stations.items():
+            member = "north" if sid.startswith("N") else "south"
+            kw = baseline[member] - (after["shares"][member] if member == "north" else 0.0)
+            await _meter(station, later, end, max(0.0, kw) / 2)
+        got = await vpp.post(settle, json={"baseline": "plan"})
+        assert got.status_code == 200, got.text
+        s = got.json()
+        north, south = (next(m for m in s["members"] if m["member"] == k)
+                        for k in ("north", "south"))
+        assert north["share_kwh"] == pytest.approx(
+            (d["shares"]["north"] * 10 + after["shares"]["north"] * 50) / 60, abs=0.01)
+        assert south["share_kwh"] == pytest.approx(south_share * 10 / 60, abs=0.01)
+        assert s["committed_kwh"] == pytest.approx(committed)
+        assert s["delivered_kwh"] == pytest.approx(
+            north["delivered_kwh"] + south["delivered_kwh"], abs=0.01)
+        ended = (await vpp.get(f"/api/portfolios/pool/dispatches/{d['id']}")).json()
+        assert s["delivered_kwh"] == pytest.approx(ended["tracking"]["delivered_kwh"], abs=0.01)
+        assert s["performance"] == pytest.approx(s["delivered_kwh"] / committed, abs=1e-3)
+        assert s["baseline"] == "plan" and s["programme"] == "test"
+        assert len(s["intervals"]) == 4
+        kinds = [e["kind"] for e in (await vpp.get("/api/audit?limit=1000")).json()]
+        assert kinds.count("dispatch.settled") == 1
+        # the programme's own method: similar days, and this site has none metered
+        assert (await vpp.post(settle, json={})).status_code == 409
+
 
 async def test_the_forecast_counts_the_cars_the_history_expects(
     csms: Csms, client: Client, make_station: StationFactory,

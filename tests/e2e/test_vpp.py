@@ -53,7 +53,9 @@ REQUESTED_KW = 8.0  # about 40% of what the portfolio's forecast says it sheds f
 # drops the commitment (tests/vpp/test_resplit_commitment.py), and the cut-short grid
 # events (under 15 minutes) can no longer be settled one by one.
 NO_RESPLIT = 10_000
-PROGRAMMES = {"evening": {"min_kw": 3.0, "min_duration_minutes": 60, "confidence": "p90"}}
+PROGRAMMES = {"evening": {"min_kw": 3.0, "min_duration_minutes": 60, "confidence": "p90",
+                          "baseline": "similar_days", "baseline_days": 1,
+                          "penalty_per_kwh": 3.0}}
 
 
 class ShortOfCommitment(AssertionError):
@@ -219,6 +221,38 @@ async def test_an_invitation_answered_dispatched_delivered_settled_and_audited(
                                                  not s["driver"].startswith("TOK")
                                                  for s in f["sessions"])
 
+            # the portfolio's own settlement, what the aggregator is paid by: the
+            # programme's method (similar days) and the plan without the event; they agree
+            # here, since the day before was metered as that plan
+            url = f"/api/portfolios/evening/dispatches/{d['id']}/settlement"
+            by_days, by_plan = await vpp.post(url, json={}), await vpp.post(
+                url, json={"baseline": "plan"})
+            assert by_days.status_code == by_plan.status_code == 200, by_days.text
+            s_days, s_plan = by_days.json(), by_plan.json()
+            assert (s_days["baseline"], s_plan["baseline"]) == ("similar_days", "plan")
+            assert s_plan["delivered_kwh"] == pytest.approx(tracking["delivered_kwh"], abs=0.01)
+            assert s_days["delivered_kwh"] == pytest.approx(s_plan["delivered_kwh"], abs=0.2)
+            for s in (s_days, s_plan):
+                delivered, owed = s["delivered_kwh"], s["committed_kwh"]
+                assert owed == pytest.approx(committed) and s["price_per_kwh"] == 1.5
+                assert s["performance"] == pytest.approx(delivered / owed, abs=1e-3)
+                if s["performance"] >= 0.8:  # paid up to 120%, no penalty
+                    assert s["payment"] == pytest.approx(1.5 * min(delivered, 1.2 * owed),
+                                                         abs=0.01)
+                    assert s["penalty"] == 0.0
+                else:  # nothing paid, the shortfall penalised
+                    assert s["payment"] == 0.0
+                    assert s["penalty"] == pytest.approx(3.0 * (owed - max(delivered, 0.0)),
+                                                         abs=0.01)
+                assert s["net"] == pytest.approx(s["payment"] - s["penalty"], abs=0.01)
+                assert sum(m["delivered_kwh"] for m in s["members"]) == pytest.approx(
+                    delivered, abs=0.01)
+                assert sum(m["share_kwh"] for m in s["members"]) == pytest.approx(
+                    committed, abs=0.05)
+                assert s["carbon"]["energy_kwh"] > 0
+            assert [m["baseline_days"] for m in s_days["members"]] == [
+                [(DAY - timedelta(days=1)).date().isoformat()]] * len(SITES)
+
             await asyncio.gather(*driving)
     finally:
         await asyncio.gather(*(st.stop() for st in stations.values()))
@@ -238,6 +272,7 @@ async def test_an_invitation_answered_dispatched_delivered_settled_and_audited(
         assert kinds.count("offer.accepted") == 1
         assert kinds.count("dispatch.created") >= len(d["events"])
         assert kinds.count("settlement.computed") == sum(map(len, settled.values()))
+        assert kinds.count("dispatch.settled") == 2
         # someone lowers the accepted commitment in the database
         seq = await db.fetchval("UPDATE audit_log SET body = jsonb_set(body, "
                                 "'{committed_kw}', '1.0') WHERE kind = 'offer.accepted' "
