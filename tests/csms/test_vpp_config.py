@@ -30,3 +30,17 @@ def test_programmes_are_configuration() -> None:
 def test_the_shipped_config_names_the_default_programmes() -> None:
     config = load(ROOT / "config" / "csms.toml")
     assert programmes(config.vpp) == programmes(VppConfig())
+
+
+def test_a_programme_says_how_its_dispatches_are_settled() -> None:
+    rules = programmes(from_dict({"vpp": {"programmes": {"evening": {
+        "baseline": "plan", "threshold": 0.5, "pay_cap": 1.0, "penalty_per_kwh": 2.0},
+        "daytime": {"baseline_days": 10, "adjustment": "multiplicative"}}}}).vpp)
+    assert (rules["evening"].baseline, rules["evening"].threshold,
+            rules["evening"].pay_cap) == ("plan", 0.5, 1.0)
+    assert (rules["daytime"].baseline, rules["daytime"].baseline_days,
+            rules["daytime"].adjustment) == ("similar_days", 10, "multiplicative")
+    for bad in ({"baseline": "yesterday"}, {"adjustment": "fudge"}, {"baseline_days": 0},
+                {"baseline_days": 31}, {"threshold": 3}, {"pay_cap": True}):
+        with pytest.raises(ValueError):
+            VppConfig(programmes={"x": bad})
