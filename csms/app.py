@@ -27,6 +27,7 @@ from csms.diagnostics import Diagnostics
 from csms.dispatch import Tracker
 from csms.events import EventBus
 from csms.firmware import FirmwareUpdates
+from csms.invitations import Context as InvitationContext
 from csms.iso15118 import Iso15118
 from csms.lag import LagProbe
 from csms.ocpp.deps import Deps
@@ -115,8 +116,11 @@ class Csms:
                                             config.billing.cost_updated_interval_s)
             csms.cost_updates.start()
         if config.openadr.vtn_url and plans_here(config) and config.cluster.worker == 0:
-            csms.openadr = Ven(config.openadr, store, clock, events, sites.models(),
-                               load_key(config.audit_dir()))  # one VEN per installation
+            csms.openadr = Ven(  # one VEN per installation
+                config.openadr, store, clock, events, sites.models(),
+                load_key(config.audit_dir()), answer=InvitationContext(
+                    store, sites.models(), load_catalog(sites, config.scheduler.slot_minutes),
+                    config.vpp, config.scheduler))
             await csms.openadr.start()
         if plans_here(config):  # where sites are planned: re-splits of VPP dispatches
             csms.tracker = Tracker(store, load_key(config.audit_dir()), sites.models(), events,

@@ -343,6 +343,9 @@ class OpenAdrConfig:
     vtn_fingerprint: str = ""  # the VTN certificate's fingerprint, checked on messages
     ca_file: str = ""  # CA for the VTN's TLS certificate
     retry_s: float = 30.0  # registration is retried this often while the VTN is away
+    # a LOAD_DISPATCH delta (a change against the baseline) is answered as an invitation
+    # under this `[vpp.programmes]` programme: offered, accepted, dispatched, settled
+    programme: str = "invitation"
 
     def __post_init__(self) -> None:
         if not self.vtn_url:

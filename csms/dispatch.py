@@ -151,6 +151,32 @@ async def accept(store: Store, key: Ed25519PrivateKey, events: EventBus,
     return d, placed
 
 
+async def cancel_events(store: Store, key: Ed25519PrivateKey, d: StoredDispatch,
+                        since: datetime, actor: str, now: datetime,
+                        conn: asyncpg.Connection) -> list[GridEvent]:
+    """The dispatch's grid events ended at `since` (those not yet started: cancelled),
+    each audited, in the caller's transaction."""
+    cancelled = []
+    for _, event_id in await store.vpp.event_ids(d.id):
+        site_id = await conn.fetchval("SELECT site_id FROM grid_events WHERE id = $1",
+                                      event_id)
+        gone = await store.grid.cancel(site_id, event_id, since, conn)
+        if gone is not None:
+            cancelled.append(gone)
+            await store.audit.append(key, actor, "dispatch.cancelled",
+                                     audited(d.portfolio_id, d.id, gone), now, conn)
+    return cancelled
+
+
+async def withdraw(store: Store, key: Ed25519PrivateKey, events: EventBus, d: StoredDispatch,
+                   actor: str, now: datetime) -> int:
+    """The dispatch called off (the grid cancelled its event): its grid events end now."""
+    async with store.pool.acquire() as conn, conn.transaction():
+        cancelled = await cancel_events(store, key, d, now, actor, now, conn)
+    published(events, cancelled, "cancelled", now)
+    return len(cancelled)
+
+
 # --------------------------------------------------------------------------- tracking
 
 
@@ -311,15 +337,8 @@ class Tracker:
             locked = await self.store.vpp.lock(d.id, conn)
             if locked is None or locked.shares != d.shares:
                 return False  # another process re-split it meanwhile
-            cancelled = []
-            for _, event_id in await self.store.vpp.event_ids(d.id):
-                site_id = await conn.fetchval("SELECT site_id FROM grid_events WHERE id = $1",
-                                              event_id)
-                gone = await self.store.grid.cancel(site_id, event_id, since, conn)
-                if gone is not None:
-                    cancelled.append(gone)
-                    await self.store.audit.append(self.key, "vpp-tracker", "dispatch.cancelled",
-                                                  audited(d.portfolio_id, d.id, gone), now, conn)
+            cancelled = await cancel_events(self.store, self.key, d, since, "vpp-tracker", now,
+                                            conn)
             await self.store.vpp.resplit(d.id, since, sorted(short), before, after, conn)
             await self.store.audit.append(self.key, "vpp-tracker", "dispatch.resplit", {
                 "portfolio": d.portfolio_id, "dispatch": d.id, "at": since.isoformat(),

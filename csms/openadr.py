@@ -4,13 +4,20 @@ server (VTN), built on `openleadr` (why: docs/decisions/0030-openadr-carbon-ledg
 With `[openadr] vtn_url` set, the CSMS registers `ven_name` with the VTN, polls it, and
 turns each oadrDistributeEvent into grid events on the member sites of `portfolio`:
 
-| VTN signal (name, type)               | grid event on each member       |
-| ------------------------------------- | ------------------------------- |
-| LOAD_DISPATCH, setpoint (kW)          | `target`: the EV load follows it |
-| LOAD_CONTROL, x-loadControlSetpoint   | `limit`: the node carries at most it |
+| VTN signal (name, type)               | what the portfolio does                    |
+| ------------------------------------- | ------------------------------------------ |
+| LOAD_DISPATCH, delta (kW, - = reduce) | an invitation, its offer accepted: a VPP dispatch |
+| LOAD_DISPATCH, setpoint (kW)          | `target` grid events: the EV load follows it |
+| LOAD_CONTROL, x-loadControlSetpoint   | `limit` grid events: the node carries at most it |
 
-The portfolio's kW is divided among its sites by `split` (`split_by_capacity`, each
-site's EV capacity, for now; the VPP's dispatch split replaces it by passing its own).
+A delta is a change against the portfolio's baseline, so it is what an invitation asks:
+it is answered under `[openadr] programme`, split by each site's flexibility, tracked,
+re-split and settled as any dispatch (csms/dispatch.py).
+A delta is answered with the offer the programme allows (what the portfolio holds for the
+whole window at its confidence, up to the largest |delta|); none eligible: optOut. A price
+comes from the event's ELECTRICITY_PRICE signal, if any. For a setpoint or a limit, the
+portfolio's kW is divided among its sites by `split` (`split_by_capacity`, each site's EV
+capacity).
 Anything else (SIMPLE levels, deltas, prices, an ended event, a malformed interval) is
 answered optOut, counted (`csms_openadr_events_total`, `csms_rejected_inputs_total`) and
 logged. A modified event replaces its grid events; a cancelled one cancels them. Every
@@ -37,13 +44,14 @@ from typing import Any, Literal
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from csms import grid, metrics
+from csms import dispatch, grid, invitations, metrics
 from csms.clock import Clock
 from csms.config import OpenAdrConfig
 from csms.events import EventBus, GridEventChanged
 from csms.store import Store
 from csms.store.grid import GridEvent
 from csms.store.portfolios import Portfolio
+from csms.store.vpp import StoredInvitation
 from smart_charging.model import Site
 
 log = structlog.get_logger()
@@ -52,11 +60,14 @@ OPT_IN, OPT_OUT = "optIn", "optOut"
 MAX_INTERVALS = 288  # a day of 5-minute intervals
 MAX_INTERVAL = timedelta(hours=24)
 MAX_KW = 1e6
-SIGNALS: dict[tuple[str, str], Literal["limit", "target"]] = {
+Kind = Literal["limit", "target", "delta"]
+SIGNALS: dict[tuple[str, str], Kind] = {
+    ("LOAD_DISPATCH", "delta"): "delta",
     ("LOAD_DISPATCH", "setpoint"): "target",
     ("LOAD_CONTROL", "x-loadControlSetpoint"): "limit",
 }
 TO_KW = {"none": 1e-3, "k": 1.0, "M": 1e3}  # a power item's SI scale, in W
+MAX_PRICE = 1e4  # per kWh
 
 
 @dataclass(frozen=True)
@@ -110,7 +121,7 @@ class Refused(ValueError):
 class Instruction:
     """What a VTN event asks of the portfolio: a kind, and kW per interval."""
 
-    kind: Literal["limit", "target"]
+    kind: Kind
     intervals: tuple[tuple[datetime, datetime, float], ...]
 
 
@@ -135,10 +146,14 @@ def instruction(event: Mapping[str, Any], now: datetime) -> Instruction:
                 raise Refused("intervals", "an interval without a start or duration")
             if not timedelta(minutes=1) <= duration <= MAX_INTERVAL:
                 raise Refused("intervals", "an interval shorter than a minute or over 24 h")
+            low = -MAX_KW if kind == "delta" else 0.0
             if not isinstance(value, int | float) or not math.isfinite(value) or \
-                    not 0 <= value * scale <= MAX_KW:
-                raise Refused("value", f"a payload out of 0 to {MAX_KW:.0f} kW: {value!r}")
+                    not low <= value * scale <= MAX_KW:
+                raise Refused("value", f"a payload out of {low:.0f} to {MAX_KW:.0f} kW: "
+                              f"{value!r}")
             out.append((start, start + duration, float(value) * scale))
+        if kind == "delta" and not (all(v < 0 for *_, v in out) or all(v > 0 for *_, v in out)):
+            raise Refused("value", "a delta that is zero or changes sign")
         out.sort()
         if any(b[0] < a[1] for a, b in itertools.pairwise(out)):
             raise Refused("intervals", "overlapping intervals")
@@ -149,12 +164,27 @@ def instruction(event: Mapping[str, Any], now: datetime) -> Instruction:
     raise Refused("signal", f"no supported signal in {', '.join(names) or 'the event'}")
 
 
+def event_price(event: Mapping[str, Any]) -> float:
+    """The highest ELECTRICITY_PRICE payload of the event (per kWh), 0 without one."""
+    best = 0.0
+    for signal in event.get("event_signals") or []:
+        if (signal.get("signal_name"), signal.get("signal_type")) != ("ELECTRICITY_PRICE",
+                                                                      "price"):
+            continue
+        for i in (signal.get("intervals") or [])[:MAX_INTERVALS]:
+            v = i.get("signal_payload")
+            if isinstance(v, int | float) and math.isfinite(v) and 0 <= v <= MAX_PRICE:
+                best = max(best, float(v))
+    return best
+
+
 class Ven:
     """The VEN inside the CSMS: one openleadr client, restarted while the VTN is away."""
 
     def __init__(self, config: OpenAdrConfig, store: Store, clock: Clock, events: EventBus,
                  sites: Mapping[str, Site], audit_key: Ed25519PrivateKey,
-                 split: Split = split_by_capacity) -> None:
+                 split: Split = split_by_capacity,
+                 answer: invitations.Context | None = None) -> None:
         self.config = config
         self.store = store
         self.clock = clock
@@ -162,6 +192,7 @@ class Ven:
         self.sites = sites
         self.audit_key = audit_key
         self.split = split
+        self.answer = answer  # how deltas become invitations; None: refused
         self.actor = f"openadr:{config.ven_name}"
         self.registered = asyncio.Event()
         self._client: Any = None
@@ -286,11 +317,13 @@ class Ven:
         order = instruction(event, now)
         reference = self._reference(
             event_id, (event.get("event_descriptor") or {}).get("modification_number", 0))
+        if order.kind == "delta":
+            return await self._invited(event_id, reference, order, event_price(event), now)
         existing = await self._ours(event_id)
         if existing and all(e.reference == reference for e in existing):
             return OPT_IN, "already dispatched"
         portfolio = await self._portfolio()
-        members = member_sites(portfolio, self.sites, order.kind)
+        members = member_sites(portfolio, self.sites, order.kind)  # type: ignore[arg-type]
         if not members:
             raise Refused("members", f"no member of {portfolio.id} can take a {order.kind}")
         if existing:
@@ -312,8 +345,55 @@ class Ven:
             self._published(e, "created")
         return OPT_IN, f"dispatched {len(made)}"
 
+    async def _invited(self, event_id: str, reference: str, order: Instruction, price: float,
+                       now: datetime) -> tuple[str, str]:
+        """A delta as an invitation of the programme, its offer accepted: a dispatch."""
+        if self.answer is None:
+            raise Refused("programme", "deltas are not answered here")
+        portfolio = await self._portfolio()
+        earlier = await self._invitations(portfolio.id, event_id)
+        if any(i.reference == reference and i.dispatch_id is not None for i in earlier):
+            return OPT_IN, "already dispatched"
+        await self._withdraw(portfolio.id, earlier)  # an earlier modification's dispatch
+        start, end = max(order.intervals[0][0], now), order.intervals[-1][1]
+        values = [v for *_, v in order.intervals]
+        try:
+            inv = await invitations.invite(
+                self.answer, portfolio, self.config.programme,
+                "down" if values[0] < 0 else "up", start, end, max(abs(v) for v in values),
+                price, start, reference, self.actor, now)
+        except invitations.InvalidInvitation as e:
+            raise Refused("window", str(e)) from None
+        except invitations.NoMembers as e:
+            raise Refused("members", str(e)) from None
+        if not inv.offer["eligible"]:
+            raise Refused("offer", "; ".join(inv.offer["reasons"]))
+        made = await dispatch.accept(self.store, self.audit_key, self.events, self.sites, inv,
+                                     float(inv.offer["quantity_kw"]), self.actor, now)
+        if made is None:
+            return OPT_IN, "already dispatched"
+        return OPT_IN, f"dispatched {made[0].id} at {inv.offer['quantity_kw']} kW"
+
+    async def _invitations(self, portfolio_id: str, event_id: str) -> list[StoredInvitation]:
+        prefix = self._reference(event_id)
+        return [i for i in await self.store.vpp.invitations(portfolio_id, limit=100)
+                if (i.reference or "").startswith(prefix)]
+
+    async def _withdraw(self, portfolio_id: str, found: list[StoredInvitation]) -> int:
+        n = 0
+        for inv in found:
+            d = None if inv.dispatch_id is None else await self.store.vpp.dispatch(
+                portfolio_id, inv.dispatch_id)
+            if d is not None:
+                n += await dispatch.withdraw(self.store, self.audit_key, self.events, d,
+                                             self.actor, self.clock.now())
+        return n
+
     async def _cancel(self, event_id: str) -> int:
         now = self.clock.now()
+        portfolio = await self.store.portfolios.get(self.config.portfolio)
+        withdrawn = 0 if portfolio is None else await self._withdraw(
+            portfolio.id, await self._invitations(portfolio.id, event_id))
         cancelled = []
         async with self.store.pool.acquire() as conn, conn.transaction():
             for e in await self._ours(event_id):
@@ -326,7 +406,7 @@ class Ven:
                     cancelled.append(done)
         for e in cancelled:
             self._published(e, "cancelled")
-        return len(cancelled)
+        return withdrawn + len(cancelled)
 
     def _published(self, e: GridEvent, change: str) -> None:
         now = self.clock.now()

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import AwareDatetime, Field
 
-from csms import dispatch, flexibility
+from csms import dispatch, flexibility, invitations
 from csms.api.auth import Caller, Permission, caller, require
 from csms.api.deps import Parts, PartsDep, not_found
 from csms.api.models import Body, Model
@@ -24,16 +24,10 @@ from csms.api.portfolios import PortfolioId, _visible
 from csms.api.sites import may_see
 from csms.store.portfolios import Portfolio
 from csms.store.vpp import StoredDispatch, StoredInvitation
-from smart_charging.problem import make_slots
 from vpp import (
     Flexibility,
     Invitation,
-    SiteCost,
-    bid_curve,
     check_quantity,
-    holdable,
-    propose,
-    shift_cost,
     total,
 )
 
@@ -41,8 +35,6 @@ router = APIRouter(tags=["vpp"])
 
 Reader = Annotated[Caller, require(Permission.PORTFOLIOS)]
 Answerer = Annotated[Caller, require(Permission.VPP)]
-HORIZON = timedelta(hours=24)
-SLOT = timedelta(minutes=15)
 HoldMinutes = Annotated[int, Query(ge=15, le=720, description="how long each interval's shed "
                                    "or absorb must hold, minutes")]
 
@@ -240,11 +232,14 @@ def _invalid(field: str, msg: str) -> HTTPException:
         "loc": ["body", field], "type": "value_error", "msg": msg}])
 
 
+def invitation_context(parts: Parts) -> invitations.Context:
+    return invitations.Context(parts.store, parts.sites, parts.tariffs, parts.vpp,
+                               parts.scheduler)
+
+
 async def _forecasts(parts: Parts, portfolio: Portfolio, now: datetime,
                      duration: timedelta) -> list[flexibility.MemberForecast]:
-    return await flexibility.portfolio_forecast(
-        parts.store, dict(parts.sites), parts.tariffs, portfolio.members, now, duration,
-        parts.vpp.history_days, parts.scheduler)
+    return await invitations.forecasts(invitation_context(parts), portfolio, now, duration)
 
 
 # --------------------------------------------------------------------------- forecasts
@@ -335,63 +330,16 @@ async def create_invitation(portfolio: PortfolioDep, body: InvitationIn, who: An
     """Record an invitation and propose an offer: what the portfolio holds for the whole
     window at the programme's confidence (P90 unless configured), within the programme's
     minimum size and duration, with a stepwise bid curve from each site's cost of shifting."""
-    programme = dispatch.programmes(parts.vpp).get(body.programme)
-    if programme is None:
-        raise _invalid("programme", f"unknown programme; configured: "
-                       f"{', '.join(sorted(dispatch.programmes(parts.vpp)))}")
     now = parts.clock.now().replace(microsecond=0)
-    if body.end <= body.start:
-        raise _invalid("end", "must be after start")
-    if body.start < now:
-        raise _invalid("start", "the window has started")
-    slots = make_slots(now, int(SLOT / timedelta(minutes=1)), int(HORIZON / SLOT))
-    if body.end > slots.ends[-1]:
-        raise _invalid("end", f"beyond the forecast's horizon ({slots.ends[-1].isoformat()})")
-    if body.answer_by > body.start:
-        raise _invalid("answer_by", "must not be after the window's start")
-    invitation = Invitation(body.start, body.end, body.direction, body.requested_kw,
-                            body.price_per_kwh, body.answer_by)
-    first = max(i for i, a in enumerate(slots.starts) if a <= body.start)
-    members = await _forecasts(parts, portfolio, now, body.end - slots.starts[first])
-    if not members:
-        raise HTTPException(status.HTTP_409_CONFLICT, "none of the portfolio's sites is "
-                            "configured here")
-    flex = {m.label: m.forecast for m in members}
-    offer = propose(invitation, flex, programme)
-    costs = {}
-    info: dict[str, dict[str, Any]] = {}
-    window = [(a, b) for a, b in zip(slots.starts, slots.ends, strict=True)
-              if a < body.end and b > body.start]
-    for m in members:
-        f = m.forecast
-        prices = flexibility.prices_of(parts.tariffs, m.site_id).energy_price(
-            f.slot_starts, f.slot_ends)
-        inside = [float(p) for a, p in zip(f.slot_starts, prices, strict=True)
-                  if body.start <= a < body.end]
-        other = [float(p) for a, p in zip(f.slot_starts, prices, strict=True)
-                 if not body.start <= a < body.end]
-        shift = round(shift_cost(inside, other, body.direction), 4)
-        costs[m.label] = SiteCost(m.label, shift)
-        idx = [f.slot_of(a) for a, _ in window]
-        info[m.label] = {
-            "site_id": m.site_id, "node": m.node, "shift_per_kwh": shift,
-            "capacity_kw": round(holdable(f, body.start, body.direction,
-                                          programme.confidence), 3),
-            "baseline_kw": [f.baseline_kw.p50[i] if i is not None else 0.0 for i in idx]}
-    curve = bid_curve(flex, costs, body.start, body.direction, programme)
-    stored = {
-        "quantity_kw": offer.quantity_kw, "eligible": offer.eligible,
-        "reasons": list(offer.reasons), "holdable_kw": offer.holdable_kw,
-        "by_member": offer.by_site, "confidence": programme.confidence,
-        "programme": {"min_kw": programme.min_kw,
-                      "min_duration_minutes": programme.min_duration / timedelta(minutes=1)},
-        "members": info, "bid_curve": [[s.quantity_kw, s.price_per_kwh] for s in curve],
-        "intervals": [[max(a, body.start).isoformat(), min(b, body.end).isoformat()]
-                      for a, b in window],
-        "forecast_at": now.isoformat()}
-    inv = await parts.store.vpp.add_invitation(
-        portfolio.id, body.programme, body.direction, body.start, body.end, body.requested_kw,
-        body.price_per_kwh, body.answer_by, body.reference, stored, who.name, now)
+    try:
+        inv = await invitations.invite(
+            invitation_context(parts), portfolio, body.programme, body.direction, body.start,
+            body.end, body.requested_kw, body.price_per_kwh, body.answer_by, body.reference,
+            who.name, now)
+    except invitations.InvalidInvitation as e:
+        raise _invalid(e.field, str(e)) from None
+    except invitations.NoMembers as e:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
     return invitation_out(inv)
 
 

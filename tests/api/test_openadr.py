@@ -1,6 +1,7 @@
-"""Issue 14: the OpenADR 2.0b VEN against openleadr's real VTN over loopback. Events become
-grid events on the portfolio's sites (split by EV capacity), unsupported ones are answered
-optOut, a cancellation cancels them, and the portfolio's metered load is reported back."""
+"""Issue 14: the OpenADR 2.0b VEN against openleadr's real VTN over loopback. Setpoints and
+limits become grid events on the portfolio's sites (split by EV capacity), a delta becomes
+an invitation and a VPP dispatch, unsupported ones are answered optOut, a cancellation
+cancels them, and the portfolio's metered load is reported back."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from openleadr import OpenADRServer, utils
 
 from csms import metrics
 from csms.app import Csms
-from csms.config import Config, OpenAdrConfig, SchedulerConfig
+from csms.config import Config, OpenAdrConfig, SchedulerConfig, VppConfig
 from tests.api.conftest import Client
 from tests.api.test_grid_events import SITE, TARIFFS
+from tests.api.test_vpp import _plug_in
 
 ROOT = Path(__file__).resolve().parents[2]
 LANE = """
@@ -112,8 +114,9 @@ def config(config: Config, tmp_path: Path, vtn: Vtn) -> Config:
                                                         str(tmp_path / "lane.toml")),
                                   tariffs_dir=str(TARIFFS), interval_s=3600, debounce_s=0,
                                   tx_default_profile=False),
+        vpp=VppConfig(programmes={"dr": {"min_kw": 0.5, "min_duration_minutes": 15}}),
         openadr=OpenAdrConfig(vtn_url=vtn.url, ven_name="csms-vpp", portfolio="east",
-                              report_interval_s=2, retry_s=1))
+                              report_interval_s=2, retry_s=1, programme="dr"))
 
 
 async def _until(check: Callable[[], Any], seconds: float = 20.0) -> Any:
@@ -209,3 +212,58 @@ async def test_the_ven_turns_vtn_events_into_grid_events_and_reports_metered_loa
          csms.config.database.url, "--data-dir", csms.config.database.data_dir],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert verified.returncode == 0 and "chain intact" in verified.stdout, verified
+
+
+async def test_a_delta_is_answered_as_an_invitation_and_dispatched(
+    csms: Csms, client: Client, vtn: Vtn, make_station: Any
+) -> None:
+    """LOAD_DISPATCH delta: a change against the baseline, what a VPP invitation asks. The
+    VEN answers it under its programme, accepts the offer (what the portfolio holds, up to
+    the delta), and the dispatch is split, audited and called off like any other."""
+    assert csms.openadr is not None
+    await asyncio.wait_for(csms.openadr.registered.wait(), 30)
+    operator = client("operator")
+    assert (await operator.post("/api/portfolios", json={
+        "id": "east", "name": "East", "operator": "Suzhou Property Co.",
+        "members": [{"site_id": "street"}, {"site_id": "lane"}]})).status_code == 201
+    now = datetime.now(UTC)
+    for sid in ("FA001", "FB001"):  # two cars on street, none on lane
+        await _plug_in(await make_station(sid), sid, operator, now)
+
+    start = now.replace(second=0, microsecond=0) + timedelta(minutes=20)
+    asked = vtn.event("LOAD_DISPATCH", "delta", -2.0, start, minutes=30)
+    assert await _until(lambda: vtn.opts.get(asked)) == "optIn"
+    invited = (await operator.get("/api/portfolios/east/invitations")).json()
+    assert [(i["reference"], i["programme"], i["direction"], i["requested_kw"])
+            for i in invited] == [(f"openadr:{asked}#0", "dr", "down", 2.0)]
+    made = (await operator.get("/api/portfolios/east/dispatches")).json()
+    assert len(made) == 1 and made[0]["invitation_id"] == invited[0]["id"]
+    d = made[0]
+    assert 0.5 <= d["committed_kw"] <= 2.0  # what the two cars hold for the window
+    assert {(e["site_id"], e["kind"], e["node"]) for e in d["events"]} == {
+        ("street", "target", "transformer")}
+    # the same event again (a restart's sync): nothing new
+    seen = next(e for e in csms.openadr._client.received_events
+                if e["event_descriptor"]["event_id"] == asked)
+    assert await csms.openadr.on_event(seen) == "optIn"
+    assert len((await operator.get("/api/portfolios/east/dispatches")).json()) == 1
+
+    mixed = vtn.event("LOAD_DISPATCH", "delta", 0.0, start)
+    assert await _until(lambda: vtn.opts.get(mixed)) == "optOut"  # no direction
+    assert len((await operator.get("/api/portfolios/east/invitations")).json()) == 1
+
+    vtn.server.cancel_event(VEN_ID, asked)
+
+    async def called_off() -> bool:
+        got = (await operator.get(f"/api/portfolios/east/dispatches/{d['id']}")).json()
+        return all(e["status"] == "cancelled" for e in got["events"])
+
+    for _ in range(200):
+        if await called_off():
+            break
+        await asyncio.sleep(0.1)
+    assert await called_off()
+    log = (await client("admin").get("/api/audit", params={"limit": 1000})).json()
+    by_ven = {e["kind"] for e in log if e["actor"] == "openadr:csms-vpp"}
+    assert {"offer.accepted", "dispatch.created", "dispatch.cancelled",
+            "openadr.answered"} <= by_ven
