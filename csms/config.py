@@ -378,6 +378,11 @@ class Config:
     openadr: OpenAdrConfig = field(default_factory=OpenAdrConfig)
     vpp: VppConfig = field(default_factory=VppConfig)
 
+    def __post_init__(self) -> None:
+        if self.openadr.vtn_url and self.openadr.programme not in self.vpp.programmes:
+            raise ValueError(f"[openadr] programme {self.openadr.programme!r} is not one of "
+                             f"[vpp.programmes]: {', '.join(sorted(self.vpp.programmes))}")
+
     def ca_dir(self) -> str:
         """Where the CSMS's own CA lives: configured, or beside the database folder."""
         return self.security.ca_dir or str(Path(self.database.data_dir).parent / "ca")

@@ -363,7 +363,7 @@ class Ven:
                 "down" if values[0] < 0 else "up", start, end, max(abs(v) for v in values),
                 price, start, reference, self.actor, now)
         except invitations.InvalidInvitation as e:
-            raise Refused("window", str(e)) from None
+            raise Refused("programme" if e.field == "programme" else "window", str(e)) from None
         except invitations.NoMembers as e:
             raise Refused("members", str(e)) from None
         if not inv.offer["eligible"]:

@@ -44,3 +44,12 @@ def test_a_programme_says_how_its_dispatches_are_settled() -> None:
                 {"baseline_days": 31}, {"threshold": 3}, {"pay_cap": True}):
         with pytest.raises(ValueError):
             VppConfig(programmes={"x": bad})
+
+
+def test_an_openadr_ven_answers_deltas_under_a_configured_programme() -> None:
+    with pytest.raises(ValueError, match="programme 'nope'"):
+        from_dict({"openadr": {"vtn_url": "http://vtn.example/OpenADR2/Simple/2.0b",
+                               "ven_name": "v", "portfolio": "p", "programme": "nope"}})
+    ok = from_dict({"openadr": {"vtn_url": "http://vtn.example/OpenADR2/Simple/2.0b",
+                                "ven_name": "v", "portfolio": "p"}})
+    assert ok.openadr.programme == "invitation"
