@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from csms.config import SchedulerConfig
 from csms.scheduling.demand import SessionFacts, evse_index, session_for
-from csms.scheduling.departures import learnt
+from csms.scheduling.departures import learnt, learnt_drivers
 from csms.scheduling.grid_inputs import plan_inputs
 from csms.store import Store
 from csms.store.portfolios import Member
@@ -114,10 +114,15 @@ async def site_forecast(store: Store, site: Site, prices: Prices, now: datetime,
     model = learn(past, site.utc_offset, last_day - timedelta(days=history_days - 1), last_day)
     arrivals = expected(model, part, cars, now)
     settings = PlanSettings(slot_minutes=rules.slot_minutes, horizon_slots=rules.horizon_slots)
-    leaving = await learnt(store, sorted({e.station_id for e in site.evses}), now,
-                           rules.learn_departures_days)  # as the site's scheduler learns it
+    stations = sorted({e.station_id for e in site.evses})  # as the site's scheduler learns
+    leaving = await learnt(store, stations, now, rules.learn_departures_days)
+    token_of = {tx.transaction_id: tx.id_token for tx in active
+                if tx.id_token and tx.transaction_id in {c.id for c in cars}}
+    own = await learnt_drivers(store, stations, now, rules.learn_departures_days,
+                               sorted(set(token_of.values())))
+    drivers = {sid: own[t] for sid, t in token_of.items() if t in own}
     return await asyncio.to_thread(site_flexibility, part, cars, inputs.prices, now,
-                                   duration, arrivals, settings, leaving)
+                                   duration, arrivals, settings, leaving, drivers)
 
 
 async def portfolio_forecast(store: Store, sites: dict[str, Site], tariffs: TariffCatalog,

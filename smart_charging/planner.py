@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -211,9 +211,11 @@ class Planner:
              target_kw: StepSeries | None = None,
              departures: DepartureModel | None = None,
              storage: Sequence[StationaryBattery] = (),
-             solar: Sequence[SolarForecast] = ()) -> Plan:
+             solar: Sequence[SolarForecast] = (),
+             drivers: Mapping[str, DepartureModel] | None = None) -> Plan:
         """Plan from `now`; `target_kw` is a site EV power curve to follow (DR dispatch);
-        `departures` how the site's drivers really leave against their estimates.
+        `departures` how the site's drivers really leave against their estimates, and
+        `drivers` (by session id) how a driver with enough history of their own does.
 
         With a session that may discharge (`Session.v2g` opted in, not charge only, on an
         EVSE with `v2g`), a stationary battery or solar, the bidirectional problem plans
@@ -232,7 +234,8 @@ class Planner:
         if emb is None and end is not None:  # a new pattern anyway: take the full horizon
             grid = build_grid(site, sessions, prices, now, st.slot_minutes, st.horizon_slots)
         full = emb.full if emb is not None else grid
-        gone = pair_gone(full, departures, now) if departures is not None else None
+        gone = pair_gone(full, departures, now, drivers) if (
+            departures is not None or drivers) else None
         # the completion term only where energy is short (see `_with_completion`)
         qp = build_qp(full, replace(st.weights, completion=0.0), prices.demand_charge_per_kw,
                       target_kw, gone=gone)

@@ -10,7 +10,7 @@ limit rows and headroom) is shared with the baselines, the fallback and the roun
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -63,10 +63,11 @@ class Weights:
     regulariser: float = 1e-6
     # a kWh planned where history says the car has probably left (`departures.py`)
     # costs this share of the shortfall weight times that probability: 1 prices it at
-    # its expected loss; nothing without a learnt departure model. 2: chosen on
-    # Caltech May-June 2019 (+0.31 points of energy, +4 sessions against 1; completion 5
-    # and flatness 0.1 tried, bench/RESULTS.md), never on the held-out July-August
-    departure_risk: float = 2.0
+    # its expected loss; nothing without a learnt departure model. 3: chosen on
+    # Caltech May-June 2019 in two rounds (1 -> 2: +0.31 points of energy, +4 sessions;
+    # 2 -> 3: +0.07 points, +24 sessions; completion 5, flatness 0.1 and risk 2 with
+    # flatness 0.1 lost, bench/RESULTS.md), never on the held-out July-August
+    departure_risk: float = 3.0
     # sessions completed, after energy: a session's completion is worth this much, spread
     # over the kWh it still needs (so a car close to full is finished first when
     # energy is short); nothing changes where every car can be served
@@ -616,9 +617,12 @@ def build_qp(grid: Grid, weights: Weights, demand_charge_per_kw: float = 0.0,
               track[track_slots] if n_a and track is not None else None)
 
 
-def pair_gone(grid: Grid, model: DepartureModel, now: datetime) -> np.ndarray:
+def pair_gone(grid: Grid, model: DepartureModel | None, now: datetime,
+              drivers: Mapping[str, DepartureModel] | None = None) -> np.ndarray:
     """Per pair, the probability its car has left by the middle of the slot, given it
-    is still plugged in at `now` (0 for a car that has not arrived yet)."""
+    is still plugged in at `now` (0 for a car that has not arrived yet). A session in
+    `drivers` (by id) is judged by its own driver's model, the others by the site's
+    `model` (none: 0)."""
     out = np.zeros(grid.n_pairs)
     if grid.n_pairs == 0:
         return out
@@ -627,10 +631,11 @@ def pair_gone(grid: Grid, model: DepartureModel, now: datetime) -> np.ndarray:
     t_now = now.timestamp()
     for j, s in enumerate(grid.sessions):
         k = np.nonzero(grid.pair_session == j)[0]
-        if len(k) == 0:
+        m = (drivers or {}).get(s.id, model)
+        if len(k) == 0 or m is None:
             continue
         arr, dep = s.arrival.timestamp(), s.departure.timestamp()
-        g = model.gone_probability(arr, dep, mid[grid.pair_slot[k]])
-        g_now = float(model.gone_probability(arr, dep, np.array([max(t_now, arr)]))[0])
+        g = m.gone_probability(arr, dep, mid[grid.pair_slot[k]])
+        g_now = float(m.gone_probability(arr, dep, np.array([max(t_now, arr)]))[0])
         out[k] = np.clip((g - g_now) / max(1.0 - g_now, 0.05), 0.0, 1.0)
     return out

@@ -20,7 +20,7 @@ Flexibility grows with cars, so the band reads as exceedance: `p90` is what is t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -101,13 +101,16 @@ def _count(a: ExpectedArrival, scenario: str) -> float:
 def site_flexibility(site: Site, plugged: Sequence[Session], prices: Prices, now: datetime,
                      duration: timedelta, arrivals: Sequence[ExpectedArrival] = (),
                      settings: PlanSettings | None = None,
-                     departures: DepartureModel | None = None) -> Flexibility:
-    """The forecast of one site from `now` (see the module's docstring); `departures`:
-    how its drivers really leave, as the site's scheduler plans with it."""
+                     departures: DepartureModel | None = None,
+                     drivers: Mapping[str, DepartureModel] | None = None) -> Flexibility:
+    """The forecast of one site from `now` (see the module's docstring); `departures`
+    and `drivers` (by session id): how its drivers really leave, as the site's
+    scheduler plans with them."""
     st = settings or PlanSettings()
     everyone = [*plugged, *(a.session for a in arrivals)]
     weights = scenario_weights(len(plugged), arrivals)
-    plan = Planner(st).plan(site, everyone, prices, now, departures=departures)
+    plan = Planner(st).plan(site, everyone, prices, now, departures=departures,
+                            drivers=drivers)
     grid = build_grid(site, everyone, prices, now, st.slot_minutes, st.horizon_slots)
     slots = make_slots(now, st.slot_minutes, st.horizon_slots)
     T = len(slots)

@@ -340,10 +340,13 @@ class SitePlanner:
             for e in site.evses))
         started = time.perf_counter()
         departures = await self.departures.model(now)
+        token_of = {tx.transaction_id: tx.id_token for tx in records.values() if tx.id_token}
+        own = await self.departures.drivers(now, set(token_of.values()))
+        drivers = {sid: own[t] for sid, t in token_of.items() if t in own}
         on_site = await self._site_energy(now, horizon_end)  # batteries and solar
         plan = await asyncio.to_thread(self.planner.plan, site, sessions, grid.prices, now,
                                        grid.target_kw, departures, storage=on_site.storage,
-                                       solar=on_site.solar)
+                                       solar=on_site.solar, drivers=drivers)
         if self.energy:
             self._battery_plans = site_energy.trajectories(plan, on_site)
         metrics.plan_seconds.labels(self.site.id).observe(time.perf_counter() - started)

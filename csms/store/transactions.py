@@ -153,6 +153,19 @@ class TransactionRepo:
             station_ids, since, limit)
         return [(r["started_at"], r["departure_time"], r["ended_at"]) for r in rows]
 
+    async def past_stays_of(self, station_ids: list[str], since: datetime, tokens: list[str],
+                            limit: int = 10_000
+                            ) -> list[tuple[str, datetime, datetime, datetime]]:
+        """As `past_stays`, only those of these id tokens, each with its token: how each of
+        these drivers really leaves."""
+        rows = await self.pool.fetch(
+            "SELECT id_token, started_at, departure_time, ended_at FROM transactions"
+            " WHERE station_id = ANY($1) AND ended_at >= $2 AND started_at IS NOT NULL"
+            " AND departure_time IS NOT NULL AND id_token = ANY($3)"
+            " ORDER BY ended_at DESC LIMIT $4", station_ids, since, tokens, limit)
+        return [(r["id_token"], r["started_at"], r["departure_time"], r["ended_at"])
+                for r in rows]
+
     async def get(self, station_id: str, transaction_id: str) -> Transaction | None:
         row = await self.pool.fetchrow(
             f"SELECT {_COLUMNS} FROM transactions WHERE station_id = $1 AND transaction_id = $2",

@@ -243,6 +243,24 @@ def test_dispatch_target_holds_against_the_departure_risk() -> None:
     assert soft.site_power_kw()[:8].mean() > 15.0  # what the quadratic term alone did
 
 
+def test_a_driver_who_leaves_early_is_served_first() -> None:
+    """Two cars the same on paper, room for one at a time: the driver whose own history
+    says they leave at 40% of their estimate gets the first hours."""
+    site = _flat_load_site(limit_kw=57.4, n=2)  # 50 kW of household load: 7.4 kW for cars
+    now = at(DAY, 8)
+    sessions = [Session(sid, f"e{i}", now, now + timedelta(hours=5), 12.0)
+                for i, sid in enumerate(("early", "usual"))]
+    early = DepartureModel((0.3, 0.35, 0.4, 0.45, 0.5), 12)
+    plan = Planner(PlanSettings(horizon_slots=24)).plan(
+        site, sessions, Prices(flat_price=0.3), now, drivers={"early": early})
+    first_two_hours = plan.planned_kw[:, :8].sum(axis=1) / 4
+    i, j = plan.session_ids.index("early"), plan.session_ids.index("usual")
+    assert first_two_hours[i] > 2 * first_two_hours[j], first_two_hours
+    same = Planner(PlanSettings(horizon_slots=24)).plan(site, sessions,
+                                                       Prices(flat_price=0.3), now)
+    assert abs(same.planned_kw[i, :8].sum() - same.planned_kw[j, :8].sum()) < 4.0
+
+
 def test_demand_charge_lowers_the_peak() -> None:
     node = Node("t", limit_kw=200.0, load_kw=StepSeries((at(DAY, 0), at(DAY, 2)), (20.0, 80.0)))
     evses = tuple(Evse(f"e{i}", "t") for i in range(6))
