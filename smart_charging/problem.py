@@ -54,7 +54,7 @@ class Weights:
     # per kWh the site's EV load is off a dispatch target, besides the quadratic
     # `tracking`: a linear (exact) penalty, so a committed reduction is held exactly where
     # it costs no driver energy, however far under the plan it is (the quadratic alone
-    # gave way to the departure risk, up to 2 x shortfall per kWh). Above cost, flatness
+    # gave way to the departure risk, up to 3 x shortfall per kWh). Above cost, flatness
     # and the usual departure risk, below `shortfall`: a driver's energy by departure
     # still wins, the site then falls short and the portfolio re-splits (vpp/dispatch.py)
     dispatch: float = 18.0
