@@ -93,12 +93,13 @@ def _verify(config: Config) -> subprocess.CompletedProcess[str]:
         timeout=60, env=os.environ | {"PYTHONPATH": str(ROOT)}, cwd=ROOT)
 
 
-# Not strict: the delivery varies run to run on a shared 2-core machine (78-108% of 8 kW in
-# three runs since the forecast's baseline is the scheduler's plan and rounding keeps to
-# the target; 51-76% before), so a run over 80% must not fail CI; -rX shows it.
+# Not strict: the delivery varies with the machine's load, since one wall second is ten
+# simulated minutes here (2026-12-06, with the linear dispatch term: 98%, 116% and 117%
+# run alone; 47% and 63% beside a benchmark and another pytest worker; 51-76% before the
+# forecast's baseline was the scheduler's plan); -rX shows a run that passes.
 @pytest.mark.xfail(raises=ShortOfCommitment, reason=(
-    "delivery varies with the machine's load and timing: 78-108% of the 8 kW committed "
-    "in three runs"))
+    "delivery varies with the machine's load and timing: 47-117% of the 8 kW committed "
+    "in five runs"))
 async def test_an_invitation_answered_dispatched_delivered_settled_and_audited(
     config: Config, tmp_path: Path,
 ) -> None:
