@@ -33,6 +33,7 @@ from csms.lag import LagProbe
 from csms.ocpp.deps import Deps
 from csms.ocpp.routes import Router, routes
 from csms.openadr import Ven
+from csms.scheduling.leases import SINGLETON_SPACE, Leases
 from csms.scheduling.scheduler import Scheduler
 from csms.server import OcppServer
 from csms.sites import Sites
@@ -115,16 +116,18 @@ class Csms:
             csms.cost_updates = CostUpdates(store, commands, connections, clock,
                                             config.billing.cost_updated_interval_s)
             csms.cost_updates.start()
-        if config.openadr.vtn_url and plans_here(config) and config.cluster.worker == 0:
-            csms.openadr = Ven(  # one VEN per installation
+        if config.openadr.vtn_url and plans_here(config):
+            csms.openadr = Ven(  # one VEN per installation: in a cluster, the lock's holder
                 config.openadr, store, clock, events, sites.models(),
                 load_key(config.audit_dir()), answer=InvitationContext(
                     store, sites.models(), load_catalog(sites, config.scheduler.slot_minutes),
-                    config.vpp, config.scheduler))
+                    config.vpp, config.scheduler),
+                lease=_singleton_lease(db.url, member) if clustered else None)
             await csms.openadr.start()
         if plans_here(config):  # where sites are planned: re-splits of VPP dispatches
-            csms.tracker = Tracker(store, load_key(config.audit_dir()), sites.models(), events,
-                                   clock, config.vpp)
+            csms.tracker = Tracker(  # in a cluster, the lock's holder tracks
+                store, load_key(config.audit_dir()), sites.models(), events, clock, config.vpp,
+                lease=_singleton_lease(db.url, member) if clustered else None)
             csms.tracker.start()
         if config.api.enabled:
             await csms._start_api()
@@ -175,6 +178,21 @@ class Csms:
         self.api = api
         if self.diagnostics is not None:
             self.diagnostics.serve_uploads_at(self.config.api.host, api.port)
+
+
+# application_name of the lock connection of what a cluster runs once (the VEN, the VPP
+# tracker), then the node; not counted as a planner
+SINGLETON_HOLDER = "csms-singleton "
+
+
+def _singleton_lost(why: str) -> None:
+    log.warning("cluster.singleton_lock_lost", why=why)  # its holder notices at its next try
+
+
+def _singleton_lease(url: str, member: Member | None) -> Leases:
+    """A lock connection for what a cluster runs once (each its own connection)."""
+    return Leases(url, member.worker_id if member else "", _singleton_lost,
+                  prefix=SINGLETON_HOLDER, space=SINGLETON_SPACE)
 
 
 def plans_here(config: Config) -> bool:

@@ -26,6 +26,7 @@ from csms import grid, metrics
 from csms.clock import Clock
 from csms.config import VppConfig, programme_of
 from csms.events import EventBus, GridEventChanged
+from csms.scheduling.leases import Leases
 from csms.store import Store
 from csms.store.grid import GridEvent
 from csms.store.vpp import StoredDispatch, StoredInvitation
@@ -37,6 +38,7 @@ log = structlog.get_logger()
 STEP = timedelta(minutes=1)
 MERGE_KW = 0.05  # consecutive intervals closer than this share one event
 MIN_SHARE_KW = 0.1  # a smaller share makes no event: under what a meter resolves
+TRACKER_LOCK = "vpp-tracker"  # the lock of the cluster's one tracker
 
 
 def programmes(config: VppConfig) -> dict[str, Programme]:
@@ -254,12 +256,18 @@ def worst_window(minutes: list[Minute], direction: str, width: int = 5) -> float
 
 class Tracker:
     """Follows every running dispatch each `track_interval_s`: exports the tracking error
-    and re-splits a dispatch whose member has been short for `resplit_after_minutes`."""
+    and re-splits a dispatch whose member has been short for `resplit_after_minutes`.
+
+    In a cluster every planning process has one, and `lease` (a PostgreSQL lock, as a
+    site's) lets one of them track at a time; the others take over when its session ends.
+    A re-split is also row-locked, so two trackers could never re-split one dispatch."""
 
     def __init__(self, store: Store, key: Ed25519PrivateKey, sites: Mapping[str, Site],
-                 events: EventBus, clock: Clock, config: VppConfig) -> None:
+                 events: EventBus, clock: Clock, config: VppConfig,
+                 lease: Leases | None = None) -> None:
         self.store, self.key, self.sites = store, key, sites
         self.events, self.clock, self.config = events, clock, config
+        self.lease = lease
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -270,11 +278,15 @@ class Tracker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.lease is not None:
+            await self.lease.close()
 
     async def _run(self) -> None:
         while True:
             await self.clock.sleep(self.config.track_interval_s)
             try:
+                if self.lease is not None and not await self.lease.take(TRACKER_LOCK):
+                    continue  # another process tracks
                 await self.tick()
             except asyncio.CancelledError:
                 raise

@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -48,6 +48,7 @@ from csms import dispatch, grid, invitations, metrics
 from csms.clock import Clock
 from csms.config import OpenAdrConfig
 from csms.events import EventBus, GridEventChanged
+from csms.scheduling.leases import Leases
 from csms.store import Store
 from csms.store.grid import GridEvent
 from csms.store.portfolios import Portfolio
@@ -184,7 +185,8 @@ class Ven:
     def __init__(self, config: OpenAdrConfig, store: Store, clock: Clock, events: EventBus,
                  sites: Mapping[str, Site], audit_key: Ed25519PrivateKey,
                  split: Split = split_by_capacity,
-                 answer: invitations.Context | None = None) -> None:
+                 answer: invitations.Context | None = None,
+                 lease: Leases | None = None) -> None:
         self.config = config
         self.store = store
         self.clock = clock
@@ -193,6 +195,9 @@ class Ven:
         self.audit_key = audit_key
         self.split = split
         self.answer = answer  # how deltas become invitations; None: refused
+        # in a cluster, the lock that makes this the one VEN: every planning process
+        # waits for it, the holder registers and answers; None: alone, no lock
+        self.lease = lease
         self.actor = f"openadr:{config.ven_name}"
         self.registered = asyncio.Event()
         self._client: Any = None
@@ -209,8 +214,35 @@ class Ven:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._close()
+        if self.lease is not None:
+            await self.lease.close()
 
     async def _run(self) -> None:
+        while True:
+            if self.lease is not None:
+                await self._poll(self._take, True)
+                log.info("openadr.lease_taken", ven=self.config.ven_name)
+            await self._register()
+            if self.lease is None:
+                return  # openleadr polls and reports on its own scheduler from here
+            await self._poll(self.lease.check, False)  # the one VEN until the lock goes
+            log.warning("openadr.lease_lost", ven=self.config.ven_name)
+            self.registered.clear()
+            await self._close()
+
+    async def _poll(self, ask: Callable[[], Awaitable[bool]], until: bool) -> None:
+        """Ask every `retry_s` until the answer is `until` (a lock is polled: PostgreSQL
+        does not tell a waiting session when an advisory lock comes free)."""
+        while True:
+            if await ask() == until:
+                return
+            await asyncio.sleep(self.config.retry_s)
+
+    async def _take(self) -> bool:
+        assert self.lease is not None
+        return await self.lease.take(f"openadr:{self.config.ven_name}")
+
+    async def _register(self) -> None:
         while True:
             self._client = self._new_client()
             try:
@@ -221,7 +253,7 @@ class Ven:
                 self.registered.set()
                 log.info("openadr.registered", ven_id=self._client.ven_id,
                          vtn=self.config.vtn_url)
-                return  # openleadr polls and reports on its own scheduler from here
+                return
             log.warning("openadr.not_registered", vtn=self.config.vtn_url,
                         retry_s=self.config.retry_s)
             await self._close()

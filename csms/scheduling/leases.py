@@ -21,6 +21,7 @@ import structlog
 log = structlog.get_logger()
 
 LOCK_SPACE = 7_202  # first key of pg_try_advisory_lock(int, int): the scheduler's sites
+SINGLETON_SPACE = 7_203  # ... and what a cluster runs once (the VEN, the VPP tracker)
 HOLDER_PREFIX = "csms-scheduler "  # application_name of a lock connection, then the node
 
 
@@ -43,6 +44,10 @@ class Leases:
     node: str
     on_lost: Callable[[str], None]
     timeout_s: float = 5.0
+    # the lock connection's application_name, then the node: a scheduler's (counted by
+    # `planners`), or another singleton's (csms/openadr.py: the one VEN of a cluster)
+    prefix: str = HOLDER_PREFIX
+    space: int = LOCK_SPACE  # SINGLETON_SPACE for those
     held: set[str] = field(default_factory=set)
     _conn: asyncpg.Connection | None = None
     _closing: bool = False
@@ -53,7 +58,7 @@ class Leases:
 
     async def _connect(self) -> asyncpg.Connection:
         conn = await asyncpg.connect(self.url, timeout=self.timeout_s, server_settings={
-            "application_name": (HOLDER_PREFIX + self.node)[:63],
+            "application_name": (self.prefix + self.node)[:63],
             # a vanished owner (power, network) is noticed by the server in ~10 s over
             # TCP, idle (keepalives) or not (unacknowledged data), and its locks freed;
             # ignored on a Unix socket, where the kernel knows at once
@@ -88,14 +93,16 @@ class Leases:
             return False
 
     async def take(self, site_id: str) -> bool:
-        """Try to take the site's lock (not waiting for it); True if this process holds it."""
+        """Try to take the site's lock (not waiting for it); True if this process holds it.
+        Any other name a cluster must run once (e.g. "openadr:<ven>") is locked the same
+        way."""
         if site_id in self.held:
             return True
         try:
             if self._conn is None or self._conn.is_closed():
                 self._conn = await self._connect()
             got = await asyncio.wait_for(self._conn.fetchval(
-                "SELECT pg_try_advisory_lock($1, $2)", LOCK_SPACE, lock_key(site_id)),
+                "SELECT pg_try_advisory_lock($1, $2)", self.space, lock_key(site_id)),
                 self.timeout_s)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             log.warning("scheduler.lease_unavailable", site_id=site_id,
@@ -128,7 +135,7 @@ class Leases:
         self.held.discard(site_id)
         try:
             await asyncio.wait_for(self._conn.fetchval(
-                "SELECT pg_advisory_unlock($1, $2)", LOCK_SPACE, lock_key(site_id)),
+                "SELECT pg_advisory_unlock($1, $2)", self.space, lock_key(site_id)),
                 self.timeout_s)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             self._drop(f"release failed: {str(exc) or type(exc).__name__}")

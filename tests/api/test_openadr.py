@@ -19,8 +19,11 @@ import pytest
 from openleadr import OpenADRServer, utils
 
 from csms import metrics
-from csms.app import Csms
+from csms.app import SINGLETON_HOLDER, Csms
+from csms.audit import load_key
 from csms.config import Config, OpenAdrConfig, SchedulerConfig, VppConfig
+from csms.openadr import Ven
+from csms.scheduling.leases import SINGLETON_SPACE, Leases
 from tests.api.conftest import Client
 from tests.api.test_grid_events import SITE, TARIFFS
 from tests.api.test_vpp import _plug_in
@@ -267,3 +270,30 @@ async def test_a_delta_is_answered_as_an_invitation_and_dispatched(
     by_ven = {e["kind"] for e in log if e["actor"] == "openadr:csms-vpp"}
     assert {"offer.accepted", "dispatch.created", "dispatch.cancelled",
             "openadr.answered"} <= by_ven
+
+
+async def test_in_a_cluster_one_ven_registers_and_another_takes_over(
+    csms: Csms, vtn: Vtn
+) -> None:
+    """Every planning process of a cluster starts a VEN; a PostgreSQL lock lets one
+    register with the VTN. When that process goes (its lock's session ends), another
+    takes the lock and registers in its place."""
+    config = replace(csms.config.openadr, ven_name="cluster-ven", retry_s=0.2)
+
+    def ven(node: str) -> Ven:
+        return Ven(config, csms.store, csms.clock, csms.events, csms.sites.models(),
+                   load_key(csms.config.audit_dir()),
+                   lease=Leases(csms.db.url, node, lambda why: None, prefix=SINGLETON_HOLDER,
+                                space=SINGLETON_SPACE))
+
+    first, second = ven("node-a/0"), ven("node-b/0")
+    await first.start()
+    await asyncio.wait_for(first.registered.wait(), 30)
+    await second.start()
+    await asyncio.sleep(1.0)  # five tries at the lock
+    assert not second.registered.is_set()
+    assert vtn.registered.count("cluster-ven") == 1
+    await first.stop()  # its process ends: so does the lock's session
+    await asyncio.wait_for(second.registered.wait(), 30)
+    assert vtn.registered.count("cluster-ven") == 2
+    await second.stop()
