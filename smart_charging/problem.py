@@ -54,7 +54,7 @@ class Weights:
     # per kWh the site's EV load is off a dispatch target, besides the quadratic
     # `tracking`: a linear (exact) penalty, so a committed reduction is held exactly where
     # it costs no driver energy, however far under the plan it is (the quadratic alone
-    # gave way to the departure risk, up to 3 x shortfall per kWh). Above cost, flatness
+    # gave way to the departure risk, up to 4 x shortfall per kWh). Above cost, flatness
     # and the usual departure risk, below `shortfall`: a driver's energy by departure
     # still wins, the site then falls short and the portfolio re-splits (vpp/dispatch.py)
     dispatch: float = 18.0
@@ -63,11 +63,11 @@ class Weights:
     regulariser: float = 1e-6
     # a kWh planned where history says the car has probably left (`departures.py`)
     # costs this share of the shortfall weight times that probability: 1 prices it at
-    # its expected loss; nothing without a learnt departure model. 3: chosen on
-    # Caltech May-June 2019 in two rounds (1 -> 2: +0.31 points of energy, +4 sessions;
-    # 2 -> 3: +0.07 points, +24 sessions; completion 5, flatness 0.1 and risk 2 with
-    # flatness 0.1 lost, bench/RESULTS.md), never on the held-out July-August
-    departure_risk: float = 3.0
+    # its expected loss; nothing without a learnt departure model. 4: chosen on
+    # Caltech May-June 2019 in three rounds (1 -> 2: +0.31 points of energy, +4 sessions;
+    # 2 -> 3: +0.07, +24; 3 -> 4: +0.03, +9; completion 5 and flatness 0.1 lost or broke
+    # the residential valley, bench/RESULTS.md), never on the held-out July-August
+    departure_risk: float = 4.0
     # sessions completed, after energy: a session's completion is worth this much, spread
     # over the kWh it still needs (so a car close to full is finished first when
     # energy is short); nothing changes where every car can be served

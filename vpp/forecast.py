@@ -11,6 +11,13 @@ outside the window within the root's spare capacity. Upward, a car can take up t
 until it is full, inside every limit row. "Charge now" (opted-out) cars are never moved.
 `engine_check` re-plans with the engine against a shed to confirm it.
 
+The baseline is the engine's plan before whole-amp rounding: what the site draws on
+average, since its re-plans make up what each rounding leaves (a car's energy is fixed).
+One plan's rounded setpoints are not: they dither between 0 and a car's 6 A minimum, and
+at a tight site each interval leaves up to an amp per car unused, so a target of that
+baseline minus a share asked for more than the share and could cost drivers energy
+(found by the random-site property test, 2026-12-06).
+
 The band: the same bounds under three arrival scenarios (`arrivals.expected`), cars counted
 up to the hour's P90, P50 and P10 count (P90: reached on 90% of days, the cautious one).
 Flexibility grows with cars, so the band reads as exceedance: `p90` is what is there with
@@ -120,8 +127,8 @@ def site_flexibility(site: Site, plugged: Sequence[Session], prices: Prices, now
     row = {sid: i for i, sid in enumerate(plan.session_ids)}
     width = min(len(plan.slot_starts), T)
     for j, s in enumerate(grid.sessions):  # by id: a bidirectional plan orders its own way
-        if s.id in row:  # what the chargers would get: the plan after whole-amp rounding
-            base[j, :width] = np.clip(plan.power_w[row[s.id], :width] / 1000.0, 0.0, None)
+        if s.id in row:  # the engine's plan before whole-amp rounding (see the docstring)
+            base[j, :width] = np.clip(plan.planned_kw[row[s.id], :width], 0.0, None)
     d = max(1, math.ceil(duration / timedelta(minutes=st.slot_minutes)))
     bands: dict[str, dict[str, np.ndarray]] = {}
     for name, w in weights.items():

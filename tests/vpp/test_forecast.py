@@ -108,15 +108,20 @@ def test_a_portfolio_is_the_sum_of_its_sites(flex) -> None:  # type: ignore[no-u
         total([])
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.data())
 def test_random_sites_keep_every_sessions_energy_under_the_forecast(data) -> None:  # type: ignore[no-untyped-def]
-    """Any small site, any window: the engine follows baseline minus the P50 shed (or plus
-    the absorb) and every session still gets its energy."""
+    """Any small site (with or without a tighter feeder), any window: the engine follows
+    baseline minus the P50 shed (or plus the absorb) and every session still gets its
+    energy."""
     n = data.draw(st.integers(1, 6))
     limit = data.draw(st.floats(10, 60))
-    site = Site("s", (Node("root", limit_kw=limit),),
-                tuple(Evse(f"e{i}", "root") for i in range(n)))
+    feeder = data.draw(st.none() | st.floats(4, 30))  # a tighter feeder under the root
+    nodes = (Node("root", limit_kw=limit),) if feeder is None else (
+        Node("root", limit_kw=limit), Node("a", parent="root", limit_kw=feeder),
+        Node("b", parent="root"))
+    site = Site("s", nodes, tuple(Evse(f"e{i}", "root" if feeder is None else "ab"[i % 2])
+                                  for i in range(n)))
     now = datetime(2026, 12, 7, 10, tzinfo=UTC)
     sessions = []
     for i in range(n):
