@@ -15,7 +15,7 @@ from csms.store.portfolios import Portfolio
 
 WIDTH, HEIGHT = 720, 160
 STATES = (_("scheduled"), _("active"), _("completed"), _("accepted"), _("open"),
-          _("expired"))  # shown translated
+          _("expired"), _("similar_days"), _("plan"))  # shown translated
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,19 @@ class InvitationRow:
 
 
 @dataclass(frozen=True)
+class SettlementRow:
+    """The dispatch's newest settlement, as the audit log keeps it."""
+
+    baseline: str  # similar_days | plan
+    delivered_kwh: float
+    committed_kwh: float
+    performance: float
+    payment: float
+    penalty: float
+    at: datetime
+
+
+@dataclass(frozen=True)
 class DispatchView:
     id: int
     direction: str
@@ -58,6 +71,7 @@ class DispatchView:
     committed_path: str
     metered_path: str
     members: list[MemberRow]
+    settlement: SettlementRow | None
 
 
 async def dispatch_view(parts: Parts, portfolio: Portfolio) -> DispatchView | None:
@@ -86,6 +100,12 @@ async def dispatch_view(parts: Parts, portfolio: Portfolio) -> DispatchView | No
                       last[name].baseline_kw if name in last else None,
                       last[name].metered_kw if name in last else None)
             for name, info in sorted(members.items())]
+    settled = await parts.store.audit.newest("dispatch.settled", "dispatch", str(d.id))
+    body = settled.body if settled is not None else {}
+    settlement = None if settled is None else SettlementRow(
+        str(body.get("baseline", "")), float(body.get("delivered_kwh", 0.0)),
+        float(body.get("committed_kwh", 0.0)), float(body.get("performance", 0.0)),
+        float(body.get("payment", 0.0)), float(body.get("penalty", 0.0)), settled.at)
     return DispatchView(
         d.id, d.direction, d.start, d.end, d.committed_kw,
         "scheduled" if now < d.start else "active" if now < d.end else "completed",
@@ -94,7 +114,7 @@ async def dispatch_view(parts: Parts, portfolio: Portfolio) -> DispatchView | No
         round(dispatch.worst_window(minutes, d.direction), 2), round(top, 1),
         step_path(base, d.start, d.end, top, WIDTH, HEIGHT),
         step_path(committed, d.start, d.end, top, WIDTH, HEIGHT),
-        step_path(metered, d.start, d.end, top, WIDTH, HEIGHT), rows)
+        step_path(metered, d.start, d.end, top, WIDTH, HEIGHT), rows, settlement)
 
 
 async def invitation_rows(parts: Parts, portfolio: Portfolio) -> list[InvitationRow]:

@@ -48,6 +48,14 @@ class AuditRepo:
             seq, now, actor, kind, json.dumps(body), prev, digest, signature)
         return Entry(seq, now, actor, kind, body, prev, digest, signature)
 
+    async def newest(self, kind: str, field: str, value: str) -> Entry | None:
+        """The newest entry of `kind` whose body's `field` is `value` (e.g. a dispatch's
+        last settlement)."""
+        row = await self.pool.fetchrow(
+            "SELECT * FROM audit_log WHERE kind = $1 AND body ->> $2 = $3"
+            " ORDER BY seq DESC LIMIT 1", kind, field, value)
+        return _entry(row) if row else None
+
     async def entries(self, after: int = 0, limit: int | None = None) -> list[Entry]:
         rows = await self.pool.fetch(
             "SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", after, limit)

@@ -351,6 +351,11 @@ async def test_forecast_offer_dispatch_tracking_and_resplit(
         assert kinds.count("dispatch.settled") == 1
         # the programme's own method: similar days, and this site has none metered
         assert (await vpp.post(settle, json={})).status_code == 409
+        page = (await vpp.get("/portfolios/pool")).text
+        assert (f"Settled against the baseline of plan: {s['delivered_kwh']:.2f} of "
+                f"{s['committed_kwh']:.2f} kWh delivered") in page
+        chinese = await vpp.get("/portfolios/pool", headers={"Accept-Language": "zh-CN"})
+        assert "已按无事件计划基线结算" in chinese.text
 
 
 async def test_the_forecast_counts_the_cars_the_history_expects(
