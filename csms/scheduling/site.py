@@ -274,7 +274,10 @@ class SitePlanner:
         active, records = await self._active_transactions()
         stations = await self.store.stations.list()
         booted = {s.id for s in stations if s.last_boot_at is not None}
-        self._versions = {s.id: s.ocpp_version for s in stations}
+        # the live connection's version first: the stored one is written in batches and
+        # may not be there yet for a station that just connected (a 2.1 station then
+        # planned as 2.0.1 would not discharge until the next re-plan)
+        self._versions = {s.id: self._live_version(s.id) or s.ocpp_version for s in stations}
         v2g = await self._v2g_facts(records)
         horizon_end = now + timedelta(minutes=cfg.slot_minutes * cfg.horizon_slots)
         overstay = timedelta(seconds=cfg.overstay_s)
@@ -401,6 +404,11 @@ class SitePlanner:
                                         tx.energy_wanted_wh, tx.energy_wh, tx.charge_now)
             records[evse.id] = tx
         return out, records
+
+    def _live_version(self, station_id: str) -> str | None:
+        conn = self.gateway.connection(station_id)
+        version = getattr(getattr(conn, "ctx", None), "ocpp_version", None)
+        return version if isinstance(version, str) else None
 
     async def _v2g_facts(self, records: dict[str, Transaction]) -> dict[str, V2gFacts]:
         """V2G facts of the running transactions, and how much each EVSE may discharge
