@@ -31,7 +31,7 @@ REPLIES: Payload = {"SetChargingProfile": {"status": "Accepted"}}
 SITE = """
 [site]
 utc_offset = "+00:00"
-default_departure = "07:30"
+default_departure = "{departure}"
 default_energy_kwh = 5.0
 
 [[nodes]]
@@ -85,8 +85,12 @@ def config(config: Config, tmp_path: Path) -> Config:
     now = SystemClock().now()
     site = tmp_path / "sites" / "v2g-street.toml"
     site.parent.mkdir()
+    # cars without a departure of their own leave 8 h from now, whatever the hour: with a
+    # fixed one (07:30) the cars could not recharge what they lend after the limit ends in
+    # the hours before it, and the test failed then
     site.write_text(SITE.format(start=_iso(now - timedelta(minutes=30)),
-                                end=_iso(now + timedelta(hours=2))))
+                                end=_iso(now + timedelta(hours=2)),
+                                departure=(now + timedelta(hours=8)).strftime("%H:%M")))
     return replace(config, scheduler=SchedulerConfig(
         enabled=True, sites=(str(site),), interval_s=3600, debounce_s=0.05,
         learn_departures_days=0))
