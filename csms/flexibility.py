@@ -116,8 +116,9 @@ async def site_forecast(store: Store, site: Site, prices: Prices, now: datetime,
     settings = PlanSettings(slot_minutes=rules.slot_minutes, horizon_slots=rules.horizon_slots)
     stations = sorted({e.station_id for e in site.evses})  # as the site's scheduler learns
     leaving = await learnt(store, stations, now, rules.learn_departures_days)
+    car_ids = {c.id for c in cars}
     token_of = {tx.transaction_id: tx.id_token for tx in active
-                if tx.id_token and tx.transaction_id in {c.id for c in cars}}
+                if tx.id_token and tx.transaction_id in car_ids}
     own = await learnt_drivers(store, stations, now, rules.learn_departures_days,
                                sorted(set(token_of.values())))
     drivers = {sid: own[t] for sid, t in token_of.items() if t in own}

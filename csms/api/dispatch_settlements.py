@@ -21,10 +21,16 @@ from pydantic import Field
 
 from csms import carbon, dispatch, settlement
 from csms.api.auth import Caller, Permission, require
-from csms.api.deps import PartsDep, not_found
+from csms.api.deps import PartsDep
 from csms.api.models import Body, Model
-from csms.api.settlements import INTERVAL, CarbonOut, interval_factors, similar_day_baseline
-from csms.api.vpp import PortfolioDep
+from csms.api.settlements import (
+    INTERVAL,
+    CarbonOut,
+    interval_factors,
+    interval_means,
+    similar_day_baseline,
+)
+from csms.api.vpp import PortfolioDep, dispatch_of
 
 router = APIRouter(tags=["vpp"])
 Settler = Annotated[Caller, require(Permission.VPP)]
@@ -73,11 +79,6 @@ class DispatchSettlementOut(Model):
     carbon: CarbonOut
 
 
-def _means(values: list[float], n: int) -> list[float]:
-    """Per 15-minute interval, the mean of its minutes."""
-    return [sum(values[i * 15:(i + 1) * 15]) / 15 for i in range(n)]
-
-
 @router.post("/api/portfolios/{portfolio_id}/dispatches/{dispatch_id}/settlement",
              responses={403: {"description": "the role may not settle dispatches"},
                         404: {"description": "no such portfolio or dispatch"},
@@ -94,11 +95,7 @@ async def settle_dispatch(portfolio: PortfolioDep, body: DispatchSettlementIn, w
     commitment, the payment at the invitation's price and the programme's penalty under
     its threshold; each member's delivery against its share; energy and emissions.
     Appended to the audit log (`dispatch.settled`)."""
-    d = await parts.store.vpp.dispatch(portfolio.id, dispatch_id)
-    inv = None if d is None else await parts.store.vpp.invitation(portfolio.id,
-                                                                   d.invitation_id)
-    if d is None or inv is None:
-        raise not_found(f"dispatch {dispatch_id} in portfolio {portfolio.id}")
+    d, inv = await dispatch_of(parts, portfolio, dispatch_id)
     now = parts.clock.now()
     if d.end > now:
         raise HTTPException(status.HTTP_409_CONFLICT, f"dispatch {d.id} has not ended")
@@ -122,8 +119,8 @@ async def settle_dispatch(portfolio: PortfolioDep, body: DispatchSettlementIn, w
             continue
         days: tuple[date, ...] = ()
         if method == "plan":
-            baseline = _means([m.members[member].baseline_kw for m in minutes], n)
-            metered = _means([m.members[member].metered_kw for m in minutes], n)
+            baseline = interval_means([m.members[member].baseline_kw for m in minutes], n)
+            metered = interval_means([m.members[member].metered_kw for m in minutes], n)
         else:
             found = await similar_day_baseline(
                 parts, site, info["node"], d.start, n,

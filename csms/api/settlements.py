@@ -119,6 +119,11 @@ class SettlementOut(Model):
     ledger: list[LedgerRecordOut] = Field(default_factory=list)
 
 
+
+def interval_means(per_minute: list[float], n: int) -> list[float]:
+    """Per 15-minute interval, the mean of its minutes (a NaN minute stays NaN)."""
+    return [sum(per_minute[i * 15:(i + 1) * 15]) / 15 for i in range(n)]
+
 async def _interval_kw(parts: Parts, site: Site, node: str, start: datetime,
                        n: int) -> tuple[list[float], int]:
     """Metered EV kW under `node`, the mean of each 15-minute interval from `start`, and
@@ -129,7 +134,7 @@ async def _interval_kw(parts: Parts, site: Site, node: str, start: datetime,
                                                    start + n * INTERVAL)
     minutes = [start + timedelta(minutes=k) for k in range(n * 15)]
     load = grid.ev_load(samples, evses, minutes)
-    return [sum(load[i * 15:(i + 1) * 15]) / 15 for i in range(n)], len(samples)
+    return interval_means(load, n), len(samples)
 
 
 @dataclass(frozen=True)
@@ -183,7 +188,7 @@ async def interval_factors(parts: Parts, site_id: str, start: datetime, n: int
     configured_carbon = parts.carbon.get(site_id)
     per_minute = carbon.factor_at(minutes, None if configured_carbon is None
                                   else configured_carbon.factors, stored)
-    return per_minute, [sum(per_minute[i * 15:(i + 1) * 15]) / 15 for i in range(n)]
+    return per_minute, interval_means(per_minute, n)
 
 def _overlaps(events: list[GridEvent], node: str, start: datetime, end: datetime) -> bool:
     return any(e.node == node and e.start < end and e.effective_end > start for e in events)

@@ -476,9 +476,16 @@ async def get_dispatch(portfolio: PortfolioDep, parts: PartsDep,
                        dispatch_id: Annotated[int, Path(ge=1, le=2**62)]) -> DispatchOut:
     """The dispatch: shares, grid events, re-splits, and the portfolio's metered response
     minute by minute against the commitment and the baseline."""
+    d, inv = await dispatch_of(parts, portfolio, dispatch_id)
+    return await dispatch_out(parts, inv, d)
+
+
+async def dispatch_of(parts: Parts, portfolio: Portfolio, dispatch_id: int
+                      ) -> tuple[StoredDispatch, StoredInvitation]:
+    """The portfolio's dispatch and its invitation, or 404."""
     d = await parts.store.vpp.dispatch(portfolio.id, dispatch_id)
     inv = None if d is None else await parts.store.vpp.invitation(portfolio.id,
                                                                    d.invitation_id)
     if d is None or inv is None:
         raise not_found(f"dispatch {dispatch_id} in portfolio {portfolio.id}")
-    return await dispatch_out(parts, inv, d)
+    return d, inv
