@@ -1,5 +1,8 @@
 """The revenue-split ledger of a settled event (issue 14): who gets what of its net.
 
+A portfolio dispatch is settled for the whole portfolio; its net is first apportioned
+over the member sites (`apportion`), then each site's part is split like a site event's.
+
 Pure. The net (payment minus penalty) is split by the portfolio's (or programme's) shares
 between the aggregator, the site operator and the drivers who took part; the drivers'
 pool is split by each session's measured contribution (kWh not drawn in the event window
@@ -86,6 +89,25 @@ def _allocate(total: Decimal, weights: Sequence[float]) -> list[Decimal]:
     for i in order[:cents - sum(floors)]:
         floors[i] += 1
     return [Decimal(c) * CENT for c in floors]
+
+
+def apportion(net: Decimal, delivered: Sequence[float], owed: Sequence[float]
+              ) -> list[Decimal]:
+    """A portfolio dispatch's net over its sites, in cents, adding up exactly: a payment
+    by what each delivered (a site that delivered nothing gets nothing); a penalty by what
+    each fell short of what it owed (its share; a site that drew more than its baseline
+    fell short by more than its share), else by what it owed, else evenly, so a site that
+    delivered its share pays for no other's shortfall."""
+    net = net.quantize(CENT)
+    if net >= 0:
+        weights = [max(0.0, d) for d in delivered]
+    else:
+        weights = [max(0.0, o - d) for d, o in zip(delivered, owed, strict=True)]
+        if sum(weights) <= 0:
+            weights = [max(0.0, o) for o in owed]
+    if sum(weights) <= 0:
+        weights = [1.0] * len(delivered)
+    return _allocate(net, weights)
 
 
 def split(net: Decimal, shares: Shares, aggregator: str, operator: str,

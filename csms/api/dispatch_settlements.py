@@ -8,27 +8,41 @@ its same-day adjustment), or the portfolio's own plan without the event (the for
 P50 stored with the offer). Both are reproducible from stored data; each settlement is
 appended to the audit log. Site events keep their own settlement (csms/api/settlements.py),
 which is what a site operator is paid by.
+
+With `ledger`, the settlement also writes the portfolio's revenue-split ledger: the net is
+apportioned over the member sites (a payment by what each delivered, a penalty by what
+each fell short of its share: csms/ledger.py `apportion`), and each site's part is split
+between aggregator, site operator and the drivers who took part, by the shares the
+portfolio's managers set for the programme. Once per dispatch; in the settlement's
+transaction.
 """
 
 from __future__ import annotations
 
 import math
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, status
 from pydantic import Field
 
-from csms import carbon, dispatch, settlement
+from csms import carbon, dispatch, ledger, settlement
 from csms.api.auth import Caller, Permission, require
-from csms.api.deps import PartsDep
+from csms.api.deps import Parts, PartsDep
 from csms.api.models import Body, Model
 from csms.api.settlements import (
     INTERVAL,
     CarbonOut,
+    LedgerRecordOut,
+    LedgerSource,
+    SessionOut,
     interval_factors,
     interval_means,
+    once_in_ledger,
+    sessions_under,
     similar_day_baseline,
+    write_ledger,
 )
 from csms.api.vpp import PortfolioDep, dispatch_of
 
@@ -39,6 +53,9 @@ Settler = Annotated[Caller, require(Permission.VPP)]
 class DispatchSettlementIn(Body):
     baseline: Literal["similar_days", "plan"] | None = Field(
         None, description="the programme's method unless given (both are audited)")
+    ledger: bool = Field(False, description="also write the revenue-split ledger (once "
+                         "per dispatch; the portfolio's revenue shares must be set)")
+    currency: str = Field("CNY", pattern=r"^[A-Z]{3}$")
 
 
 class DispatchIntervalOut(Model):
@@ -60,6 +77,10 @@ class MemberSettlementOut(Model):
     carbon: CarbonOut
 
 
+class SiteLedgerRecordOut(LedgerRecordOut):
+    site_id: str
+
+
 class DispatchSettlementOut(Model):
     portfolio_id: str
     dispatch_id: int
@@ -77,6 +98,7 @@ class DispatchSettlementOut(Model):
     penalty: float
     net: float
     carbon: CarbonOut
+    ledger: list[SiteLedgerRecordOut] = Field(default_factory=list)
 
 
 @router.post("/api/portfolios/{portfolio_id}/dispatches/{dispatch_id}/settlement",
@@ -84,7 +106,8 @@ class DispatchSettlementOut(Model):
                         404: {"description": "no such portfolio or dispatch"},
                         409: {"description": "the dispatch has not ended, is shorter than "
                               "15 minutes, its programme is no longer configured, or a "
-                              "member has no similar day to build a baseline from"},
+                              "member has no similar day to build a baseline from; with "
+                              "ledger: no revenue shares, or already in the ledger"},
                         422: {"description": "bad body"}})
 async def settle_dispatch(portfolio: PortfolioDep, body: DispatchSettlementIn, who: Settler,
                           parts: PartsDep,
@@ -94,7 +117,8 @@ async def settle_dispatch(portfolio: PortfolioDep, body: DispatchSettlementIn, w
     baseline, the metered EV load and the delivery; the performance against the
     commitment, the payment at the invitation's price and the programme's penalty under
     its threshold; each member's delivery against its share; energy and emissions.
-    Appended to the audit log (`dispatch.settled`)."""
+    Appended to the audit log (`dispatch.settled`). With `ledger`: the revenue-split
+    ledger too, one record per payee and site, each audited (`ledger.recorded`)."""
     d, inv = await dispatch_of(parts, portfolio, dispatch_id)
     now = parts.clock.now()
     if d.end > now:
@@ -107,12 +131,15 @@ async def settle_dispatch(portfolio: PortfolioDep, body: DispatchSettlementIn, w
         raise HTTPException(status.HTTP_409_CONFLICT, f"programme {inv.programme} is no "
                             "longer configured")
     method = body.baseline or programme.baseline
+    shares = await _ledger_shares(parts, portfolio.id, inv.programme, d.id) if body.ledger \
+        else None
     minutes = (await dispatch.tracking(parts.store, parts.sites, inv, d, now))[: n * 15]
     starts = [d.start + i * INTERVAL for i in range(n)]
     hours = INTERVAL.total_seconds() / 3600
     base_sum, met_sum = [0.0] * n, [0.0] * n
     members: list[MemberSettlementOut] = []
     totals: list[carbon.Emissions] = []
+    sessions: dict[str, dict[str, SessionOut]] = {}  # site -> session -> figures
     for member, info in sorted(inv.offer["members"].items()):
         site = parts.sites.get(info["site_id"])
         if site is None:
@@ -130,7 +157,11 @@ async def settle_dispatch(portfolio: PortfolioDep, body: DispatchSettlementIn, w
         share_kwh = sum(m.members[member].share_kw for m in minutes) / 60
         own = settlement.settle(starts, hours, baseline, metered, settlement.Terms(0.0),
                                 d.direction)  # type: ignore[arg-type]
-        _, per_interval = await interval_factors(parts, site.id, d.start, n)
+        per_minute, per_interval = await interval_factors(parts, site.id, d.start, n)
+        if shares is not None:
+            found_sessions = await sessions_under(parts, site, info["node"], d.start, now,
+                                                  per_minute)
+            sessions.setdefault(site.id, {}).update({s.session: s for s in found_sessions})
         emissions = carbon.emissions(metered, baseline, per_interval, 15)
         totals.append(emissions)
         members.append(MemberSettlementOut(
@@ -156,8 +187,25 @@ async def settle_dispatch(portfolio: PortfolioDep, body: DispatchSettlementIn, w
         "delivered_kwh": result.delivered_kwh, "committed_kwh": result.committed_kwh,
         "performance": result.performance, "payment": result.payment,
         "penalty": result.penalty, "avoided_kg": total.avoided_kg}
-    entry = await parts.store.audit.append(parts.audit_key, who.name, "dispatch.settled",
-                                           body_out, now)
+    records: list[SiteLedgerRecordOut] = []
+    async with once_in_ledger(), parts.store.pool.acquire() as conn, conn.transaction():
+        entry = await parts.store.audit.append(parts.audit_key, who.name, "dispatch.settled",
+                                               body_out | {"ledger": body.ledger}, now, conn)
+        if shares is not None:
+            site_ids = sorted({m.site_id for m in members})
+            nets = ledger.apportion(
+                Decimal(str(result.net)),
+                [sum(m.delivered_kwh for m in members if m.site_id == s) for s in site_ids],
+                [sum(m.share_kwh for m in members if m.site_id == s) for s in site_ids])
+            for site_id, net in zip(site_ids, nets, strict=True):
+                if net == 0:
+                    continue  # a site that delivered nothing and owes nothing
+                written = await write_ledger(
+                    parts, who, conn, (portfolio, shares),
+                    LedgerSource(inv.programme, body.currency, site_id, dispatch_id=d.id),
+                    entry.seq, net, list(sessions.get(site_id, {}).values()), now)
+                records += [SiteLedgerRecordOut(site_id=site_id, **r.model_dump())
+                            for r in written]
     return DispatchSettlementOut(
         portfolio_id=portfolio.id, dispatch_id=d.id, programme=inv.programme,
         direction=d.direction, baseline=method, audit_seq=entry.seq,
@@ -167,4 +215,17 @@ async def settle_dispatch(portfolio: PortfolioDep, body: DispatchSettlementIn, w
         members=members, delivered_kwh=result.delivered_kwh,
         committed_kwh=result.committed_kwh, performance=result.performance,
         price_per_kwh=inv.price_per_kwh, payment=result.payment, penalty=result.penalty,
-        net=result.net, carbon=CarbonOut.model_validate(total))
+        net=result.net, carbon=CarbonOut.model_validate(total), ledger=records)
+
+
+async def _ledger_shares(parts: Parts, portfolio_id: str, programme: str,
+                         dispatch_id: int) -> ledger.Shares:
+    """The shares a dispatch's ledger is split by; 409 without, or when written before."""
+    shares = await parts.store.carbon.shares(portfolio_id, programme)
+    if shares is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"portfolio {portfolio_id} has no "
+                            f"revenue shares for programme {programme!r} (PUT them first)")
+    if await parts.store.carbon.has_dispatch_ledger(portfolio_id, dispatch_id):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"dispatch {dispatch_id} is already "
+                            f"in the ledger of portfolio {portfolio_id}")
+    return ledger.Shares(*shares)

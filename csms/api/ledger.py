@@ -2,9 +2,10 @@
 events (issue 14), as JSON or CSV.
 
 Shares are set by whoever manages portfolios (operator, admin), each change audited.
-The ledger is written by a settlement that names the portfolio (csms/api/settlements.py)
-and read here; an aggregator token reads the ledgers of its own portfolios only. Drivers
-appear by pseudonym only (csms/ledger.py).
+The ledger is written by a site event's settlement that names the portfolio
+(csms/api/settlements.py) or a dispatch's settlement asked for it
+(csms/api/dispatch_settlements.py), and read here; an aggregator token reads the ledgers
+of its own portfolios only. Drivers appear by pseudonym only (csms/ledger.py).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ PortfolioId = Annotated[str, Path(pattern=PORTFOLIO_ID)]
 Reader = Annotated[Caller, require(Permission.PORTFOLIOS)]
 Writer = Annotated[Caller, require(Permission.PORTFOLIOS_WRITE)]
 CSV_COLUMNS = ("id", "recorded_at", "portfolio_id", "programme", "site_id", "event_id",
-               "settlement_seq", "party", "payee", "contribution_kwh", "amount", "currency",
-               "audit_seq")
+               "dispatch_id", "settlement_seq", "party", "payee", "contribution_kwh", "amount",
+               "currency", "audit_seq")
 
 
 class SharesIn(Body):
@@ -62,7 +63,8 @@ class LedgerEntryOut(Model):
     portfolio_id: str
     programme: str
     site_id: str
-    event_id: int
+    event_id: int | None = Field(description="the site event settled, or")
+    dispatch_id: int | None = Field(description="the portfolio dispatch settled")
     settlement_seq: int
     party: str
     payee: str
@@ -129,13 +131,15 @@ async def get_shares(portfolio_id: PortfolioId, who: Reader, parts: PartsDep,
 async def get_ledger(
     portfolio_id: PortfolioId, who: Reader, parts: PartsDep,
     event_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    dispatch_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> Response | list[LedgerEntryOut]:  # CSV bypasses the response model
     """The revenue-split ledger in the order recorded: one row per payee of each settled
-    event, each with the audit entry that records it."""
+    site event and of each site of a settled dispatch, each with the audit entry that
+    records it."""
     await _visible(portfolio_id, who, parts)
     entries = [LedgerEntryOut.model_validate(e)
-               for e in await parts.store.carbon.ledger(portfolio_id, event_id)]
+               for e in await parts.store.carbon.ledger(portfolio_id, event_id, dispatch_id)]
     if format == "json":
         return entries
     out = io.StringIO()

@@ -15,6 +15,8 @@ settlement, and the audit entry keeps the method, terms and totals.
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -230,7 +232,7 @@ async def settle_event(event: EventDep, body: SettlementIn, who: Settler,
     per_minute, per_interval = await interval_factors(parts, site.id, event.start, n)
     site_carbon = carbon.emissions([i.metered_kw for i in result.intervals],
                                    [i.baseline_kw for i in result.intervals], per_interval, 15)
-    sessions = await _sessions(parts, site, event, now, per_minute)
+    sessions = await sessions_under(parts, site, event.node, event.start, now, per_minute)
     portfolio = None if body.portfolio is None else await _ledger_portfolio(
         parts, who, body.portfolio, body.programme, site, event)
     body_out = {
@@ -242,13 +244,14 @@ async def settle_event(event: EventDep, body: SettlementIn, who: Settler,
     if portfolio is not None:
         body_out |= {"portfolio": portfolio[0].id, "programme": body.programme}
     records: list[LedgerRecordOut] = []
-    async with parts.store.pool.acquire() as conn, conn.transaction():
+    async with once_in_ledger(), parts.store.pool.acquire() as conn, conn.transaction():
         entry = await parts.store.audit.append(parts.audit_key, who.name,
                                                "settlement.computed", body_out, now, conn)
         if portfolio is not None:
-            records = await _write_ledger(parts, who, conn, portfolio, body.programme,
-                                          body.currency, site, event, entry.seq,
-                                          Decimal(str(result.net)), sessions, now)
+            records = await write_ledger(
+                parts, who, conn, portfolio, LedgerSource(body.programme, body.currency,
+                                                          site.id, event_id=event.id),
+                entry.seq, Decimal(str(result.net)), sessions, now)
     return SettlementOut(site_id=site.id, event_id=event.id, audit_seq=entry.seq,
                          intervals=[IntervalOut.model_validate(asdict(i) | {
                              "kg_per_kwh": None if math.isnan(f) else round(f, 4)})
@@ -261,13 +264,13 @@ async def settle_event(event: EventDep, body: SettlementIn, who: Settler,
                          ledger=records)
 
 
-async def _sessions(parts: Parts, site: Site, event: GridEvent, now: datetime,
-                    factors: list[float]) -> list[SessionOut]:
-    """Each session under the event's node that ran during it, with its carbon figures
-    and measured contribution, by pseudonym."""
-    evses = set(grid.evses_under(site, event.node))
-    window_end = event.start + len(factors) * carbon.MINUTE
-    found = await parts.store.carbon.sessions(sorted({s for s, _ in evses}), event.start,
+async def sessions_under(parts: Parts, site: Site, node: str, start: datetime,
+                         now: datetime, factors: list[float]) -> list[SessionOut]:
+    """Each session under `node` that ran in the window of `factors` (one a minute from
+    `start`), with its carbon figures and measured contribution, by pseudonym."""
+    evses = set(grid.evses_under(site, node))
+    window_end = start + len(factors) * carbon.MINUTE
+    found = await parts.store.carbon.sessions(sorted({s for s, _ in evses}), start,
                                               window_end)
     key = ledger.key_from(parts.audit_key)
     out = []
@@ -276,8 +279,7 @@ async def _sessions(parts: Parts, site: Site, event: GridEvent, now: datetime,
             continue
         samples = await parts.store.carbon.session_samples(tx.station_id, tx.transaction_id,
                                                            now)
-        w = carbon.session_window(samples, tx.started_at, tx.ended_at, event.start, now,
-                                  factors)
+        w = carbon.session_window(samples, tx.started_at, tx.ended_at, start, now, factors)
         session = ledger.session_pseudonym(key, tx.station_id, tx.transaction_id)
         out.append(SessionOut(
             **asdict(w.emissions), session=session, opted_out=tx.charge_now,
@@ -306,12 +308,35 @@ async def _ledger_portfolio(parts: Parts, who: Caller, portfolio_id: str, progra
     return found, ledger.Shares(*shares)
 
 
-async def _write_ledger(parts: Parts, who: Caller, conn: asyncpg.Connection,
-                        portfolio: tuple[Portfolio, ledger.Shares], programme: str,
-                        currency: str, site: Site, event: GridEvent, settlement_seq: int,
-                        net: Decimal, sessions: list[SessionOut],
-                        now: datetime) -> list[LedgerRecordOut]:
-    """Split the net, and store and audit each record (in the settlement's transaction)."""
+@dataclass(frozen=True)
+class LedgerSource:
+    """What a site's ledger records come from: a site event's settlement, or a portfolio
+    dispatch's (exactly one of the two ids)."""
+
+    programme: str
+    currency: str
+    site_id: str
+    event_id: int | None = None
+    dispatch_id: int | None = None
+
+
+@asynccontextmanager
+async def once_in_ledger() -> AsyncIterator[None]:
+    """409, not a 500, when a concurrent settlement wrote the same ledger first (the
+    unique indexes of ledger_entries; the whole transaction is rolled back)."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            "already in the portfolio's ledger") from None
+
+
+async def write_ledger(parts: Parts, who: Caller, conn: asyncpg.Connection,
+                       portfolio: tuple[Portfolio, ledger.Shares], source: LedgerSource,
+                       settlement_seq: int, net: Decimal, sessions: list[SessionOut],
+                       now: datetime) -> list[LedgerRecordOut]:
+    """Split one site's net, and store and audit each record (in the settlement's
+    transaction)."""
     owner, shares = portfolio
     by_driver: dict[str, float] = {}
     for s in sessions:
@@ -320,19 +345,22 @@ async def _write_ledger(parts: Parts, who: Caller, conn: asyncpg.Connection,
             by_driver[payee] = by_driver.get(payee, 0.0) + s.contribution_kwh
     records = ledger.split(net, shares, owner.id, owner.operator,
                            [ledger.Contribution(p, k) for p, k in sorted(by_driver.items())])
+    origin = ({"event": source.event_id} if source.event_id is not None
+              else {"dispatch": source.dispatch_id})
     out = []
     for r in records:
         audited = await parts.store.audit.append(parts.audit_key, who.name, "ledger.recorded", {
-            "portfolio": owner.id, "programme": programme, "site": site.id,
-            "event": event.id, "settlement_seq": settlement_seq, "party": r.party,
+            "portfolio": owner.id, "programme": source.programme, "site": source.site_id,
+            **origin, "settlement_seq": settlement_seq, "party": r.party,
             "payee": r.payee, "contribution_kwh": r.contribution_kwh,
-            "amount": str(r.amount), "currency": currency}, now, conn)
+            "amount": str(r.amount), "currency": source.currency}, now, conn)
         await parts.store.carbon.add_entry(LedgerEntry(
-            0, owner.id, programme, site.id, event.id, settlement_seq, r.party, r.payee,
-            r.contribution_kwh, r.amount, currency, audited.seq, now), conn)
+            0, owner.id, source.programme, source.site_id, source.event_id,
+            source.dispatch_id, settlement_seq, r.party, r.payee, r.contribution_kwh,
+            r.amount, source.currency, audited.seq, now), conn)
         out.append(LedgerRecordOut(party=r.party, payee=r.payee,
                                    contribution_kwh=r.contribution_kwh, amount=r.amount,
-                                   currency=currency, audit_seq=audited.seq))
+                                   currency=source.currency, audit_seq=audited.seq))
     return out
 
 

@@ -35,7 +35,8 @@ class LedgerEntry:
     portfolio_id: str
     programme: str
     site_id: str
-    event_id: int
+    event_id: int | None  # the site event settled, or
+    dispatch_id: int | None  # the portfolio dispatch settled
     settlement_seq: int
     party: str
     payee: str
@@ -132,16 +133,23 @@ class CarbonRepo:
     async def add_entry(self, e: LedgerEntry, conn: asyncpg.Connection) -> int:
         return int(await conn.fetchval(
             "INSERT INTO ledger_entries (portfolio_id, programme, site_id, event_id,"
-            " settlement_seq, party, payee, contribution_kwh, amount, currency, audit_seq,"
-            " recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-            " RETURNING id", e.portfolio_id, e.programme, e.site_id, e.event_id,
-            e.settlement_seq, e.party, e.payee, e.contribution_kwh, e.amount, e.currency,
-            e.audit_seq, e.recorded_at))
+            " dispatch_id, settlement_seq, party, payee, contribution_kwh, amount, currency,"
+            " audit_seq, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+            " $12, $13) RETURNING id", e.portfolio_id, e.programme, e.site_id, e.event_id,
+            e.dispatch_id, e.settlement_seq, e.party, e.payee, e.contribution_kwh, e.amount,
+            e.currency, e.audit_seq, e.recorded_at))
+
+    async def has_dispatch_ledger(self, portfolio_id: str, dispatch_id: int) -> bool:
+        return await self.pool.fetchval(
+            "SELECT 1 FROM ledger_entries WHERE portfolio_id = $1 AND dispatch_id = $2"
+            " LIMIT 1", portfolio_id, dispatch_id) is not None
 
     async def ledger(self, portfolio_id: str, event_id: int | None = None,
-                     limit: int = 10_000) -> list[LedgerEntry]:
+                     dispatch_id: int | None = None, limit: int = 10_000
+                     ) -> list[LedgerEntry]:
         rows = await self.pool.fetch(
             "SELECT * FROM ledger_entries WHERE portfolio_id = $1"
-            " AND ($2::bigint IS NULL OR event_id = $2) ORDER BY id LIMIT $3",
-            portfolio_id, event_id, limit)
+            " AND ($2::bigint IS NULL OR event_id = $2)"
+            " AND ($3::bigint IS NULL OR dispatch_id = $3) ORDER BY id LIMIT $4",
+            portfolio_id, event_id, dispatch_id, limit)
         return [LedgerEntry(**dict(r)) for r in rows]

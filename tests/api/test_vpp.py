@@ -11,6 +11,7 @@ import math
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -125,14 +126,22 @@ async def _plug_in(station: Station, station_id: str, client: httpx.AsyncClient,
     assert put.status_code == 200, put.text
 
 
+_SEQ = itertools.count(1)
+
+
 async def _meter(station: Station, start: datetime, end: datetime, kw: float) -> None:
-    """A power sample every minute over [start, end)."""
+    """A power sample every minute over [start, end), in the car's transaction (as a
+    station reports sampled data), so each session's contribution can be measured."""
     values, t = [], start
     while t < end:
         values.append({"timestamp": _stamp(t), "sampledValue": [
             {"value": kw * 1000.0, "measurand": "Power.Active.Import"}]})
         t += timedelta(minutes=1)
-    await station.call("MeterValues", {"evseId": 1, "meterValue": values})
+    await station.call("TransactionEvent", {
+        "eventType": "Updated", "timestamp": _stamp(end), "seqNo": next(_SEQ),
+        "triggerReason": "MeterValuePeriodic", "transactionInfo": {
+            "transactionId": f"TX-{station.spec.station_id}", "chargingState": "Charging"},
+        "meterValue": values})
 
 
 async def _aggregator(csms: Csms, base_url: str, *portfolios: str) -> httpx.AsyncClient:
@@ -275,6 +284,7 @@ async def test_forecast_offer_dispatch_tracking_and_resplit(
         for sid, station in stations.items():
             member = "north" if sid.startswith("N") else "south"
             kw = baseline[member] - (d["shares"][member] if member == "north" else 0.0)
+            await _meter(station, start - timedelta(minutes=30), start, baseline[member] / 2)
             await _meter(station, start, later, max(0.0, kw) / 2)
         tracked = (await vpp.get(f"/api/portfolios/pool/dispatches/{d['id']}")).json()
         assert tracked["tracking"]["minutes"] == 10
@@ -356,6 +366,44 @@ async def test_forecast_offer_dispatch_tracking_and_resplit(
                 f"{s['committed_kwh']:.2f} kWh delivered") in page
         chinese = await vpp.get("/portfolios/pool", headers={"Accept-Language": "zh-CN"})
         assert "已按无事件计划基线结算" in chinese.text
+
+        # the revenue-split ledger of the dispatch: once its shares are set, once per
+        # dispatch; the net goes to the site that delivered (north), none to south
+        with_ledger = {"baseline": "plan", "ledger": True}
+        assert (await vpp.post(settle, json=with_ledger)).status_code == 409  # no shares
+        shares = {"aggregator": 0.5, "site_operator": 0.3, "drivers": 0.2}
+        assert (await vpp.put("/api/portfolios/pool/revenue-shares", json=shares)
+                ).status_code == 403  # an aggregator does not set its own cut
+        assert (await operator.put("/api/portfolios/pool/revenue-shares", json=shares)
+                ).status_code == 200
+        paid = await vpp.post(settle, json=with_ledger)
+        assert paid.status_code == 200, paid.text
+        p = paid.json()
+        assert p["net"] == pytest.approx(s["net"]) and p["net"] > 0
+        records = p["ledger"]
+        assert {r["site_id"] for r in records} == {"north"}
+        assert sum(Decimal(r["amount"]) for r in records) == Decimal(str(p["net"])).quantize(
+            Decimal("0.01"))
+        by_party = {r["party"]: Decimal(r["amount"]) for r in records if r["party"] != "driver"}
+        assert by_party["aggregator"] >= by_party["site_operator"] > 0
+        # every car's token is DRIVER: one pseudonym, paid for what north's cars did not
+        # draw against their uncontrolled counterfactual, its 20% of north's part
+        (driver,) = [r for r in records if r["party"] == "driver"]
+        assert driver["payee"].startswith("drv-") and driver["contribution_kwh"] > 0
+        assert Decimal(driver["amount"]) == pytest.approx(Decimal("0.2") * Decimal(
+            str(p["net"])), abs=Decimal("0.01"))
+        assert (await vpp.post(settle, json=with_ledger)).status_code == 409  # once
+        assert (await vpp.post(settle, json={"baseline": "plan"})).status_code == 200
+        stored = (await vpp.get(f"/api/portfolios/pool/ledger?dispatch_id={d['id']}")).json()
+        assert [(e["site_id"], e["party"], e["payee"], e["amount"]) for e in stored] == [
+            (r["site_id"], r["party"], r["payee"], r["amount"]) for r in records]
+        assert all(e["dispatch_id"] == d["id"] and e["event_id"] is None for e in stored)
+        csv_text = (await vpp.get("/api/portfolios/pool/ledger?format=csv")).text
+        assert csv_text.splitlines()[0].split(",")[5:7] == ["event_id", "dispatch_id"]
+        log = (await vpp.get("/api/audit?limit=1000")).json()
+        assert [e["seq"] for e in log if e["kind"] == "ledger.recorded"] == [
+            r["audit_seq"] for r in records]
+        assert verify(await csms.store.audit.entries(0, 10_000), public) == []
 
 
 async def test_the_forecast_counts_the_cars_the_history_expects(

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from csms.carbon import emissions, factor_at, for_engine, session_window, uncontrolled
-from csms.ledger import Contribution, Shares, pseudonym, split
+from csms.ledger import Contribution, Shares, apportion, pseudonym, split
 from csms.store.carbon import FactorInterval
 from smart_charging.model import Carbon, DailyProfile
 
@@ -47,6 +47,38 @@ def test_split_invariants(net: Decimal, kwh: list[float]) -> None:
                     [Contribution(f"drv-{i}", k) for i, k in enumerate(kwh)])
     assert sum(r.amount for r in records) == net
     assert all(r.amount >= 0 for r in records if r.party == "driver")
+
+
+def test_a_dispatch_pays_the_sites_that_delivered_and_penalises_the_short_ones() -> None:
+    # paid by delivery: the site that delivered nothing (or drew more) gets nothing
+    assert apportion(Decimal("10"), [3.0, 1.0, -2.0], [2.0, 2.0, 2.0]) == [
+        Decimal("7.50"), Decimal("2.50"), Decimal("0.00")]
+    # a penalty by shortfall against each share (drawing more than the baseline is short
+    # by more than the share): the site that delivered its share pays none
+    assert apportion(Decimal("-9"), [5.0, 1.0, -2.0], [5.0, 4.0, 4.0]) == [
+        Decimal("0.00"), Decimal("-3.00"), Decimal("-6.00")]
+    # nobody short (over-delivery under the portfolio's threshold cannot happen, but a
+    # rounding can): by share
+    assert apportion(Decimal("-1"), [2.0, 4.0], [1.0, 3.0]) == [Decimal("-0.25"),
+                                                                 Decimal("-0.75")]
+
+
+@given(st.decimals(min_value=-10_000, max_value=10_000, places=2),
+       st.lists(st.tuples(st.floats(-50, 50), st.floats(0, 50)), min_size=1, max_size=8))
+def test_apportion_adds_up_and_never_pays_a_non_deliverer(
+        net: Decimal, sites: list[tuple[float, float]]) -> None:
+    delivered, owed = [d for d, _ in sites], [o for _, o in sites]
+    parts = apportion(net, delivered, owed)
+    assert sum(parts) == net.quantize(Decimal("0.01"))
+    for part, d, o in zip(parts, delivered, owed, strict=True):
+        if net > 0 and d <= 0 and any(dd > 0 for dd in delivered):
+            assert part == 0
+        if net > 0:
+            assert part >= 0
+        if net < 0:
+            assert part <= 0
+        if net < 0 and d >= o and any(od - dd > 0 for dd, od in sites):
+            assert part == 0
 
 
 def test_pseudonyms_are_keyed_and_stable() -> None:
