@@ -376,8 +376,11 @@ async def test_forecast_offer_dispatch_tracking_and_resplit(
                 ).status_code == 403  # an aggregator does not set its own cut
         assert (await operator.put("/api/portfolios/pool/revenue-shares", json=shares)
                 ).status_code == 200
-        paid = await vpp.post(settle, json=with_ledger)
-        assert paid.status_code == 200, paid.text
+        # two at once: one writes it, the other is told so (whichever the index stops)
+        answers = await asyncio.gather(vpp.post(settle, json=with_ledger),
+                                       vpp.post(settle, json=with_ledger))
+        assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+        paid = next(a for a in answers if a.status_code == 200)
         p = paid.json()
         assert p["net"] == pytest.approx(s["net"]) and p["net"] > 0
         records = p["ledger"]
