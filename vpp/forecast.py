@@ -7,7 +7,8 @@ bounds on the engine's own `Grid` (pair caps, energy needs, limit headroom), so 
 forecast in seconds rather than one solve per interval. Why the bounds hold: a car must draw
 inside a window only what it cannot draw outside it at full power (`must`), spread over the
 window in proportion to its caps; what the baseline draws above that can be shed, and made up
-outside the window within the root's spare capacity. Upward, a car can take up to its caps
+outside the window within the spare capacity of every limit above the cars that shed it
+(the root's, and a full feeder's or phase's). Upward, a car can take up to its caps
 until it is full, inside every limit row. "Charge now" (opted-out) cars are never moved.
 `engine_check` re-plans with the engine against a shed to confirm it.
 
@@ -163,18 +164,28 @@ def window_bounds(grid: Grid, base: np.ndarray, T: int, d: int,
     wb = weight[:, None] * base
     load = wb.sum(axis=0)
     out["baseline"] = load
-    # the root's spare kW per interval, where displaced energy is made up
-    root = (grid.site.root.id, "kW")
-    spare_kwh: np.ndarray | None = None  # no root kW limit: nothing bounds the make-up
     # setpoints are whole amps (or the station's step), rounded down: each car present may
     # leave up to one step of the limit unused
     step = np.array([e.kw_per_amp * (e.current_step_a or 1.0) for e in grid.evses])
-    lost = step @ (cap[:, :Tg] > 0)
-    if root in grid.rows:
-        r = grid.rows.index(root)
-        spare_kwh = np.zeros(T)  # after the last departure no car is left to make up
-        spare_kwh[:Tg] = np.clip(grid.headroom[r] - grid.row_coef[r] @ wb[:, :Tg] - lost,
-                                 0.0, None) * hours[:Tg]
+    present = cap[:, :Tg] > 0
+    lost = step @ present
+    # every limit's spare kWh per interval, where what the cars under it shed is made up
+    # (the root's and each feeder's or phase's: a full feeder's cars cannot shed what
+    # they could not draw again later), in kW at the row's largest coefficient; after the
+    # last departure no car is left to make up
+    # and no more than the flexible cars under it, present then, can draw above their plan
+    makeup: list[tuple[np.ndarray, np.ndarray]] = []  # (cars under it, spare kWh)
+    above = np.where(flexible[:, None], weight[:, None] * np.clip(cap - base, 0.0, None), 0.0)
+    for r in range(len(grid.rows)):
+        coef = grid.row_coef[r]
+        if not (coef > 0).any():
+            continue
+        under = coef > 0
+        spare = np.zeros(T)
+        spare[:Tg] = np.minimum(
+            np.clip(grid.headroom[r] - coef @ wb[:, :Tg] - (coef * step) @ present, 0.0,
+                    None) / coef.max(), above[under, :Tg].sum(axis=0)) * hours[:Tg]
+        makeup.append((under, spare))
     must_in = _must_inside(grid, base, cap, hours, weight, flexible, lost, T, d)
     flex_kwh = (np.where(flexible, weight, 0.0) @ base) * hours  # flexible baseline energy
     # every row's room in kW, converted by the row's largest coefficient (conservative)
@@ -196,12 +207,13 @@ def window_bounds(grid: Grid, base: np.ndarray, T: int, d: int,
         b = base[:, sl]
         floor = np.where(flexible[:, None], low[:, None] * cap[:, sl], b)
         ceil = np.where(flexible[:, None], np.maximum(b, high[:, None] * cap[:, sl]), b)
-        down = float(np.min(weight @ (b - floor)))
+        sheddable = weight[:, None] * (b - floor)
+        down = float(np.min(sheddable.sum(axis=0)))
         up = float(np.min(np.minimum(weight @ (ceil - b), room[sl])))
         window_h = float(hours[sl].sum())
-        if spare_kwh is not None:
-            makeup = float(spare_kwh.sum() - spare_kwh[sl].sum())
-            down = min(down, makeup / window_h)
+        for under, spare in makeup:  # the cars under a limit shed what it can make up,
+            others = float((sheddable[~under] @ hours[sl]).sum())  # the others all they can
+            down = min(down, (float(spare.sum() - spare[sl].sum()) + others) / window_h)
         down = min(down, (float(flex_kwh[sl].sum()) - must_in[t]) / window_h)
         out["shed"][t] = max(0.0, down)
         out["absorb"][t] = max(0.0, up)

@@ -142,3 +142,28 @@ def test_random_sites_keep_every_sessions_energy_under_the_forecast(data) -> Non
               for k in range(first, first + 4 * hours)]
     _, served = engine_check(site, sessions, Prices(flat_price=1.0), now, target)
     assert served
+
+
+def test_a_full_feeder_cannot_make_up_what_its_cars_shed() -> None:
+    """Two cars under a 7.4 kW feeder need nearly all it carries until they leave: they
+    can shed next to nothing, whatever the root's room. Two cars under the other feeder
+    shed freely. The forecast counts the make-up room of every limit, not the root's only,
+    and the engine holds it with every car served."""
+    site = Site("s", (Node("root", limit_kw=100.0), Node("a", parent="root", limit_kw=7.4),
+                      Node("b", parent="root")),
+                tuple(Evse(f"e{i}", "aabb"[i]) for i in range(4)))
+    now = datetime(2026, 12, 7, 10, tzinfo=UTC)
+    leave = now + timedelta(hours=4)
+    sessions = [Session(f"s{i}", f"e{i}", now, leave, 14.0 if i < 2 else 10.0)
+                for i in range(4)]
+    flex = site_flexibility(site, sessions, Prices(flat_price=1.0), now, timedelta(hours=1))
+    first = 4
+    kw = flex.shed_kw.p50[first]
+    free = site_flexibility(replace(site, nodes=(Node("root", limit_kw=100.0), Node(
+        "a", parent="root"), Node("b", parent="root"))), sessions, Prices(flat_price=1.0),
+        now, timedelta(hours=1))
+    assert kw < free.shed_kw.p50[first] - 3  # the full feeder's cars shed next to nothing
+    target = [(flex.slot_starts[k], flex.slot_ends[k],
+               max(0.0, flex.baseline_kw.p50[k] - kw)) for k in range(first, first + 4)]
+    _, served = engine_check(site, sessions, Prices(flat_price=1.0), now, target)
+    assert served
