@@ -359,8 +359,12 @@ class Physics:
             elif mode != tx.operation_mode:  # 2.1: the CSMS learns the EVSE follows it now
                 tx.operation_mode = mode
                 self._spawn(self._tx_event(evse, "Updated", "OperationModeChanged"))
-            elif state == "Charging" and abs(watts - old) > 0.1 * max(old, 1.0):
-                pass  # the next periodic sample shows the new rate
+            elif state == "Charging" and abs(watts - old) > self._significance() * max(
+                    abs(old), 1.0):
+                # a schedule step or a new limit: reported with the new rate now, as
+                # SmartChargingCtrlr.LimitChangeSignificance allows, so the CSMS's meter
+                # data do not hold the old rate until the next periodic sample
+                self._spawn(self._tx_event(evse, "Updated", "ChargingRateChanged"))
         _wake(evse)
 
     def _operation_mode(self, evse: EvseState) -> str | None:
@@ -416,6 +420,10 @@ class Physics:
     async def _periodic_sample(self, evse: EvseState, tx: TxState) -> None:
         if evse.tx is tx and not tx.ended:
             await self._tx_event(evse, "Updated", "MeterValuePeriodic")
+
+    def _significance(self) -> float:
+        return max(0.0, self.device_model.number("SmartChargingCtrlr",
+                                                 "LimitChangeSignificance"))
 
     def _meter_interval(self) -> float:
         return max(1.0, self.device_model.number("SampledDataCtrlr", "TxUpdatedInterval"))
