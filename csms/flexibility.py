@@ -7,7 +7,8 @@ out, so a forecast during an event still shows the counterfactual. It is planned
 scheduler's own rules (`[scheduler]`: the departure margin and overstay, and the departure
 model learnt from the site's finished transactions), so the baseline is what the site's live
 plan draws: with looser rules it sat 30-100% under it, and every dispatch's target
-(baseline minus share) asked the site for more than its share.
+(baseline minus share) asked the site for more than its share. V2G cars get the terms the
+scheduler plans them with (csms/v2g_ledger.py `lenders`), so what they can lend counts.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from csms.store import Store
 from csms.store.portfolios import Member
 from csms.store.transactions import Transaction
 from csms.tariffs import TariffCatalog
+from csms.v2g_ledger import Lenders, lenders, stored_devices
 from smart_charging import PlanSettings, Prices, Session, Site, prices_from_dict
 from vpp import Flexibility, PastSession, expected, learn, site_flexibility
 
@@ -67,24 +69,40 @@ async def running(store: Store) -> list[Transaction]:
     return await store.transactions.list(active=True, limit=1_000_000)
 
 
-def plugged(site: Site, active: list[Transaction], now: datetime,
-            rules: SchedulerConfig) -> list[Session]:
-    """The running transactions on the site's EVSEs as engine sessions, as the scheduler
-    makes them (newest per EVSE, `active` newest first as the store lists them)."""
+async def station_versions(store: Store) -> dict[str, str | None]:
+    """Each station's OCPP version as stored (V2G discharge needs 2.1)."""
+    return {s.id: s.ocpp_version for s in await store.stations.list()}
+
+
+def on_evses(site: Site, active: list[Transaction]) -> dict[str, Transaction]:
+    """The running transaction on each of the site's EVSEs, by EVSE id (the newest:
+    `active` is newest first, as the store lists it)."""
     by_key = evse_index(site)
-    out: dict[str, Session] = {}
+    out: dict[str, Transaction] = {}
     for tx in active:
         if tx.evse_id is None or tx.started_at is None:
             continue
         evse = by_key.get((tx.station_id, tx.evse_id))
-        if evse is None or evse.id in out:
-            continue
+        if evse is not None and evse.id not in out:
+            out[evse.id] = tx
+    return out
+
+
+def plugged(site: Site, records: dict[str, Transaction], now: datetime,
+            rules: SchedulerConfig, v2g: Lenders | None = None) -> list[Session]:
+    """The running transactions (by EVSE id) as engine sessions, as the scheduler makes
+    them, with their V2G terms where they may discharge."""
+    out = []
+    for evse_id, tx in records.items():
+        evse = site.evse(evse_id)
+        assert tx.started_at is not None  # on_evses keeps started ones only
         facts = SessionFacts(tx.transaction_id, tx.started_at, tx.departure_time,
                              tx.energy_wanted_wh, tx.energy_wh, tx.charge_now)
-        out[evse.id] = session_for(
+        session = session_for(
             facts, evse, site, now, overstay=timedelta(seconds=rules.overstay_s),
             margin=timedelta(seconds=rules.departure_margin_s))[0]
-    return list(out.values())
+        out.append(session if v2g is None else v2g.session(session, evse)[0])
+    return out
 
 
 async def history(store: Store, site: Site, now: datetime, days: int) -> list[PastSession]:
@@ -98,17 +116,24 @@ async def history(store: Store, site: Site, now: datetime, days: int) -> list[Pa
 
 async def site_forecast(store: Store, site: Site, prices: Prices, now: datetime,
                         duration: timedelta, history_days: int, node: str | None = None,
-                        active: list[Transaction] | None = None, *,
+                        active: list[Transaction] | None = None,
+                        versions: dict[str, str | None] | None = None, *,
                         rules: SchedulerConfig) -> Flexibility:
     """The forecast of a site (or of the EVSEs under one of its nodes) from `now`;
-    `active`: the running transactions, when the caller read them already; `rules`: the
-    scheduler's settings the baseline is planned by."""
+    `active` and `versions` (OCPP, by station): the running transactions and the
+    stations' versions, when the caller read them already; `rules`: the scheduler's
+    settings the baseline is planned by."""
     inputs = await plan_inputs(store, site, prices, now)
     part = under(inputs.site, node)
     ids = {e.id for e in part.evses}
     if active is None:
         active = await running(store)
-    cars = [s for s in plugged(site, active, now, rules) if s.evse_id in ids]
+    if versions is None:
+        versions = await station_versions(store)
+    records = {k: tx for k, tx in on_evses(site, active).items() if k in ids}
+    v2g = await lenders(store, site, records, versions, stored_devices(store))
+    part = v2g.site(part)  # V2G cars lend where they may discharge now, as planned
+    cars = plugged(site, records, now, rules, v2g)
     past = await history(store, part, now, history_days)
     last_day = (now.astimezone(UTC) + site.utc_offset).date() - timedelta(days=1)
     model = learn(past, site.utc_offset, last_day - timedelta(days=history_days - 1), last_day)
@@ -134,11 +159,12 @@ async def portfolio_forecast(store: Store, sites: dict[str, Site], tariffs: Tari
     whose site is no longer configured is left out."""
     out = []
     active = await running(store)
+    versions = await station_versions(store)
     for m in members_once(members):
         site = sites.get(m.site_id)
         if site is None:
             continue
         f = await site_forecast(store, site, prices_of(tariffs, m.site_id), now, duration,
-                                history_days, m.node, active, rules=rules)
+                                history_days, m.node, active, versions, rules=rules)
         out.append(MemberForecast(label(m), m.site_id, m.node or site.root.id, f))
     return out

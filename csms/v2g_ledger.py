@@ -1,17 +1,29 @@
 """What is known about V2G for a set of transactions, read from the store in three queries
 and handed to the rules in csms/v2g.py: the vehicle (by the transaction's id token), the
 session's own terms, what the car reported, what was exported and the latest SoC.
-One reader for the API, the dashboard and the scheduler, so they cannot disagree."""
+One reader for the API, the dashboard, the scheduler and the flexibility forecast, so they
+cannot disagree: `lenders` says which running sessions may discharge, and how much."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 from csms.store import Store
 from csms.store.transactions import Transaction
 from csms.store.v2g import SessionV2g, TxKey, Vehicle
-from csms.v2g import Accounting, EvV2x, Terms
+from csms.v2g import (
+    V2X_COMPONENT,
+    Accounting,
+    EvV2x,
+    Terms,
+    device_says_bidirectional,
+    engine_terms,
+    max_discharge_kw,
+    remaining_kwh,
+)
+from smart_charging import Evse, Session, Site
 
 
 @dataclass(frozen=True)
@@ -75,3 +87,64 @@ async def v2g_facts(store: Store, txs: Sequence[Transaction]) -> dict[TxKey, V2g
         exported, soc = metered.get(key, (0.0, None))
         out[key] = V2gFacts(vehicles.get(t.id_token or ""), sessions.get(key), exported, soc)
     return out
+
+
+@dataclass(frozen=True)
+class Lenders:
+    """The V2G facts of a site's running sessions (by EVSE id) and how much each EVSE may
+    discharge now (kW, 0: not at all), as the site's plan and its forecast both use them."""
+
+    facts: Mapping[str, V2gFacts]
+    discharge_kw: Mapping[str, float]
+
+    def session(self, session: Session, evse: Evse) -> tuple[Session, str]:
+        """The session with its V2G terms when it may discharge, and why (not); a V2G
+        session's need counts what it fed back, which the driver gets back."""
+        facts = self.facts.get(evse.id)
+        if facts is None:
+            return session, "no V2G facts"
+        terms, why = engine_terms(facts.terms, facts.ev, facts.battery_kwh, facts.soc,
+                                  self.discharge_kw.get(evse.id, 0.0))
+        if terms is None:
+            return session, why
+        need = remaining_kwh(session.energy_wanted_kwh, session.energy_delivered_kwh,
+                             facts.exported_wh / 1000.0)
+        return replace(session, energy_wanted_kwh=need, energy_delivered_kwh=0.0,
+                       v2g=terms), why
+
+    def site(self, site: Site) -> Site:
+        """The site with only what can discharge now bidirectional (2.1 only)."""
+        return replace(site, evses=tuple(
+            replace(e, v2g=self.discharge_kw.get(e.id, 0.0) > 0,
+                    max_discharge_kw=self.discharge_kw.get(e.id) or None)
+            for e in site.evses))
+
+
+async def lenders(store: Store, site: Site, records: Mapping[str, Transaction],
+                  versions: Mapping[str, str | None],
+                  devices: Callable[[str], Awaitable[Sequence[Any]]]) -> Lenders:
+    """Which of the running transactions (`records`, by EVSE id) may discharge and how
+    much: only over OCPP 2.1 (`versions` by station), when the site file, the station's
+    device model (`devices`: its V2XChargingCtrlr variables) or the car says it is
+    bidirectional (csms/v2g.py)."""
+    by_key = await v2g_facts(store, list(records.values()))
+    facts = {evse_id: by_key[(tx.station_id, tx.transaction_id)]
+             for evse_id, tx in records.items()}
+    discharge: dict[str, float] = {}
+    reported: dict[str, Sequence[Any]] = {}
+    for evse_id in records:
+        evse = site.evse(evse_id)
+        version = versions.get(evse.station_id)
+        if version == "2.1" and evse.station_id not in reported:
+            reported[evse.station_id] = await devices(evse.station_id)
+        device = device_says_bidirectional(reported.get(evse.station_id, ()),
+                                           evse.ocpp_evse_id)
+        discharge[evse_id] = max_discharge_kw(evse, version, device, facts[evse_id].ev)
+    return Lenders(facts, discharge)
+
+
+def stored_devices(store: Store) -> Callable[[str], Awaitable[Sequence[Any]]]:
+    """A station's V2X device variables as stored (for readers that do not ask it)."""
+    async def read(station_id: str) -> Sequence[Any]:
+        return await store.devices.variables(station_id, V2X_COMPONENT)
+    return read

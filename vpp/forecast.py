@@ -10,6 +10,9 @@ window in proportion to its caps; what the baseline draws above that can be shed
 outside the window within the spare capacity of every limit above the cars that shed it
 (the root's, and a full feeder's or phase's). Upward, a car can take up to its caps
 until it is full, inside every limit row. "Charge now" (opted-out) cars are never moved.
+A V2G car that may discharge (opted in, at a bidirectional EVSE) can go below zero through
+a window it is there for all of: within its discharge power, what its battery holds above
+the reserve, and what it can charge back outside the window besides its own need.
 `engine_check` re-plans with the engine against a shed to confirm it.
 
 The baseline is the engine's plan before whole-amp rounding: what the site draws on
@@ -34,7 +37,17 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from smart_charging import Plan, Planner, PlanSettings, Prices, Session, Site, StepSeries
+from smart_charging import (
+    Evse,
+    Plan,
+    Planner,
+    PlanSettings,
+    Prices,
+    Session,
+    Site,
+    StepSeries,
+)
+from smart_charging.bidirectional import can_discharge
 from smart_charging.departures import DepartureModel
 from smart_charging.problem import Grid, build_grid, make_slots
 from vpp.arrivals import ExpectedArrival
@@ -129,7 +142,8 @@ def site_flexibility(site: Site, plugged: Sequence[Session], prices: Prices, now
     width = min(len(plan.slot_starts), T)
     for j, s in enumerate(grid.sessions):  # by id: a bidirectional plan orders its own way
         if s.id in row:  # the engine's plan before whole-amp rounding (see the docstring)
-            base[j, :width] = np.clip(plan.planned_kw[row[s.id], :width], 0.0, None)
+            kw = plan.planned_kw[row[s.id], :width]  # a V2G car's net: it may discharge
+            base[j, :width] = kw if _lends(s, grid.evses[j]) else np.clip(kw, 0.0, None)
     d = max(1, math.ceil(duration / timedelta(minutes=st.slot_minutes)))
     bands: dict[str, dict[str, np.ndarray]] = {}
     for name, w in weights.items():
@@ -151,6 +165,11 @@ def window_bounds(grid: Grid, base: np.ndarray, T: int, d: int,
     out = {k: np.zeros(T) for k in ("baseline", "shed", "absorb")}
     if J == 0:
         return out
+    lender = np.array([_lends(s, e) for s, e in zip(grid.sessions, grid.evses, strict=True)])
+    # what a kWh lent costs to make up: it comes back through both conversions
+    trip = np.array([1.0 / (s.v2g.charge_efficiency * s.v2g.discharge_efficiency)
+                     if lends and s.v2g is not None else 1.0
+                     for s, lends in zip(grid.sessions, lender, strict=True)])
     Tg = len(grid.slots)
     hours = np.zeros(T)
     hours[:Tg] = grid.slots.hours
@@ -206,6 +225,11 @@ def window_bounds(grid: Grid, base: np.ndarray, T: int, d: int,
         sl = slice(t, e)
         b = base[:, sl]
         floor = np.where(flexible[:, None], low[:, None] * cap[:, sl], b)
+        lend = np.zeros(J)  # a V2G car's discharge over the window (kWh at the EVSE)
+        if lender.any():
+            lend = _lendable(grid, cap, hours, t, e, inside, total, flexible & lender)
+            floor = np.where(lend[:, None] > 0, -lend[:, None] / float(hours[sl].sum()),
+                             floor)
         ceil = np.where(flexible[:, None], np.maximum(b, high[:, None] * cap[:, sl]), b)
         sheddable = weight[:, None] * (b - floor)
         down = float(np.min(sheddable.sum(axis=0)))
@@ -213,10 +237,42 @@ def window_bounds(grid: Grid, base: np.ndarray, T: int, d: int,
         window_h = float(hours[sl].sum())
         for under, spare in makeup:  # the cars under a limit shed what it can make up,
             others = float((sheddable[~under] @ hours[sl]).sum())  # the others all they can
-            down = min(down, (float(spare.sum() - spare[sl].sum()) + others) / window_h)
-        down = min(down, (float(flex_kwh[sl].sum()) - must_in[t]) / window_h)
+            lost_in_trip = float((weight[under] * lend[under] * (trip[under] - 1.0)).sum())
+            down = min(down, (float(spare.sum() - spare[sl].sum()) - lost_in_trip + others)
+                       / window_h)
+        lent = float(weight @ lend) if must_in[t] <= 0 else 0.0  # nothing to lend if the
+        down = min(down, (float(flex_kwh[sl].sum()) + lent - must_in[t]) / window_h)  # root
+        # cannot carry even the cars' own needs outside the window
         out["shed"][t] = max(0.0, down)
         out["absorb"][t] = max(0.0, up)
+    return out
+
+
+def _lends(session: Session, evse: Evse) -> bool:
+    """A V2G car that may discharge here (opted in, a bidirectional EVSE), not "charge
+    now"."""
+    return can_discharge(session, evse) and not session.opted_out
+
+
+def _lendable(grid: Grid, cap: np.ndarray, hours: np.ndarray, t: int, e: int,
+              inside: np.ndarray, total: np.ndarray, lenders: np.ndarray) -> np.ndarray:
+    """Per car, the kWh (at the EVSE) a V2G car can discharge over the window [t, e), 0
+    for the others: only a car there the whole window, within its discharge power, what
+    its battery holds above the reserve now (charging before the window is not counted),
+    and what it can charge back outside the window (through both conversions) on top of
+    what it still needs."""
+    out = np.zeros(len(grid.sessions))
+    window_h = float(hours[t:e].sum())
+    for j in np.flatnonzero(lenders):
+        terms, evse = grid.sessions[j].v2g, grid.evses[j]
+        if terms is None or not (cap[j, t:e] > 0).all():
+            continue
+        power = evse.max_discharge if terms.max_discharge_kw is None else min(
+            evse.max_discharge, terms.max_discharge_kw)
+        stored = max(0.0, terms.energy_now_kwh - terms.reserve) * terms.discharge_efficiency
+        trip = terms.charge_efficiency * terms.discharge_efficiency
+        back = (total[j] - inside[j] - grid.need_kwh[j]) * trip
+        out[j] = max(0.0, min(power * window_h, stored, back))
     return out
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,8 +56,8 @@ from csms.scheduling.v2x import discharges, v2x_profile
 from csms.store import Store
 from csms.store.plans import PlanRecord
 from csms.store.transactions import Transaction
-from csms.v2g import device_says_bidirectional, engine_terms, max_discharge_kw, remaining_kwh
-from csms.v2g_ledger import V2gFacts, v2g_facts
+from csms.v2g import V2X_COMPONENT
+from csms.v2g_ledger import Lenders, lenders
 from smart_charging import (
     Evse,
     Plan,
@@ -278,7 +279,7 @@ class SitePlanner:
         # may not be there yet for a station that just connected (a 2.1 station then
         # planned as 2.0.1 would not discharge until the next re-plan)
         self._versions = {s.id: self._live_version(s.id) or s.ocpp_version for s in stations}
-        v2g = await self._v2g_facts(records)
+        v2g = await self._lenders(records)
         horizon_end = now + timedelta(minutes=cfg.slot_minutes * cfg.horizon_slots)
         overstay = timedelta(seconds=cfg.overstay_s)
         external = external_caps_w(  # K11-K14: limits external systems put on stations
@@ -332,15 +333,12 @@ class SitePlanner:
             session, summary = session_for(
                 tx, evse, self.site, now, overstay=overstay,
                 margin=timedelta(seconds=cfg.departure_margin_s), car_max_kw=car_max)
-            session, summary["v2g"] = self._with_v2g(session, evse, v2g.get(evse.id))
+            session, summary["v2g"] = v2g.session(session, evse)
             sessions.append(session)
             summaries.append(summary)
         grid = await plan_inputs(self.store, self.site, self.prices, now)
         site = with_reservations(grid.site, reserved, now, horizon_end)
-        site = replace(site, evses=tuple(  # only what can discharge now may (2.1 only)
-            replace(e, v2g=self._discharge_kw.get(e.id, 0.0) > 0,
-                    max_discharge_kw=self._discharge_kw.get(e.id) or None)
-            for e in site.evses))
+        site = v2g.site(site)  # only what can discharge now may (2.1 only)
         started = time.perf_counter()
         departures = await self.departures.model(now)
         token_of = {tx.transaction_id: tx.id_token for tx in records.values() if tx.id_token}
@@ -410,48 +408,20 @@ class SitePlanner:
         version = getattr(getattr(conn, "ctx", None), "ocpp_version", None)
         return version if isinstance(version, str) else None
 
-    async def _v2g_facts(self, records: dict[str, Transaction]) -> dict[str, V2gFacts]:
-        """V2G facts of the running transactions, and how much each EVSE may discharge
-        now (`_discharge_kw`): only over OCPP 2.1, when the site file, the station's
-        device model or the car says it is bidirectional (csms/v2g.py)."""
-        by_key = await v2g_facts(self.store, list(records.values()))
-        facts = {evse_id: by_key[(tx.station_id, tx.transaction_id)]
-                 for evse_id, tx in records.items()}
-        self._discharge_kw = {}
-        devices: dict[str, list[Any]] = {}
-        for evse_id in records:
-            evse = self.site.evse(evse_id)
-            version = self._versions.get(evse.station_id)
-            if version == "2.1" and evse.station_id not in devices:
-                found = await self.store.devices.variables(evse.station_id,
-                                                           "V2XChargingCtrlr")
-                if not found:  # not reported yet: ask the station (once a connection)
-                    await self.gateway.ask_v2x(evse.station_id, sorted(
-                        e.ocpp_evse_id for e in self.site.evses
-                        if e.station_id == evse.station_id))
-                    found = await self.store.devices.variables(evse.station_id,
-                                                               "V2XChargingCtrlr")
-                devices[evse.station_id] = found
-            device = device_says_bidirectional(devices.get(evse.station_id, ()),
-                                               evse.ocpp_evse_id)
-            self._discharge_kw[evse_id] = max_discharge_kw(evse, version, device,
-                                                           facts[evse_id].ev)
-        return facts
+    async def _lenders(self, records: dict[str, Transaction]) -> Lenders:
+        """Which running sessions may discharge and how much (csms/v2g_ledger.py); a 2.1
+        station that has not reported its V2X variables is asked (once a connection)."""
+        async def devices(station_id: str) -> Sequence[Any]:
+            found = await self.store.devices.variables(station_id, V2X_COMPONENT)
+            if not found:
+                await self.gateway.ask_v2x(station_id, sorted(
+                    e.ocpp_evse_id for e in self.site.evses if e.station_id == station_id))
+                found = await self.store.devices.variables(station_id, V2X_COMPONENT)
+            return found
 
-    def _with_v2g(self, session: Session, evse: Evse, facts: V2gFacts | None
-                  ) -> tuple[Session, str]:
-        """The session with its V2G terms when it may discharge, and why (not); a V2G
-        session's need counts what it fed back, which the driver gets back."""
-        if facts is None:
-            return session, "no V2G facts"
-        terms, why = engine_terms(facts.terms, facts.ev, facts.battery_kwh, facts.soc,
-                                  self._discharge_kw.get(evse.id, 0.0))
-        if terms is None:
-            return session, why
-        need = remaining_kwh(session.energy_wanted_kwh, session.energy_delivered_kwh,
-                             facts.exported_wh / 1000.0)
-        return replace(session, energy_wanted_kwh=need, energy_delivered_kwh=0.0,
-                       v2g=terms), why
+        found = await lenders(self.store, self.site, records, self._versions, devices)
+        self._discharge_kw = dict(found.discharge_kw)
+        return found
 
     async def _jobs(self, plan: Plan, sessions: list[Session], now: datetime) -> list[Job]:
         """The TxProfile each planned EVSE should hold, and whether it must be sent."""

@@ -155,6 +155,16 @@ async def test_an_opted_in_car_on_a_21_station_discharges_for_an_overloaded_tran
         assert -7000.0 <= first["dischargeLimit"] == first["setpoint"] <= -4000.0
         plans = await csms.store.plans.list("v2g-street", limit=100)
 
+        # the flexibility forecast counts what the 2.1 car can lend: once the timed limit
+        # is over, the site can shed more than it draws, by up to the car's 7 kW
+        got = await client("viewer").get("/api/sites/v2g-street/flexibility?hold_minutes=60")
+        assert got.status_code == 200, got.text
+        after = [i for i in got.json()["intervals"]
+                 if datetime.fromisoformat(i["start"]) >= now + timedelta(hours=2, minutes=15)
+                 and datetime.fromisoformat(i["end"]) <= now + timedelta(hours=6)]
+        lent = max(i["shed_kw"]["p50"] - i["baseline_kw"]["p50"] for i in after)
+        assert 5.0 < lent <= 7.0 + 1e-6
+
     # the 2.0.1 station: its default profile (0 W: no headroom today) and any TxProfile
     # never negative, never a 2.1 field; its car is planned charge-only
     sent = [p["chargingProfile"] for a, p in old.received if a == "SetChargingProfile"]

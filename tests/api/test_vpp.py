@@ -370,6 +370,12 @@ async def test_forecast_offer_dispatch_tracking_and_resplit(
         # the revenue-split ledger of the dispatch: once its shares are set, once per
         # dispatch; the net goes to the site that delivered (north), none to south
         with_ledger = {"baseline": "plan", "ledger": True}
+        # north's cars make up after the window what they did not draw in it: that is
+        # what each contributed (against charging at their own highest power throughout)
+        clock.frozen = end + timedelta(minutes=31)
+        for sid, station in stations.items():
+            if sid.startswith("N"):
+                await _meter(station, end, end + timedelta(minutes=30), baseline["north"] / 2)
         assert (await vpp.post(settle, json=with_ledger)).status_code == 409  # no shares
         shares = {"aggregator": 0.5, "site_operator": 0.3, "drivers": 0.2}
         assert (await vpp.put("/api/portfolios/pool/revenue-shares", json=shares)

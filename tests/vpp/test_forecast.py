@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smart_charging import Evse, Node, Prices, Session, Site
+from smart_charging import Evse, Node, Prices, Session, Site, Wiring
+from smart_charging.model import V2gMode, V2gTerms
 from tests.smart_charging.helpers import (
     DAY,
     at,
@@ -165,5 +166,76 @@ def test_a_full_feeder_cannot_make_up_what_its_cars_shed() -> None:
     assert kw < free.shed_kw.p50[first] - 3  # the full feeder's cars shed next to nothing
     target = [(flex.slot_starts[k], flex.slot_ends[k],
                max(0.0, flex.baseline_kw.p50[k] - kw)) for k in range(first, first + 4)]
+    _, served = engine_check(site, sessions, Prices(flat_price=1.0), now, target)
+    assert served
+
+
+def _v2g_site(lend: bool, n: int = 4) -> tuple[Site, list[Session]]:
+    """Four cars at 15 kW bidirectional DC chargers, 10 kWh wanted over 8 h, batteries
+    at 45 of 60 kWh with a 20% reserve; `lend`: their drivers opted in to V2G."""
+    site = Site("s", (Node("root", limit_kw=100.0),), tuple(
+        Evse(f"v{i}", "root", wiring=Wiring.DC, max_power_kw=15.0, v2g=True, rate_unit="W")
+        for i in range(n)))
+    terms = V2gTerms(True, V2gMode.EXPORT_ALLOWED, 60.0, 45.0, min_soc=0.2) if lend else None
+    now = datetime(2026, 12, 7, 10, tzinfo=UTC)
+    return site, [Session(f"s{i}", f"v{i}", now, now + timedelta(hours=8), 10.0, v2g=terms)
+                  for i in range(n)]
+
+
+def test_v2g_cars_shed_below_zero_and_get_their_energy_back() -> None:
+    """V2G cars can shed more than they draw: they discharge through the window (at
+    most their power, above their reserve) and charge it back before they leave. The
+    engine holds that negative target and every driver still leaves with their energy."""
+    first, now = 4, datetime(2026, 12, 7, 10, tzinfo=UTC)
+    plain = site_flexibility(*_v2g_site(False), Prices(flat_price=1.0), now, TWO_HOURS)
+    site, sessions = _v2g_site(True)
+    flex = site_flexibility(site, sessions, Prices(flat_price=1.0), now, TWO_HOURS)
+    assert plain.shed_kw.p50[first] <= max(plain.baseline_kw.p50[first:first + 8]) + 1e-6
+    lent = flex.shed_kw.p50[first] - flex.baseline_kw.p50[first + 7]
+    assert lent == pytest.approx(4 * 15.0, abs=0.5)  # every car at its discharge power
+    kw = flex.shed_kw.p50[first]
+    target = [(flex.slot_starts[k], flex.slot_ends[k], flex.baseline_kw.p50[k] - kw)
+              for k in range(first, first + 8)]
+    load, served = engine_check(site, sessions, Prices(flat_price=1.0), now, target)
+    assert served
+    assert max(load[first:first + 8]) < -55  # the site feeds back through the window
+    # a nearly empty battery lends nothing below its reserve
+    low = [replace(s, v2g=replace(s.v2g, energy_now_kwh=13.0)) for s in sessions
+           if s.v2g is not None]
+    little = site_flexibility(site, low, Prices(flat_price=1.0), now, TWO_HOURS)
+    assert little.shed_kw.p50[first] - little.baseline_kw.p50[first + 7] == pytest.approx(
+        4 * (13.0 - 12.0) * 0.95 / 2, abs=0.2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_random_v2g_sites_keep_every_sessions_energy_under_the_forecast(data) -> None:  # type: ignore[no-untyped-def]
+    """Any small site of V2G and plain cars, any battery, any window: the engine follows
+    baseline minus the P50 shed and every session still gets its energy."""
+    n = data.draw(st.integers(1, 4))
+    limit = data.draw(st.floats(10, 60))
+    now = datetime(2026, 12, 7, 10, tzinfo=UTC)
+    evses, sessions = [], []
+    for i in range(n):
+        lends = data.draw(st.booleans())
+        evses.append(Evse(f"v{i}", "root", wiring=Wiring.DC, max_power_kw=data.draw(
+            st.floats(7, 22)), v2g=lends, rate_unit="W"))
+        arrive = data.draw(st.integers(0, 4 * 4)) * 15
+        stay = data.draw(st.integers(3 * 4, 10 * 4)) * 15
+        terms = V2gTerms(True, V2gMode.EXPORT_ALLOWED, 60.0, data.draw(st.floats(10, 55)),
+                         min_soc=data.draw(st.floats(0.1, 0.5)),
+                         max_discharge_kw=data.draw(st.none() | st.floats(3, 11))
+                         ) if lends else None
+        sessions.append(Session(f"s{i}", f"v{i}", now + timedelta(minutes=arrive),
+                                now + timedelta(minutes=arrive + stay),
+                                data.draw(st.floats(2, 25)), v2g=terms))
+    site = Site("s", (Node("root", limit_kw=limit),), tuple(evses))
+    hours = data.draw(st.integers(1, 2))
+    flex = site_flexibility(site, sessions, Prices(flat_price=1.0), now,
+                            timedelta(hours=hours))
+    first = data.draw(st.integers(1, 24))
+    kw = flex.shed_kw.p50[first]
+    target = [(flex.slot_starts[k], flex.slot_ends[k], flex.baseline_kw.p50[k] - kw)
+              for k in range(first, first + 4 * hours)]
     _, served = engine_check(site, sessions, Prices(flat_price=1.0), now, target)
     assert served
