@@ -293,7 +293,8 @@ class VppConfig:
     `min_duration_minutes`, `confidence` ("p90", "p50" or "p10": the forecast an offer
     promises) and `penalty_per_kwh` (prices risk on the bid curve). A site short of its
     share for `resplit_after_minutes` minutes in a row (past the first `grace_minutes`)
-    hands the rest to the others.
+    hands the rest to the others. `check_offers`: the engine re-plans each site against
+    its share of an offer before it is proposed (csms/invitations.py).
     """
 
     programmes: dict[str, dict[str, Any]] = field(default_factory=_default_programmes)
@@ -301,6 +302,7 @@ class VppConfig:
     track_interval_s: float = 60.0
     resplit_after_minutes: int = 3
     grace_minutes: int = 2
+    check_offers: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.history_days <= 365 or self.track_interval_s <= 0:

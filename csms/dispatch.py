@@ -38,6 +38,7 @@ log = structlog.get_logger()
 STEP = timedelta(minutes=1)
 MERGE_KW = 0.05  # consecutive intervals closer than this share one event
 MIN_SHARE_KW = 0.1  # a smaller share makes no event: under what a meter resolves
+NOISE_KW = 0.05  # a target this little under 0 is 0 (the forecast's rounding)
 TRACKER_LOCK = "vpp-tracker"  # the lock of the cluster's one tracker
 
 
@@ -73,7 +74,8 @@ def member_steps(offer: dict[str, Any], member: str, share: float, direction: st
     for (a, b), base in zip(intervals(offer), info["baseline_kw"], strict=True):
         if b <= since:
             continue
-        kw = round(max(0.0, base + sign * share), 3)
+        kw = base + sign * share  # below 0 only where V2G cars lend (the forecast's
+        kw = round(kw if kw < -NOISE_KW else max(0.0, kw), 3)  # shed past the baseline)
         a = max(a, since)
         if out and abs(out[-1][2] - kw) < MERGE_KW and out[-1][1] == a:
             out[-1] = (out[-1][0], b, out[-1][2])
@@ -106,7 +108,7 @@ async def place(store: Store, key: Ed25519PrivateKey, sites: Mapping[str, Site],
             kind, value = "target", kw
             if not as_target:  # a node under the root: its EV load plus its non-EV load
                 n = site.node(node)
-                value = kw + float(sample(n.load_kw, [a], [b], "max", 0.0)[0])
+                value = max(0.0, kw) + float(sample(n.load_kw, [a], [b], "max", 0.0)[0])
                 kind = "limit"
             event = await store.grid.add_event(
                 site.id, node, kind, round(value, 3), a, b,

@@ -27,7 +27,19 @@ from csms.store.transactions import Transaction
 from csms.tariffs import TariffCatalog
 from csms.v2g_ledger import Lenders, lenders, stored_devices
 from smart_charging import PlanSettings, Prices, Session, Site, prices_from_dict
-from vpp import Flexibility, PastSession, expected, learn, site_flexibility
+from vpp import ExpectedArrival, Flexibility, PastSession, expected, learn, site_flexibility
+
+
+@dataclass(frozen=True)
+class EngineInputs:
+    """What a site's forecast was planned from: kept, so that an offer's share can be
+    checked by the engine against the same cars (`vpp.share_holds`)."""
+
+    site: Site
+    plugged: list[Session]
+    arrivals: list[ExpectedArrival]
+    prices: Prices
+    settings: PlanSettings
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,7 @@ class MemberForecast:
     site_id: str
     node: str  # the node its dispatch acts on (the root for a whole site)
     forecast: Flexibility
+    inputs: EngineInputs
 
 
 def label(member: Member) -> str:
@@ -118,11 +131,11 @@ async def site_forecast(store: Store, site: Site, prices: Prices, now: datetime,
                         duration: timedelta, history_days: int, node: str | None = None,
                         active: list[Transaction] | None = None,
                         versions: dict[str, str | None] | None = None, *,
-                        rules: SchedulerConfig) -> Flexibility:
+                        rules: SchedulerConfig) -> tuple[Flexibility, EngineInputs]:
     """The forecast of a site (or of the EVSEs under one of its nodes) from `now`;
     `active` and `versions` (OCPP, by station): the running transactions and the
     stations' versions, when the caller read them already; `rules`: the scheduler's
-    settings the baseline is planned by."""
+    settings the baseline is planned by. With the inputs it was planned from."""
     inputs = await plan_inputs(store, site, prices, now)
     part = under(inputs.site, node)
     ids = {e.id for e in part.evses}
@@ -147,8 +160,9 @@ async def site_forecast(store: Store, site: Site, prices: Prices, now: datetime,
     own = await learnt_drivers(store, stations, now, rules.learn_departures_days,
                                sorted(set(token_of.values())))
     drivers = {sid: own[t] for sid, t in token_of.items() if t in own}
-    return await asyncio.to_thread(site_flexibility, part, cars, inputs.prices, now,
-                                   duration, arrivals, settings, leaving, drivers)
+    forecast = await asyncio.to_thread(site_flexibility, part, cars, inputs.prices, now,
+                                       duration, arrivals, settings, leaving, drivers)
+    return forecast, EngineInputs(part, cars, arrivals, inputs.prices, settings)
 
 
 async def portfolio_forecast(store: Store, sites: dict[str, Site], tariffs: TariffCatalog,
@@ -164,7 +178,8 @@ async def portfolio_forecast(store: Store, sites: dict[str, Site], tariffs: Tari
         site = sites.get(m.site_id)
         if site is None:
             continue
-        f = await site_forecast(store, site, prices_of(tariffs, m.site_id), now, duration,
+        f, inputs = await site_forecast(store, site, prices_of(tariffs, m.site_id), now,
+                                        duration,
                                 history_days, m.node, active, versions, rules=rules)
-        out.append(MemberForecast(label(m), m.site_id, m.node or site.root.id, f))
+        out.append(MemberForecast(label(m), m.site_id, m.node or site.root.id, f, inputs))
     return out

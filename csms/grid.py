@@ -118,7 +118,7 @@ def delivery(event: GridEvent, site: Site, samples: list[asyncpg.Record],
     else:
         mad = sum(abs(e - event.kw) for e in ev) / len(ev)
         out["mean_abs_deviation_kw"] = round(mad, 3)
-        out["complied"] = mad <= max(TARGET_TOLERANCE * event.kw, TARGET_TOLERANCE_KW)
+        out["complied"] = mad <= max(TARGET_TOLERANCE * abs(event.kw), TARGET_TOLERANCE_KW)
     return out
 
 

@@ -8,6 +8,7 @@ the forecasts and stores the answer. Why: docs/decisions/0029-vpp.md.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +22,16 @@ from csms.store.vpp import StoredInvitation
 from csms.tariffs import TariffCatalog
 from smart_charging import Site
 from smart_charging.problem import make_slots
-from vpp import Invitation, SiteCost, bid_curve, holdable, propose, shift_cost
+from vpp import (
+    Invitation,
+    SiteCost,
+    bid_curve,
+    checked,
+    holdable,
+    propose,
+    share_holds,
+    shift_cost,
+)
 from vpp.offers import Direction
 
 HORIZON = timedelta(hours=24)
@@ -89,10 +99,15 @@ async def invite(ctx: Context, portfolio: Portfolio, programme_name: str, direct
         raise NoMembers("none of the portfolio's sites is configured here")
     flex = {m.label: m.forecast for m in members}
     offer = propose(invitation, flex, programme)
-    costs = {}
-    info: dict[str, dict[str, Any]] = {}
     window = [(a, b) for a, b in zip(slots.starts, slots.ends, strict=True)
               if a < end and b > start]
+    held: dict[str, float] = {}
+    if ctx.vpp.check_offers and offer.eligible:
+        held = {m.label: await _holds(m, offer.by_site.get(m.label, 0.0), window, invitation,
+                                      programme.confidence, now) for m in members}
+        offer = checked(offer, held, programme)
+    costs = {}
+    info: dict[str, dict[str, Any]] = {}
     for m in members:
         f = m.forecast
         prices = flexibility.prices_of(ctx.tariffs, m.site_id).energy_price(
@@ -104,10 +119,14 @@ async def invite(ctx: Context, portfolio: Portfolio, programme_name: str, direct
         shift = round(shift_cost(inside, other, invitation.direction), 4)
         costs[m.label] = SiteCost(m.label, shift)
         idx = [f.slot_of(a) for a, _ in window]
+        capacity = holdable(f, start, invitation.direction, programme.confidence)
+        share = offer.by_site.get(m.label, 0.0)
+        if m.label in held and held[m.label] < share - 1e-9:
+            capacity = held[m.label]  # the engine held less: so a dispatch splits by it
         info[m.label] = {
             "site_id": m.site_id, "node": m.node, "shift_per_kwh": shift,
-            "capacity_kw": round(holdable(f, start, invitation.direction,
-                                          programme.confidence), 3),
+            "capacity_kw": round(capacity, 3),
+            "engine_held_kw": round(held[m.label], 3) if m.label in held else None,
             "baseline_kw": [f.baseline_kw.p50[i] if i is not None else 0.0 for i in idx]}
     curve = bid_curve(flex, costs, start, invitation.direction, programme)
     stored = {
@@ -124,3 +143,25 @@ async def invite(ctx: Context, portfolio: Portfolio, programme_name: str, direct
         portfolio.id, programme_name, invitation.direction, start, end,
         invitation.requested_kw, invitation.price_per_kwh, invitation.answer_by, reference,
         stored, actor, now)
+
+
+async def _holds(member: flexibility.MemberForecast, share: float,
+                 window: list[tuple[datetime, datetime]], invitation: Invitation,
+                 confidence: str, now: datetime) -> float:
+    """What a member holds of its share with every driver served, as the engine plans
+    it (in a thread): the share, else half of it, else nothing."""
+    f, inputs = member.forecast, member.inputs
+    sign = -1.0 if invitation.direction == "down" else 1.0
+    for kw in (share, share / 2):
+        if kw <= 0:
+            break
+        steps = []
+        for a, b in window:
+            i = f.slot_of(a)
+            base = f.baseline_kw.p50[i] if i is not None else 0.0
+            steps.append((a, b, base + sign * kw))  # below 0 where V2G cars lend
+        if await asyncio.to_thread(share_holds, inputs.site, inputs.plugged,
+                                   inputs.arrivals, inputs.prices, now, steps, confidence,
+                                   inputs.settings):
+            return kw
+    return 0.0

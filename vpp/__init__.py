@@ -7,7 +7,15 @@ never imports `csms`; the CSMS gathers the inputs and acts on the answers.
 
 from vpp.arrivals import ArrivalModel, ExpectedArrival, PastSession, expected, learn
 from vpp.dispatch import SiteDelivery, TrackingPoint, resplit, short_sites, split, tracking_error
-from vpp.forecast import Band, Flexibility, engine_check, site_flexibility, total
+from vpp.forecast import (
+    Band,
+    Flexibility,
+    engine_check,
+    scenario_weights,
+    share_holds,
+    site_flexibility,
+    total,
+)
 from vpp.offers import (
     Invitation,
     Offer,
@@ -16,6 +24,7 @@ from vpp.offers import (
     Step,
     bid_curve,
     check_quantity,
+    checked,
     holdable,
     propose,
     shift_cost,
@@ -24,7 +33,7 @@ from vpp.offers import (
 __all__ = [
     "ArrivalModel", "Band", "ExpectedArrival", "Flexibility", "Invitation", "Offer",
     "PastSession", "Programme", "SiteCost", "SiteDelivery", "Step", "TrackingPoint",
-    "bid_curve", "check_quantity", "engine_check", "expected", "holdable", "learn",
-    "propose", "resplit", "shift_cost", "short_sites", "site_flexibility", "split", "total",
-    "tracking_error",
+    "bid_curve", "check_quantity", "checked", "engine_check", "expected", "holdable",
+    "learn", "propose", "resplit", "scenario_weights", "share_holds", "shift_cost",
+    "short_sites", "site_flexibility", "split", "total", "tracking_error",
 ]

@@ -360,3 +360,19 @@ def engine_check(site: Site, sessions: Sequence[Session], prices: Prices, now: d
     else:  # the site cannot serve everyone anyway: the event may not cost energy in total
         short = float(alone.sum() - got.sum()) / max(1, len(got))
     return plan.site_power_kw(), short <= ENERGY_TOL_KWH
+
+
+def share_holds(site: Site, plugged: Sequence[Session], arrivals: Sequence[ExpectedArrival],
+                prices: Prices, now: datetime, steps: Sequence[tuple[datetime, datetime, float]],
+                scenario: str, settings: PlanSettings | None = None) -> bool:
+    """Whether the engine follows `steps` ((start, end, kW) targets: a site's baseline
+    less or plus its share of an offer) with every session served: the cars plugged in
+    and those the history expects at the offer's confidence (`scenario`; a car only
+    partly expected is left out). The forecast's bounds are approximations; this is the
+    engine's own answer for one site and one window."""
+    weights = scenario_weights(len(plugged), arrivals)[scenario]
+    cars = [*plugged, *(a.session for a, w in zip(arrivals, weights[len(plugged):],
+                                                    strict=True) if w >= 1.0 - 1e-9)]
+    if not cars or not steps:
+        return True
+    return engine_check(site, cars, prices, now, steps, settings)[1]

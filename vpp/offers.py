@@ -130,6 +130,26 @@ def propose(invitation: Invitation, sites: Mapping[str, Flexibility],
                  by_scenario, eligible, tuple(reasons))
 
 
+def checked(offer: Offer, held: Mapping[str, float], programme: Programme) -> Offer:
+    """The offer once the engine has checked each site's share: `held` is what a site
+    holds with every session served (its share, less, or 0; a site not in it keeps its
+    share). The quantity is their sum, under the programme's minimum not eligible."""
+    by_site = {sid: round(min(kw, held.get(sid, kw)), 3) for sid, kw in offer.by_site.items()}
+    cut = sorted(sid for sid, kw in by_site.items() if kw < offer.by_site[sid] - 1e-9)
+    if not cut:
+        return offer
+    quantity = round(sum(by_site.values()), 3)
+    reasons = [*offer.reasons, f"the engine holds {quantity:.1f} of {offer.quantity_kw:.1f} "
+               f"kW with every driver served (less at {', '.join(cut)})"]
+    eligible = offer.eligible and quantity >= programme.min_kw
+    if offer.eligible and not eligible:
+        reasons.append(f"{quantity:.1f} kW is under the programme's minimum of "
+                       f"{programme.min_kw:.1f} kW")
+    if not eligible:
+        quantity, by_site = 0.0, {sid: 0.0 for sid in by_site}
+    return Offer(quantity, by_site, offer.holdable_kw, eligible, tuple(reasons))
+
+
 def check_quantity(quantity_kw: float, invitation: Invitation,
                    programme: Programme) -> list[str]:
     """Why an edited quantity cannot be accepted (empty: it can)."""

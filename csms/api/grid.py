@@ -35,7 +35,8 @@ class EventIn(Body):
     kind: Literal["limit", "target"] = Field(
         description="limit: the node carries at most `kw`; target: the EV load under the "
         "node should follow `kw` (demand-response dispatch)")
-    kw: float = Field(ge=0, allow_inf_nan=False)
+    kw: float = Field(ge=-1e6, le=1e6, allow_inf_nan=False, description="a limit >= 0; a "
+                      "target below 0 asks V2G cars to feed back")
     start: AwareDatetime | None = Field(None, description="default: now")
     end: AwareDatetime
     reference: str | None = Field(None, max_length=200,
@@ -143,6 +144,8 @@ async def create_event(site_id: SiteId, body: EventIn, who: Writer,
         raise _invalid("end", "must be after start")
     if body.end <= now:
         raise _invalid("end", "is in the past")
+    if body.kw < 0 and body.kind != "target":
+        raise _invalid("kw", "a limit must be >= 0 (only a target may be below zero)")
     if body.kind == "target" and not grid.holds_all_evses(site, body.node):
         raise _invalid("kind", "target is not supported yet on a node that does not hold "
                        "all the site's EVSEs (the engine follows a target for the site's "

@@ -109,6 +109,9 @@ class MemberOfferOut(Model):
                                "programme's confidence")
     share_kw: float
     shift_per_kwh: float
+    engine_held_kw: float | None = Field(None, description="what the engine held of the "
+                                         "share with every driver served (null: not "
+                                         "checked; `[vpp] check_offers`)")
 
 
 class OfferOut(Model):
@@ -270,7 +273,7 @@ async def site_flexibility(
     if site is None:
         raise not_found(f"site {site_id}")
     now = parts.clock.now().replace(microsecond=0)
-    f = await flexibility.site_forecast(parts.store, site, flexibility.prices_of(
+    f, _ = await flexibility.site_forecast(parts.store, site, flexibility.prices_of(
         parts.tariffs, site.id), now, timedelta(minutes=hold_minutes), parts.vpp.history_days,
         rules=parts.scheduler)
     return flexibility_out(f)
@@ -303,7 +306,8 @@ def offer_out(inv: StoredInvitation) -> OfferOut:
         reasons=o["reasons"], confidence=o["confidence"], holdable_kw=o["holdable_kw"],
         members=[MemberOfferOut(member=m, site_id=i["site_id"], node=i["node"],
                                 capacity_kw=i["capacity_kw"], share_kw=o["by_member"][m],
-                                shift_per_kwh=i["shift_per_kwh"])
+                                shift_per_kwh=i["shift_per_kwh"],
+                                engine_held_kw=i.get("engine_held_kw"))
                  for m, i in sorted(o["members"].items())],
         bid_curve=[StepOut(quantity_kw=q, price_per_kwh=p) for q, p in o["bid_curve"]],
         forecast_at=datetime.fromisoformat(o["forecast_at"]))

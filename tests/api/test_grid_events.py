@@ -227,6 +227,15 @@ async def test_targets_are_followed_only_on_a_node_holding_every_evse(
     got = (await admin.get(f"/api/sites/street/events/{root.json()['id']}")).json()
     assert got["delivery"]["mean_abs_deviation_kw"] == 8.0  # nothing charges: 8 kW short
     assert got["delivery"]["complied"] is False
+    # a target below zero asks V2G cars to feed back (stored as such); a limit never is
+    back = await admin.post("/api/sites/street/events", json={
+        "node": "transformer", **body, "kw": -6.5})
+    assert back.status_code == 201 and back.json()["kw"] == -6.5
+    stored = await csms.store.grid.event("street", back.json()["id"])
+    assert stored is not None and stored.kw == -6.5
+    limit = await admin.post("/api/sites/street/events", json={
+        "node": "transformer", **body, "kind": "limit", "kw": -6.5})
+    assert limit.status_code == 422 and limit.json()["detail"][0]["loc"] == ["body", "kw"]
 
 
 async def test_a_completed_event_reports_its_metered_delivery_and_cannot_be_cancelled(
@@ -328,6 +337,8 @@ async def test_every_error_class(
     now = csms.clock.now()
     cases: list[tuple[dict[str, Any], str]] = [
         ({**ok, "kw": -1}, "kw"),
+        ({**ok, "kind": "target", "kw": -2e6}, "kw"),
+        ({**ok, "kw": 2e6}, "kw"),
         ({**ok, "kind": "shed"}, "kind"),
         ({k: v for k, v in ok.items() if k != "end"}, "end"),
         ({**ok, "end": "2030-01-01T00:00:00"}, "end"),  # no offset

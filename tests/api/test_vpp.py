@@ -238,6 +238,9 @@ async def test_forecast_offer_dispatch_tracking_and_resplit(
         assert offer["eligible"] and offer["confidence"] == "p90"
         assert offer["quantity_kw"] == pytest.approx(min(100, offer["holdable_kw"]["p90"]),
                                                      abs=0.01)
+        # the engine re-planned each site against its share: held, every driver served
+        assert all(m["engine_held_kw"] == pytest.approx(m["share_kw"])
+                   for m in offer["members"])
         assert sum(m["share_kw"] for m in offer["members"]) == pytest.approx(
             offer["quantity_kw"], abs=0.01)
         curve = offer["bid_curve"]
@@ -526,9 +529,10 @@ async def test_the_forecast_baseline_is_what_the_site_plans(
         await station.plug_in(1, EV(iso15118=True, energy_wanted_wh=15_000,
                                     departure=now + timedelta(hours=8)))
     plan = None
-    for _ in range(100):  # the scheduler plans once both cars have their departure
+    for _ in range(200):  # the scheduler plans once both cars have told their needs
         got = await operator.get("/api/sites/north/plan")
-        if got.status_code == 200 and got.json()["sessions"] == 2:
+        if got.status_code == 200 and got.json()["sessions"] == 2 and all(
+                s["energy_source"] == "ev" for s in got.json()["inputs"]["sessions"]):
             plan = got.json()
             break
         await asyncio.sleep(0.1)

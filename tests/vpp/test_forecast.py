@@ -21,7 +21,15 @@ from tests.smart_charging.helpers import (
     jiangsu_prices,
     residential_site,
 )
-from vpp import PastSession, engine_check, expected, learn, site_flexibility, total
+from vpp import (
+    PastSession,
+    engine_check,
+    expected,
+    learn,
+    share_holds,
+    site_flexibility,
+    total,
+)
 
 SITE = residential_site()
 PRICES = jiangsu_prices()
@@ -239,3 +247,24 @@ def test_random_v2g_sites_keep_every_sessions_energy_under_the_forecast(data) ->
               for k in range(first, first + 4 * hours)]
     _, served = engine_check(site, sessions, Prices(flat_price=1.0), now, target)
     assert served
+
+
+def test_the_engine_holds_a_share_the_forecast_offers_and_not_an_impossible_one() -> None:
+    """What an offer's check asks of the engine: the forecast's shed for one site holds
+    with every car served; for cars there only through the window it does not."""
+    site, sessions = _v2g_site(False)
+    now = datetime(2026, 12, 7, 10, tzinfo=UTC)
+    flex = site_flexibility(site, sessions, Prices(flat_price=1.0), now, TWO_HOURS)
+    first = 4
+
+    def steps(kw: float) -> list[tuple[datetime, datetime, float]]:
+        return [(flex.slot_starts[k], flex.slot_ends[k], flex.baseline_kw.p50[k] - kw)
+                for k in range(first, first + 8)]
+
+    shed = flex.shed_kw.p50[first]
+    assert shed > 1
+    assert share_holds(site, sessions, [], Prices(flat_price=1.0), now, steps(shed), "p90")
+    # cars that come for the window only could not charge at all under it
+    only = [replace(s, arrival=now + timedelta(hours=1), departure=now + timedelta(hours=3))
+            for s in sessions]
+    assert not share_holds(site, only, [], Prices(flat_price=1.0), now, steps(shed), "p90")

@@ -20,6 +20,7 @@ from vpp import (
     TrackingPoint,
     bid_curve,
     check_quantity,
+    checked,
     propose,
     resplit,
     shift_cost,
@@ -77,6 +78,19 @@ def test_the_offer_respects_the_programmes_minimums() -> None:
         Invitation(T0, T0, "down", 10, 1, T0)
     with pytest.raises(ValueError):
         Programme("x", min_kw=-1)
+
+
+def test_an_offer_is_cut_to_what_the_engine_holds() -> None:
+    sites = {"a": flex("a", 200, 260, 300), "b": flex("b", 150, 170, 200)}
+    offer = propose(invitation(1000), sites, PROGRAMME)
+    assert checked(offer, {"a": 200, "b": 150}, PROGRAMME) == offer  # both held
+    cut = checked(offer, {"a": 200, "b": 120}, PROGRAMME)  # b holds less than its share
+    assert cut.eligible and cut.quantity_kw == 320 and cut.by_site == {"a": 200, "b": 120}
+    assert "the engine holds 320.0 of 350.0 kW" in cut.reasons[-1] and "at b" in cut.reasons[-1]
+    too_little = checked(offer, {"a": 100, "b": 0}, PROGRAMME)  # under the 300 kW minimum
+    assert not too_little.eligible and too_little.quantity_kw == 0
+    assert set(too_little.by_site.values()) == {0.0}
+    assert "under the programme's minimum" in too_little.reasons[-1]
 
 
 @given(st.lists(st.tuples(st.floats(0, 500), st.floats(0, 500), st.floats(0, 5)),
