@@ -67,17 +67,22 @@ class Registry:
             await conn.execute("DELETE FROM station_sockets WHERE worker_id = $1", worker_id)
             await conn.execute("DELETE FROM cluster_workers WHERE worker_id = $1", worker_id)
 
-    async def hold(self, station_id: str, worker_id: str, at: datetime) -> None:
-        await self.pool.execute(
-            "INSERT INTO station_sockets (station_id, worker_id, connected_at)"
-            " VALUES ($1, $2, $3) ON CONFLICT (station_id) DO UPDATE"
-            " SET worker_id = $2, connected_at = $3"
-            " WHERE station_sockets.connected_at <= $3", station_id, worker_id, at)
+    async def hold_many(self, held: list[tuple[str, datetime]], worker_id: str) -> None:
+        """`hold` for many stations in one statement (a newer socket's row stays)."""
+        if held:
+            await self.pool.execute(
+                "INSERT INTO station_sockets (station_id, worker_id, connected_at)"
+                " SELECT s, $2, a FROM unnest($1::text[], $3::timestamptz[]) AS t(s, a)"
+                " ON CONFLICT (station_id) DO UPDATE"
+                " SET worker_id = EXCLUDED.worker_id, connected_at = EXCLUDED.connected_at"
+                " WHERE station_sockets.connected_at <= EXCLUDED.connected_at",
+                [s for s, _ in held], worker_id, [a for _, a in held])
 
-    async def release(self, station_id: str, worker_id: str) -> None:
-        await self.pool.execute(
-            "DELETE FROM station_sockets WHERE station_id = $1 AND worker_id = $2",
-            station_id, worker_id)
+    async def release_many(self, station_ids: list[str], worker_id: str) -> None:
+        if station_ids:
+            await self.pool.execute(
+                "DELETE FROM station_sockets WHERE station_id = ANY($1::text[])"
+                " AND worker_id = $2", station_ids, worker_id)
 
     async def mark_online(self, station_ids: list[str], now: datetime) -> None:
         """Stations a live worker holds after it was swept as dead (a long pause)."""
