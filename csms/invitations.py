@@ -103,8 +103,10 @@ async def invite(ctx: Context, portfolio: Portfolio, programme_name: str, direct
               if a < end and b > start]
     held: dict[str, float] = {}
     if ctx.vpp.check_offers and offer.eligible:
-        held = {m.label: await _holds(m, offer.by_site.get(m.label, 0.0), window, invitation,
-                                      programme.confidence, now) for m in members}
+        found = await asyncio.gather(*(  # in the default executor's threads
+            _holds(m, offer.by_site.get(m.label, 0.0), window, invitation,
+                   programme.confidence, now) for m in members))
+        held = {m.label: kw for m, kw in zip(members, found, strict=True)}
         offer = checked(offer, held, programme)
     costs = {}
     info: dict[str, dict[str, Any]] = {}
