@@ -85,6 +85,7 @@ class Scheduler:
     _free: set[str] = field(default_factory=set)  # sites seen free, not taken, last round
     _planners: int = 0  # planners alive at the last round
     _given: set[str] = field(default_factory=set)  # sites this process just released
+    _stopping: bool = False  # no site is taken once stop() has begun
 
     def __post_init__(self) -> None:
         self.gateway = Gateway(self.commands, self.connections, self.store,
@@ -115,13 +116,24 @@ class Scheduler:
 
     async def stop(self) -> None:
         """Stop planning first, then release the leases: no profile goes out after another
-        process may have taken a site."""
+        process may have taken a site. Nothing is taken once stopping: a lease round that
+        a cancellation missed (asyncio.wait_for on 3.11 can return a result it was
+        cancelled over) would start every site again and never end, and stop would wait
+        on it forever (seen at the end of a 6,000-station benchmark)."""
+        self._stopping = True
         planning = list(self._site_tasks.values())
         for site_id in list(self._site_tasks):
             self._drop_site(site_id)
-        for task in [*self._tasks, *self._helpers]:
-            task.cancel()
-        await asyncio.gather(*planning, *self._tasks, *self._helpers, return_exceptions=True)
+        tasks = [*planning, *self._tasks, *self._helpers]
+        while True:
+            for task in tasks:
+                task.cancel()
+            _, pending = await asyncio.wait(tasks, timeout=1.0) if tasks else ((), ())
+            for site_id in list(self._site_tasks):  # started by a round that ran on
+                tasks.append(self._site_tasks[site_id])
+                self._drop_site(site_id)
+            if not pending and all(t.done() for t in tasks):
+                break
         self._tasks.clear()
         if self.leases is not None:
             await self.leases.close()
@@ -136,6 +148,8 @@ class Scheduler:
         planners are alive (sites / planners, rounded up), so the sites' solves spread over
         the processes; a site seen free twice in a row is taken whatever the share, so
         none waits for a count that is off."""
+        if self._stopping:
+            return
         share = len(self.site_files)
         if self.leases is not None and self.leases.connected:
             share = math.ceil(len(self.site_files) / await self.leases.planners())
@@ -150,6 +164,8 @@ class Scheduler:
                 continue
             if self.leases is not None and not await self.leases.take(site_id):
                 continue
+            if self._stopping:
+                return
             self._start_site(site_file)
         metrics.scheduler_sites_owned.set(len(self.sites))
 
@@ -190,7 +206,7 @@ class Scheduler:
         and an accelerated clock must not make it a busy loop): check the lease
         connection, then try the sites nobody holds."""
         assert self.leases is not None
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.config.lease_retry_s)
             try:
                 if self.leases.connected:

@@ -182,3 +182,20 @@ async def test_a_process_that_starts_later_is_given_its_share_of_the_sites(
 
 async def _async(value: Any) -> Any:
     return value
+
+
+async def test_a_stopping_scheduler_takes_no_site_again(config: Config) -> None:
+    """A lease round that runs on while the scheduler stops (a cancellation that
+    asyncio.wait_for swallowed) must not start the sites again: stop would then wait on
+    them forever. Here the round runs after stop began; nothing is taken, and a second
+    stop returns at once."""
+    app = await Csms.start(node_config(config, "node-a"))
+    scheduler = app.scheduler
+    assert scheduler is not None and set(scheduler.sites) == {SITE}
+    stopping = asyncio.create_task(scheduler.stop())
+    await asyncio.sleep(0)  # stop() has begun: its sites dropped, its tasks cancelled
+    await scheduler._take_free_sites()  # what a round that missed its cancellation does
+    assert scheduler.sites == {}
+    await asyncio.wait_for(stopping, 10)
+    assert scheduler.sites == {} and scheduler._site_tasks == {}
+    await asyncio.wait_for(app.stop(), 10)
