@@ -39,7 +39,7 @@ from simulators.station import EvseSpec, Station, StationSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 CST = timezone(timedelta(hours=8))
-SPEED = 600.0
+SPEED = 150.0
 SITES = {"east": "ES", "west": "WS"}
 DAY = datetime(2026, 11, 25, tzinfo=CST)  # a Wednesday: the day before is a weekday too
 WINDOW = (DAY.replace(hour=19), DAY.replace(hour=20))
@@ -49,17 +49,13 @@ CARS = [("001", 0, (22, 0), 10.0), ("002", 5, (22, 30), 12.0), ("003", 10, (21, 
         ("004", 15, (22, 15), 10.0), ("005", 20, (22, 30), 9.0), ("006", 25, (22, 0), 8.0)]
 REQUESTED_KW = 8.0  # about 40% of what the portfolio's forecast says it sheds for the hour
 # Re-splitting is off here: with it on, both sites are judged short in the event's first
-# minutes (an engine solve of ~1 s wall is 10 minutes at this speed), vpp.resplit then
+# minutes (an engine solve of ~1 s wall is minutes at this speed), vpp.resplit then
 # drops the commitment (tests/vpp/test_resplit_commitment.py), and the cut-short grid
 # events (under 15 minutes) can no longer be settled one by one.
 NO_RESPLIT = 10_000
 PROGRAMMES = {"evening": {"min_kw": 3.0, "min_duration_minutes": 60, "confidence": "p90",
                           "baseline": "similar_days", "baseline_days": 1,
                           "penalty_per_kwh": 3.0}}
-
-
-class ShortOfCommitment(AssertionError):
-    """The portfolio's metered reduction missed the commitment (see the xfail below)."""
 
 
 def _site_file(folder: Path, site_id: str, prefix: str) -> str:
@@ -93,13 +89,6 @@ def _verify(config: Config) -> subprocess.CompletedProcess[str]:
         timeout=60, env=os.environ | {"PYTHONPATH": str(ROOT)}, cwd=ROOT)
 
 
-# Not strict: the delivery varies with the machine's load, since one wall second is ten
-# simulated minutes here (2026-12-06, with the linear dispatch term: 98%, 116% and 117%
-# run alone; 47% and 63% beside a benchmark and another pytest worker; 51-76% before the
-# forecast's baseline was the scheduler's plan); -rX shows a run that passes.
-@pytest.mark.xfail(raises=ShortOfCommitment, reason=(
-    "delivery varies with the machine's load and timing: 47-117% of the 8 kW committed "
-    "in five runs"))
 async def test_an_invitation_answered_dispatched_delivered_settled_and_audited(
     config: Config, tmp_path: Path,
 ) -> None:
@@ -182,7 +171,7 @@ async def test_an_invitation_answered_dispatched_delivered_settled_and_audited(
             assert all(e["kind"] == "target" and e["node"] == "transformer"
                        for e in d["events"])
 
-            await until(end + timedelta(minutes=2))
+            await until(end + timedelta(minutes=5))  # the window's last samples are in
             tracked = (await vpp.get(f"/api/portfolios/evening/dispatches/{d['id']}")).json()
             tracking = tracked["tracking"]
             assert tracking["minutes"] == 60
@@ -284,10 +273,14 @@ async def test_an_invitation_answered_dispatched_delivered_settled_and_audited(
     assert tampered.returncode == 1, tampered.stdout + tampered.stderr
     assert f"entry {seq}: its content does not match its hash (changed)" in tampered.stdout
 
-    # last: the metered reduction against the baseline, over the hour, within the
-    # programme's threshold (80%) of the commitment and not past its pay cap (120%)
+    # last: the metered reduction against the baseline, over the hour, at least the
+    # programme's threshold (80%) of the commitment, and over it by no more than the
+    # whole-amp setpoints can round down under the targets (12 cars x 1 A x 230 V, 35%
+    # of 8 kW). At 600x this varied with the machine's load (47-117%: an engine solve
+    # of a wall second was ten simulated minutes); at 150x, 101-116% in five runs, with
+    # a 6,000-station benchmark beside it or alone (2026-12-06).
+    rounding = len(CARS) * len(SITES) * 0.23 / REQUESTED_KW
     performance = tracking["delivered_kwh"] / tracking["committed_kwh"]
-    if not 0.8 <= performance <= 1.2:
-        raise ShortOfCommitment(f"delivered {tracking['delivered_kwh']} kWh of "
-                                f"{tracking['committed_kwh']} committed; re-splits: "
-                                f"{tracked['resplits']}")
+    assert 0.8 <= performance <= 1.0 + rounding, (
+        f"delivered {tracking['delivered_kwh']} kWh of {tracking['committed_kwh']} "
+        f"committed; re-splits: {tracked['resplits']}")
