@@ -64,18 +64,24 @@ def audited(portfolio_id: str, dispatch_id: int, event: GridEvent) -> dict[str, 
             "reference": event.reference}
 
 
+def target_kw(baseline_kw: float, share: float, direction: str) -> float:
+    """The EV load a member is to follow in an interval: its baseline moved by its share,
+    below 0 only where V2G cars lend (the forecast's shed past the baseline), never below
+    0 by the forecast's rounding."""
+    kw = baseline_kw + (-share if direction == "down" else share)
+    return round(kw if kw < -NOISE_KW else max(0.0, kw), 3)
+
+
 def member_steps(offer: dict[str, Any], member: str, share: float, direction: str,
                  since: datetime) -> list[tuple[datetime, datetime, float]]:
     """(start, end, EV kW) for the member from `since`: its baseline moved by its share,
     consecutive intervals within MERGE_KW merged."""
     info = offer["members"][member]
-    sign = -1.0 if direction == "down" else 1.0
     out: list[tuple[datetime, datetime, float]] = []
     for (a, b), base in zip(intervals(offer), info["baseline_kw"], strict=True):
         if b <= since:
             continue
-        kw = base + sign * share  # below 0 only where V2G cars lend (the forecast's
-        kw = round(kw if kw < -NOISE_KW else max(0.0, kw), 3)  # shed past the baseline)
+        kw = target_kw(base, share, direction)
         a = max(a, since)
         if out and abs(out[-1][2] - kw) < MERGE_KW and out[-1][1] == a:
             out[-1] = (out[-1][0], b, out[-1][2])

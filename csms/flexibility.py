@@ -179,7 +179,7 @@ async def portfolio_forecast(store: Store, sites: dict[str, Site], tariffs: Tari
         if site is None:
             continue
         f, inputs = await site_forecast(store, site, prices_of(tariffs, m.site_id), now,
-                                        duration,
-                                history_days, m.node, active, versions, rules=rules)
+                                        duration, history_days, m.node, active, versions,
+                                        rules=rules)
         out.append(MemberForecast(label(m), m.site_id, m.node or site.root.id, f, inputs))
     return out

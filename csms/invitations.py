@@ -151,9 +151,9 @@ async def _holds(member: flexibility.MemberForecast, share: float,
                  window: list[tuple[datetime, datetime]], invitation: Invitation,
                  confidence: str, now: datetime) -> float:
     """What a member holds of its share with every driver served, as the engine plans
-    it (in a thread): the share, else half of it, else nothing."""
+    it (in a thread) against the targets a dispatch would give it: the share, else half
+    of it, else nothing."""
     f, inputs = member.forecast, member.inputs
-    sign = -1.0 if invitation.direction == "down" else 1.0
     for kw in (share, share / 2):
         if kw <= 0:
             break
@@ -161,7 +161,7 @@ async def _holds(member: flexibility.MemberForecast, share: float,
         for a, b in window:
             i = f.slot_of(a)
             base = f.baseline_kw.p50[i] if i is not None else 0.0
-            steps.append((a, b, base + sign * kw))  # below 0 where V2G cars lend
+            steps.append((a, b, dispatch.target_kw(base, kw, invitation.direction)))
         if await asyncio.to_thread(share_holds, inputs.site, inputs.plugged,
                                    inputs.arrivals, inputs.prices, now, steps, confidence,
                                    inputs.settings):

@@ -190,9 +190,8 @@ def window_bounds(grid: Grid, base: np.ndarray, T: int, d: int,
     lost = step @ present
     # every limit's spare kWh per interval, where what the cars under it shed is made up
     # (the root's and each feeder's or phase's: a full feeder's cars cannot shed what
-    # they could not draw again later), in kW at the row's largest coefficient; after the
-    # last departure no car is left to make up
-    # and no more than the flexible cars under it, present then, can draw above their plan
+    # they could not draw again later), in kW at the row's largest coefficient, and no
+    # more than the flexible cars under it, present then, can draw above their plan
     makeup: list[tuple[np.ndarray, np.ndarray]] = []  # (cars under it, spare kWh)
     above = np.where(flexible[:, None], weight[:, None] * np.clip(cap - base, 0.0, None), 0.0)
     for r in range(len(grid.rows)):
@@ -227,7 +226,7 @@ def window_bounds(grid: Grid, base: np.ndarray, T: int, d: int,
         floor = np.where(flexible[:, None], low[:, None] * cap[:, sl], b)
         lend = np.zeros(J)  # a V2G car's discharge over the window (kWh at the EVSE)
         if lender.any():
-            lend = _lendable(grid, cap, hours, t, e, inside, total, flexible & lender)
+            lend = _lendable(grid, cap, hours, t, e, inside, total, lender, trip)
             floor = np.where(lend[:, None] > 0, -lend[:, None] / float(hours[sl].sum()),
                              floor)
         ceil = np.where(flexible[:, None], np.maximum(b, high[:, None] * cap[:, sl]), b)
@@ -235,14 +234,16 @@ def window_bounds(grid: Grid, base: np.ndarray, T: int, d: int,
         down = float(np.min(sheddable.sum(axis=0)))
         up = float(np.min(np.minimum(weight @ (ceil - b), room[sl])))
         window_h = float(hours[sl].sum())
-        for under, spare in makeup:  # the cars under a limit shed what it can make up,
-            others = float((sheddable[~under] @ hours[sl]).sum())  # the others all they can
+        # the cars under a limit shed what it can make up (a kWh lent costs `trip` kWh
+        # to make up), the others all they can
+        for under, spare in makeup:
+            others = float((sheddable[~under] @ hours[sl]).sum())
             lost_in_trip = float((weight[under] * lend[under] * (trip[under] - 1.0)).sum())
             down = min(down, (float(spare.sum() - spare[sl].sum()) - lost_in_trip + others)
                        / window_h)
-        lent = float(weight @ lend) if must_in[t] <= 0 else 0.0  # nothing to lend if the
-        down = min(down, (float(flex_kwh[sl].sum()) + lent - must_in[t]) / window_h)  # root
-        # cannot carry even the cars' own needs outside the window
+        # nothing to lend where the root cannot carry even the cars' own needs outside
+        lent = float(weight @ lend) if must_in[t] <= 0 else 0.0
+        down = min(down, (float(flex_kwh[sl].sum()) + lent - must_in[t]) / window_h)
         out["shed"][t] = max(0.0, down)
         out["absorb"][t] = max(0.0, up)
     return out
@@ -255,12 +256,13 @@ def _lends(session: Session, evse: Evse) -> bool:
 
 
 def _lendable(grid: Grid, cap: np.ndarray, hours: np.ndarray, t: int, e: int,
-              inside: np.ndarray, total: np.ndarray, lenders: np.ndarray) -> np.ndarray:
+              inside: np.ndarray, total: np.ndarray, lenders: np.ndarray,
+              trip: np.ndarray) -> np.ndarray:
     """Per car, the kWh (at the EVSE) a V2G car can discharge over the window [t, e), 0
     for the others: only a car there the whole window, within its discharge power, what
     its battery holds above the reserve now (charging before the window is not counted),
     and what it can charge back outside the window (through both conversions) on top of
-    what it still needs."""
+    what it still needs (`trip`: kWh charged back per kWh lent)."""
     out = np.zeros(len(grid.sessions))
     window_h = float(hours[t:e].sum())
     for j in np.flatnonzero(lenders):
@@ -270,8 +272,7 @@ def _lendable(grid: Grid, cap: np.ndarray, hours: np.ndarray, t: int, e: int,
         power = evse.max_discharge if terms.max_discharge_kw is None else min(
             evse.max_discharge, terms.max_discharge_kw)
         stored = max(0.0, terms.energy_now_kwh - terms.reserve) * terms.discharge_efficiency
-        trip = terms.charge_efficiency * terms.discharge_efficiency
-        back = (total[j] - inside[j] - grid.need_kwh[j]) * trip
+        back = (total[j] - inside[j] - grid.need_kwh[j]) / trip[j]
         out[j] = max(0.0, min(power * window_h, stored, back))
     return out
 

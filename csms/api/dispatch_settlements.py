@@ -40,6 +40,7 @@ from csms.api.settlements import (
     interval_factors,
     interval_means,
     once_in_ledger,
+    revenue_shares,
     sessions_under,
     similar_day_baseline,
     write_ledger,
@@ -221,11 +222,8 @@ async def settle_dispatch(portfolio: PortfolioDep, body: DispatchSettlementIn, w
 async def _ledger_shares(parts: Parts, portfolio_id: str, programme: str,
                          dispatch_id: int) -> ledger.Shares:
     """The shares a dispatch's ledger is split by; 409 without, or when written before."""
-    shares = await parts.store.carbon.shares(portfolio_id, programme)
-    if shares is None:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"portfolio {portfolio_id} has no "
-                            f"revenue shares for programme {programme!r} (PUT them first)")
+    shares = await revenue_shares(parts, portfolio_id, programme)
     if await parts.store.carbon.has_dispatch_ledger(portfolio_id, dispatch_id):
         raise HTTPException(status.HTTP_409_CONFLICT, f"dispatch {dispatch_id} is already "
                             f"in the ledger of portfolio {portfolio_id}")
-    return ledger.Shares(*shares)
+    return shares

@@ -121,10 +121,10 @@ class SettlementOut(Model):
     ledger: list[LedgerRecordOut] = Field(default_factory=list)
 
 
-
 def interval_means(per_minute: list[float], n: int) -> list[float]:
     """Per 15-minute interval, the mean of its minutes (a NaN minute stays NaN)."""
     return [sum(per_minute[i * 15:(i + 1) * 15]) / 15 for i in range(n)]
+
 
 async def _interval_kw(parts: Parts, site: Site, node: str, start: datetime,
                        n: int) -> tuple[list[float], int]:
@@ -298,14 +298,21 @@ async def _ledger_portfolio(parts: Parts, who: Caller, portfolio_id: str, progra
     if site.id not in {m.site_id for m in found.members}:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"site {site.id} is not a member of portfolio {portfolio_id}")
+    shares = await revenue_shares(parts, portfolio_id, programme)
+    if await parts.store.carbon.has_ledger(portfolio_id, site.id, event.id):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"event {event.id} is already in the "
+                            f"ledger of portfolio {portfolio_id}")
+    return found, shares
+
+
+async def revenue_shares(parts: Parts, portfolio_id: str, programme: str) -> ledger.Shares:
+    """The shares a ledger is split by (the programme's, else the portfolio's); 409
+    without."""
     shares = await parts.store.carbon.shares(portfolio_id, programme)
     if shares is None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"portfolio {portfolio_id} has no "
                             f"revenue shares for programme {programme!r} (PUT them first)")
-    if await parts.store.carbon.has_ledger(portfolio_id, site.id, event.id):
-        raise HTTPException(status.HTTP_409_CONFLICT, f"event {event.id} is already in the "
-                            f"ledger of portfolio {portfolio_id}")
-    return found, ledger.Shares(*shares)
+    return ledger.Shares(*shares)
 
 
 @dataclass(frozen=True)

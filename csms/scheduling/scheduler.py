@@ -125,15 +125,13 @@ class Scheduler:
         for site_id in list(self._site_tasks):
             self._drop_site(site_id)
         tasks = [*planning, *self._tasks, *self._helpers]
-        while True:
+        while not all(t.done() for t in tasks):
             for task in tasks:
                 task.cancel()
-            _, pending = await asyncio.wait(tasks, timeout=1.0) if tasks else ((), ())
+            await asyncio.wait(tasks, timeout=1.0)
             for site_id in list(self._site_tasks):  # started by a round that ran on
                 tasks.append(self._site_tasks[site_id])
                 self._drop_site(site_id)
-            if not pending and all(t.done() for t in tasks):
-                break
         self._tasks.clear()
         if self.leases is not None:
             await self.leases.close()
