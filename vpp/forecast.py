@@ -204,7 +204,7 @@ def window_bounds(grid: Grid, base: np.ndarray, T: int, d: int,
             np.clip(grid.headroom[r] - coef @ wb[:, :Tg] - (coef * step) @ present, 0.0,
                     None) / coef.max(), above[under, :Tg].sum(axis=0)) * hours[:Tg]
         makeup.append((under, spare))
-    must_in = _must_inside(grid, base, cap, hours, weight, flexible, lost, T, d)
+    cut = _cut_shed(grid, base, cap, hours, weight, flexible, lost, T, d)
     flex_kwh = (np.where(flexible, weight, 0.0) @ base) * hours  # flexible baseline energy
     # every row's room in kW, converted by the row's largest coefficient (conservative)
     room = np.full(T, np.inf)
@@ -242,8 +242,8 @@ def window_bounds(grid: Grid, base: np.ndarray, T: int, d: int,
             down = min(down, (float(spare.sum() - spare[sl].sum()) - lost_in_trip + others)
                        / window_h)
         # nothing to lend where the root cannot carry even the cars' own needs outside
-        lent = float(weight @ lend) if must_in[t] <= 0 else 0.0
-        down = min(down, (float(flex_kwh[sl].sum()) + lent - must_in[t]) / window_h)
+        lent = float(weight @ lend) if np.isinf(cut[t]) else 0.0
+        down = min(down, (float(flex_kwh[sl].sum()) + lent) / window_h, float(cut[t]))
         out["shed"][t] = max(0.0, down)
         out["absorb"][t] = max(0.0, up)
     return out
@@ -277,18 +277,22 @@ def _lendable(grid: Grid, cap: np.ndarray, hours: np.ndarray, t: int, e: int,
     return out
 
 
-def _must_inside(grid: Grid, base: np.ndarray, cap: np.ndarray, hours: np.ndarray,
-                 weight: np.ndarray, flexible: np.ndarray, lost: np.ndarray, T: int,
-                 d: int) -> np.ndarray:
-    """Per window start, the energy the flexible cars must draw inside the window together,
-    because the root's room outside it (less "charge now" cars and rounding) cannot carry
-    all they need by departure. A cut of the transport problem (cars -> intervals -> root):
-    for any set A of cars, need(A) <= sum over intervals of min(room, caps of A); checked
-    for the sets of cars arriving from a given interval and gone by a given departure,
-    the sets that bind when availability is an interval per car."""
+def _cut_shed(grid: Grid, base: np.ndarray, cap: np.ndarray, hours: np.ndarray,
+              weight: np.ndarray, flexible: np.ndarray, lost: np.ndarray, T: int,
+              d: int) -> np.ndarray:
+    """Per window start, the most the flexible cars can shed through the window (inf
+    where nothing binds), because the root's room outside it (less "charge now" cars
+    and rounding) cannot carry all they need by departure. A cut of the transport
+    problem (cars -> intervals -> root): for any set A of cars, need(A) <= sum over
+    intervals of min(room, caps of A); checked for the sets of cars arriving from a given
+    interval and gone by a given departure, the sets that bind when availability is an
+    interval per car. What A must draw inside the window it draws while it is there:
+    under a target of the baseline less the shed, at most the cars' baseline less the
+    shed over those intervals of the window (not over the whole window, where A may have
+    left: found by the random-site property test, 2026-12-06)."""
     J, Tg = cap.shape[0], len(grid.slots)
     root = (grid.site.root.id, "kW")
-    out = np.zeros(T)
+    out = np.full(T, np.inf)
     if root not in grid.rows or J == 0:
         return out
     r = grid.rows.index(root)
@@ -302,6 +306,9 @@ def _must_inside(grid: Grid, base: np.ndarray, cap: np.ndarray, hours: np.ndarra
     order = np.argsort(depart, kind="stable")
     capw = (fw[:, None] * cap)[order]
     need = (fw * grid.target_kwh)[order]
+    gone = depart[order][:, None]  # a prefix's cars have all left by its last departure
+    flex_kwh = np.concatenate([[0.0], np.cumsum((fw @ base) * hours)])
+    elapsed = np.concatenate([[0.0], np.cumsum(hours)])
     starts = np.arange(T)
     ends = np.minimum(T, starts + d)
     for a in np.unique(arrive[fw > 0]):
@@ -309,8 +316,14 @@ def _must_inside(grid: Grid, base: np.ndarray, cap: np.ndarray, hours: np.ndarra
         group = np.minimum(np.cumsum(capw * member[:, None], axis=0), room) * hours
         cum = np.concatenate([np.zeros((J, 1)), np.cumsum(group, axis=1)], axis=1)
         outside = cum[:, -1:] - (cum[:, ends] - cum[:, starts])  # J x windows
-        wanted = np.cumsum(need * member)[:, None]
-        out = np.maximum(out, np.max(wanted - outside, axis=0))
+        must = np.cumsum(need * member)[:, None] - outside
+        lo = np.broadcast_to(np.maximum(starts, a), must.shape)
+        hi = np.maximum(lo, np.minimum(ends[None, :], gone))
+        there_h = elapsed[hi] - elapsed[lo]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bound = np.where((must > 0) & (there_h > 0),
+                             (flex_kwh[hi] - flex_kwh[lo] - must) / there_h, np.inf)
+        out = np.minimum(out, bound.min(axis=0))
     return out
 
 
