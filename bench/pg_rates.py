@@ -109,14 +109,16 @@ def fanout(n: int = 20_000) -> dict[str, Any]:
     from csms.events import PowerSampled
 
     event = PowerSampled("F0001", 1, datetime.now(UTC), 7000.0)
-    data = wire.encode_event(event, "a/0")
+    [data] = wire.encode_events([event], "a/0")
+    batch = [event] * 20  # 10 ms of events from a worker taking 2,000 messages/s
     t = time.perf_counter()
-    for _ in range(n):
-        wire.encode_event(event, "a/0")
+    for _ in range(n // 20):
+        wire.encode_events(batch, "a/0")
     encode = (time.perf_counter() - t) / n
+    [batched] = wire.encode_events(batch, "a/0")
     t = time.perf_counter()
-    for _ in range(n):
-        wire.decode_event(data)
+    for _ in range(n // 20):
+        wire.decode_events(batched)
     decode = (time.perf_counter() - t) / n
     return {"event_bytes": len(data), "encode_us": round(encode * 1e6, 2),
             "decode_us": round(decode * 1e6, 2)}

@@ -43,6 +43,8 @@ log = structlog.get_logger()
 
 RECONCILE_BATCH = 500  # socket changes shared per registry statement
 OUTBOX_LIMIT = 10_000  # events waiting for the broker; more are dropped (as a slow subscriber's)
+EVENTS_PER_SEND = 1_000  # at most, in one publish
+EVENTS_LINGER_S = 0.01  # the live feed may lag this; the broker sees 100 messages/s at most
 GONE = f"{wire.PREFIX}.gone"  # workers swept as dead: forget what they held
 
 
@@ -393,23 +395,30 @@ class Member:
             log.warning("cluster.event_dropped", event=type(event).__name__)
 
     async def _send_events(self) -> None:
+        """What queued while the last publish went out goes as one batch (wire.py)."""
         assert self._nc is not None
         while True:
-            event = await self._outbox.get()
+            batch = [await self._outbox.get()]
+            await asyncio.sleep(EVENTS_LINGER_S)
+            while len(batch) < EVENTS_PER_SEND and not self._outbox.empty():
+                batch.append(self._outbox.get_nowait())
             try:
-                await self._nc.publish(wire.EVENTS, wire.encode_event(event, self.worker_id))
+                for data in wire.encode_events(batch, self.worker_id):
+                    await self._nc.publish(wire.EVENTS, data)
             except Exception as exc:
-                log.warning("cluster.event_not_sent", event=type(event).__name__,
-                            error=str(exc))
+                log.warning("cluster.events_not_sent", events=len(batch), error=str(exc))
 
     async def _on_event(self, msg: Msg) -> None:
         try:
-            origin, event = wire.decode_event(msg.data)
+            origin, events, bad = wire.decode_events(msg.data)
         except wire.WireError as exc:
             log.warning("cluster.bad_event", error=str(exc))
             return
+        if bad:
+            log.warning("cluster.bad_event", unread=bad, origin=origin[:80])
         if origin != self.worker_id:
-            self.events.deliver(event)
+            for event in events:
+                self.events.deliver(event)
 
     # -- liveness -----------------------------------------------------------------------------
 

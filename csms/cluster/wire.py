@@ -59,23 +59,62 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
-def encode_event(event: Event, origin: str) -> bytes:
-    fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
-    return json.dumps({"origin": origin, "type": type(event).__name__, "fields": fields},
-                      default=_default, separators=(",", ":")).encode()
+def encode_events(events: list[Event], origin: str) -> list[bytes]:
+    """The events published here since the last send, as few broker messages as fit under
+    the broker's limit: a broker message costs a publish, a delivery and a callback in
+    every other worker, far more than a 140-byte event itself. An event too big on its
+    own is left out (WireError only when none fits)."""
+    parts = []
+    for event in events:
+        fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+        part = json.dumps({"type": type(event).__name__, "fields": fields},
+                          default=_default, separators=(",", ":")).encode()
+        if len(part) < MAX_MESSAGE_BYTES - 1024:
+            parts.append(part)
+    if events and not parts:
+        raise WireError("no event fits in a message")
+    head = b'{"origin":' + json.dumps(origin).encode() + b',"events":['
+    messages, batch, size = [], [], len(head) + 2
+    for part in parts:
+        if batch and size + len(part) + 1 > MAX_MESSAGE_BYTES:
+            messages.append(head + b",".join(batch) + b"]}")
+            batch, size = [], len(head) + 2
+        batch.append(part)
+        size += len(part) + 1
+    if batch:
+        messages.append(head + b",".join(batch) + b"]}")
+    return messages
 
 
-def decode_event(data: bytes) -> tuple[str, Event]:
-    """(origin worker, event); WireError if it is not an event this CSMS knows."""
+def decode_events(data: bytes) -> tuple[str, list[Event], int]:
+    """(origin worker, the events that read back, how many did not); WireError if the
+    message is not one of ours. A single event (the form before batches) reads as one,
+    so nodes of both versions share events during a rolling upgrade."""
     body = _load(data)
-    name, fields, origin = body.get("type"), body.get("fields"), body.get("origin")
+    origin = body.get("origin")
+    items = body.get("events") if "events" in body else [body]
+    if not isinstance(origin, str) or not isinstance(items, list):
+        raise WireError("not events")
+    events: list[Event] = []
+    for item in items:
+        try:
+            events.append(_event(item))
+        except WireError:
+            continue
+    return origin, events, len(items) - len(events)
+
+
+def _event(item: Any) -> Event:
+    name = item.get("type") if isinstance(item, dict) else None
+    fields = item.get("fields") if isinstance(item, dict) else None
     cls = EVENT_TYPES.get(name) if isinstance(name, str) else None
-    if cls is None or not isinstance(fields, dict) or not isinstance(origin, str):
+    if cls is None or not isinstance(fields, dict):
         raise WireError(f"not an event: {str(name)[:40]}")
     try:
         values = {k: datetime.fromisoformat(v) if k in _DATETIMES[name] and v is not None
                   else v for k, v in fields.items()}
-        return origin, cls(**values)
+        event: Event = cls(**values)
+        return event
     except (TypeError, ValueError) as exc:
         raise WireError(f"bad {name}: {exc}") from None
 

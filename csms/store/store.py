@@ -99,6 +99,7 @@ class Store:
         self.storage = StorageRepo(self.pool)
 
     async def close(self) -> None:
+        await self.transactions.close()
         await self.meter.close()
         await self.stations.close()
         await self.devices.close()

@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from csms.store.batch import GroupCommit
 from csms.store.meter import MeterRow, insert_rows
 
 
@@ -105,9 +106,41 @@ ON CONFLICT (station_id, transaction_id) DO UPDATE SET
 """
 
 
+_INSERT_EVENTS = """
+INSERT INTO transaction_events (station_id, transaction_id, seq_no, event_type,
+    trigger_reason, ts, offline, received_at, payload)
+SELECT s, t, q, e, r, ts, o, at, p::jsonb FROM unnest($1::text[], $2::text[], $3::int[],
+    $4::text[], $5::text[], $6::timestamptz[], $7::bool[], $8::timestamptz[], $9::text[])
+    AS u(s, t, q, e, r, ts, o, at, p)
+ON CONFLICT DO NOTHING RETURNING station_id, transaction_id, seq_no
+"""
+
+
+@dataclass
+class _Pending:
+    """One handler's event, waiting for its batch; `applied` once the batch committed."""
+
+    station_id: str
+    event: TransactionEventRecord
+    now: datetime
+    rows: list[MeterRow]
+    applied: bool = False
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return self.station_id, self.event.transaction_id, self.event.seq_no
+
+
 class TransactionRepo:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        # a TransactionEvent is the most frequent message: one database transaction and
+        # commit per batch, not per event (about 5 round trips and a WAL flush each)
+        self._events: GroupCommit[_Pending] = GroupCommit(
+            self._write_events, "transaction-events", max_batch=2_000)
+
+    async def close(self) -> None:
+        await self._events.close()
 
     async def record_event(
         self, station_id: str, event: TransactionEventRecord, now: datetime,
@@ -115,31 +148,20 @@ class TransactionRepo:
     ) -> bool:
         """Apply one TransactionEvent and its meter values in one database transaction, so
         it is stored whole or not at all. False when it was already applied: a replayed
-        seqNo changes nothing, its meter values included."""
+        seqNo changes nothing, its meter values included. The events of other stations
+        that arrive meanwhile share the transaction (group commit, csms/store/batch.py):
+        one whose data PostgreSQL refuses is retried apart and fails alone."""
+        pending = _Pending(station_id, event, now, meter_rows or [])
+        await self._events.write([pending])
+        return pending.applied
+
+    async def _write_events(self, batch: list[_Pending]) -> None:
+        applied: list[_Pending] = []
         async with self.pool.acquire() as conn, conn.transaction():
-            inserted = await conn.fetchval(
-                "INSERT INTO transaction_events (station_id, transaction_id, seq_no, event_type,"
-                " trigger_reason, ts, offline, received_at, payload)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)"
-                " ON CONFLICT DO NOTHING RETURNING 1",
-                station_id, event.transaction_id, event.seq_no, event.event_type,
-                event.trigger_reason, event.timestamp, event.offline, now,
-                json.dumps(event.payload),
-            )
-            if not inserted:
-                return False
-            await insert_rows(conn, meter_rows or [])
-            await conn.execute(
-                _UPSERT,
-                station_id, event.transaction_id, event.evse_id, event.connector_id,
-                event.id_token, event.token_type, event.timestamp,
-                event.timestamp if event.event_type == "Ended" else None,
-                event.charging_state,
-                (event.stopped_reason or "Local") if event.event_type == "Ended" else None,
-                event.energy_min_wh, event.energy_max_wh, event.seq_no,
-                1 if event.offline else 0, now,
-            )
-            return True
+            for part in _rounds(batch):
+                applied += await _apply(conn, part)
+        for pending in applied:  # only now: a batch that failed is retried in parts
+            pending.applied = True
 
     async def past_stays(self, station_ids: list[str], since: datetime,
                          limit: int = 10_000) -> list[tuple[datetime, datetime, datetime]]:
@@ -254,3 +276,45 @@ class TransactionRepo:
                 transfer_mode, json.dumps(payload),
             )
             return transaction_id
+
+
+def _rounds(batch: list[_Pending]) -> list[list[_Pending]]:
+    """The batch in rounds with one event per transaction each, in arrival order: a
+    statement may not update one transactions row twice, and an event must see the one
+    before it applied (a station that sends without waiting for answers)."""
+    rounds: list[list[_Pending]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for pending in batch:
+        key = (pending.station_id, pending.event.transaction_id)
+        depth = seen.get(key, 0)
+        seen[key] = depth + 1
+        if depth == len(rounds):
+            rounds.append([])
+        rounds[depth].append(pending)
+    return rounds
+
+
+async def _apply(conn: asyncpg.Connection, part: list[_Pending]) -> list[_Pending]:
+    """One round: its events, and for those not seen before (returned) their meter
+    values and transactions (in key order: two writers lock rows in the same order)."""
+    inserted = await conn.fetch(
+        _INSERT_EVENTS, [p.station_id for p in part],
+        [p.event.transaction_id for p in part], [p.event.seq_no for p in part],
+        [p.event.event_type for p in part], [p.event.trigger_reason for p in part],
+        [p.event.timestamp for p in part], [p.event.offline for p in part],
+        [p.now for p in part], [json.dumps(p.event.payload) for p in part])
+    keys = {(r["station_id"], r["transaction_id"], r["seq_no"]) for r in inserted}
+    fresh = sorted((p for p in part if p.key in keys), key=lambda p: p.key)
+    if fresh:
+        await insert_rows(conn, [row for p in fresh for row in p.rows])
+        await conn.executemany(_UPSERT, [_upsert_args(p) for p in fresh])
+    return fresh
+
+
+def _upsert_args(p: _Pending) -> tuple[Any, ...]:
+    e = p.event
+    ended = e.event_type == "Ended"
+    return (p.station_id, e.transaction_id, e.evse_id, e.connector_id, e.id_token,
+            e.token_type, e.timestamp, e.timestamp if ended else None, e.charging_state,
+            (e.stopped_reason or "Local") if ended else None, e.energy_min_wh,
+            e.energy_max_wh, e.seq_no, 1 if e.offline else 0, p.now)

@@ -180,6 +180,71 @@ async def test_rows_one_caller_gets_wrong_fail_only_that_callers_write(csms: Csm
     assert await csms.db.pool.fetchval("SELECT count(*) FROM meter_values") == 8
 
 
+def _record(station_id: str, transaction_id: str, seq_no: int, energy: float,
+            event_type: str = "Updated", evse_id: int = 1, note: str = "") -> Any:
+    """A TransactionEvent as the handler hands it to the store, with one meter row."""
+    from datetime import UTC, datetime, timedelta
+
+    from csms.store.meter import MeterRow
+    from csms.store.transactions import TransactionEventRecord
+
+    at = datetime(2026, 11, 23, 18, tzinfo=UTC) + timedelta(minutes=seq_no)
+    event = TransactionEventRecord(
+        transaction_id=transaction_id, seq_no=seq_no, event_type=event_type,
+        trigger_reason="MeterValuePeriodic", timestamp=at, offline=False, evse_id=evse_id,
+        connector_id=1, id_token=None, token_type=None, charging_state="Charging",
+        stopped_reason=None, energy_min_wh=energy, energy_max_wh=energy,
+        payload={"seqNo": seq_no, "note": note})
+    row = MeterRow(station_id, evse_id, at, "Energy.Active.Import.Register", "", "Outlet",
+                   "Sample.Periodic", transaction_id, energy, "Wh")
+    return event, at, [row]
+
+
+async def test_E_events_of_many_stations_share_commits_and_a_refused_one_fails_alone(
+    csms: Csms,
+) -> None:
+    """TransactionEvents are group-committed: the others' events are stored whole when
+    PostgreSQL refuses one (an int4 overflow, a NUL in its JSON), and only its caller
+    hears of it."""
+    for sid in [f"S{i:02}" for i in range(30)] + ["BIG", "NUL"]:
+        await csms.store.stations.add(sid, None, csms.clock.now())
+    writes = []
+    for i in range(30):
+        event, at, rows = _record(f"S{i:02}", "TX", 0, 1000.0 + i, "Started")
+        writes.append(csms.store.transactions.record_event(f"S{i:02}", event, at, rows))
+    event, at, rows = _record("BIG", "TX", 0, 1.0, "Started", evse_id=2**40)
+    writes.append(csms.store.transactions.record_event("BIG", event, at, rows))
+    event, at, rows = _record("NUL", "TX", 0, 1.0, "Started", note="A\u0000B")
+    writes.append(csms.store.transactions.record_event("NUL", event, at, rows))
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    assert results[:30] == [True] * 30
+    assert all(isinstance(r, Exception) for r in results[30:]), results[30:]
+    assert await _stored(csms) == (30, 30)
+    assert await csms.db.pool.fetchval("SELECT count(*) FROM transactions") == 30
+    assert not await csms.db.pool.fetchval(
+        "SELECT count(*) FROM transactions WHERE station_id IN ('BIG', 'NUL')")
+
+
+async def test_E_one_transactions_events_in_one_batch_apply_in_order_once(csms: Csms) -> None:
+    """A station that sends its events without waiting for answers, and replays one: in
+    one group commit each event is applied once, in order, and the replay changes
+    nothing."""
+    await csms.store.stations.add("CS001", None, csms.clock.now())
+    kinds = ["Started"] + ["Updated"] * 8 + ["Ended"]
+    records = [_record("CS001", "TX9", seq, 1000.0 + 100 * seq, kind)
+               for seq, kind in enumerate(kinds)]
+    records.insert(5, _record("CS001", "TX9", 3, 99_999.0))  # seqNo 3 again
+    results = await asyncio.gather(*(csms.store.transactions.record_event("CS001", *r)
+                                     for r in records))
+    assert results == [True] * 5 + [False] + [True] * 5
+    tx = await csms.store.transactions.get("CS001", "TX9")
+    assert tx is not None
+    assert (tx.event_count, tx.max_seq_no) == (10, 9)
+    assert (tx.meter_start_wh, tx.meter_stop_wh) == (1000.0, 1900.0)
+    assert tx.ended_at is not None and tx.stopped_reason == "Local"
+    assert await _stored(csms) == (10, 10)
+
+
 async def test_an_oversized_frame_closes_with_1009_and_no_handler_crash(
     csms: Csms, make_station: StationFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
