@@ -8,9 +8,13 @@ CALL routed to another node costs.
 throughput: for each worker count, `csms serve --workers W` runs as its own process tree
 on one PostgreSQL (embedded in a temporary folder, or DATABASE_URL) with the scheduler
 and API off; --stations stations (no password: no scrypt in the way) connect through the
-one port, boot, then each sends Heartbeats back to back (one CALL in flight) for
---seconds. Messages/s over the window and the round-trip p50/p99 seen by the generator.
-The generator runs in --generators processes of its own on the same machine.
+one port, boot (and with `--message meter` start a transaction), then each sends its
+message back to back (one CALL in flight) for --seconds: a TransactionEvent Updated with 5
+sampled values (`meter`, the default) or a Heartbeat. Messages/s over the window, the
+round-trip p50/p99 seen by the generator, and the CPU the CSMS (its workers and
+nats-server), PostgreSQL and the generator took in it. The generator is lean (plain
+sockets on one epoll, see LeanStation) and runs in --generators processes of its own on
+the same machine: on two cores every microsecond it spends is one the workers lack.
 
 cross: two CSMS nodes in this process on one database and one nats-server (as the tests
 run them); one station, on node b, answers TriggerMessage. --calls CALLs through node b
@@ -22,10 +26,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import multiprocessing
 import os
+import select
 import signal
+import socket
+import struct
 import sys
 import tempfile
 import time
@@ -75,41 +83,171 @@ async def fresh_database(admin_url: str) -> str:
 # -- throughput --------------------------------------------------------------------------
 
 
-def generator(url: str, ids: list[str], seconds: float, start_at: float, out: Any) -> None:
-    """One load-generator process: its stations' heartbeat round trips in the window."""
-
-    async def station(sid: str, rtts: list[float]) -> None:
-        async with websockets.connect(f"{url}/{sid}", subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
-                                      open_timeout=60, ping_interval=None) as ws:
-            await call(ws, "BootNotification", {"reason": "PowerUp", "chargingStation": {
-                "model": "bench", "vendorName": "bench"}})
-            await asyncio.sleep(max(0.0, start_at - time.time()))  # all start together
-            end = start_at + seconds
-            while time.time() < end:
-                t = time.perf_counter()
-                await call(ws, "Heartbeat", {})
-                rtts.append(time.perf_counter() - t)
-
-    async def main() -> dict[str, Any]:
-        rtts: list[float] = []
-        results = await asyncio.gather(*(station(s, rtts) for s in ids), return_exceptions=True)
-        errors = [repr(r) for r in results if isinstance(r, BaseException)]
-        out.put({"rtts": rtts, "errors": errors[:3], "failed": len(errors)})
-
-    asyncio.run(main())
+TOKEN = "BENCH-TOKEN-0001"
+START_TX = ('{{"eventType":"Started","timestamp":"{ts}","triggerReason":"Authorized","seqNo":0,'
+            '"transactionInfo":{{"transactionId":"{tx}","chargingState":"Charging"}},'
+            '"idToken":{{"idToken":"' + TOKEN + '","type":"ISO14443"}},'
+            '"evse":{{"id":1,"connectorId":1}}}}')
+METER_TX = ('{{"eventType":"Updated","timestamp":"{ts}","triggerReason":"MeterValuePeriodic",'
+            '"seqNo":{seq},"transactionInfo":{{"transactionId":"{tx}","chargingState":"Charging"}},'
+            '"meterValue":[{{"timestamp":"{ts}","sampledValue":['
+            '{{"value":{wh},"context":"Sample.Periodic","measurand":"Energy.Active.Import.Register",'
+            '"unitOfMeasure":{{"unit":"Wh"}}}},'
+            '{{"value":11000.0,"context":"Sample.Periodic","measurand":"Power.Active.Import",'
+            '"unitOfMeasure":{{"unit":"W"}}}},'
+            '{{"value":15.9,"context":"Sample.Periodic","measurand":"Current.Import",'
+            '"unitOfMeasure":{{"unit":"A"}},"phase":"L1"}},'
+            '{{"value":16.0,"context":"Sample.Periodic","measurand":"Current.Import",'
+            '"unitOfMeasure":{{"unit":"A"}},"phase":"L2"}},'
+            '{{"value":15.8,"context":"Sample.Periodic","measurand":"Current.Import",'
+            '"unitOfMeasure":{{"unit":"A"}},"phase":"L3"}}]}}]}}')
 
 
-async def call(ws: Any, action: str, payload: dict[str, Any]) -> Any:
-    message_id = uuid.uuid4().hex
-    await ws.send(json.dumps([2, message_id, action, payload]))
-    while True:
-        frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
-        if frame[0] in (3, 4) and frame[1] == message_id:
-            return frame
+class LeanStation:
+    """One station's socket, driven by `generator`: frames built from templates and masked
+    with one key per station (the server cannot tell), answers matched by their message id
+    without parsing the JSON. A Python WebSocket client costs about as much CPU per
+    Heartbeat as the CSMS does to answer it (measured: 2026-12-06), so on two cores it,
+    not the CSMS, would set the figure."""
+
+    def __init__(self, sid: str, host: str, port: int, path: str) -> None:
+        self.sid = sid
+        self.sock = socket.create_connection((host, port), timeout=60)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET {path}/{sid} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                           "Sec-WebSocket-Protocol: ocpp2.0.1\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError(f"{sid}: closed during the handshake")
+            head += chunk
+        head, self.buffer = head.split(b"\r\n\r\n", 1)
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise ConnectionError(f"{sid}: {head.splitlines()[0]!r}")
+        self.mask = os.urandom(4)
+        self.counter = 0
+        self.seq = 0
+        self.wh = 1000.0
+        self.tx = f"{sid}-tx"
+        self.pending = ""
+        self.sent_at = 0.0
+
+    def send(self, action: str, payload: str) -> None:
+        self.counter += 1
+        self.pending = str(self.counter)
+        data = f'[2,"{self.pending}","{action}",{payload}]'.encode()
+        n = len(data)
+        header = bytes((0x81, 0x80 | n)) if n < 126 else struct.pack("!BBH", 0x81, 0xFE, n)
+        key = (self.mask * (n // 4 + 1))[:n]
+        masked = (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(
+            n, "little")
+        self.sent_at = time.perf_counter()
+        self.sock.sendall(header + self.mask + masked)
+
+    def frames(self, chunk: bytes) -> list[bytes]:
+        """Complete frames' payloads in what arrived (the server does not mask)."""
+        self.buffer += chunk
+        out = []
+        while len(self.buffer) >= 2:
+            n, at = self.buffer[1] & 0x7F, 2
+            if n == 126:
+                if len(self.buffer) < 4:
+                    break
+                n, at = struct.unpack_from("!H", self.buffer, 2)[0], 4
+            elif n == 127:
+                if len(self.buffer) < 10:
+                    break
+                n, at = struct.unpack_from("!Q", self.buffer, 2)[0], 10
+            if len(self.buffer) < at + n:
+                break
+            if self.buffer[0] & 0x0F == 1:  # text; pings are off, nothing else comes
+                out.append(self.buffer[at:at + n])
+            self.buffer = self.buffer[at + n:]
+        return out
+
+    def answer(self, timeout: float = 60) -> bytes:
+        """Blocking, for the set-up: the answer to the CALL just sent."""
+        self.sock.settimeout(timeout)
+        while True:
+            for frame in self.frames(self.sock.recv(65536)):
+                if frame.startswith(b"[3,") or frame.startswith(b"[4,"):
+                    if frame.split(b'"', 2)[1].decode() == self.pending:
+                        return frame
+
+    def next_message(self, message: str) -> None:
+        if message == "heartbeat":
+            self.send("Heartbeat", "{}")
+            return
+        self.seq += 1
+        self.wh += 183.3
+        self.send("TransactionEvent", METER_TX.format(
+            ts=now_ocpp(), seq=self.seq, tx=self.tx, wh=round(self.wh, 1)))
+
+
+def now_ocpp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def generator(url: str, ids: list[str], seconds: float, start_at: float, message: str,
+              out: Any) -> None:
+    """One load-generator process: its stations' round trips in the window, one CALL in
+    flight per station, every socket on one epoll (no event loop, no JSON parse)."""
+    parts = urlsplit(url)
+    stations: dict[int, LeanStation] = {}
+    errors: list[str] = []
+    for sid in ids:
+        try:
+            st = LeanStation(sid, parts.hostname or "127.0.0.1", parts.port or 80, parts.path)
+            st.send("BootNotification", '{"reason":"PowerUp","chargingStation":'
+                    '{"model":"bench","vendorName":"bench"}}')
+            assert b'"Accepted"' in st.answer(), f"{sid}: boot not accepted"
+            if message == "meter":
+                st.send("TransactionEvent", START_TX.format(ts=now_ocpp(), tx=st.tx))
+                assert b'"Accepted"' in st.answer(), f"{sid}: transaction not accepted"
+            st.sock.setblocking(False)
+            stations[st.sock.fileno()] = st
+        except Exception as exc:  # counted: a station that could not start
+            errors.append(repr(exc))
+    poller = select.epoll()
+    for fd in stations:
+        poller.register(fd, select.EPOLLIN)
+    time.sleep(max(0.0, start_at - time.time()))  # all start together
+    end = time.perf_counter() + seconds
+    rtts: list[float] = []
+    refused = 0
+    cpu_start = time.process_time()
+    for st in stations.values():
+        st.next_message(message)
+    while time.perf_counter() < end:
+        for fd, _ in poller.poll(0.5):
+            st = stations[fd]
+            try:
+                chunk = st.sock.recv(65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                poller.unregister(fd)
+                errors.append(f"{st.sid}: closed by the CSMS")
+                continue
+            for frame in st.frames(chunk):
+                if frame.split(b'"', 2)[1].decode() != st.pending:
+                    continue  # a CALL from the CSMS: not answered (the API and scheduler are off)
+                rtts.append(time.perf_counter() - st.sent_at)
+                refused += frame.startswith(b"[4,")
+                if time.perf_counter() < end:
+                    st.next_message(message)
+    cpu = time.process_time() - cpu_start
+    for st in stations.values():
+        st.sock.close()
+    out.put({"rtts": rtts, "errors": errors[:3], "failed": len(errors), "refused": refused,
+             "cpu_s": cpu})
 
 
 async def throughput(admin_url: str, workers: int, stations: int, seconds: float,
-                     generators: int) -> dict[str, Any]:
+                     generators: int, message: str) -> dict[str, Any]:
     url = await fresh_database(admin_url)
     ids = [f"B{i:05}" for i in range(stations)]
     conn = await asyncpg.connect(url)
@@ -121,6 +259,8 @@ async def throughput(admin_url: str, workers: int, stations: int, seconds: float
         await proc.wait()
         await conn.executemany("INSERT INTO stations (id, created_at) VALUES ($1, now())",
                                [(i,) for i in ids])
+        await conn.execute("INSERT INTO id_tokens (id_token, type, status, created_at)"
+                           " VALUES ($1, 'ISO14443', 'Accepted', now())", TOKEN)
         config = Path(tempfile.mkdtemp()) / "bench.toml"
         config.write_text("[api]\nenabled = false\n[log]\nlevel = \"warning\"\n"
                           "[server]\nping_interval_s = 0\n")
@@ -136,22 +276,29 @@ async def throughput(admin_url: str, workers: int, stations: int, seconds: float
         chunks = [ids[g::generators] for g in range(generators)]
         procs = [multiprocessing.get_context("spawn").Process(
             target=generator, args=(f"ws://127.0.0.1:{port}/ocpp", chunk, seconds, start_at,
-                                    queue)) for chunk in chunks]
+                                    message, queue)) for chunk in chunks]
         for p in procs:
             p.start()
         await asyncio.sleep(max(0.0, start_at - time.time()))
-        cpu_start = tree_cpu_seconds(proc.pid)
+        cpu_start, programs_start = tree_cpu_seconds(proc.pid), cpu_by_program()
         await asyncio.sleep(seconds)
         cpu_used = tree_cpu_seconds(proc.pid) - cpu_start
+        programs = cpu_by_program()
+        other = {name: round(programs[name] - programs_start.get(name, 0.0), 1)
+                 for name in ("postgres", "nats-server") if name in programs}
         results = [await asyncio.to_thread(queue.get, True, 300) for _ in procs]
         for p in procs:
             p.join(30)
         rtts = [r for res in results for r in res["rtts"]]
         return {"workers": workers, "stations": stations, "seconds": seconds,
+                "message": message,
                 "messages": len(rtts), "per_s": round(len(rtts) / seconds),
                 "p50_ms": round(pct(rtts, 50) * 1000, 2), "p99_ms": round(pct(rtts, 99) * 1000, 2),
                 "csms_cpu_s": round(cpu_used, 1),
                 "csms_cpu_us_per_message": round(cpu_used / max(1, len(rtts)) * 1e6),
+                "generator_cpu_s": round(sum(r["cpu_s"] for r in results), 1),
+                **{f"{name}_cpu_s": cpu for name, cpu in other.items()},
+                "refused": sum(r["refused"] for r in results),
                 "failed_stations": sum(r["failed"] for r in results),
                 "errors": [e for r in results for e in r["errors"]][:3]}
     finally:
@@ -159,6 +306,23 @@ async def throughput(admin_url: str, workers: int, stations: int, seconds: float
         if proc is not None and proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), 60)
+
+
+def cpu_by_program() -> dict[str, float]:
+    """CPU (user + system) of every process on the machine, summed by program name: what
+    PostgreSQL's backends and nats-server took from the two cores."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            head, tail = (entry / "stat").read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        name, fields = head.split("(", 1)[1], tail.split()
+        total[name] = total.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def tree_cpu_seconds(root: int) -> float:
@@ -252,7 +416,9 @@ async def main() -> dict[str, Any]:
     parser.add_argument("--part", choices=["throughput", "cross", "both"], default="both")
     parser.add_argument("--stations", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--generators", type=int, default=2)
+    parser.add_argument("--generators", type=int, default=1)
+    parser.add_argument("--message", choices=["heartbeat", "meter"], default="meter",
+                        help="Heartbeats, or TransactionEvent Updated with 5 sampled values")
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--json", help="write the results here too (--json=FILE)")
     args = parser.parse_args()
@@ -265,7 +431,7 @@ async def main() -> dict[str, Any]:
     try:
         if args.part in ("throughput", "both"):
             runs = [await throughput(admin_url, w, args.stations, args.seconds,
-                                     args.generators) for w in (1, 2)]
+                                     args.generators, args.message) for w in (1, 2)]
             results["throughput"] = runs
             results["speedup"] = round(runs[1]["per_s"] / max(1, runs[0]["per_s"]), 2)
         if args.part in ("cross", "both"):
