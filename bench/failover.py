@@ -54,7 +54,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.workers import database, fresh_database, pct
+from bench.workers import database, fresh_database, now_ocpp, pct
 from csms.cluster.broker import EmbeddedBroker, free_port
 from csms.scheduling.leases import holders
 
@@ -96,10 +96,6 @@ def sites_of(stations: int, sites: int) -> dict[str, list[str]]:
         count = stations // sites + (1 if k < stations % sites else 0)
         out[f"{SITE}-{k + 1}"] = [f"F{k + 1}x{i + 1:03d}" for i in range(count)]
     return out
-
-
-def now_ocpp() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
 
 
 # -- the stations (in generator processes) -------------------------------------------------

@@ -308,11 +308,10 @@ async def throughput(admin_url: str, workers: int, stations: int, seconds: float
             await asyncio.wait_for(proc.wait(), 60)
 
 
-def cpu_by_program() -> dict[str, float]:
-    """CPU (user + system) of every process on the machine, summed by program name: what
-    PostgreSQL's backends and nats-server took from the two cores."""
+def processes() -> list[tuple[int, int, str, float]]:
+    """(pid, parent pid, program name, CPU seconds: user + system) of every process."""
     tick = os.sysconf("SC_CLK_TCK")
-    total: dict[str, float] = {}
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -320,26 +319,24 @@ def cpu_by_program() -> dict[str, float]:
             head, tail = (entry / "stat").read_text().rsplit(")", 1)
         except OSError:
             continue
-        name, fields = head.split("(", 1)[1], tail.split()
-        total[name] = total.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        fields = tail.split()
+        found.append((int(entry.name), int(fields[1]), head.split("(", 1)[1],
+                      (int(fields[11]) + int(fields[12])) / tick))
+    return found
+
+
+def cpu_by_program() -> dict[str, float]:
+    """CPU of every process on the machine, summed by program name: what PostgreSQL's
+    backends and nats-server took from the two cores."""
+    total: dict[str, float] = {}
+    for _, _, name, cpu in processes():
+        total[name] = total.get(name, 0.0) + cpu
     return total
 
 
 def tree_cpu_seconds(root: int) -> float:
-    """CPU (user + system) of `root` and its children: the CSMS workers (nats-server too)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid, ppid = int(entry.name), int(fields[1])
-        if pid == root or ppid == root:
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    """CPU of `root` and its children: the CSMS workers (nats-server too)."""
+    return sum(cpu for pid, ppid, _, cpu in processes() if root in (pid, ppid))
 
 
 # -- cross-node command cost -------------------------------------------------------------

@@ -395,7 +395,7 @@ class Member:
             log.warning("cluster.event_dropped", event=type(event).__name__)
 
     async def _send_events(self) -> None:
-        """What queued while the last publish went out goes as one batch (wire.py)."""
+        """An event and what follows it within EVENTS_LINGER_S go as one batch (wire.py)."""
         assert self._nc is not None
         while True:
             batch = [await self._outbox.get()]
